@@ -1,0 +1,580 @@
+/* graph.c - the op table, node builders and shape inference.
+ *
+ * Contract: ir_op checks the operand count, dtypes and shapes of one op and
+ * appends a node with the inferred dtype and shape to g->nodes (ids are the
+ * index, so the list stays topological); on a user error it reports at loc,
+ * naming every shape involved, and returns NULL.  Leaves made by ir_leaf are
+ * NOT added to g->inputs/params/states: the caller (sema, optim) registers
+ * them, because it alone knows declaration order and sharing.  Axis
+ * attributes given negative (softmax, argmax, concat) are normalised in the
+ * node.  The ir_* shorthands are for passes, which only build valid nodes, so
+ * they abort on an error.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ir.h"
+
+const OpInfo op_info[OP_COUNT] = {
+#define OP(e, name, nin, flags) {name, nin, flags},
+#include "ops.def"
+};
+_Static_assert(sizeof(op_info) / sizeof(op_info[0]) == OP_COUNT, "op_info covers ops.def");
+_Static_assert(OP_COUNT == 62, "a new op needs a shape rule here, a kernel in interp.c, "
+                               "a gradient rule and a lowering");
+
+void graph_init(Graph *g, Arena *a) {
+  memset(g, 0, sizeof *g);
+  g->arena = a;
+}
+
+/* ------------------------------------------------------------- shapes */
+
+int dim_mul(int64_t a, int64_t b, int64_t *r) {
+  if (a < 0 || b < 0) return 0;
+  if (a != 0 && b > MAX_DIM / a) return 0;
+  *r = a * b;
+  return 1;
+}
+
+int64_t shape_numel(const Shape *s) {
+  int64_t n = 1;
+  for (int i = 0; i < s->rank; i++) n *= s->dim[i];
+  return n;
+}
+
+int shape_eq(const Shape *a, const Shape *b) {
+  if (a->rank != b->rank) return 0;
+  for (int i = 0; i < a->rank; i++)
+    if (a->dim[i] != b->dim[i]) return 0;
+  return 1;
+}
+
+/* NumPy rule: align at the trailing axis; equal sizes or one of them 1. */
+int shape_broadcast(const Shape *a, const Shape *b, Shape *out) {
+  Shape r;
+  r.rank = a->rank > b->rank ? a->rank : b->rank;
+  for (int i = 0; i < r.rank; i++) {
+    int ia = a->rank - r.rank + i, ib = b->rank - r.rank + i;
+    int64_t da = ia >= 0 ? a->dim[ia] : 1, db = ib >= 0 ? b->dim[ib] : 1;
+    if (da != db && da != 1 && db != 1) return 0;
+    r.dim[i] = da == 1 ? db : da;
+  }
+  for (int i = r.rank; i < MAX_RANK; i++) r.dim[i] = 0;
+  *out = r;
+  return 1;
+}
+
+char *shape_str(const Shape *s, DType dt, char *buf, size_t n) {
+  size_t k = (size_t)snprintf(buf, n, "%s[", dt == DT_I32 ? "i32" : "f32");
+  for (int i = 0; i < s->rank && k < n; i++)
+    k += (size_t)snprintf(buf + k, n - k, i ? ",%lld" : "%lld", (long long)s->dim[i]);
+  if (k < n) snprintf(buf + k, n - k, "]");
+  return buf;
+}
+
+/* ------------------------------------------------------- node storage */
+
+static Node *new_node(Graph *g, Loc loc, Op op, Node **in, int nin) {
+  if (g->nnodes == g->cap) {
+    int cap = g->cap ? g->cap * 2 : 64;
+    Node **nodes = arena_alloc(g->arena, sizeof(Node *) * (size_t)cap);
+    if (g->nnodes) memcpy(nodes, g->nodes, sizeof(Node *) * (size_t)g->nnodes);
+    g->nodes = nodes;
+    g->cap = cap;
+  }
+  Node *n = arena_alloc(g->arena, sizeof *n);
+  n->id = g->nnodes;
+  n->op = op;
+  n->loc = loc;
+  n->nin = nin;
+  if (nin > 0) {
+    n->in = arena_alloc(g->arena, sizeof(Node *) * (size_t)nin);
+    memcpy(n->in, in, sizeof(Node *) * (size_t)nin);
+  }
+  g->nodes[g->nnodes++] = n;
+  return n;
+}
+
+Node *ir_leaf(Graph *g, Loc loc, Op op, DType dt, const Shape *s, const char *name) {
+  NNDC_ASSERT(op_info[op].flags & F_LEAF);
+  Node *n = new_node(g, loc, op, NULL, 0);
+  n->dt = dt;
+  n->shape = *s;
+  n->a.shape = *s;
+  n->name = name ? arena_strdup(g->arena, name) : NULL;
+  return n;
+}
+
+Node *ir_const(Graph *g, Loc loc, const Shape *s, double v) {
+  Node *n = ir_leaf(g, loc, OP_CONST, DT_F32, s, NULL);
+  n->a.f[0] = v;
+  return n;
+}
+
+/* ---------------------------------------------------- shape inference */
+
+/* What one op's rule needs and produces; shared with verify.c via
+ * ir_infer (declared there as an extern helper). */
+typedef struct Infer {
+  Diag *d;
+  Loc loc;
+  Op op;
+  Node **in;
+  int nin;
+  Attr *a;         /* may be normalised (negative axes) */
+  DType dt;        /* out */
+  Shape shape;     /* out */
+} Infer;
+
+#define SBUF 96
+
+static int fail(Infer *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(Infer *f, const char *fmt, ...) {
+  if (f->d) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    diag_error(f->d, f->loc, "%s", msg);
+  }
+  return -1;
+}
+
+static const char *sstr(const Node *n, char *buf) {
+  return shape_str(&n->shape, n->dt, buf, SBUF);
+}
+
+static int want_f32(Infer *f, int k) {
+  char b[SBUF];
+  if (f->in[k]->dt == DT_F32) return 0;
+  return fail(f, "%s expects f32, got %s", op_info[f->op].name, sstr(f->in[k], b));
+}
+
+static int want_all_f32(Infer *f) {
+  for (int k = 0; k < f->nin; k++)
+    if (want_f32(f, k)) return -1;
+  return 0;
+}
+
+static int check_shape(Infer *f, const Shape *s) {
+  int64_t n = 1;
+  if (s->rank < 0 || s->rank > MAX_RANK) return fail(f, "%s: rank %d out of range", op_info[f->op].name, s->rank);
+  for (int i = 0; i < s->rank; i++) {
+    if (s->dim[i] < 0 || s->dim[i] > MAX_DIM)
+      return fail(f, "%s: dimension %lld out of range", op_info[f->op].name, (long long)s->dim[i]);
+    if (!dim_mul(n, s->dim[i], &n))
+      return fail(f, "%s: tensor too large (element count overflows)", op_info[f->op].name);
+  }
+  return 0;
+}
+
+static int norm_axis(Infer *f, int64_t *axis, int rank) {
+  if (*axis < 0) *axis += rank;
+  if (*axis < 0 || *axis >= rank)
+    return fail(f, "%s: axis %lld out of range for rank %d", op_info[f->op].name,
+                (long long)*axis, rank);
+  return 0;
+}
+
+static int infer_leaf(Infer *f) {
+  f->shape = f->a->shape;
+  f->dt = DT_F32;
+  return check_shape(f, &f->shape);
+}
+
+static int infer_binary(Infer *f) {
+  char b1[SBUF], b2[SBUF];
+  int cmp = f->op >= OP_EQ && f->op <= OP_GE;
+  if (!cmp && want_all_f32(f)) return -1;
+  if (!shape_broadcast(&f->in[0]->shape, &f->in[1]->shape, &f->shape))
+    return fail(f, "shape mismatch in '%s': %s and %s cannot broadcast", op_info[f->op].name,
+                sstr(f->in[0], b1), sstr(f->in[1], b2));
+  f->dt = DT_F32;
+  return 0;
+}
+
+static int infer_unary(Infer *f) {
+  if (f->op != OP_CAST && want_f32(f, 0)) return -1;
+  f->shape = f->in[0]->shape;
+  f->dt = DT_F32;
+  return 0;
+}
+
+static int infer_reduce(Infer *f) {
+  const Shape *s = &f->in[0]->shape;
+  uint64_t mask = (uint64_t)f->a->i[0];
+  if (want_f32(f, 0)) return -1;
+  if (s->rank < 64 && (mask >> s->rank) != 0) {
+    char b[SBUF];
+    return fail(f, "%s: axis out of range for %s", op_info[f->op].name, sstr(f->in[0], b));
+  }
+  if (mask == 0) mask = ((uint64_t)1 << s->rank) - 1;
+  f->shape.rank = 0;
+  for (int i = 0; i < s->rank; i++) {
+    if (!(mask >> i & 1))
+      f->shape.dim[f->shape.rank++] = s->dim[i];
+    else if (f->a->i[1])
+      f->shape.dim[f->shape.rank++] = 1;
+  }
+  if (f->op == OP_MAX && shape_numel(s) == 0) return fail(f, "max of an empty tensor");
+  f->dt = DT_F32;
+  return 0;
+}
+
+static int infer_argmax(Infer *f) {
+  const Shape *s = &f->in[0]->shape;
+  if (want_f32(f, 0)) return -1;
+  if (norm_axis(f, &f->a->i[0], s->rank)) return -1;
+  if (s->dim[f->a->i[0]] == 0) return fail(f, "argmax over an empty axis");
+  f->shape.rank = 0;
+  for (int i = 0; i < s->rank; i++)
+    if (i != f->a->i[0]) f->shape.dim[f->shape.rank++] = s->dim[i];
+  f->dt = DT_I32;
+  return 0;
+}
+
+static int infer_reshape(Infer *f) {
+  char b1[SBUF], b2[SBUF];
+  if (check_shape(f, &f->a->shape)) return -1;
+  f->dt = f->in[0]->dt;
+  f->shape = f->a->shape;
+  if (shape_numel(&f->shape) != shape_numel(&f->in[0]->shape))
+    return fail(f, "reshape: cannot reshape %s to %s (element counts differ)", sstr(f->in[0], b1),
+                shape_str(&f->shape, f->dt, b2, SBUF));
+  return 0;
+}
+
+static int infer_expand(Infer *f) {
+  char b1[SBUF], b2[SBUF];
+  Shape r;
+  if (check_shape(f, &f->a->shape)) return -1;
+  f->dt = f->in[0]->dt;
+  f->shape = f->a->shape;
+  if (!shape_broadcast(&f->in[0]->shape, &f->shape, &r) || !shape_eq(&r, &f->shape))
+    return fail(f, "expand: %s cannot broadcast to %s", sstr(f->in[0], b1),
+                shape_str(&f->shape, f->dt, b2, SBUF));
+  return 0;
+}
+
+static int infer_transpose(Infer *f) {
+  const Shape *s = &f->in[0]->shape;
+  int seen[MAX_RANK] = {0};
+  char b[SBUF];
+  for (int k = 0; k < s->rank; k++) {
+    int64_t p = f->a->i[k];
+    if (p < 0 || p >= s->rank || seen[p])
+      return fail(f, "transpose: invalid permutation for %s", sstr(f->in[0], b));
+    seen[p] = 1;
+    f->shape.dim[k] = s->dim[p];
+  }
+  f->shape.rank = s->rank;
+  f->dt = f->in[0]->dt;
+  return 0;
+}
+
+/* SLICE: out = a.shape taken at start; SLICE_BWD: operand placed into a.shape. */
+static int infer_slice(Infer *f) {
+  const Shape *big = f->op == OP_SLICE ? &f->in[0]->shape : &f->a->shape;
+  const Shape *small = f->op == OP_SLICE ? &f->a->shape : &f->in[0]->shape;
+  char b1[SBUF], b2[SBUF];
+  if (check_shape(f, &f->a->shape)) return -1;
+  f->dt = f->in[0]->dt;
+  f->shape = f->a->shape;
+  int ok = big->rank == small->rank;
+  for (int k = 0; ok && k < big->rank; k++)
+    ok = f->a->i[k] >= 0 && f->a->i[k] + small->dim[k] <= big->dim[k];
+  if (!ok)
+    return fail(f, "%s: %s does not fit in %s at the given start", op_info[f->op].name,
+                shape_str(small, f->dt, b1, SBUF), shape_str(big, f->dt, b2, SBUF));
+  return 0;
+}
+
+static int infer_concat(Infer *f) {
+  char b1[SBUF], b2[SBUF];
+  if (f->nin < 1) return fail(f, "concat needs at least one operand");
+  const Node *x = f->in[0];
+  if (norm_axis(f, &f->a->i[0], x->shape.rank)) return -1;
+  int ax = (int)f->a->i[0];
+  f->shape = x->shape;
+  f->dt = x->dt;
+  for (int k = 1; k < f->nin; k++) {
+    const Node *y = f->in[k];
+    int ok = y->dt == x->dt && y->shape.rank == x->shape.rank;
+    for (int i = 0; ok && i < x->shape.rank; i++)
+      ok = i == ax || y->shape.dim[i] == x->shape.dim[i];
+    if (!ok)
+      return fail(f, "shape mismatch in 'concat' along axis %d: %s and %s", ax, sstr(x, b1), sstr(y, b2));
+    f->shape.dim[ax] += y->shape.dim[ax];
+  }
+  return check_shape(f, &f->shape);
+}
+
+static int infer_matmul(Infer *f) {
+  const Node *x = f->in[0], *y = f->in[1];
+  char b1[SBUF], b2[SBUF];
+  if (want_all_f32(f)) return -1;
+  int rx = x->shape.rank, ry = y->shape.rank;
+  if (!((rx == 2 && ry == 2) || (rx == 3 && (ry == 3 || ry == 2))))
+    return fail(f, "matmul: unsupported ranks: %s @ %s", sstr(x, b1), sstr(y, b2));
+  if (x->shape.dim[rx - 1] != y->shape.dim[ry - 2])
+    return fail(f, "matmul: inner dimensions differ: %s @ %s", sstr(x, b1), sstr(y, b2));
+  if (rx == 3 && ry == 3 && x->shape.dim[0] != y->shape.dim[0])
+    return fail(f, "matmul: batch dimensions differ: %s @ %s", sstr(x, b1), sstr(y, b2));
+  f->shape = x->shape;
+  f->shape.dim[rx - 1] = y->shape.dim[ry - 1];
+  f->dt = DT_F32;
+  return check_shape(f, &f->shape);
+}
+
+static int infer_softmax(Infer *f) {
+  if (want_f32(f, 0)) return -1;
+  if (norm_axis(f, &f->a->i[0], f->in[0]->shape.rank)) return -1;
+  f->shape = f->in[0]->shape;
+  f->dt = DT_F32;
+  return 0;
+}
+
+static int infer_dropout(Infer *f) {
+  if (want_f32(f, 0)) return -1;
+  if (!(f->a->f[0] >= 0 && f->a->f[0] < 1))
+    return fail(f, "dropout: p must be in [0, 1), got %g", f->a->f[0]);
+  f->shape = f->in[0]->shape;
+  f->dt = DT_F32;
+  return 0;
+}
+
+static int infer_one_hot(Infer *f) {
+  const Node *x = f->in[0];
+  char b1[SBUF], b2[SBUF];
+  if (x->dt != DT_I32) return fail(f, "one_hot expects i32, got %s", sstr(x, b1));
+  if (check_shape(f, &f->a->shape)) return -1;
+  f->shape = f->a->shape;
+  f->dt = DT_F32;
+  int ok = f->shape.rank == x->shape.rank + 1;
+  for (int i = 0; ok && i < x->shape.rank; i++) ok = f->shape.dim[i] == x->shape.dim[i];
+  if (!ok)
+    return fail(f, "one_hot: %s does not match %s", sstr(x, b1), shape_str(&f->shape, DT_F32, b2, SBUF));
+  return 0;
+}
+
+static int infer_loss(Infer *f) {
+  const Node *x = f->in[0], *y = f->in[1];
+  char b1[SBUF], b2[SBUF];
+  f->shape.rank = 0;
+  f->dt = DT_F32;
+  if (f->op == OP_CROSS_ENTROPY) {
+    if (want_f32(f, 0)) return -1;
+    if (y->dt != DT_I32) return fail(f, "cross_entropy: labels must be i32, got %s", sstr(y, b1));
+    if (x->shape.rank != 2 || y->shape.rank != 1 || x->shape.dim[0] != y->shape.dim[0])
+      return fail(f, "cross_entropy: expects logits f32[N,C] and labels i32[N], got %s and %s",
+                  sstr(x, b1), sstr(y, b2));
+    return 0;
+  }
+  if (want_all_f32(f)) return -1;
+  if (!shape_eq(&x->shape, &y->shape))
+    return fail(f, "shape mismatch in '%s': %s and %s must be equal", op_info[f->op].name,
+                sstr(x, b1), sstr(y, b2));
+  return 0;
+}
+
+/* Output size of a window sliding over n with padding p; -1 if it does not fit. */
+static int64_t window_out(int64_t n, int64_t k, int64_t stride, int64_t pad) {
+  if (n + 2 * pad < k) return -1;
+  return (n + 2 * pad - k) / stride + 1;
+}
+
+/* conv2d(x, w) shape into out; 0 on success. */
+static int conv_shape(Infer *f, const Shape *x, const Shape *w, Shape *out) {
+  char b1[SBUF], b2[SBUF];
+  int64_t s = f->a->i[0], p = f->a->i[1];
+  if (s < 1 || p < 0) return fail(f, "conv2d: stride must be >= 1 and padding >= 0");
+  if (x->rank != 4 || w->rank != 4 || x->dim[1] != w->dim[1])
+    return fail(f, "conv2d: expects x[N,C,H,W] and w[O,C,KH,KW], got %s and %s",
+                shape_str(x, DT_F32, b1, SBUF), shape_str(w, DT_F32, b2, SBUF));
+  int64_t oh = window_out(x->dim[2], w->dim[2], s, p), ow = window_out(x->dim[3], w->dim[3], s, p);
+  if (oh < 1 || ow < 1)
+    return fail(f, "conv2d: kernel %s larger than padded input %s", shape_str(w, DT_F32, b2, SBUF),
+                shape_str(x, DT_F32, b1, SBUF));
+  *out = (Shape){4, {x->dim[0], w->dim[0], oh, ow}};
+  return check_shape(f, out);
+}
+
+static int infer_conv(Infer *f) {
+  Shape o;
+  char b1[SBUF], b2[SBUF];
+  if (want_all_f32(f)) return -1;
+  if (f->op == OP_CONV2D) {
+    if (conv_shape(f, &f->in[0]->shape, &f->in[1]->shape, &f->shape)) return -1;
+    f->dt = DT_F32;
+    return 0;
+  }
+  f->shape = f->a->shape;
+  f->dt = DT_F32;
+  const Node *dy = f->op == OP_CONV2D_BWD_X ? f->in[0] : f->in[1];
+  if (f->op == OP_CONV2D_BWD_X) {
+    if (conv_shape(f, &f->a->shape, &f->in[1]->shape, &o)) return -1;
+  } else {
+    if (conv_shape(f, &f->in[0]->shape, &f->a->shape, &o)) return -1;
+  }
+  if (!shape_eq(&o, &dy->shape))
+    return fail(f, "%s: gradient %s does not match the convolution output %s", op_info[f->op].name,
+                sstr(dy, b1), shape_str(&o, DT_F32, b2, SBUF));
+  return 0;
+}
+
+static int pool_shape(Infer *f, const Shape *x, Shape *out) {
+  char b[SBUF];
+  int64_t k = f->a->i[0], s = f->a->i[1];
+  if (k < 1 || s < 1) return fail(f, "%s: size and stride must be >= 1", op_info[f->op].name);
+  if (x->rank != 4)
+    return fail(f, "%s expects x[N,C,H,W], got %s", op_info[f->op].name, shape_str(x, DT_F32, b, SBUF));
+  int64_t oh = window_out(x->dim[2], k, s, 0), ow = window_out(x->dim[3], k, s, 0);
+  if (oh < 1 || ow < 1)
+    return fail(f, "%s: window %lld larger than input %s", op_info[f->op].name, (long long)k,
+                shape_str(x, DT_F32, b, SBUF));
+  *out = (Shape){4, {x->dim[0], x->dim[1], oh, ow}};
+  return 0;
+}
+
+static int infer_pool(Infer *f) {
+  Shape o;
+  char b1[SBUF], b2[SBUF];
+  if (want_all_f32(f)) return -1;
+  f->dt = DT_F32;
+  if (f->op == OP_MAXPOOL2D || f->op == OP_AVGPOOL2D) return pool_shape(f, &f->in[0]->shape, &f->shape);
+  const Node *dy = f->op == OP_MAXPOOL2D_BWD ? f->in[1] : f->in[0];
+  f->shape = f->op == OP_MAXPOOL2D_BWD ? f->in[0]->shape : f->a->shape;
+  if (check_shape(f, &f->shape) || pool_shape(f, &f->shape, &o)) return -1;
+  if (!shape_eq(&o, &dy->shape))
+    return fail(f, "%s: gradient %s does not match the pooling output %s", op_info[f->op].name,
+                sstr(dy, b1), shape_str(&o, DT_F32, b2, SBUF));
+  return 0;
+}
+
+/* p, g and every state operand have one shape. */
+static int infer_update(Infer *f) {
+  char b1[SBUF], b2[SBUF];
+  if (want_all_f32(f)) return -1;
+  for (int k = 1; k < f->nin; k++)
+    if (!shape_eq(&f->in[k]->shape, &f->in[0]->shape))
+      return fail(f, "%s: operand %s does not match parameter %s", op_info[f->op].name,
+                  sstr(f->in[k], b1), sstr(f->in[0], b2));
+  f->shape.rank = 0;
+  f->dt = DT_F32;
+  return 0;
+}
+
+static int infer(Infer *f) {
+  int flags = op_info[f->op].flags;
+  if (op_info[f->op].nin >= 0 && f->nin != op_info[f->op].nin)
+    return fail(f, "%s expects %d operand%s, got %d", op_info[f->op].name, op_info[f->op].nin,
+                op_info[f->op].nin == 1 ? "" : "s", f->nin);
+  for (int k = 0; k < f->nin; k++)
+    if (!f->in[k]) return fail(f, "%s: missing operand", op_info[f->op].name);
+  if (flags & F_LEAF) return infer_leaf(f);
+  if (flags & F_UPDATE) return infer_update(f);
+  if (flags & F_REDUCE) return infer_reduce(f);
+  if (flags & F_EW) return f->nin == 2 ? infer_binary(f) : infer_unary(f);
+  switch (f->op) {
+  case OP_ARGMAX: return infer_argmax(f);
+  case OP_RESHAPE: return infer_reshape(f);
+  case OP_EXPAND: return infer_expand(f);
+  case OP_TRANSPOSE: return infer_transpose(f);
+  case OP_SLICE: case OP_SLICE_BWD: return infer_slice(f);
+  case OP_CONCAT: return infer_concat(f);
+  case OP_MATMUL: return infer_matmul(f);
+  case OP_SOFTMAX: case OP_LOG_SOFTMAX: return infer_softmax(f);
+  case OP_DROPOUT: return infer_dropout(f);
+  case OP_ONE_HOT: return infer_one_hot(f);
+  case OP_CROSS_ENTROPY: case OP_MSE: case OP_BCE_LOGITS: return infer_loss(f);
+  case OP_CONV2D: case OP_CONV2D_BWD_X: case OP_CONV2D_BWD_W: return infer_conv(f);
+  case OP_MAXPOOL2D: case OP_MAXPOOL2D_BWD: case OP_AVGPOOL2D: case OP_AVGPOOL2D_BWD: return infer_pool(f);
+  default: break;
+  }
+  return fail(f, "no shape rule for op '%s'", op_info[f->op].name);
+}
+
+int ir_infer(Diag *d, Loc loc, Op op, Node **in, int nin, Attr *a, DType *dt, Shape *shape) {
+  if ((int)op < 0 || op >= OP_COUNT) {
+    if (d) diag_error(d, loc, "invalid op %d", (int)op);
+    return -1;
+  }
+  Infer f = {d, loc, op, in, nin, a, DT_F32, {0, {0}}};
+  if (infer(&f)) return -1;
+  *dt = f.dt;
+  *shape = f.shape;
+  for (int i = shape->rank; i < MAX_RANK; i++) shape->dim[i] = 0;
+  return 0;
+}
+
+Node *ir_op(Graph *g, Diag *d, Loc loc, Op op, Node **in, int nin, const Attr *a) {
+  Attr at;
+  DType dt;
+  Shape s;
+  if (a) at = *a;
+  else memset(&at, 0, sizeof at);
+  if (nin < 0 || ir_infer(d, loc, op, in, nin, &at, &dt, &s)) return NULL;
+  Node *n = new_node(g, loc, op, in, nin);
+  n->a = at;
+  n->dt = dt;
+  n->shape = s;
+  return n;
+}
+
+/* --------------------------------------------------- pass shorthands */
+
+Node *ir_build(Graph *g, Op op, Node **in, int nin, const Attr *a, Loc loc) {
+  Node *n = ir_op(g, NULL, loc, op, in, nin, a);
+  NNDC_ASSERT(n && "a pass built an ill-shaped node");
+  return n;
+}
+
+Node *ir_un(Graph *g, Op op, Node *x) { return ir_build(g, op, &x, 1, NULL, x->loc); }
+
+Node *ir_bin(Graph *g, Op op, Node *x, Node *y) {
+  Node *in[2] = {x, y};
+  return ir_build(g, op, in, 2, NULL, x->loc);
+}
+
+Node *ir_scalar(Graph *g, double v) {
+  Shape s = {0, {0}};
+  Loc none = {0};
+  return ir_const(g, none, &s, v);
+}
+
+Node *ir_reshape(Graph *g, Node *x, const Shape *s) {
+  if (shape_eq(&x->shape, s)) return x;
+  Attr a;
+  memset(&a, 0, sizeof a);
+  a.shape = *s;
+  return ir_build(g, OP_RESHAPE, &x, 1, &a, x->loc);
+}
+
+Node *ir_expand(Graph *g, Node *x, const Shape *s) {
+  if (shape_eq(&x->shape, s)) return x;
+  Attr a;
+  memset(&a, 0, sizeof a);
+  a.shape = *s;
+  return ir_build(g, OP_EXPAND, &x, 1, &a, x->loc);
+}
+
+/* Sums the axes broadcasting added (leading) or stretched (size 1 in s),
+ * keeping dims, then reshapes to s. */
+Node *ir_sum_to(Graph *g, Node *x, const Shape *s) {
+  if (shape_eq(&x->shape, s)) return x;
+  int lead = x->shape.rank - s->rank;
+  NNDC_ASSERT(lead >= 0);
+  Attr a;
+  memset(&a, 0, sizeof a);
+  for (int i = 0; i < x->shape.rank; i++) {
+    int j = i - lead;
+    if (j < 0 || (s->dim[j] == 1 && x->shape.dim[i] != 1)) a.i[0] |= (int64_t)1 << i;
+    else NNDC_ASSERT(s->dim[j] == x->shape.dim[i]);
+  }
+  a.i[1] = 1;
+  Node *r = x;
+  if (a.i[0]) r = ir_build(g, OP_SUM, &x, 1, &a, x->loc);
+  return ir_reshape(g, r, s);
+}

@@ -1,0 +1,532 @@
+/* interp.c - the reference interpreter: one naive kernel per op.
+ *
+ * Contract: interp_run walks the graph in its (topological) order and
+ * computes every wanted node and the nodes it depends on into malloc'd
+ * buffers the interpreter owns (recomputed on every run, so new inputs give
+ * new results).  INPUT, PARAM and STATE leaves are borrowed from the caller
+ * through val[id]; an unbound one that is needed is an error.  Optimizer
+ * updates are delegated to interp_update (interp_update.c) and write their
+ * PARAM/STATE operands in place.
+ *
+ * This is the ORACLE every optimisation and backend is checked against, so
+ * every kernel is the most obvious loop nest: flat indices unravelled with
+ * strides, double accumulators, no blocking, no fusion.  f32 and i32 are
+ * both 4 bytes, so data-movement ops copy 32-bit words whatever the dtype.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ir.h"
+#include "runtime/runtime.h"
+
+void interp_init(Interp *it, const Graph *g) {
+  size_t n = g->nnodes > 0 ? (size_t)g->nnodes : 1;
+  it->g = g;
+  it->val = calloc(n, sizeof(void *));
+  it->owned = calloc(n, 1);
+}
+
+void interp_free(Interp *it) {
+  if (it->val && it->owned)
+    for (int i = 0; i < it->g->nnodes; i++)
+      if (it->owned[i]) free(it->val[i]);
+  free(it->val);
+  free(it->owned);
+  it->val = NULL;
+  it->owned = NULL;
+}
+
+void ir_mark_deps(const Graph *g, Node *const *roots, int n, uint8_t *mask) {
+  for (int k = 0; k < n; k++)
+    if (roots[k]) mask[roots[k]->id] = 1;
+  for (int i = g->nnodes - 1; i >= 0; i--)
+    if (mask[i])
+      for (int k = 0; k < g->nodes[i]->nin; k++) mask[g->nodes[i]->in[k]->id] = 1;
+}
+
+/* ------------------------------------------------------------ indexing */
+
+static void strides(const Shape *s, int64_t *st) {
+  int64_t m = 1;
+  for (int k = s->rank - 1; k >= 0; k--) {
+    st[k] = m;
+    m *= s->dim[k];
+  }
+}
+
+static void unravel(const Shape *s, int64_t i, int64_t *idx) {
+  for (int k = s->rank - 1; k >= 0; k--) {
+    idx[k] = s->dim[k] ? i % s->dim[k] : 0;
+    i = s->dim[k] ? i / s->dim[k] : 0;
+  }
+}
+
+/* Offset in operand shape `in` of output element i when `in` broadcasts to `out`. */
+static int64_t bcast_offset(const Shape *out, const Shape *in, int64_t i) {
+  int64_t off = 0, st = 1;
+  for (int k = out->rank - 1, j = in->rank - 1; k >= 0; k--, j--) {
+    int64_t ix = i % out->dim[k];
+    i /= out->dim[k];
+    if (j < 0) continue;
+    if (in->dim[j] != 1) off += ix * st;
+    st *= in->dim[j];
+  }
+  return off;
+}
+
+/* Element e of a node's value, as a double whatever its dtype. */
+static double get(const Node *n, const void *v, int64_t e) {
+  return n->dt == DT_I32 ? (double)((const int32_t *)v)[e] : (double)((const float *)v)[e];
+}
+
+/* Everything a kernel sees: the node, its operand values and its output. */
+typedef struct K {
+  const Node *n;
+  const void *x[3];     /* first operands' values (concat/updates use val directly) */
+  void *y;              /* [numel(n)] output */
+  int64_t ny;           /* numel(n) */
+  Diag *d;
+  const RunCtx *ctx;
+  void **val;
+} K;
+
+/* Kernels return 0, -1 after reporting, or OOM (reported by the driver). */
+#define OOM (-2)
+
+#define X0 ((const float *)k->x[0])
+#define X1 ((const float *)k->x[1])
+#define Y ((float *)k->y)
+
+/* ---------------------------------------------------------- elementwise */
+
+static double binary(Op op, double a, double b) {
+  switch (op) {
+  case OP_ADD: return (float)a + (float)b;
+  case OP_SUB: return (float)a - (float)b;
+  case OP_MUL: return (float)a * (float)b;
+  case OP_DIV: return (float)a / (float)b;
+  case OP_MAXIMUM: return a > b ? a : b;
+  case OP_MINIMUM: return a < b ? a : b;
+  case OP_EQ: return a == b;
+  case OP_NE: return a != b;
+  case OP_LT: return a < b;
+  case OP_LE: return a <= b;
+  case OP_GT: return a > b;
+  case OP_GE: return a >= b;
+  default: NNDC_ASSERT(!"not a binary op");
+  }
+  return 0;
+}
+
+static int k_binary(K *k) {
+  const Node *a = k->n->in[0], *b = k->n->in[1];
+  for (int64_t i = 0; i < k->ny; i++) {
+    double va = get(a, k->x[0], bcast_offset(&k->n->shape, &a->shape, i));
+    double vb = get(b, k->x[1], bcast_offset(&k->n->shape, &b->shape, i));
+    Y[i] = (float)binary(k->n->op, va, vb);
+  }
+  return 0;
+}
+
+static double unary(const Node *n, double x) {
+  const double *f = n->a.f;
+  switch (n->op) {
+  case OP_NEG: return -x;
+  case OP_POW: return f[0] == 2 ? (float)x * (float)x : powf((float)x, (float)f[0]);
+  case OP_RELU: return x > 0 ? x : 0;
+  case OP_SIGMOID: return 1 / (1 + exp(-x));
+  case OP_TANH: return tanh(x);
+  case OP_EXP: return exp(x);
+  case OP_LOG: return log(x);
+  case OP_SQRT: return sqrt(x);
+  case OP_ABS: return fabs(x);
+  case OP_SOFTPLUS: return x > 20 ? x : log1p(exp(x));
+  case OP_ELU: return x > 0 ? x : f[0] * expm1(x);
+  case OP_LEAKY_RELU: return x > 0 ? x : f[0] * x;
+  case OP_GELU: return 0.5 * x * (1 + erf(x / sqrt(2.0)));
+  case OP_CLAMP: return x < f[0] ? f[0] : x > f[1] ? f[1] : x;
+  case OP_ERF: return erf(x);
+  case OP_SIGN: return (x > 0) - (x < 0);
+  case OP_CAST: return x;
+  default: NNDC_ASSERT(!"not a unary op");
+  }
+  return 0;
+}
+
+static int k_unary(K *k) {
+  for (int64_t i = 0; i < k->ny; i++) Y[i] = (float)unary(k->n, get(k->n->in[0], k->x[0], i));
+  return 0;
+}
+
+/* ----------------------------------------------------------- reductions */
+
+/* Output offset of input element i: reduced axes collapse to 0. */
+static int64_t reduce_offset(const Shape *in, uint64_t mask, int64_t i) {
+  int64_t idx[MAX_RANK], off = 0;
+  unravel(in, i, idx);
+  for (int k = 0; k < in->rank; k++)
+    if (!(mask >> k & 1)) off = off * in->dim[k] + idx[k];
+  return off;
+}
+
+static int k_reduce(K *k) {
+  const Shape *in = &k->n->in[0]->shape;
+  uint64_t mask = (uint64_t)k->n->a.i[0];
+  if (mask == 0) mask = ((uint64_t)1 << in->rank) - 1;
+  int64_t nin = shape_numel(in), cnt = k->ny ? nin / k->ny : 0;
+  double *acc = malloc(sizeof(double) * (size_t)(k->ny ? k->ny : 1));
+  if (!acc) return OOM;
+  for (int64_t o = 0; o < k->ny; o++) acc[o] = k->n->op == OP_MAX ? -INFINITY : 0;
+  for (int64_t i = 0; i < nin; i++) {
+    int64_t o = reduce_offset(in, mask, i);
+    if (k->n->op == OP_MAX) acc[o] = X0[i] > acc[o] ? X0[i] : acc[o];
+    else acc[o] += X0[i];
+  }
+  for (int64_t o = 0; o < k->ny; o++) Y[o] = (float)(k->n->op == OP_MEAN ? acc[o] / (double)cnt : acc[o]);
+  free(acc);
+  return 0;
+}
+
+/* Splits a shape around axis: outer * n * inner elements. */
+static void around(const Shape *s, int axis, int64_t *outer, int64_t *n, int64_t *inner) {
+  *outer = *inner = 1;
+  for (int k = 0; k < axis; k++) *outer *= s->dim[k];
+  for (int k = axis + 1; k < s->rank; k++) *inner *= s->dim[k];
+  *n = s->dim[axis];
+}
+
+static int k_argmax(K *k) {
+  int64_t outer, n, inner;
+  around(&k->n->in[0]->shape, (int)k->n->a.i[0], &outer, &n, &inner);
+  int32_t *y = k->y;
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t in = 0; in < inner; in++) {
+      int64_t best = 0;
+      for (int64_t j = 1; j < n; j++)
+        if (X0[(o * n + j) * inner + in] > X0[(o * n + best) * inner + in]) best = j;
+      y[o * inner + in] = (int32_t)best;
+    }
+  return 0;
+}
+
+/* -------------------------------------------------------------- shapes */
+
+static int k_copy(K *k) {
+  memcpy(k->y, k->x[0], sizeof(float) * (size_t)k->ny);
+  return 0;
+}
+
+static int k_expand(K *k) {
+  const uint32_t *x = k->x[0];
+  uint32_t *y = k->y;
+  for (int64_t i = 0; i < k->ny; i++) y[i] = x[bcast_offset(&k->n->shape, &k->n->in[0]->shape, i)];
+  return 0;
+}
+
+static int k_transpose(K *k) {
+  const Shape *in = &k->n->in[0]->shape;
+  int64_t st[MAX_RANK], idx[MAX_RANK];
+  const uint32_t *x = k->x[0];
+  uint32_t *y = k->y;
+  strides(in, st);
+  for (int64_t i = 0; i < k->ny; i++) {
+    int64_t off = 0;
+    unravel(&k->n->shape, i, idx);
+    for (int d = 0; d < in->rank; d++) off += idx[d] * st[k->n->a.i[d]];
+    y[i] = x[off];
+  }
+  return 0;
+}
+
+/* SLICE reads the window of the big operand; SLICE_BWD writes it into zeros. */
+static int k_slice(K *k) {
+  int bwd = k->n->op == OP_SLICE_BWD;
+  const Shape *big = bwd ? &k->n->shape : &k->n->in[0]->shape;
+  const Shape *small = bwd ? &k->n->in[0]->shape : &k->n->shape;
+  int64_t st[MAX_RANK], idx[MAX_RANK], ns = shape_numel(small);
+  const uint32_t *x = k->x[0];
+  uint32_t *y = k->y;
+  strides(big, st);
+  if (bwd) memset(y, 0, sizeof(uint32_t) * (size_t)k->ny);
+  for (int64_t i = 0; i < ns; i++) {
+    int64_t off = 0;
+    unravel(small, i, idx);
+    for (int d = 0; d < big->rank; d++) off += (idx[d] + k->n->a.i[d]) * st[d];
+    if (bwd) y[off] = x[i];
+    else y[i] = x[off];
+  }
+  return 0;
+}
+
+static int k_concat(K *k) {
+  int ax = (int)k->n->a.i[0];
+  int64_t outer, n, inner, base = 0;
+  uint32_t *y = k->y;
+  around(&k->n->shape, ax, &outer, &n, &inner);
+  for (int j = 0; j < k->n->nin; j++) {
+    const Node *x = k->n->in[j];
+    const uint32_t *xv = k->val[x->id];
+    int64_t m = x->shape.dim[ax];
+    for (int64_t o = 0; o < outer; o++)
+      for (int64_t a = 0; a < m; a++)
+        for (int64_t in = 0; in < inner; in++)
+          y[(o * n + base + a) * inner + in] = xv[(o * m + a) * inner + in];
+    base += m;
+  }
+  return 0;
+}
+
+/* -------------------------------------------------------------- matrix */
+
+static int k_matmul(K *k) {
+  const Shape *a = &k->n->in[0]->shape, *b = &k->n->in[1]->shape;
+  int64_t batch = a->rank == 3 ? a->dim[0] : 1;
+  int64_t M = a->dim[a->rank - 2], K_ = a->dim[a->rank - 1], N = b->dim[b->rank - 1];
+  int64_t bstride = b->rank == 3 ? K_ * N : 0;
+  for (int64_t p = 0; p < batch; p++)
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) {
+        double s = 0;
+        for (int64_t q = 0; q < K_; q++)
+          s += (double)X0[p * M * K_ + i * K_ + q] * X1[p * bstride + q * N + j];
+        Y[p * M * N + i * N + j] = (float)s;
+      }
+  return 0;
+}
+
+/* -------------------------------------------------------------- neural */
+
+static int k_softmax(K *k) {
+  int64_t outer, n, inner;
+  around(&k->n->shape, (int)k->n->a.i[0], &outer, &n, &inner);
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t in = 0; in < inner; in++) {
+      const float *x = X0 + o * n * inner + in;
+      float *y = Y + o * n * inner + in;
+      double mx = -INFINITY, s = 0;
+      for (int64_t j = 0; j < n; j++) mx = x[j * inner] > mx ? x[j * inner] : mx;
+      for (int64_t j = 0; j < n; j++) s += exp(x[j * inner] - mx);
+      for (int64_t j = 0; j < n; j++)
+        y[j * inner] = (float)(k->n->op == OP_SOFTMAX ? exp(x[j * inner] - mx) / s
+                                                       : x[j * inner] - mx - log(s));
+    }
+  return 0;
+}
+
+static int k_dropout(K *k) {
+  double p = k->n->a.f[0];
+  if (!k->ctx->training || p == 0) return k_copy(k);
+  for (int64_t i = 0; i < k->ny; i++) {
+    int keep = rng_dropout_keep(k->ctx->seed, (uint64_t)k->n->a.i[0], k->ctx->step, (uint64_t)i, (float)p);
+    Y[i] = keep ? (float)(X0[i] / (1.0 - p)) : 0.0f;
+  }
+  return 0;
+}
+
+static int k_one_hot(K *k) {
+  const int32_t *x = k->x[0];
+  int64_t c = k->n->shape.dim[k->n->shape.rank - 1], rows = c ? k->ny / c : 0;
+  memset(k->y, 0, sizeof(float) * (size_t)k->ny);
+  for (int64_t r = 0; r < rows; r++)
+    if (x[r] >= 0 && x[r] < c) Y[r * c + x[r]] = 1;
+  return 0;
+}
+
+static int k_cross_entropy(K *k) {
+  const Shape *s = &k->n->in[0]->shape;
+  int64_t N = s->dim[0], C = s->dim[1];
+  const int32_t *lab = k->x[1];
+  double total = 0;
+  for (int64_t r = 0; r < N; r++) {
+    const float *x = X0 + r * C;
+    if (lab[r] < 0 || lab[r] >= C) {
+      diag_error(k->d, k->n->loc, "label %d out of range [0, %lld)", (int)lab[r], (long long)C);
+      return -1;
+    }
+    double mx = -INFINITY, se = 0;
+    for (int64_t j = 0; j < C; j++) mx = x[j] > mx ? x[j] : mx;
+    for (int64_t j = 0; j < C; j++) se += exp(x[j] - mx);
+    total += -(x[lab[r]] - mx - log(se));
+  }
+  Y[0] = (float)(N ? total / (double)N : NAN);
+  return 0;
+}
+
+static int k_mse_bce(K *k) {
+  int64_t n = shape_numel(&k->n->in[0]->shape);
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double a = X0[i], b = X1[i];
+    total += k->n->op == OP_MSE ? (a - b) * (a - b) : fmax(a, 0) - a * b + log1p(exp(-fabs(a)));
+  }
+  Y[0] = (float)(n ? total / (double)n : NAN);
+  return 0;
+}
+
+/* ------------------------------------------------- convolution, pooling */
+
+/* Visits every (output position, kernel tap) pair of conv2d(x[N,C,H,W],
+ * w[O,C,KH,KW]) -> y[N,O,OH,OW] inside the padded input: dir 0 computes y,
+ * 1 accumulates dx from dy, 2 accumulates dw from dy. */
+static int conv_loop(const Shape *xs, const Shape *ws, const Shape *ys, int64_t stride, int64_t pad,
+                      int dir, float *x, float *w, float *y) {
+  int64_t N = xs->dim[0], C = xs->dim[1], H = xs->dim[2], W = xs->dim[3];
+  int64_t O = ws->dim[0], KH = ws->dim[2], KW = ws->dim[3], OH = ys->dim[2], OW = ys->dim[3];
+  double *acc = dir == 0 ? NULL : calloc((size_t)(dir == 1 ? N * C * H * W : O * C * KH * KW), sizeof(double));
+  if (dir != 0 && !acc) return OOM;
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t o = 0; o < O; o++)
+      for (int64_t oh = 0; oh < OH; oh++)
+        for (int64_t ow = 0; ow < OW; ow++) {
+          double s = 0;
+          float *yp = &y[((n * O + o) * OH + oh) * OW + ow];
+          for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < KH; i++)
+              for (int64_t j = 0; j < KW; j++) {
+                int64_t h = oh * stride - pad + i, v = ow * stride - pad + j;
+                if (h < 0 || h >= H || v < 0 || v >= W) continue;
+                int64_t xi = ((n * C + c) * H + h) * W + v, wi = ((o * C + c) * KH + i) * KW + j;
+                if (dir == 0) s += (double)x[xi] * w[wi];
+                else if (dir == 1) acc[xi] += (double)*yp * w[wi];
+                else acc[wi] += (double)*yp * x[xi];
+              }
+          if (dir == 0) *yp = (float)s;
+        }
+  if (dir == 1)
+    for (int64_t i = 0; i < N * C * H * W; i++) x[i] = (float)acc[i];
+  if (dir == 2)
+    for (int64_t i = 0; i < O * C * KH * KW; i++) w[i] = (float)acc[i];
+  free(acc);
+  return 0;
+}
+
+static int k_conv(K *k) {
+  const Node *n = k->n;
+  int64_t s = n->a.i[0], p = n->a.i[1];
+  float *a = (float *)k->x[0], *b = (float *)k->x[1];
+  if (n->op == OP_CONV2D) return conv_loop(&n->in[0]->shape, &n->in[1]->shape, &n->shape, s, p, 0, a, b, Y);
+  if (n->op == OP_CONV2D_BWD_X) return conv_loop(&n->shape, &n->in[1]->shape, &n->in[0]->shape, s, p, 1, Y, b, a);
+  return conv_loop(&n->in[0]->shape, &n->shape, &n->in[1]->shape, s, p, 2, a, Y, b);
+}
+
+/* Pool windows of x[N,C,H,W] (shape xs) -> y[N,C,OH,OW] (shape ys):
+ * MAXPOOL2D/AVGPOOL2D compute y; the _BWD ops route dy (y) into dx (x). */
+static int k_pool(K *k) {
+  const Node *n = k->n;
+  int bwd = n->op == OP_MAXPOOL2D_BWD || n->op == OP_AVGPOOL2D_BWD;
+  int isavg = n->op == OP_AVGPOOL2D || n->op == OP_AVGPOOL2D_BWD;
+  const Shape *xs = bwd ? &n->shape : &n->in[0]->shape;
+  const Shape *ys = n->op == OP_MAXPOOL2D_BWD ? &n->in[1]->shape : bwd ? &n->in[0]->shape : &n->shape;
+  const float *x = n->op == OP_AVGPOOL2D_BWD ? NULL : X0;
+  const float *dy = n->op == OP_MAXPOOL2D_BWD ? X1 : X0;
+  int64_t sz = n->a.i[0], st = n->a.i[1], H = xs->dim[2], W = xs->dim[3], OH = ys->dim[2], OW = ys->dim[3];
+  int64_t planes = xs->dim[0] * xs->dim[1];
+  if (bwd) memset(k->y, 0, sizeof(float) * (size_t)k->ny);
+  for (int64_t pl = 0; pl < planes; pl++)
+    for (int64_t oh = 0; oh < OH; oh++)
+      for (int64_t ow = 0; ow < OW; ow++) {
+        int64_t yi = (pl * OH + oh) * OW + ow, best = -1;
+        double s = 0;
+        for (int64_t i = 0; i < sz; i++)
+          for (int64_t j = 0; j < sz; j++) {
+            int64_t xi = (pl * H + oh * st + i) * W + ow * st + j;
+            if (isavg && bwd) Y[xi] += (float)(dy[yi] / (double)(sz * sz));
+            else if (isavg) s += x[xi];
+            else if (best < 0 || x[xi] > x[best]) best = xi;
+          }
+        if (!bwd) Y[yi] = (float)(isavg ? s / (double)(sz * sz) : x[best]);
+        else if (!isavg) Y[best] += dy[yi];
+      }
+  return 0;
+}
+
+static int k_update(K *k) {
+  if (interp_update(k->n, k->val, k->ctx)) {
+    diag_error(k->d, k->n->loc, "%s failed", op_info[k->n->op].name);
+    return -1;
+  }
+  Y[0] = 0;
+  return 0;
+}
+
+/* ------------------------------------------------------------- driver */
+
+static int k_const(K *k) {
+  for (int64_t i = 0; i < k->ny; i++) Y[i] = (float)k->n->a.f[0];
+  return 0;
+}
+
+static int kernel(K *k) {
+  int flags = op_info[k->n->op].flags;
+  if (flags & F_UPDATE) return k_update(k);
+  if (flags & F_REDUCE) return k_reduce(k);
+  if (flags & F_EW) return k->n->nin == 2 ? k_binary(k) : k_unary(k);
+  switch (k->n->op) {
+  case OP_CONST: return k_const(k);
+  case OP_ARGMAX: return k_argmax(k);
+  case OP_RESHAPE: return k_copy(k);
+  case OP_EXPAND: return k_expand(k);
+  case OP_TRANSPOSE: return k_transpose(k);
+  case OP_SLICE: case OP_SLICE_BWD: return k_slice(k);
+  case OP_CONCAT: return k_concat(k);
+  case OP_MATMUL: return k_matmul(k);
+  case OP_SOFTMAX: case OP_LOG_SOFTMAX: return k_softmax(k);
+  case OP_DROPOUT: return k_dropout(k);
+  case OP_ONE_HOT: return k_one_hot(k);
+  case OP_CROSS_ENTROPY: return k_cross_entropy(k);
+  case OP_MSE: case OP_BCE_LOGITS: return k_mse_bce(k);
+  case OP_CONV2D: case OP_CONV2D_BWD_X: case OP_CONV2D_BWD_W: return k_conv(k);
+  case OP_MAXPOOL2D: case OP_MAXPOOL2D_BWD: case OP_AVGPOOL2D: case OP_AVGPOOL2D_BWD: return k_pool(k);
+  default: break;
+  }
+  NNDC_ASSERT(!"interp: op without a kernel");
+  return -1;
+}
+
+/* Computes node n into a fresh buffer; its operands are already computed. */
+static int eval_node(Interp *it, Diag *d, const Node *n, const RunCtx *ctx) {
+  int id = n->id;
+  if (n->op == OP_INPUT || n->op == OP_PARAM || n->op == OP_STATE) {
+    if (it->val[id]) return 0;
+    diag_error(d, n->loc, "%s '%s' is not fed", op_info[n->op].name, n->name ? n->name : "?");
+    return -1;
+  }
+  if (it->owned[id]) free(it->val[id]);
+  it->val[id] = NULL;
+  it->owned[id] = 0;
+  K k = {n, {NULL, NULL, NULL}, NULL, shape_numel(&n->shape), d, ctx, it->val};
+  for (int j = 0; j < n->nin && j < 3; j++) k.x[j] = it->val[n->in[j]->id];
+  k.y = malloc(sizeof(float) * (size_t)(k.ny ? k.ny : 1));
+  if (!k.y) {
+    diag_error(d, n->loc, "out of memory computing %s", op_info[n->op].name);
+    return -1;
+  }
+  it->val[id] = k.y;
+  it->owned[id] = 1;
+  int rc = kernel(&k);
+  if (rc == OOM) diag_error(d, n->loc, "out of memory computing %s", op_info[n->op].name);
+  return rc ? -1 : 0;
+  return 0;
+}
+
+int interp_run(Interp *it, Diag *d, const uint8_t *want, const RunCtx *ctx) {
+  const Graph *g = it->g;
+  RunCtx none = {0, 1, 0};
+  if (!it->val || !it->owned) {
+    diag_error(d, (Loc){0}, "out of memory starting the interpreter");
+    return -1;
+  }
+  uint8_t *need = calloc(g->nnodes > 0 ? (size_t)g->nnodes : 1, 1);
+  if (!need) {
+    diag_error(d, (Loc){0}, "out of memory starting the interpreter");
+    return -1;
+  }
+  if (want) memcpy(need, want, (size_t)g->nnodes);
+  else memset(need, 1, (size_t)g->nnodes);
+  ir_mark_deps(g, NULL, 0, need);
+  int rc = 0;
+  for (int i = 0; i < g->nnodes && rc == 0; i++)
+    if (need[i]) rc = eval_node(it, d, g->nodes[i], ctx ? ctx : &none);
+  free(need);
+  return rc;
+}

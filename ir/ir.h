@@ -1,0 +1,253 @@
+/* ir.h - the tensor IR shared by every stage, and the small utilities every
+ * stage uses (arena, diagnostics).  Sections are named after the files that
+ * implement them.
+ *
+ * A Graph is a list of Nodes in topological order; every node has a concrete
+ * shape (symbolic dims are bound by the frontend before the graph is built)
+ * and the source location it came from.  All nodes, names and attribute
+ * arrays of one compilation live in one Arena and are freed at once.
+ */
+#ifndef NNDC_IR_H
+#define NNDC_IR_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- arena.c */
+
+/* A bump allocator: blocks are never freed one by one; arena_free releases all. */
+typedef struct ArenaBlock ArenaBlock;
+typedef struct Arena {
+  ArenaBlock *head; /* newest block first */
+} Arena;
+
+void  arena_init(Arena *a);
+void  arena_free(Arena *a);
+void *arena_alloc(Arena *a, size_t size);        /* zeroed, 16-byte aligned; aborts on OOM */
+char *arena_strdup(Arena *a, const char *s);
+char *arena_strndup(Arena *a, const char *s, size_t n);
+char *arena_printf(Arena *a, const char *fmt, ...)
+  __attribute__((format(printf, 2, 3)));
+
+/* Internal faults (broken invariants, never user errors) abort with the place. */
+#define NNDC_ASSERT(c) \
+  do { if (!(c)) nndc_fatal(__FILE__, __LINE__, #c); } while (0)
+_Noreturn void nndc_fatal(const char *file, int line, const char *what);
+
+/* ------------------------------------------------------ diag.c (frontend/) */
+
+/* A source file kept for the life of a Diag, so diagnostics can quote lines. */
+typedef struct Source {
+  char *path;          /* as given by the user (owned) */
+  char *text;          /* contents, NUL-terminated (owned) */
+  size_t len;          /* bytes of text, not counting the NUL */
+  struct Source *next;
+} Source;
+
+/* A position in a source file; src == NULL means "no position". */
+typedef struct Loc {
+  const Source *src;
+  int line, col;       /* 1-based; col counts bytes */
+} Loc;
+
+/* The diagnostics sink.  Messages accumulate as text in buf; the CLI prints
+ * them.  Library code reports here and returns failure; it never prints. */
+typedef struct Diag {
+  int nerrors, nwarnings;
+  char *buf;           /* all messages so far, NUL-terminated (owned) */
+  size_t len, cap;
+  Source *sources;     /* every file read (owned) */
+} Diag;
+
+void diag_init(Diag *d);
+void diag_free(Diag *d);
+/* "FILE:LINE:COL: error: MSG\n<source line>\n<spaces>^\n" (no position: "nndc: error: MSG") */
+void diag_error(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_warn(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_note(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* An error about a file with no line: "PATH: error: MSG". */
+void diag_file_error(Diag *d, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_vreport(Diag *d, const char *kind, Loc loc, const char *fmt, va_list ap);
+/* Registers a source text (copied) and returns it; NULL + error if unreadable. */
+Source *diag_add_source(Diag *d, const char *path, const char *text, size_t len);
+/* Reads a file into a new Source; on failure reports at `from` and returns NULL. */
+Source *diag_read_source(Diag *d, const char *path, Loc from);
+void diag_clear(Diag *d);   /* forget messages (after the CLI printed them) */
+
+/* ---------------------------------------------------------------- graph.c */
+
+#define MAX_RANK 8
+#define MAX_DIM  ((int64_t)1 << 40)   /* largest dim and element count accepted */
+
+typedef enum { DT_F32, DT_I32 } DType;
+
+typedef struct Shape {
+  int rank;
+  int64_t dim[MAX_RANK];
+} Shape;
+
+typedef enum {
+#define OP(e, name, nin, flags) OP_##e,
+#include "ops.def"
+  OP_COUNT
+} Op;
+
+enum {
+  F_LEAF = 1, F_EW = 2, F_REDUCE = 4, F_NOGRAD = 8, F_INTERNAL = 16, F_UPDATE = 32
+};
+
+typedef struct OpInfo {
+  const char *name;
+  int nin;      /* -1 variadic */
+  int flags;
+} OpInfo;
+extern const OpInfo op_info[OP_COUNT];
+
+/* Attributes; which fields an op uses is written beside it in ops.def. */
+typedef struct Attr {
+  int64_t i[2 * MAX_RANK];
+  double f[6];
+  Shape shape;  /* target shape for CONST, RESHAPE, EXPAND, SLICE, SLICE_BWD, ONE_HOT, *_BWD */
+} Attr;
+
+typedef enum {
+  INIT_DEFAULT, INIT_ZEROS, INIT_ONES, INIT_FULL, INIT_UNIFORM, INIT_NORMAL,
+  INIT_GLOROT_UNIFORM, INIT_GLOROT_NORMAL, INIT_HE_UNIFORM, INIT_HE_NORMAL
+} InitKind;
+
+typedef struct Init {
+  InitKind kind;  /* INIT_DEFAULT is resolved by sema: rank >= 2 glorot_uniform, else zeros */
+  double a, b;    /* full: a = value; uniform: [a, b); normal: mean a, std b */
+} Init;
+
+typedef struct Node Node;
+struct Node {
+  int id;              /* index in Graph.nodes */
+  Op op;
+  DType dt;
+  Shape shape;
+  int nin;
+  Node **in;           /* [nin] operands (arena) */
+  Attr a;
+  const char *name;    /* INPUT, PARAM, STATE: the name ("h1.W"); else NULL */
+  Init init;           /* PARAM */
+  Loc loc;             /* where the user wrote it (autodiff: the forward node's) */
+};
+
+typedef struct Named {
+  const char *name;
+  Node *node;
+} Named;
+
+typedef enum { OPTIM_SGD, OPTIM_ADAM, OPTIM_ADAMW, OPTIM_RMSPROP, OPTIM_ADAGRAD } OptimKind;
+
+typedef struct OptimCfg {
+  OptimKind kind;
+  double lr, momentum, beta1, beta2, eps, alpha, weight_decay; /* torch.optim names and defaults */
+  int nesterov;
+} OptimCfg;
+
+typedef struct TrainCfg {
+  OptimCfg opt;
+  int64_t batch, epochs;
+  int shuffle;
+  uint64_t seed;
+} TrainCfg;
+
+/* A bound symbolic dimension or file-level const, for headers and dumps. */
+typedef struct Sym {
+  const char *name;
+  int64_t value;
+} Sym;
+
+typedef struct Graph {
+  Arena *arena;        /* owns everything below (not owned by the graph) */
+  Node **nodes;        /* [nnodes] topological order */
+  int nnodes, cap;
+  Named *inputs;   int ninputs;    /* INPUT nodes in declaration order */
+  Named *params;   int nparams;    /* PARAM nodes in declaration order */
+  Named *outputs;  int noutputs;   /* `output NAME = e` in order */
+  Node *loss;                      /* `loss = e`, or NULL */
+  Named *metrics;  int nmetrics;   /* `metric NAME = e` */
+  Node **grads;                    /* [nparams] d loss / d param, after pass_autodiff */
+  Named *states;   int nstates;    /* optimizer STATE leaves, after pass_optim */
+  Node **updates;  int nupdates;   /* OPT_* nodes, after pass_optim */
+  Sym *syms;       int nsyms;      /* bound symbolic dims */
+  TrainCfg train;
+  int training;                    /* built for training: dropout active */
+  const char *model_name;          /* file name without .nnd (arena) */
+  int *fuse_group;                 /* [nnodes] after pass_fuse: id of the node's group root, -1 alone; else NULL */
+} Graph;
+
+void graph_init(Graph *g, Arena *a);
+
+/* Builds a node with shape inference.  On a shape or type error reports at loc
+ * (naming both shapes) and returns NULL.  `a` may be NULL (all zero). */
+Node *ir_op(Graph *g, Diag *d, Loc loc, Op op, Node **in, int nin, const Attr *a);
+Node *ir_leaf(Graph *g, Loc loc, Op op, DType dt, const Shape *s, const char *name);
+Node *ir_const(Graph *g, Loc loc, const Shape *s, double v);
+/* Shorthands for passes; abort on a shape error (passes only build valid nodes). */
+Node *ir_un(Graph *g, Op op, Node *x);
+Node *ir_bin(Graph *g, Op op, Node *x, Node *y);
+Node *ir_scalar(Graph *g, double v);
+Node *ir_reshape(Graph *g, Node *x, const Shape *s);
+Node *ir_expand(Graph *g, Node *x, const Shape *s);
+Node *ir_sum_to(Graph *g, Node *x, const Shape *s);   /* undo broadcasting: reduce x to shape s */
+Node *ir_build(Graph *g, Op op, Node **in, int nin, const Attr *a, Loc loc); /* aborting ir_op */
+
+int64_t shape_numel(const Shape *s);                 /* product of dims (1 for a scalar) */
+int shape_eq(const Shape *a, const Shape *b);
+int shape_broadcast(const Shape *a, const Shape *b, Shape *out); /* 0 if incompatible */
+char *shape_str(const Shape *s, DType dt, char *buf, size_t n);  /* "f32[64,784]" */
+/* Checked multiply: returns 0 and leaves *r unset when a*b exceeds MAX_DIM. */
+int dim_mul(int64_t a, int64_t b, int64_t *r);
+/* The shape rule of ir_op without building a node (verify.c re-runs it):
+ * fills *dt and *shape, may normalise axes in *a; d may be NULL (silent). */
+int ir_infer(Diag *d, Loc loc, Op op, Node **in, int nin, Attr *a, DType *dt, Shape *shape);
+
+/* ---------------------------------------------------------------- print.c */
+
+/* Text dump: one line per node "%7 = matmul(%3, %5) : f32[64,256]  # mlp.nnd:12". */
+char *ir_print(const Graph *g, Arena *a);
+/* Graphviz DOT, accepted by `dot -Tsvg`. */
+char *ir_print_dot(const Graph *g, Arena *a);
+
+/* --------------------------------------------------------------- verify.c */
+
+/* Checks operand order, arity, dtypes and re-infers every shape; reports and
+ * returns the number of problems (0 = valid). */
+int ir_verify(const Graph *g, Diag *d);
+
+/* --------------------------------------------------------------- interp.c */
+
+/* Per-run context shared by every engine. */
+typedef struct RunCtx {
+  uint64_t seed;     /* dropout stream */
+  int64_t step;      /* 1-based optimizer step (also keys dropout masks) */
+  int training;      /* dropout active */
+} RunCtx;
+
+/* The reference interpreter: naive, obviously correct kernels for every op.
+ * The caller binds every INPUT, PARAM and STATE leaf it needs by setting
+ * val[leaf->id] (borrowed; updates write params and states in place);
+ * interp_run computes every other wanted node into buffers it owns. */
+typedef struct Interp {
+  const Graph *g;
+  void **val;        /* [nnodes] f32 or i32 data, NULL until computed */
+  uint8_t *owned;    /* [nnodes] 1 if val[i] is the interpreter's */
+} Interp;
+
+void interp_init(Interp *it, const Graph *g);
+/* want: [nnodes] mask of nodes to compute (NULL = all); their operands are
+ * computed too.  Returns 0, or -1 after reporting (e.g. an unbound leaf). */
+int  interp_run(Interp *it, Diag *d, const uint8_t *want, const RunCtx *ctx);
+void interp_free(Interp *it);
+/* Runs one F_UPDATE node (torch.optim rule) on val[] in place; 0 or -1.
+ * Implemented in interp_update.c. */
+int interp_update(const Node *n, void **val, const RunCtx *ctx);
+
+/* Marks in mask[nnodes] every node that roots[0..n) depend on (roots too). */
+void ir_mark_deps(const Graph *g, Node *const *roots, int n, uint8_t *mask);
+
+#endif

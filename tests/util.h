@@ -1,0 +1,24 @@
+/* util.h - helpers shared by the Criterion tests. */
+#ifndef NNDC_TEST_UTIL_H
+#define NNDC_TEST_UTIL_H
+
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+#include "runtime/runtime.h"
+
+/* Runs a shell command; returns its combined stdout+stderr (malloc'd) and the
+ * exit status in *status. */
+char *util_run(const char *cmd, int *status);
+/* Makes a fresh empty temporary directory (malloc'd path). */
+char *util_tmpdir(void);
+/* Writes text to path; returns 0 on success. */
+int util_write_file(const char *path, const char *text);
+/* Compiles .nnd source text into g (arena a, diag d); returns 0 or -1. */
+int util_compile(Diag *d, Graph *g, const char *text, const BuildOpts *o);
+/* Largest |a-b| / (atol + rtol*|b|) over n elements; > 1 means a mismatch.
+ * Prints the first few mismatches to stderr with the label. */
+double util_compare(const char *label, const float *a, const float *b, int64_t n, double atol, double rtol);
+/* Fills x[n] with deterministic values in [lo, hi). */
+void util_fill(float *x, int64_t n, uint64_t seed, float lo, float hi);
+
+#endif
