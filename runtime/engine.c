@@ -1,0 +1,68 @@
+/* engine.c - one interface over the two ways to execute a graph: the
+ * reference interpreter (ir/interp.c) and the JIT'ed program (codegen/). */
+#include <stdlib.h>
+#include <string.h>
+#include "runtime.h"
+#include "../codegen/codegen.h"
+
+struct Engine {
+  EngineKind kind;
+  Graph *g;
+  Interp it;           /* ENGINE_INTERP */
+  uint8_t *want;       /* [nnodes] nodes the interpreter computes */
+  JitProgram *jit;     /* ENGINE_JIT */
+};
+
+Engine *engine_new(Diag *d, Graph *g, Node *const *roots, int nroots, const EngineOpts *o) {
+  Engine *e = calloc(1, sizeof *e);
+  if (!e) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  e->kind = o->kind;
+  e->g = g;
+  if (o->kind == ENGINE_JIT) {
+    e->jit = jit_compile(d, g, roots, nroots, o->threads, o->profile);
+    if (!e->jit) {
+      free(e);
+      return NULL;
+    }
+    return e;
+  }
+  interp_init(&e->it, g);
+  e->want = calloc((size_t)g->nnodes + 1, 1);
+  if (!e->want) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  ir_mark_deps(g, roots, nroots, e->want);
+  return e;
+}
+
+void engine_bind(Engine *e, const Node *leaf, void *data) {
+  if (e->jit) jit_bind(e->jit, leaf, data);
+  else e->it.val[leaf->id] = data;
+}
+
+int engine_run(Engine *e, Diag *d, const RunCtx *ctx) {
+  if (e->jit) return jit_run(e->jit, d, ctx);
+  return interp_run(&e->it, d, e->want, ctx);
+}
+
+void *engine_value(Engine *e, const Node *n) {
+  if (e->jit) return jit_value(e->jit, n);
+  return e->it.val[n->id];
+}
+
+const KernelProf *engine_profile(Engine *e, int *n) {
+  if (e->jit) return jit_profile(e->jit, n);
+  *n = 0;
+  return NULL;
+}
+
+double engine_compile_seconds(Engine *e) { return e->jit ? jit_compile_seconds(e->jit) : 0; }
+size_t engine_peak_bytes(Engine *e) { return e->jit ? jit_peak_bytes(e->jit) : 0; }
+
+void engine_free(Engine *e) {
+  if (!e) return;
+  if (e->jit) jit_free(e->jit);
+  else {
+    interp_free(&e->it);
+    free(e->want);
+  }
+  free(e);
+}

@@ -1,0 +1,201 @@
+/* runtime.h - what runs a compiled model: data files (npy.c, idx.c,
+ * safetensors.c), batches (data.c), the counter-based RNG and initializers
+ * (rng.c), the engines that execute a graph (engine.c: interpreter or JIT,
+ * program.c: the JIT's compiled program), checkpoints and the training loop
+ * (train.c).  Nothing here prints or exits: errors go to the Diag. */
+#ifndef NNDC_RUNTIME_H
+#define NNDC_RUNTIME_H
+
+#include <stdio.h>
+#include "../ir/ir.h"
+
+/* ------------------------------------------------------------------ rng.c */
+
+/* Counter-based RNG: every draw is a pure function of (seed, stream, index),
+ * so values do not depend on thread count, engine or order of evaluation. */
+static inline uint64_t rng_mix(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+static inline uint64_t rng_bits(uint64_t seed, uint64_t stream, uint64_t i) {
+  return rng_mix(rng_mix(seed ^ rng_mix(stream)) + i);
+}
+/* Uniform in [0, 1) with 24 random bits (exact in f32). */
+static inline float rng_uniform(uint64_t seed, uint64_t stream, uint64_t i) {
+  return (float)(rng_bits(seed, stream, i) >> 40) * (1.0f / 16777216.0f);
+}
+/* Dropout: element i of the mask of dropout node `key` at optimizer step
+ * `step` is kept when its uniform draw is >= p; kept values scale by 1/(1-p). */
+static inline uint64_t rng_dropout_stream(uint64_t key, int64_t step) {
+  return rng_mix(key * 0x100000001B3ull ^ (uint64_t)step) ^ 0xD50u;
+}
+static inline int rng_dropout_keep(uint64_t seed, uint64_t key, int64_t step, uint64_t i, float p) {
+  return rng_uniform(seed, rng_dropout_stream(key, step), i) >= p;
+}
+uint64_t rng_name_key(const char *name);       /* FNV-1a of a param name */
+float rng_normal(uint64_t seed, uint64_t stream, uint64_t i); /* Box-Muller on draws 2i, 2i+1 */
+/* Fills out[numel] for PARAM p by its Init (spec 7, PyTorch fan-in/fan-out). */
+void rng_init_param(const Node *p, uint64_t seed, float *out);
+/* Fan-in and fan-out as torch.nn.init computes them ([in,out] matrices: fan_in = in). */
+void rng_fans(const Shape *s, double *fan_in, double *fan_out);
+
+/* ------------------------------------------------- npy.c, idx.c, data.c */
+
+typedef enum { EL_F32, EL_I32, EL_I64, EL_U8 } ElemType;
+
+/* An n-d array read from or written to a data file (C order). */
+typedef struct Array {
+  ElemType et;
+  Shape shape;
+  void *data;          /* malloc'd, owned; numel * elem_size bytes */
+} Array;
+
+size_t el_size(ElemType et);
+void array_free(Array *a);
+/* .npy: little-endian f4, i4, i8, u1, C order.  Truncated files, header
+ * lengths that lie, absurd shapes and unsupported dtypes are errors. */
+int npy_read(Diag *d, const char *path, Array *out);
+int npy_read_mem(Diag *d, const char *name, const uint8_t *buf, size_t n, Array *out);
+/* Atomic: temporary file, fsync, rename. */
+int npy_write(Diag *d, const char *path, ElemType et, const Shape *s, const void *data);
+/* Writes part[0..nparts) (len[i] bytes each) to path atomically: into
+ * path.tmp.<pid>, fsync, rename over path; on failure the temporary is
+ * removed, the previous file is unchanged, and -1 is returned after reporting. */
+int rt_write_atomic(Diag *d, const char *path, const void *const *part, const size_t *len, int nparts);
+/* Reads a whole regular file into a malloc'd buffer (caller frees); NULL after reporting. */
+uint8_t *rt_read_file(Diag *d, const char *path, size_t *n);
+/* IDX (MNIST format), optionally gzip-compressed (by content, not name). */
+int idx_read(Diag *d, const char *path, Array *out);
+int idx_read_mem(Diag *d, const char *name, const uint8_t *buf, size_t n, Array *out);
+/* By suffix: .npy, else IDX (.gz or raw). */
+int data_read(Diag *d, const char *path, Array *out);
+/* Converts data fed to `input` (spec 9): per-sample element count must match;
+ * u1 -> f32 divides by 255; integer -> i32 by value (range checked);
+ * f32 -> i32 only for integral values.  out is [nsamples, input dims 1..]. */
+int data_convert(Diag *d, const char *path, const Array *in, const Node *input, Array *out);
+
+/* A named set of arrays fed to a model's inputs, all with the same sample count. */
+typedef struct Dataset {
+  int n;               /* arrays */
+  const Node **inputs; /* [n] the INPUT each feeds */
+  Array *arrays;       /* [n] converted to the input's dtype */
+  int64_t nsamples;
+} Dataset;
+void dataset_free(Dataset *ds);
+/* Shuffled sample order for an epoch: a permutation of [0, n) from (seed, epoch). */
+void data_permutation(uint64_t seed, int64_t epoch, int64_t n, int64_t *perm);
+/* Copies samples perm[first .. first+batch) of array a into dst (one batch). */
+void data_gather(const Array *a, const int64_t *perm, int64_t first, int64_t batch, void *dst);
+
+/* --------------------------------------------------------- safetensors.c */
+
+/* A named f32 tensor as written to or read from a parameter set. */
+typedef struct NamedTensor {
+  const char *name;
+  Shape shape;
+  float *data;
+} NamedTensor;
+int st_write(Diag *d, const char *path, const NamedTensor *t, int n);  /* atomic */
+/* Reads every tensor (F32 only); names and data malloc'd: free with st_free. */
+int st_read(Diag *d, const char *path, NamedTensor **out, int *n);
+int st_read_mem(Diag *d, const char *name, const uint8_t *buf, size_t len, NamedTensor **out, int *n);
+void st_free(NamedTensor *t, int n);
+
+/* ------------------------------------------------------------- engine.c */
+
+typedef enum { ENGINE_JIT, ENGINE_INTERP } EngineKind;
+
+typedef struct EngineOpts {
+  EngineKind kind;
+  int threads;         /* 0 = all cores */
+  int profile;         /* collect per-kernel times (bench) */
+} EngineOpts;
+
+/* Per-kernel profile entry (bench). */
+typedef struct KernelProf {
+  const char *name;    /* e.g. "matmul+add+relu" */
+  Loc loc;             /* source line of the first node */
+  double seconds;      /* accumulated */
+  double flops;        /* per run */
+  int64_t calls;
+} KernelProf;
+
+typedef struct Engine Engine;
+/* Compiles g to compute roots[0..nroots) (their values stay readable after a
+ * run); every F_UPDATE node among the roots runs for its side effects.
+ * Returns NULL after reporting.  The graph must outlive the engine. */
+Engine *engine_new(Diag *d, Graph *g, Node *const *roots, int nroots, const EngineOpts *o);
+/* Binds an INPUT, PARAM or STATE leaf to caller memory (borrowed). */
+void  engine_bind(Engine *e, const Node *leaf, void *data);
+int   engine_run(Engine *e, Diag *d, const RunCtx *ctx);
+void *engine_value(Engine *e, const Node *n);  /* a root's or leaf's data after a run */
+/* Profile and timing of compilation (NULL/0 for the interpreter). */
+const KernelProf *engine_profile(Engine *e, int *n);
+double engine_compile_seconds(Engine *e);
+size_t engine_peak_bytes(Engine *e);
+void  engine_free(Engine *e);
+
+/* ---------------------------------------------------------------- train.c */
+
+/* Model state owned by the runtime: one buffer per param and per optimizer state. */
+typedef struct ModelState {
+  float **params;      /* [g->nparams] numel floats each */
+  float **states;      /* [g->nstates] */
+  int64_t step;        /* optimizer steps taken */
+} ModelState;
+
+int  model_state_init(Diag *d, const Graph *g, ModelState *ms, uint64_t seed); /* params by rng_init_param, states 0 */
+void model_state_free(const Graph *g, ModelState *ms);
+/* Parameter sets: a directory of <param>.npy or one .safetensors file (by
+ * suffix).  Save is atomic as a whole; load checks names, shapes and dtypes
+ * (a missing or misshapen param is an error naming it, an extra one a warning). */
+int ckpt_save(Diag *d, const char *path, const Graph *g, float *const *params);
+int ckpt_load(Diag *d, const char *path, const Graph *g, float **params);
+
+/* Progress of a training run, reported after every batch. */
+typedef struct TrainProgress {
+  int64_t epoch, epochs;       /* 1-based epoch */
+  int64_t batch, nbatches;     /* 1-based batch within the epoch */
+  double loss;                 /* running mean of this epoch's batch losses */
+  double samples_per_s;        /* this epoch so far */
+  double eta_s;                /* seconds left for the whole run */
+} TrainProgress;
+
+/* The summary of one epoch: train loss and metrics (means over its batches),
+ * and test loss and metrics (means over every test sample) when test data is given. */
+typedef struct EpochReport {
+  int64_t epoch, epochs;
+  double train_loss, test_loss;
+  const double *train_metrics, *test_metrics;  /* [g->nmetrics] */
+  int has_test;
+  double seconds;
+} EpochReport;
+
+typedef struct TrainOpts {
+  EngineOpts engine;
+  int64_t epochs;
+  int shuffle;
+  uint64_t seed;
+  void (*progress)(void *user, const TrainProgress *p);   /* may be NULL */
+  void (*epoch_done)(void *user, const EpochReport *r);   /* may be NULL */
+  void *user;
+} TrainOpts;
+
+/* Trains `tg` (built with training=1 and the train batch, after pass_autodiff
+ * and pass_optim) on `train`, evaluating `eg` (built with training=0; its
+ * batch may differ; `etail` for the last partial batch, may be NULL) on `test` after each epoch when test != NULL.  Params
+ * and optimizer state live in ms.  A NaN or Inf loss stops training with an
+ * error naming the first op (and its source line) that produced a
+ * non-finite value.  Returns 0 or -1. */
+int rt_train(Diag *d, Graph *tg, Graph *eg, Graph *etail, ModelState *ms,
+             const Dataset *train, const Dataset *test, const TrainOpts *o);
+/* Evaluates loss and metrics of g (training=0) over every sample of ds,
+ * batch by batch; a final partial batch runs on `tail` (built with N = the
+ * remainder) when non-NULL, else it is dropped.  loss/metrics are means over
+ * the samples evaluated. */
+int rt_evaluate(Diag *d, Graph *g, Graph *tail, ModelState *ms, const Dataset *ds,
+                const EngineOpts *eo, double *loss, double *metrics);
+
+#endif
