@@ -1,0 +1,75 @@
+/* passes.h - graph-to-graph passes over the tensor IR.  Each pass says what it
+ * requires and preserves; the pipeline is a straight list of calls. */
+#ifndef NNDC_PASSES_H
+#define NNDC_PASSES_H
+
+#include "../ir/ir.h"
+
+/* ------------------------------------------------------------ autodiff.c */
+
+/* Reverse mode.  Requires g->loss (a scalar).  Appends the backward nodes
+ * (ordinary IR ops, one vector-Jacobian rule per op) and sets g->grads[i] to
+ * d loss / d params[i] (a CONST 0 node when the loss does not depend on it).
+ * Returns 0, or -1 after reporting (no loss). */
+int pass_autodiff(Diag *d, Graph *g);
+/* 1 if op has a vector-Jacobian rule (every op that is not F_LEAF or F_NOGRAD must). */
+int autodiff_has_rule(Op op);
+
+/* --------------------------------------------------------------- optim.c */
+
+/* Requires pass_autodiff.  Adds the STATE leaves of g->train.opt (zero
+ * initialised, named "<param>.<slot>", e.g. "W1.exp_avg") and one OPT_* update
+ * node per param, in g->updates.  Returns 0 or -1. */
+int pass_optim(Diag *d, Graph *g);
+
+/* ------------------------------------------------------------ simplify.c */
+
+/* Constant folding (elementwise ops of uniform f32 CONSTs), algebra (x*1,
+ * x+0, x-0, x/1, neg(neg x), reshape/expand to the same shape), CSE and DCE.
+ * Requires a valid graph; preserves validity, topological order and every
+ * Node object that survives (ids are renumbered densely).  Params, inputs and
+ * states are never removed; nodes the graph's roles (outputs, loss, metrics,
+ * grads, updates) need are kept, their references replaced by the surviving
+ * representative.  Returns 0. */
+int pass_simplify(Diag *d, Graph *g);
+/* The same, also keeping roots[0..nroots) alive (replaced in place by their
+ * representatives); track[0..ntrack) are replaced by their representatives
+ * too, or set to NULL when removed. */
+int pass_simplify_ex(Diag *d, Graph *g, Node **roots, int nroots, Node **track, int ntrack);
+
+/* ---------------------------------------------------------------- fuse.c */
+
+/* Groups nodes into fused kernels and records them in g->fuse_group:
+ * [nnodes] the id of the group's root (the node whose value leaves the group)
+ * or -1 for a node lowered alone.  An elementwise node whose only user is an
+ * elementwise node of the same shape joins its user's group, so a group is a
+ * tree of f32 elementwise ops with one output.  Nodes among roots[0..nroots)
+ * and the graph's roles are never interior.  Requires ids = positions;
+ * invalidated by any pass that renumbers. Returns the number of groups. */
+int pass_fuse(Diag *d, Graph *g, Node *const *roots, int nroots);
+/* Appends to `ir_print` text the group of each fused node: "group %R: %a %b %R". */
+char *fuse_print(const Graph *g, Arena *a);
+
+/* ------------------------------------------------------------ pipeline.c */
+
+/* The optimizing pipeline: pass_simplify, pass_fuse (ir_verify after each in
+ * debug builds).  Returns 0 or -1 after reporting. */
+int passes_optimize(Diag *d, Graph *g);
+/* The JIT's path: copies g into arena a (the caller's graph is never changed,
+ * so the interpreter stays the oracle on it), optimizes the copy keeping
+ * roots, lowers it with lower_program, plans memory with plan_memory, and
+ * returns the program with node_buf indexed by the ids of g (a node merged
+ * into another maps to its buffer).  NULL after reporting. */
+struct KProgram;
+struct KProgram *passes_lower(Diag *d, Arena *a, const Graph *g, Node *const *roots, int nroots);
+
+/* ---------------------------------------------------------------- plan.c */
+
+/* Memory planning of a lowered program (codegen/kir.h): gives every KB_ARENA
+ * buffer an arena offset by liveness (first to last kernel that loads or
+ * stores it), reusing freed space best-fit; the buffers of nodes among
+ * roots[0..nroots) (of the graph p was lowered from) and CONST buffers live to
+ * the end, so roots stay readable after a run.  Sets p->arena_bytes. */
+void plan_memory(struct KProgram *p, Node *const *roots, int nroots);
+
+#endif
