@@ -1,0 +1,38 @@
+/* codegen.h - from the tensor graph to native code: kir.h (kernel IR),
+ * lower.c (graph -> kernels), llvm.c (kernels -> LLVM IR -> ORC LLJIT),
+ * c.c (kernels -> C99 source).  The runtime runs a JitProgram over one arena. */
+#ifndef NNDC_CODEGEN_H
+#define NNDC_CODEGEN_H
+
+#include "../ir/ir.h"
+#include "../runtime/runtime.h"
+
+typedef struct JitProgram JitProgram;
+
+/* Compiles the nodes that roots[0..nroots) need (updates among the roots run
+ * for their side effects).  threads: 0 = all cores.  Returns NULL after
+ * reporting.  The graph must outlive the program. */
+JitProgram *jit_compile(Diag *d, Graph *g, Node *const *roots, int nroots, int threads, int profile);
+void  jit_bind(JitProgram *p, const Node *leaf, void *data);     /* borrowed */
+int   jit_run(JitProgram *p, Diag *d, const RunCtx *ctx);
+void *jit_value(JitProgram *p, const Node *n);                   /* a root's or leaf's data */
+const KernelProf *jit_profile(JitProgram *p, int *n);
+double jit_compile_seconds(JitProgram *p);
+size_t jit_peak_bytes(JitProgram *p);
+void  jit_free(JitProgram *p);
+
+/* ------------------------------------------------------------------- c.c */
+
+/* Ahead-of-time C (`nndc emit-c`, spec 10).  g: the model built with
+ * training = 0 (the forward pass computes its outputs, loss and metrics);
+ * tg: NULL, or the model built with training = 1 after pass_autodiff and
+ * pass_optim (adds <m>_state and <m>_train_step); weights: NULL, or
+ * [g->nparams] param values embedded as <m>_weights.  Both graphs are lowered
+ * by lower_program exactly as for the JIT.  On success sets *header and
+ * *source to malloc'd text (the caller frees both) and returns 0; -1 after
+ * reporting. */
+int c_emit(Diag *d, const Graph *g, const Graph *tg, float *const *weights, char **header, char **source);
+/* The C identifier <m> of a model name: "h1.W" -> "h1_W", "2d" -> "m2d". */
+char *c_model_ident(Arena *a, const char *name);
+
+#endif

@@ -1,0 +1,215 @@
+/* kir.h - the kernel IR: a small, printable loop-nest language between the
+ * tensor graph and the two code generators (llvm.c: native code through ORC
+ * LLJIT; c.c: C99 source).  lower.c builds it, one kernel per graph node.
+ *
+ * A KProgram is a table of flat buffers (f32 or i32, C order) and a list of
+ * kernels run in order.  A kernel is a list of statements over those buffers:
+ * counted loops (one may be the PARALLEL loop that the runtime splits across
+ * threads, inner ones may be marked VECTOR), stores of scalar expressions to
+ * buffer elements, mutable scalar locals (accumulators), ifs and error
+ * reports.  Indices are i64 expressions of loop variables.  Integer
+ * arithmetic wraps (it is u64 arithmetic in two's complement; KB_SHR is a
+ * logical shift), which the dropout hash relies on.
+ *
+ * Calling convention of a compiled kernel (both backends):
+ *   void kernel(void **bufs, int64_t lo, int64_t hi, int64_t *ctx)
+ * bufs[b] is the base address of buffer b of the program; every loop marked
+ * KL_PARALLEL runs over [lo, hi) instead of its own bounds (which are always
+ * [0, Kernel.par)); a kernel with par == 0 is called once with [0, 1).
+ * ctx[KCTX_*] holds the run's seed, step and training flag, and the error
+ * slots a kernel sets with KS_ERROR.
+ */
+#ifndef NNDC_KIR_H
+#define NNDC_KIR_H
+
+#include "../ir/ir.h"
+
+typedef enum { KT_F32, KT_F64, KT_I64, KT_BOOL } KType;
+
+/* Slots of the int64_t ctx[] array passed to every kernel. */
+enum {
+  KCTX_SEED,      /* RunCtx.seed (u64 bits) */
+  KCTX_STEP,      /* RunCtx.step (1-based optimizer step) */
+  KCTX_TRAINING,  /* RunCtx.training: 0 or 1 */
+  KCTX_ERR,       /* set to 1 by KS_ERROR */
+  KCTX_ERRVAL,    /* the offending value of the last KS_ERROR */
+  KCTX_COUNT
+};
+
+typedef enum {
+  KU_NEG, KU_ABS, KU_SQRT, KU_EXP, KU_LOG, KU_TANH, KU_ERF, KU_FLOOR,
+  KU_NOT,         /* bool */
+  KU_COUNT
+} KUnop;
+
+typedef enum {
+  KB_ADD, KB_SUB, KB_MUL, KB_DIV, KB_REM,   /* REM, DIV on i64: truncating */
+  KB_MIN, KB_MAX, KB_POW,                   /* POW: floats only */
+  KB_LT, KB_LE, KB_EQ, KB_NE, KB_GT, KB_GE, /* result KT_BOOL */
+  KB_AND, KB_OR,                            /* bool */
+  KB_XOR, KB_SHR,                           /* i64 bits (SHR logical) */
+  KB_COUNT
+} KBinop;
+
+typedef enum {
+  KX_CONST,   /* f (KT_F32, KT_F64) or i (KT_I64, KT_BOOL) */
+  KX_VAR,     /* var: a loop variable or local */
+  KX_CTX,     /* i: a KCTX_* slot, read as i64 */
+  KX_LOAD,    /* buf[a[0]]; f32 buffers load KT_F32, i32 buffers KT_I64 (sign-extended) */
+  KX_UN,      /* op: KUnop of a[0] */
+  KX_BIN,     /* op: KBinop of a[0], a[1] (same type) */
+  KX_SELECT,  /* a[0] (bool) ? a[1] : a[2] */
+  KX_CAST     /* a[0] converted to t (i64 <-> float by value, f32 <-> f64, bool -> any as 0/1) */
+} KExprKind;
+
+typedef struct KExpr KExpr;
+struct KExpr {
+  KExprKind kind;
+  KType t;         /* the type of the result */
+  int op;          /* KX_UN: KUnop, KX_BIN: KBinop */
+  int var;         /* KX_VAR */
+  int buf;         /* KX_LOAD: index into KProgram.bufs */
+  double f;        /* KX_CONST floats */
+  int64_t i;       /* KX_CONST ints and bools, KX_CTX slot */
+  KExpr *a[3];
+};
+
+typedef enum {
+  KS_LOOP,    /* for (var = lo; var < hi; var += step) body */
+  KS_STORE,   /* buf[idx] = val (f32 buffers take KT_F32, i32 buffers KT_I64, truncated) */
+  KS_LET,     /* declares local var = val (mutable; visible to the end of its block) */
+  KS_SET,     /* var = val */
+  KS_IF,      /* if (cond) body */
+  KS_ERROR    /* ctx[KCTX_ERR] = 1, ctx[KCTX_ERRVAL] = val (i64); execution goes on */
+} KStmtKind;
+
+enum { KL_PARALLEL = 1, KL_VECTOR = 2 };
+
+typedef struct KStmt KStmt;
+struct KStmt {
+  KStmtKind kind;
+  KStmt *next;        /* next statement of the block */
+  int var;            /* KS_LOOP, KS_LET, KS_SET */
+  int flags;          /* KS_LOOP: KL_* */
+  int buf;            /* KS_STORE */
+  int64_t step;       /* KS_LOOP: > 0 */
+  KExpr *lo, *hi;     /* KS_LOOP bounds (i64); hi exclusive */
+  KExpr *idx;         /* KS_STORE element index (i64) */
+  KExpr *val;         /* KS_STORE, KS_LET, KS_SET, KS_ERROR */
+  KExpr *cond;        /* KS_IF */
+  KStmt *body;        /* KS_LOOP, KS_IF: first statement */
+};
+
+typedef enum {
+  KB_LEAF,    /* INPUT, PARAM, STATE: bound by the caller at run time */
+  KB_ARENA,   /* an intermediate at `offset` in the program's arena */
+  KB_CONST    /* filled once at compile time (CONST nodes) at `offset` */
+} KBufKind;
+
+typedef struct KBuffer {
+  KBufKind kind;
+  DType dt;
+  int64_t numel;      /* elements */
+  size_t offset;      /* KB_ARENA, KB_CONST: byte offset in the arena (64-aligned) */
+  const Node *node;   /* the node that defines it (KB_LEAF: the leaf) */
+} KBuffer;
+
+typedef struct Kernel {
+  const char *name;   /* symbol: "k12_matmul" */
+  const char *opname; /* profile name: "matmul" */
+  const Node *node;   /* the graph node it computes (loc for profile and errors) */
+  int64_t par;        /* extent of the KL_PARALLEL loops; 0 = none */
+  int nvars;
+  KType *vtype;       /* [nvars] type of each loop variable (KT_I64) and local */
+  KStmt *body;
+  double flops;       /* estimate per call of the whole kernel */
+  const char *errfmt; /* KS_ERROR message, printf with (long long errval, long long errarg) */
+  int64_t errarg;
+} Kernel;
+
+typedef struct KProgram {
+  Arena *arena;       /* owns every kernel, statement and expression */
+  KBuffer *bufs;  int nbufs;
+  Kernel **kernels; int nkernels;
+  int *node_buf;      /* [graph nnodes] buffer of each node, -1 if not computed */
+  size_t arena_bytes; /* size of the one block holding KB_ARENA and KB_CONST buffers */
+} KProgram;
+
+/* ---------------------------------------------------------------- lower.c */
+
+/* Lowers the nodes that roots[0..nroots) need, one kernel per non-leaf node
+ * (RESHAPE aliases its operand, CONST fills at compile time).  Returns NULL
+ * after reporting an op it cannot lower. */
+KProgram *lower_program(Diag *d, Arena *a, const Graph *g, Node *const *roots, int nroots);
+/* Writes the CONST buffers of p into arena memory base (arena_bytes bytes). */
+void lower_fill_consts(const KProgram *p, void *base);
+
+/* ----------------------------------------------------------------- llvm.c */
+
+typedef void (*KernelFn)(void **bufs, int64_t lo, int64_t hi, int64_t *ctx);
+typedef struct LlvmJit LlvmJit;
+
+/* Compiles every kernel of p into one module and one LLJIT; fns[k] receives
+ * kernel k's entry point.  Returns NULL after reporting. */
+LlvmJit *llvm_compile(Diag *d, const KProgram *p, KernelFn *fns);
+void llvm_free(LlvmJit *j);
+
+/* ---------------------------------------------------------- lower_fused.c */
+
+/* One kernel for the fused group (g->fuse_group, passes/fuse.c) whose root is
+ * `root`: loads of the group's external operands, the members' values as
+ * locals, one store to the root's buffer (p->node_buf[root->id], assigned by
+ * the caller; interior members have none). */
+Kernel *lower_fused(Arena *a, KProgram *p, const Graph *g, const Node *root);
+
+/* ----------------------------------------------------------------- gemm.c */
+
+/* A small kernel-IR builder shared by gemm.c and conv.c.  It appends
+ * variables to k->vtype (growing it itself: a caller that also adds
+ * variables must treat the capacity as unknown afterwards). */
+typedef struct KGen {
+  Arena *a;
+  const KProgram *p;
+  Kernel *k;
+  int cap;            /* capacity of k->vtype; 0 = unknown, regrown on the next variable */
+} KGen;
+
+KExpr *kg_int(KGen *g, int64_t v);
+KExpr *kg_f32(KGen *g, double v);
+KExpr *kg_f64(KGen *g, double v);
+int    kg_new_var(KGen *g, KType t);
+KExpr *kg_var(KGen *g, int v);
+KExpr *kg_bin(KGen *g, int op, KExpr *x, KExpr *y);   /* folds integer identities */
+KExpr *kg_add(KGen *g, KExpr *x, KExpr *y);
+KExpr *kg_addi(KGen *g, KExpr *x, int64_t c);
+KExpr *kg_muli(KGen *g, KExpr *x, int64_t c);
+KExpr *kg_sel(KGen *g, KExpr *c, KExpr *x, KExpr *y);
+KExpr *kg_cast(KGen *g, KType t, KExpr *x);
+KExpr *kg_load(KGen *g, int buf, KExpr *idx);
+/* Statement builders append at `at` and return the next statement's slot. */
+KStmt **kg_store(KGen *g, KStmt **at, int buf, KExpr *idx, KExpr *val);
+KStmt **kg_let(KGen *g, KStmt **at, int *v, KExpr *init);
+KStmt **kg_set(KGen *g, KStmt **at, int v, KExpr *val);
+/* Loops and ifs advance *at past themselves and return their body slot. */
+KStmt **kg_loop(KGen *g, KStmt ***at, KExpr **v, KExpr *lo, KExpr *hi, int64_t step, int flags);
+KStmt **kg_for(KGen *g, KStmt ***at, KExpr **v, int64_t n, int flags);
+KStmt **kg_if(KGen *g, KStmt ***at, KExpr *cond);
+
+/* A matrix operand: element (r, c) of batch b is buf[b*bs + r*rs + c*cs]. */
+typedef struct GemmOperand {
+  int buf;
+  int64_t bs, rs, cs;
+} GemmOperand;
+
+/* Fills g->k (empty) with C[b] = A[b] @ B[b], b < batch, A [M,K], B [K,N],
+ * C [M,N]: register-tiled, row blocks PARALLEL.  Sets par and flops. */
+void gemm_lower(KGen *g, int64_t batch, int64_t M, int64_t N, int64_t K,
+                GemmOperand A, GemmOperand B, GemmOperand C);
+
+/* ----------------------------------------------------------------- conv.c */
+
+/* Fills g->k (empty) with the kernel of n: CONV2D, CONV2D_BWD_X or
+ * CONV2D_BWD_W; ob is n's buffer, b0 and b1 its operands'. */
+void conv_lower(KGen *g, const Node *n, int ob, int b0, int b1);
+
+#endif

@@ -1,0 +1,611 @@
+/* llvm.c - kernel IR -> LLVM IR -> native code through ORC LLJIT.
+ *
+ * Contract: llvm_compile puts every kernel of a program into one module,
+ * optimizes it with the new pass manager (default<O3>) for the host CPU and
+ * adds it to one LLJIT instance owned by the returned LlvmJit; kernels are
+ * looked up by name.  Each kernel is an outer function with the kir.h
+ * calling convention that loads its buffer pointers and calls an internal,
+ * always-inlined body whose buffer parameters are `noalias`, so the loop
+ * vectorizer needs no runtime alias checks.  Locals and loop variables are
+ * allocas (promoted by SROA).  Floating-point ops carry only the `contract`
+ * fast-math flag (FMA), so results match the interpreter to rounding.
+ * Transcendentals are inline polynomial code (vmath below) so they vectorize.
+ * NNDC_DUMP_LLVM=1 writes the optimized module to stderr (a debugging aid).
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <llvm-c/Core.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include "kir.h"
+
+struct LlvmJit {
+  LLVMOrcLLJITRef jit;
+};
+
+/* Emission state for one module. */
+typedef struct Gen {
+  LLVMContextRef c;
+  LLVMModuleRef m;
+  LLVMBuilderRef b;
+  LLVMTypeRef f32, f64, i64, i32, i1, ptr;
+  const KProgram *p;
+  const Kernel *k;
+  LLVMValueRef fn;          /* the body function being emitted */
+  LLVMValueRef *bufp;       /* [nbufs] base pointer in fn, NULL if unused */
+  LLVMValueRef *vars;       /* [k->nvars] allocas */
+  LLVMValueRef lo, hi, ctx; /* fn's range and ctx parameters */
+  LLVMValueRef math[KU_COUNT]; /* f32 -> f32 helpers for KU_EXP, KU_LOG, KU_TANH, KU_ERF */
+} Gen;
+
+static pthread_mutex_t jit_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void init_llvm(void) {
+  LLVMInitializeNativeTarget();
+  LLVMInitializeNativeAsmPrinter();
+  LLVMInitializeNativeAsmParser();
+}
+
+/* Reports an LLVM error (and consumes it); returns 1 when there was one. */
+static int llvm_failed(Diag *d, LLVMErrorRef e, const char *what) {
+  if (!e) return 0;
+  char *msg = LLVMGetErrorMessage(e);
+  diag_error(d, (Loc){0}, "JIT: %s: %s", what, msg);
+  LLVMDisposeErrorMessage(msg);
+  return 1;
+}
+
+/* ---------------------------------------------------------- small helpers */
+
+static LLVMTypeRef ktype(Gen *g, KType t) {
+  switch (t) {
+  case KT_F32: return g->f32;
+  case KT_F64: return g->f64;
+  case KT_I64: return g->i64;
+  case KT_BOOL: return g->i1;
+  }
+  return NULL;
+}
+
+static int is_float(KType t) { return t == KT_F32 || t == KT_F64; }
+
+static LLVMValueRef contract(LLVMValueRef v) {
+  if (LLVMCanValueUseFastMathFlags(v)) LLVMSetFastMathFlags(v, LLVMFastMathAllowContract);
+  return v;
+}
+
+/* Calls the overloaded intrinsic `name` on type t with args. */
+static LLVMValueRef intrinsic(Gen *g, const char *name, LLVMTypeRef t, LLVMValueRef *args, int n) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMValueRef f = LLVMGetIntrinsicDeclaration(g->m, id, &t, 1);
+  LLVMTypeRef ft = LLVMIntrinsicGetType(g->c, id, &t, 1);
+  return LLVMBuildCall2(g->b, ft, f, args, (unsigned)n, "");
+}
+
+static LLVMValueRef cf32(Gen *g, double v) { return LLVMConstReal(g->f32, v); }
+static LLVMValueRef ci32(Gen *g, int64_t v) { return LLVMConstInt(g->i32, (unsigned long long)v, 1); }
+
+static LLVMValueRef f_add(Gen *g, LLVMValueRef a, LLVMValueRef b) { return contract(LLVMBuildFAdd(g->b, a, b, "")); }
+static LLVMValueRef f_sub(Gen *g, LLVMValueRef a, LLVMValueRef b) { return contract(LLVMBuildFSub(g->b, a, b, "")); }
+static LLVMValueRef f_mul(Gen *g, LLVMValueRef a, LLVMValueRef b) { return contract(LLVMBuildFMul(g->b, a, b, "")); }
+static LLVMValueRef f_div(Gen *g, LLVMValueRef a, LLVMValueRef b) { return contract(LLVMBuildFDiv(g->b, a, b, "")); }
+
+/* Horner: c[0] + x*(c[1] + x*(... c[n-1])) in f32. */
+static LLVMValueRef horner(Gen *g, LLVMValueRef x, const double *c, int n) {
+  LLVMValueRef r = cf32(g, c[n - 1]);
+  for (int i = n - 2; i >= 0; i--) r = f_add(g, f_mul(g, r, x), cf32(g, c[i]));
+  return r;
+}
+
+static LLVMValueRef fsel(Gen *g, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b, LLVMValueRef t, LLVMValueRef f) {
+  return LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, p, a, b, ""), t, f, "");
+}
+
+static LLVMValueRef fabs_(Gen *g, LLVMValueRef x) { return intrinsic(g, "llvm.fabs", g->f32, &x, 1); }
+
+/* ------------------------------------------------------------------ vmath */
+
+/* Starts an internal always-inline function float name(float); returns it
+ * with the builder at its entry and *x its argument. */
+static LLVMValueRef math_begin(Gen *g, const char *name, LLVMValueRef *x) {
+  LLVMTypeRef ft = LLVMFunctionType(g->f32, &g->f32, 1, 0);
+  LLVMValueRef f = LLVMAddFunction(g->m, name, ft);
+  LLVMSetLinkage(f, LLVMInternalLinkage);
+  unsigned ai = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
+  LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->c, ai, 0));
+  LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->c, f, "entry"));
+  *x = LLVMGetParam(f, 0);
+  return f;
+}
+
+/* exp(x): x = n ln2 + r with |r| <= ln2/2 (ln2 split hi/lo, Cody-Waite);
+ * exp(r) by a degree-7 Taylor polynomial (truncation < 1e-8 relative),
+ * scaled by 2^n built in the exponent bits.  Max error about 2 ulp on
+ * [-87.3, 88.7]; below: 0 (flush), above: +inf; NaN propagates. */
+static LLVMValueRef exp_body(Gen *g, LLVMValueRef x) {
+  static const double c[] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040};
+  LLVMValueRef xc = fsel(g, LLVMRealOGT, x, cf32(g, 88.7228), cf32(g, 88.7228), x);
+  xc = fsel(g, LLVMRealOLT, xc, cf32(g, -87.3365), cf32(g, -87.3365), xc);
+  LLVMValueRef t = f_mul(g, xc, cf32(g, 1.44269504088896341));
+  LLVMValueRef n = intrinsic(g, "llvm.rint", g->f32, &t, 1);
+  LLVMValueRef r = f_sub(g, xc, f_mul(g, n, cf32(g, 0.693145751953125)));
+  r = f_sub(g, r, f_mul(g, n, cf32(g, 1.428606765330187045e-06)));
+  LLVMValueRef p = horner(g, r, c, 8);
+  LLVMValueRef ni = LLVMBuildFPToSI(g->b, n, g->i32, "");
+  /* 2^n as two factors so n = 128 (x near 88.7) stays finite */
+  LLVMValueRef h = LLVMBuildAShr(g->b, ni, ci32(g, 1), "");
+  LLVMValueRef s1 = LLVMBuildBitCast(g->b, LLVMBuildShl(g->b, LLVMBuildAdd(g->b, h, ci32(g, 127), ""), ci32(g, 23), ""), g->f32, "");
+  LLVMValueRef s2 = LLVMBuildBitCast(g->b, LLVMBuildShl(g->b, LLVMBuildAdd(g->b, LLVMBuildSub(g->b, ni, h, ""), ci32(g, 127), ""), ci32(g, 23), ""), g->f32, "");
+  LLVMValueRef y = f_mul(g, f_mul(g, p, s1), s2);
+  y = fsel(g, LLVMRealOGT, x, cf32(g, 88.7228), cf32(g, INFINITY), y);
+  y = fsel(g, LLVMRealOLT, x, cf32(g, -87.3365), cf32(g, 0), y);
+  return fsel(g, LLVMRealUNO, x, x, x, y);
+}
+
+/* log(x): x = m 2^e with m in [sqrt(.5), sqrt(2)); log(m) = 2 atanh(s),
+ * s = (m-1)/(m+1), |s| < 0.172, by the odd series to s^11 (truncation
+ * < 1e-9 relative).  Max error about 2 ulp for normal x; denormals are
+ * scaled first; x = 0: -inf; x < 0: NaN; +inf: +inf. */
+static LLVMValueRef log_body(Gen *g, LLVMValueRef x) {
+  static const double c[] = {2.0, 2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11};
+  LLVMValueRef small = LLVMBuildFCmp(g->b, LLVMRealOLT, x, cf32(g, 1.17549435e-38), "");
+  LLVMValueRef xs = LLVMBuildSelect(g->b, small, f_mul(g, x, cf32(g, 16777216.0)), x, "");
+  LLVMValueRef bits = LLVMBuildBitCast(g->b, xs, g->i32, "");
+  /* subtract the bits of sqrt(.5) so the mantissa lands in [sqrt(.5), sqrt(2)) */
+  LLVMValueRef off = LLVMBuildSub(g->b, bits, ci32(g, 0x3f3504f3), "");
+  LLVMValueRef e = LLVMBuildAShr(g->b, off, ci32(g, 23), "");
+  LLVMValueRef mb = LLVMBuildSub(g->b, bits, LLVMBuildShl(g->b, e, ci32(g, 23), ""), "");
+  LLVMValueRef m = LLVMBuildBitCast(g->b, mb, g->f32, "");
+  LLVMValueRef ef = LLVMBuildSIToFP(g->b, e, g->f32, "");
+  ef = LLVMBuildSelect(g->b, small, f_sub(g, ef, cf32(g, 24)), ef, "");
+  LLVMValueRef s = f_div(g, f_sub(g, m, cf32(g, 1)), f_add(g, m, cf32(g, 1)));
+  LLVMValueRef s2 = f_mul(g, s, s);
+  LLVMValueRef lm = f_mul(g, s, horner(g, s2, c, 6));
+  LLVMValueRef y = f_add(g, f_mul(g, ef, cf32(g, 0.693145751953125)), f_add(g, lm, f_mul(g, ef, cf32(g, 1.428606765330187045e-06))));
+  y = fsel(g, LLVMRealOEQ, x, cf32(g, 0), cf32(g, -INFINITY), y);
+  y = fsel(g, LLVMRealOLT, x, cf32(g, 0), cf32(g, NAN), y);
+  y = fsel(g, LLVMRealOEQ, x, cf32(g, INFINITY), x, y);
+  return fsel(g, LLVMRealUNO, x, x, x, y);
+}
+
+/* tanh(x): |x| < 0.3: odd Taylor series to x^13 (truncation < 1e-10, no
+ * cancellation); else 1 - 2/(exp(2|x|)+1) with the sign of x (the
+ * subtraction from 1 costs at most ~2 ulp(1)/0.29 < 5e-7 relative); large
+ * |x| gives exp = inf and so +-1 exactly.  Max relative error < 5e-7. */
+static LLVMValueRef tanh_body(Gen *g, LLVMValueRef x) {
+  static const double c[] = {1.0, -1.0 / 3, 2.0 / 15, -17.0 / 315, 62.0 / 2835, -1382.0 / 155925,
+                             21844.0 / 6081075};
+  LLVMValueRef ax = fabs_(g, x);
+  LLVMValueRef ps = f_mul(g, x, horner(g, f_mul(g, x, x), c, 7));
+  LLVMValueRef e = exp_body(g, f_mul(g, ax, cf32(g, 2)));
+  LLVMValueRef t = f_sub(g, cf32(g, 1), f_div(g, cf32(g, 2), f_add(g, e, cf32(g, 1))));
+  LLVMValueRef args[2] = {t, x};
+  LLVMValueRef big = intrinsic(g, "llvm.copysign", g->f32, args, 2);
+  return fsel(g, LLVMRealOLT, ax, cf32(g, 0.3), ps, big);
+}
+
+/* erf(x): |x| < 0.5: 2/sqrt(pi) times the odd Maclaurin series to x^11
+ * (truncation < 2e-8); else Abramowitz-Stegun 7.1.26, 1 - (a1 t + ... +
+ * a5 t^5) exp(-x^2), t = 1/(1 + p|x|), max abs error 1.5e-7, with the sign
+ * of x.  Max absolute error < 3e-7 with f32 rounding (tested vs libm). */
+static LLVMValueRef erf_body(Gen *g, LLVMValueRef x) {
+  static const double s[] = {1.12837916709551257, -0.37612638903183752, 0.11283791670955126,
+                             -0.02686617064513125, 0.00522397762544218, -0.00085483270234508};
+  static const double a[] = {0, 0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429};
+  LLVMValueRef ax = fabs_(g, x);
+  LLVMValueRef ps = f_mul(g, x, horner(g, f_mul(g, x, x), s, 6));
+  LLVMValueRef t = f_div(g, cf32(g, 1), f_add(g, cf32(g, 1), f_mul(g, ax, cf32(g, 0.3275911))));
+  LLVMValueRef e = exp_body(g, LLVMBuildFNeg(g->b, f_mul(g, ax, ax), ""));
+  LLVMValueRef y = f_sub(g, cf32(g, 1), f_mul(g, horner(g, t, a, 6), e));
+  LLVMValueRef args[2] = {y, x};
+  LLVMValueRef big = intrinsic(g, "llvm.copysign", g->f32, args, 2);
+  return fsel(g, LLVMRealOLT, ax, cf32(g, 0.5), ps, big);
+}
+
+static void make_math(Gen *g) {
+  static const struct { int op; const char *name; LLVMValueRef (*body)(Gen *, LLVMValueRef); } fns[] = {
+    {KU_EXP, "nndc_expf", exp_body}, {KU_LOG, "nndc_logf", log_body},
+    {KU_TANH, "nndc_tanhf", tanh_body}, {KU_ERF, "nndc_erff", erf_body},
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    LLVMValueRef x, f = math_begin(g, fns[i].name, &x);
+    LLVMBuildRet(g->b, fns[i].body(g, x));
+    g->math[fns[i].op] = f;
+  }
+}
+
+/* ------------------------------------------------------------ expressions */
+
+static LLVMValueRef expr(Gen *g, const KExpr *e);
+
+static LLVMValueRef elem_ptr(Gen *g, int buf, const KExpr *idx) {
+  LLVMTypeRef et = g->p->bufs[buf].dt == DT_F32 ? g->f32 : g->i32;
+  LLVMValueRef i = expr(g, idx);
+  return LLVMBuildInBoundsGEP2(g->b, et, g->bufp[buf], &i, 1, "");
+}
+
+static LLVMValueRef ex_load(Gen *g, const KExpr *e) {
+  int f = g->p->bufs[e->buf].dt == DT_F32;
+  LLVMValueRef v = LLVMBuildLoad2(g->b, f ? g->f32 : g->i32, elem_ptr(g, e->buf, e->a[0]), "");
+  LLVMSetAlignment(v, 4);
+  return f ? v : LLVMBuildSExt(g->b, v, g->i64, "");
+}
+
+static LLVMValueRef ex_un(Gen *g, const KExpr *e) {
+  LLVMValueRef x = expr(g, e->a[0]);
+  LLVMTypeRef t = ktype(g, e->t);
+  switch (e->op) {
+  case KU_NEG: return is_float(e->t) ? LLVMBuildFNeg(g->b, x, "") : LLVMBuildNeg(g->b, x, "");
+  case KU_ABS:
+    if (is_float(e->t)) return intrinsic(g, "llvm.fabs", t, &x, 1);
+    return LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, x, LLVMConstInt(t, 0, 0), ""),
+                           LLVMBuildNeg(g->b, x, ""), x, "");
+  case KU_SQRT: return intrinsic(g, "llvm.sqrt", t, &x, 1);
+  case KU_FLOOR: return intrinsic(g, "llvm.floor", t, &x, 1);
+  case KU_NOT: return LLVMBuildNot(g->b, x, "");
+  case KU_EXP: case KU_LOG: case KU_TANH: case KU_ERF:
+    if (e->t == KT_F32) {
+      LLVMTypeRef ft = LLVMFunctionType(g->f32, &g->f32, 1, 0);
+      return LLVMBuildCall2(g->b, ft, g->math[e->op], &x, 1, "");
+    } else {
+      static const char *const f64name[] = {[KU_EXP] = "llvm.exp", [KU_LOG] = "llvm.log"};
+      NNDC_ASSERT(e->op == KU_EXP || e->op == KU_LOG);
+      return intrinsic(g, f64name[e->op], t, &x, 1);
+    }
+  default: NNDC_ASSERT(0);
+  }
+  return NULL;
+}
+
+static LLVMValueRef ex_cmp(Gen *g, int op, KType t, LLVMValueRef x, LLVMValueRef y) {
+  static const LLVMRealPredicate fp[] = {LLVMRealOLT, LLVMRealOLE, LLVMRealOEQ, LLVMRealUNE, LLVMRealOGT, LLVMRealOGE};
+  static const LLVMIntPredicate ip[] = {LLVMIntSLT, LLVMIntSLE, LLVMIntEQ, LLVMIntNE, LLVMIntSGT, LLVMIntSGE};
+  if (is_float(t)) return LLVMBuildFCmp(g->b, fp[op - KB_LT], x, y, "");
+  return LLVMBuildICmp(g->b, ip[op - KB_LT], x, y, "");
+}
+
+static LLVMValueRef ex_bin(Gen *g, const KExpr *e) {
+  KType t = e->a[0]->t;
+  LLVMValueRef x = expr(g, e->a[0]), y = expr(g, e->a[1]);
+  int f = is_float(t);
+  switch (e->op) {
+  case KB_ADD: return f ? f_add(g, x, y) : LLVMBuildAdd(g->b, x, y, "");
+  case KB_SUB: return f ? f_sub(g, x, y) : LLVMBuildSub(g->b, x, y, "");
+  case KB_MUL: return f ? f_mul(g, x, y) : LLVMBuildMul(g->b, x, y, "");
+  case KB_DIV: return f ? f_div(g, x, y) : LLVMBuildSDiv(g->b, x, y, "");
+  case KB_REM: return f ? LLVMBuildFRem(g->b, x, y, "") : LLVMBuildSRem(g->b, x, y, "");
+  case KB_MIN: return LLVMBuildSelect(g->b, ex_cmp(g, KB_LT, t, x, y), x, y, "");
+  case KB_MAX: return LLVMBuildSelect(g->b, ex_cmp(g, KB_GT, t, x, y), x, y, "");
+  case KB_POW: {
+    LLVMValueRef a[2] = {x, y};
+    return intrinsic(g, "llvm.pow", ktype(g, t), a, 2);
+  }
+  case KB_LT: case KB_LE: case KB_EQ: case KB_NE: case KB_GT: case KB_GE: return ex_cmp(g, e->op, t, x, y);
+  case KB_AND: return LLVMBuildAnd(g->b, x, y, "");
+  case KB_OR: return LLVMBuildOr(g->b, x, y, "");
+  case KB_XOR: return LLVMBuildXor(g->b, x, y, "");
+  case KB_SHR: return LLVMBuildLShr(g->b, x, y, "");
+  default: NNDC_ASSERT(0);
+  }
+  return NULL;
+}
+
+static LLVMValueRef ex_cast(Gen *g, const KExpr *e) {
+  KType from = e->a[0]->t, to = e->t;
+  LLVMValueRef x = expr(g, e->a[0]);
+  LLVMTypeRef t = ktype(g, to);
+  if (from == to) return x;
+  if (from == KT_BOOL) return is_float(to) ? LLVMBuildUIToFP(g->b, x, t, "") : LLVMBuildZExt(g->b, x, t, "");
+  if (from == KT_I64) return is_float(to) ? LLVMBuildSIToFP(g->b, x, t, "") : LLVMBuildICmp(g->b, LLVMIntNE, x, LLVMConstInt(g->i64, 0, 0), "");
+  if (to == KT_I64) return LLVMBuildFPToSI(g->b, x, t, "");
+  if (to == KT_BOOL) return LLVMBuildFCmp(g->b, LLVMRealUNE, x, LLVMConstReal(ktype(g, from), 0), "");
+  return from == KT_F32 ? LLVMBuildFPExt(g->b, x, t, "") : LLVMBuildFPTrunc(g->b, x, t, "");
+}
+
+static LLVMValueRef expr(Gen *g, const KExpr *e) {
+  switch (e->kind) {
+  case KX_CONST:
+    if (is_float(e->t)) return LLVMConstReal(ktype(g, e->t), e->f);
+    return LLVMConstInt(ktype(g, e->t), (unsigned long long)e->i, 1);
+  case KX_VAR: return LLVMBuildLoad2(g->b, ktype(g, e->t), g->vars[e->var], "");
+  case KX_CTX: {
+    LLVMValueRef i = LLVMConstInt(g->i64, (unsigned long long)e->i, 0);
+    return LLVMBuildLoad2(g->b, g->i64, LLVMBuildInBoundsGEP2(g->b, g->i64, g->ctx, &i, 1, ""), "");
+  }
+  case KX_LOAD: return ex_load(g, e);
+  case KX_UN: return ex_un(g, e);
+  case KX_BIN: return ex_bin(g, e);
+  case KX_SELECT: {
+    LLVMValueRef c = expr(g, e->a[0]), x = expr(g, e->a[1]), y = expr(g, e->a[2]);
+    return LLVMBuildSelect(g->b, c, x, y, "");
+  }
+  case KX_CAST: return ex_cast(g, e);
+  }
+  return NULL;
+}
+
+/* ------------------------------------------------------------- statements */
+
+static void stmts(Gen *g, const KStmt *s);
+
+static void st_loop(Gen *g, const KStmt *s) {
+  LLVMValueRef lo = s->flags & KL_PARALLEL ? g->lo : expr(g, s->lo);
+  LLVMValueRef hi = s->flags & KL_PARALLEL ? g->hi : expr(g, s->hi);
+  LLVMBasicBlockRef cond = LLVMAppendBasicBlockInContext(g->c, g->fn, "cond");
+  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(g->c, g->fn, "body");
+  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(g->c, g->fn, "done");
+  LLVMBuildStore(g->b, lo, g->vars[s->var]);
+  LLVMBuildBr(g->b, cond);
+  LLVMPositionBuilderAtEnd(g->b, cond);
+  LLVMValueRef v = LLVMBuildLoad2(g->b, g->i64, g->vars[s->var], "");
+  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, v, hi, ""), body, done);
+  LLVMPositionBuilderAtEnd(g->b, body);
+  stmts(g, s->body);
+  v = LLVMBuildLoad2(g->b, g->i64, g->vars[s->var], "");
+  LLVMValueRef nv = LLVMBuildNSWAdd(g->b, v, LLVMConstInt(g->i64, (unsigned long long)s->step, 0), "");
+  LLVMBuildStore(g->b, nv, g->vars[s->var]);
+  LLVMBuildBr(g->b, cond);
+  LLVMPositionBuilderAtEnd(g->b, done);
+}
+
+static void st_store(Gen *g, const KStmt *s) {
+  LLVMValueRef v = expr(g, s->val);
+  if (g->p->bufs[s->buf].dt == DT_I32) v = LLVMBuildTrunc(g->b, v, g->i32, "");
+  LLVMValueRef st = LLVMBuildStore(g->b, v, elem_ptr(g, s->buf, s->idx));
+  LLVMSetAlignment(st, 4);
+}
+
+static void st_ctx_store(Gen *g, int slot, LLVMValueRef v) {
+  LLVMValueRef i = LLVMConstInt(g->i64, (unsigned long long)slot, 0);
+  LLVMBuildStore(g->b, v, LLVMBuildInBoundsGEP2(g->b, g->i64, g->ctx, &i, 1, ""));
+}
+
+static void stmts(Gen *g, const KStmt *s) {
+  for (; s; s = s->next) {
+    switch (s->kind) {
+    case KS_LOOP: st_loop(g, s); break;
+    case KS_STORE: st_store(g, s); break;
+    case KS_LET: case KS_SET: LLVMBuildStore(g->b, expr(g, s->val), g->vars[s->var]); break;
+    case KS_IF: {
+      LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(g->c, g->fn, "then");
+      LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(g->c, g->fn, "endif");
+      LLVMBuildCondBr(g->b, expr(g, s->cond), then, done);
+      LLVMPositionBuilderAtEnd(g->b, then);
+      stmts(g, s->body);
+      LLVMBuildBr(g->b, done);
+      LLVMPositionBuilderAtEnd(g->b, done);
+      break;
+    }
+    case KS_ERROR:
+      st_ctx_store(g, KCTX_ERR, LLVMConstInt(g->i64, 1, 0));
+      st_ctx_store(g, KCTX_ERRVAL, expr(g, s->val));
+      break;
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- kernels */
+
+static void mark_expr(const KExpr *e, uint8_t *used) {
+  if (!e) return;
+  if (e->kind == KX_LOAD) used[e->buf] = 1;
+  for (int i = 0; i < 3; i++) mark_expr(e->a[i], used);
+}
+
+static void mark_stmts(const KStmt *s, uint8_t *used) {
+  for (; s; s = s->next) {
+    if (s->kind == KS_STORE) used[s->buf] = 1;
+    mark_expr(s->lo, used);
+    mark_expr(s->hi, used);
+    mark_expr(s->idx, used);
+    mark_expr(s->val, used);
+    mark_expr(s->cond, used);
+    mark_stmts(s->body, used);
+  }
+}
+
+static void add_fn_attr(Gen *g, LLVMValueRef f, const char *k, const char *v) {
+  LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                          LLVMCreateStringAttribute(g->c, k, (unsigned)strlen(k), v, (unsigned)strlen(v)));
+}
+
+static void add_enum_attr(Gen *g, LLVMValueRef f, unsigned idx, const char *name) {
+  unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+  LLVMAddAttributeAtIndex(f, idx, LLVMCreateEnumAttribute(g->c, kind, 0));
+}
+
+static void target_attrs(Gen *g, LLVMValueRef f, const char *cpu, const char *feat) {
+  add_fn_attr(g, f, "target-cpu", cpu);
+  add_fn_attr(g, f, "target-features", feat);
+  if (strstr(feat, "+avx512f")) add_fn_attr(g, f, "prefer-vector-width", "512");
+}
+
+/* The body function: (noalias buffer pointers..., lo, hi, ctx). */
+static LLVMValueRef emit_body(Gen *g, const Kernel *k, const int *ub, int nub, const char *cpu, const char *feat) {
+  LLVMTypeRef *pt = calloc((size_t)nub + 3, sizeof *pt);
+  for (int i = 0; i < nub; i++) pt[i] = g->ptr;
+  pt[nub] = g->i64, pt[nub + 1] = g->i64, pt[nub + 2] = g->ptr;
+  char *name = malloc(strlen(k->name) + 8);
+  sprintf(name, "%s.body", k->name);
+  LLVMValueRef f = LLVMAddFunction(g->m, name, LLVMFunctionType(LLVMVoidTypeInContext(g->c), pt, (unsigned)nub + 3, 0));
+  free(name);
+  free(pt);
+  LLVMSetLinkage(f, LLVMInternalLinkage);
+  add_enum_attr(g, f, LLVMAttributeFunctionIndex, "alwaysinline");
+  add_enum_attr(g, f, LLVMAttributeFunctionIndex, "nounwind");
+  target_attrs(g, f, cpu, feat);
+  for (int i = 0; i < nub; i++) {
+    add_enum_attr(g, f, (unsigned)i + 1, "noalias");
+    g->bufp[ub[i]] = LLVMGetParam(f, (unsigned)i);
+  }
+  add_enum_attr(g, f, (unsigned)nub + 3, "noalias");
+  g->fn = f;
+  g->k = k;
+  g->lo = LLVMGetParam(f, (unsigned)nub);
+  g->hi = LLVMGetParam(f, (unsigned)nub + 1);
+  g->ctx = LLVMGetParam(f, (unsigned)nub + 2);
+  LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->c, f, "entry"));
+  g->vars = calloc((size_t)k->nvars + 1, sizeof *g->vars);
+  for (int v = 0; v < k->nvars; v++) g->vars[v] = LLVMBuildAlloca(g->b, ktype(g, k->vtype[v]), "");
+  stmts(g, k->body);
+  LLVMBuildRetVoid(g->b);
+  free(g->vars);
+  return f;
+}
+
+/* The entry point: void name(void **bufs, i64 lo, i64 hi, i64 *ctx). */
+static void emit_kernel(Gen *g, const Kernel *k, const char *cpu, const char *feat) {
+  uint8_t *used = calloc((size_t)g->p->nbufs + 1, 1);
+  int *ub = calloc((size_t)g->p->nbufs + 1, sizeof *ub), nub = 0;
+  mark_stmts(k->body, used);
+  for (int b = 0; b < g->p->nbufs; b++) {
+    g->bufp[b] = NULL;
+    if (used[b]) ub[nub++] = b;
+  }
+  LLVMValueRef body = emit_body(g, k, ub, nub, cpu, feat);
+  LLVMTypeRef pt[4] = {g->ptr, g->i64, g->i64, g->ptr};
+  LLVMValueRef f = LLVMAddFunction(g->m, k->name, LLVMFunctionType(LLVMVoidTypeInContext(g->c), pt, 4, 0));
+  target_attrs(g, f, cpu, feat);
+  LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->c, f, "entry"));
+  LLVMValueRef *args = calloc((size_t)nub + 3, sizeof *args);
+  for (int i = 0; i < nub; i++) {
+    LLVMValueRef idx = LLVMConstInt(g->i64, (unsigned long long)ub[i], 0);
+    args[i] = LLVMBuildLoad2(g->b, g->ptr, LLVMBuildInBoundsGEP2(g->b, g->ptr, LLVMGetParam(f, 0), &idx, 1, ""), "");
+  }
+  for (int i = 0; i < 3; i++) args[nub + i] = LLVMGetParam(f, (unsigned)i + 1);
+  LLVMBuildCall2(g->b, LLVMGlobalGetValueType(body), body, args, (unsigned)nub + 3, "");
+  LLVMBuildRetVoid(g->b);
+  free(args);
+  free(used);
+  free(ub);
+}
+
+/* ---------------------------------------------------------------- compile */
+
+static LLVMTargetMachineRef host_machine(Diag *d, char **triple) {
+  char *err = NULL;
+  LLVMTargetRef t;
+  *triple = LLVMGetDefaultTargetTriple();
+  if (LLVMGetTargetFromTriple(*triple, &t, &err)) {
+    diag_error(d, (Loc){0}, "JIT: no target for %s: %s", *triple, err);
+    LLVMDisposeMessage(err);
+    return NULL;
+  }
+  char *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
+  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(t, *triple, cpu, feat, LLVMCodeGenLevelAggressive,
+                                                    LLVMRelocDefault, LLVMCodeModelJITDefault);
+  LLVMDisposeMessage(cpu);
+  LLVMDisposeMessage(feat);
+  return tm;
+}
+
+static void gen_types(Gen *g) {
+  g->f32 = LLVMFloatTypeInContext(g->c);
+  g->f64 = LLVMDoubleTypeInContext(g->c);
+  g->i64 = LLVMInt64TypeInContext(g->c);
+  g->i32 = LLVMInt32TypeInContext(g->c);
+  g->i1 = LLVMInt1TypeInContext(g->c);
+  g->ptr = LLVMPointerTypeInContext(g->c, 0);
+}
+
+/* Builds and optimizes the module of p in context c. */
+static LLVMModuleRef build_module(Diag *d, LLVMContextRef c, const KProgram *p) {
+  Gen g = {.c = c, .p = p};
+  gen_types(&g);
+  g.m = LLVMModuleCreateWithNameInContext("nndc", c);
+  g.b = LLVMCreateBuilderInContext(c);
+  g.bufp = calloc((size_t)p->nbufs + 1, sizeof *g.bufp);
+  char *triple;
+  LLVMTargetMachineRef tm = host_machine(d, &triple);
+  if (!tm) {
+    LLVMDisposeMessage(triple);
+    return NULL;
+  }
+  LLVMSetTarget(g.m, triple);
+  LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
+  LLVMSetModuleDataLayout(g.m, td);
+  char *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
+  make_math(&g);
+  for (int i = 0; i < p->nkernels; i++) emit_kernel(&g, p->kernels[i], cpu, feat);
+  LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+  LLVMErrorRef e = LLVMRunPasses(g.m, "default<O3>", tm, po);
+  LLVMDisposePassBuilderOptions(po);
+  if (getenv("NNDC_DUMP_LLVM")) {
+    char *s = LLVMPrintModuleToString(g.m);
+    fputs(s, stderr);
+    LLVMDisposeMessage(s);
+  }
+  LLVMDisposeMessage(cpu);
+  LLVMDisposeMessage(feat);
+  LLVMDisposeTargetData(td);
+  LLVMDisposeTargetMachine(tm);
+  LLVMDisposeMessage(triple);
+  LLVMDisposeBuilder(g.b);
+  free(g.bufp);
+  if (llvm_failed(d, e, "optimizing")) {
+    LLVMDisposeModule(g.m);
+    return NULL;
+  }
+  return g.m;
+}
+
+static LlvmJit *compile_locked(Diag *d, const KProgram *p, KernelFn *fns) {
+  LLVMOrcLLJITRef jit;
+  if (llvm_failed(d, LLVMOrcCreateLLJIT(&jit, LLVMOrcCreateLLJITBuilder()), "creating LLJIT")) return NULL;
+  LlvmJit *j = calloc(1, sizeof *j);
+  j->jit = jit;
+  LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(jit);
+  LLVMOrcDefinitionGeneratorRef dg;
+  if (llvm_failed(d, LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&dg, LLVMOrcLLJITGetGlobalPrefix(jit), NULL, NULL), "process symbols")) {
+    llvm_free(j);
+    return NULL;
+  }
+  LLVMOrcJITDylibAddGenerator(jd, dg);
+  LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+  LLVMModuleRef m = build_module(d, LLVMOrcThreadSafeContextGetContext(tsc), p);
+  if (!m) {
+    LLVMOrcDisposeThreadSafeContext(tsc);
+    llvm_free(j);
+    return NULL;
+  }
+  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(m, tsc);
+  LLVMOrcDisposeThreadSafeContext(tsc);
+  if (llvm_failed(d, LLVMOrcLLJITAddLLVMIRModule(jit, jd, tsm), "adding module")) {
+    LLVMOrcDisposeThreadSafeModule(tsm);
+    llvm_free(j);
+    return NULL;
+  }
+  for (int i = 0; i < p->nkernels; i++) {
+    LLVMOrcExecutorAddress a;
+    if (llvm_failed(d, LLVMOrcLLJITLookup(jit, &a, p->kernels[i]->name), "lookup")) {
+      llvm_free(j);
+      return NULL;
+    }
+    fns[i] = (KernelFn)(uintptr_t)a;
+  }
+  return j;
+}
+
+LlvmJit *llvm_compile(Diag *d, const KProgram *p, KernelFn *fns) {
+  pthread_once(&init_once, init_llvm);
+  pthread_mutex_lock(&jit_lock);
+  LlvmJit *j = compile_locked(d, p, fns);
+  pthread_mutex_unlock(&jit_lock);
+  return j;
+}
+
+void llvm_free(LlvmJit *j) {
+  if (!j) return;
+  pthread_mutex_lock(&jit_lock);
+  LLVMOrcDisposeLLJIT(j->jit);
+  pthread_mutex_unlock(&jit_lock);
+  free(j);
+}

@@ -1,0 +1,860 @@
+/* lower.c - tensor graph -> kernel IR (kir.h), one kernel per node.
+ *
+ * Contract: lower_program takes the nodes the roots need, gives every
+ * non-leaf node a buffer (RESHAPE aliases its operand's buffer, CONST is
+ * filled at compile time, leaves are bound by the caller) and emits one
+ * kernel per computing node with the semantics of the reference interpreter
+ * (ir/interp.c).  Every buffer gets its own arena range: no reuse yet, so a
+ * root's value stays readable after a run.  Elementwise ops collapse
+ * contiguous dims so the common case is one flat PARALLEL|VECTOR loop;
+ * matmul runs i-k-j with the j loop vectorized and rows split across threads.
+ */
+#include <math.h>
+#include <string.h>
+#include "kir.h"
+
+/* The state of lowering one kernel. */
+typedef struct L {
+  Arena *a;
+  KProgram *p;
+  Kernel *k;
+  int cap;         /* capacity of k->vtype */
+} L;
+
+/* ------------------------------------------------------------ expressions */
+
+static KExpr *ex_new(L *l, KExprKind kind, KType t) {
+  KExpr *e = arena_alloc(l->a, sizeof *e);
+  e->kind = kind;
+  e->t = t;
+  return e;
+}
+
+static KExpr *ci(L *l, int64_t v) {
+  KExpr *e = ex_new(l, KX_CONST, KT_I64);
+  e->i = v;
+  return e;
+}
+
+static KExpr *cf(L *l, double v) {
+  KExpr *e = ex_new(l, KX_CONST, KT_F32);
+  e->f = (float)v;
+  return e;
+}
+
+static KExpr *cd(L *l, double v) {
+  KExpr *e = ex_new(l, KX_CONST, KT_F64);
+  e->f = v;
+  return e;
+}
+
+static int new_var(L *l, KType t) {
+  Kernel *k = l->k;
+  if (k->nvars == l->cap) {
+    int cap = l->cap ? 2 * l->cap : 16;
+    KType *v = arena_alloc(l->a, (size_t)cap * sizeof *v);
+    if (k->nvars) memcpy(v, k->vtype, (size_t)k->nvars * sizeof *v);
+    k->vtype = v;
+    l->cap = cap;
+  }
+  k->vtype[k->nvars] = t;
+  return k->nvars++;
+}
+
+static KExpr *var(L *l, int v) {
+  KExpr *e = ex_new(l, KX_VAR, l->k->vtype[v]);
+  e->var = v;
+  return e;
+}
+
+static KExpr *ctxv(L *l, int slot) {
+  KExpr *e = ex_new(l, KX_CTX, KT_I64);
+  e->i = slot;
+  return e;
+}
+
+static int is_ci(const KExpr *e, int64_t v) {
+  return e->kind == KX_CONST && e->t == KT_I64 && e->i == v;
+}
+
+static int is_cmp(int op) { return op >= KB_LT && op <= KB_GE; }
+
+/* A binary op; folds the integer identities that index arithmetic produces. */
+static KExpr *bin(L *l, int op, KExpr *x, KExpr *y) {
+  NNDC_ASSERT(x->t == y->t);
+  if (x->t == KT_I64 && x->kind == KX_CONST && y->kind == KX_CONST) {
+    if (op == KB_ADD) return ci(l, x->i + y->i);
+    if (op == KB_MUL) return ci(l, x->i * y->i);
+    if (op == KB_SUB) return ci(l, x->i - y->i);
+  }
+  if (x->t == KT_I64) {
+    if (op == KB_ADD && is_ci(x, 0)) return y;
+    if ((op == KB_ADD || op == KB_SUB) && is_ci(y, 0)) return x;
+    if (op == KB_MUL && (is_ci(x, 0) || is_ci(y, 0))) return ci(l, 0);
+    if (op == KB_MUL && is_ci(x, 1)) return y;
+    if ((op == KB_MUL || op == KB_DIV) && is_ci(y, 1)) return x;
+    if (op == KB_REM && is_ci(y, 1)) return ci(l, 0);
+  }
+  KExpr *e = ex_new(l, KX_BIN, is_cmp(op) ? KT_BOOL : x->t);
+  e->op = op;
+  e->a[0] = x;
+  e->a[1] = y;
+  return e;
+}
+
+static KExpr *add(L *l, KExpr *x, KExpr *y) { return bin(l, KB_ADD, x, y); }
+static KExpr *mul(L *l, KExpr *x, KExpr *y) { return bin(l, KB_MUL, x, y); }
+static KExpr *addi(L *l, KExpr *x, int64_t c) { return add(l, x, ci(l, c)); }
+static KExpr *muli(L *l, KExpr *x, int64_t c) { return mul(l, x, ci(l, c)); }
+
+static KExpr *un(L *l, int op, KExpr *x) {
+  KExpr *e = ex_new(l, KX_UN, x->t);
+  e->op = op;
+  e->a[0] = x;
+  return e;
+}
+
+static KExpr *sel(L *l, KExpr *c, KExpr *x, KExpr *y) {
+  NNDC_ASSERT(c->t == KT_BOOL && x->t == y->t);
+  KExpr *e = ex_new(l, KX_SELECT, x->t);
+  e->a[0] = c;
+  e->a[1] = x;
+  e->a[2] = y;
+  return e;
+}
+
+static KExpr *cast(L *l, KType t, KExpr *x) {
+  if (x->t == t) return x;
+  KExpr *e = ex_new(l, KX_CAST, t);
+  e->a[0] = x;
+  return e;
+}
+
+static KExpr *load(L *l, int buf, KExpr *idx) {
+  KExpr *e = ex_new(l, KX_LOAD, l->p->bufs[buf].dt == DT_F32 ? KT_F32 : KT_I64);
+  e->buf = buf;
+  e->a[0] = idx;
+  return e;
+}
+
+/* x clamped to [0, n-1]: a safe index for a load whose value is masked. */
+static KExpr *clampi(L *l, KExpr *x, int64_t n) {
+  return bin(l, KB_MIN, bin(l, KB_MAX, x, ci(l, 0)), ci(l, n - 1));
+}
+
+/* 0 <= x < n */
+static KExpr *inrange(L *l, KExpr *x, int64_t n) {
+  return bin(l, KB_AND, bin(l, KB_GE, x, ci(l, 0)), bin(l, KB_LT, x, ci(l, n)));
+}
+
+static KExpr *f01(L *l, KExpr *c) { return sel(l, c, cf(l, 1), cf(l, 0)); }
+
+/* ------------------------------------------------------------- statements */
+
+static KStmt *st_new(L *l, KStmtKind kind) {
+  KStmt *s = arena_alloc(l->a, sizeof *s);
+  s->kind = kind;
+  return s;
+}
+
+/* Appends s at *at; returns where the next statement goes. */
+static KStmt **emit(KStmt **at, KStmt *s) {
+  *at = s;
+  return &s->next;
+}
+
+static KStmt **store(L *l, KStmt **at, int buf, KExpr *idx, KExpr *val) {
+  KStmt *s = st_new(l, KS_STORE);
+  s->buf = buf;
+  s->idx = idx;
+  s->val = l->p->bufs[buf].dt == DT_F32 ? cast(l, KT_F32, val) : cast(l, KT_I64, val);
+  return emit(at, s);
+}
+
+/* Declares a local initialised to v; its number goes to *var. */
+static KStmt **let(L *l, KStmt **at, int *v, KExpr *init) {
+  KStmt *s = st_new(l, KS_LET);
+  s->var = *v = new_var(l, init->t);
+  s->val = init;
+  return emit(at, s);
+}
+
+static KStmt **set(L *l, KStmt **at, int v, KExpr *val) {
+  KStmt *s = st_new(l, KS_SET);
+  s->var = v;
+  s->val = val;
+  return emit(at, s);
+}
+
+/* Opens `for (v = 0; v < n; v++)`; *at advances past it; returns its body slot.
+ * A PARALLEL loop sets the kernel's parallel extent. */
+static KStmt **loop(L *l, KStmt ***at, int *v, int64_t n, int flags) {
+  KStmt *s = st_new(l, KS_LOOP);
+  s->var = *v = new_var(l, KT_I64);
+  s->lo = ci(l, 0);
+  s->hi = ci(l, n);
+  s->step = 1;
+  s->flags = flags;
+  if (flags & KL_PARALLEL) {
+    NNDC_ASSERT(l->k->par == 0 || l->k->par == n);
+    l->k->par = n;
+  }
+  *at = emit(*at, s);
+  return &s->body;
+}
+
+/* Like loop, but a loop of extent 1 is elided and its variable is 0. */
+static KStmt **loop_or_zero(L *l, KStmt ***at, KExpr **ve, int64_t n, int flags) {
+  if (n == 1 && !(flags & KL_PARALLEL)) {
+    *ve = ci(l, 0);
+    return *at;
+  }
+  int v;
+  KStmt **body = loop(l, at, &v, n, flags);
+  *ve = var(l, v);
+  return body;
+}
+
+/* A loop that is never elided: statements can follow it at *at. */
+static KStmt **loopv(L *l, KStmt ***at, KExpr **ve, int64_t n, int flags) {
+  int v;
+  KStmt **body = loop(l, at, &v, n, flags);
+  *ve = var(l, v);
+  return body;
+}
+
+static KStmt **if_(L *l, KStmt ***at, KExpr *cond) {
+  KStmt *s = st_new(l, KS_IF);
+  s->cond = cond;
+  *at = emit(*at, s);
+  return &s->body;
+}
+
+/* Loops over dims[0..r): the outermost PARALLEL when par, the innermost
+ * VECTOR; ve[k] receives each loop variable.  Returns the innermost body. */
+static KStmt **nest(L *l, KStmt **at, const int64_t *dims, int r, int par, KExpr **ve) {
+  for (int k = 0; k < r; k++) {
+    int flags = (k == 0 && par ? KL_PARALLEL : 0) | (k == r - 1 ? KL_VECTOR : 0);
+    at = loop_or_zero(l, &at, &ve[k], dims[k], flags);
+  }
+  return at;
+}
+
+/* Flat C-order index of ve[0..r) in dims. */
+static KExpr *flat(L *l, KExpr *const *ve, const int64_t *dims, int r) {
+  KExpr *e = ci(l, 0);
+  for (int k = 0; k < r; k++) e = add(l, muli(l, e, dims[k]), ve[k]);
+  return e;
+}
+
+/* sum ve[k] * strides[k] */
+static KExpr *strided(L *l, KExpr *const *ve, const int64_t *strides, int r) {
+  KExpr *e = ci(l, 0);
+  for (int k = 0; k < r; k++) e = add(l, e, muli(l, ve[k], strides[k]));
+  return e;
+}
+
+/* ---------------------------------------------------------------- kernels */
+
+static int64_t numel(const Node *n) { return shape_numel(&n->shape); }
+
+static int buf_of(L *l, const Node *n) {
+  int b = l->p->node_buf[n->id];
+  NNDC_ASSERT(b >= 0);
+  return b;
+}
+
+static Kernel *kernel_new(L *l, const Node *n) {
+  Kernel *k = arena_alloc(l->a, sizeof *k);
+  k->node = n;
+  k->opname = op_info[n->op].name;
+  k->name = arena_printf(l->a, "k%d_%s", n->id, op_info[n->op].name);
+  l->k = k;
+  l->cap = 0;
+  return k;
+}
+
+/* C-order strides of s broadcast to an output of rank r (0 on broadcast axes). */
+static void bcast_strides(const Shape *s, const int64_t *odims, int r, int64_t *st) {
+  int64_t acc = 1;
+  for (int k = r - 1; k >= 0; k--) {
+    int sk = k - (r - s->rank);
+    int64_t d = sk >= 0 ? s->dim[sk] : 1;
+    st[k] = (d == 1 && odims[k] != 1) || sk < 0 ? 0 : acc;
+    acc *= d;
+  }
+}
+
+/* Merges adjacent output dims through which every operand is contiguous (or
+ * broadcast), so elementwise loops are as flat as possible.  dims/st are
+ * updated in place; returns the new rank. */
+static int collapse(int64_t *dims, int r, int64_t (*st)[MAX_RANK], int nst) {
+  int w = 0;
+  for (int k = 0; k < r; k++) {
+    if (w > 0) {
+      int ok = 1;
+      for (int j = 0; j < nst; j++) ok &= st[j][w - 1] == st[j][k] * dims[k];
+      if (ok) {
+        dims[w - 1] *= dims[k];
+        for (int j = 0; j < nst; j++) st[j][w - 1] = st[j][k];
+        continue;
+      }
+    }
+    dims[w] = dims[k];
+    for (int j = 0; j < nst; j++) st[j][w] = st[j][k];
+    w++;
+  }
+  return w;
+}
+
+/* Loaded operand value in float: i32 operands are converted by value. */
+static KExpr *as_f(L *l, KExpr *x) { return cast(l, KT_F32, x); }
+
+static KExpr *ew_value(L *l, const Node *n, KExpr **x) {
+  const double *f = n->a.f;
+  KExpr *z = cf(l, 0), *one = cf(l, 1);
+  switch (n->op) {
+  case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_MAXIMUM: case OP_MINIMUM: {
+    static const int map[] = {KB_ADD, KB_SUB, KB_MUL, KB_DIV, KB_MAX, KB_MIN};
+    return bin(l, map[n->op - OP_ADD], as_f(l, x[0]), as_f(l, x[1]));
+  }
+  case OP_EQ: case OP_NE: case OP_LT: case OP_LE: case OP_GT: case OP_GE: {
+    static const int map[] = {KB_EQ, KB_NE, KB_LT, KB_LE, KB_GT, KB_GE};
+    KExpr *a = x[0], *b = x[1];
+    if (a->t != b->t) a = cast(l, KT_F64, a), b = cast(l, KT_F64, b);  /* exact for i32 and f32 */
+    return f01(l, bin(l, map[n->op - OP_EQ], a, b));
+  }
+  case OP_NEG: return un(l, KU_NEG, x[0]);
+  case OP_POW:
+    if (f[0] == 2) return mul(l, x[0], x[0]);
+    if (f[0] == 1) return x[0];
+    return bin(l, KB_POW, x[0], cf(l, f[0]));
+  case OP_RELU: return sel(l, bin(l, KB_GT, x[0], z), x[0], z);
+  case OP_SIGMOID: return bin(l, KB_DIV, one, add(l, one, un(l, KU_EXP, un(l, KU_NEG, x[0]))));
+  case OP_TANH: return un(l, KU_TANH, x[0]);
+  case OP_EXP: return un(l, KU_EXP, x[0]);
+  case OP_LOG: return un(l, KU_LOG, x[0]);
+  case OP_SQRT: return un(l, KU_SQRT, x[0]);
+  case OP_ABS: return un(l, KU_ABS, x[0]);
+  case OP_SOFTPLUS:
+    return sel(l, bin(l, KB_GT, x[0], cf(l, 20)), x[0], un(l, KU_LOG, add(l, one, un(l, KU_EXP, x[0]))));
+  case OP_ELU:
+    return sel(l, bin(l, KB_GT, x[0], z), x[0],
+               mul(l, cf(l, f[0]), bin(l, KB_SUB, un(l, KU_EXP, x[0]), one)));
+  case OP_LEAKY_RELU: return sel(l, bin(l, KB_GT, x[0], z), x[0], mul(l, x[0], cf(l, f[0])));
+  case OP_GELU:
+    return mul(l, mul(l, x[0], cf(l, 0.5)),
+               add(l, one, un(l, KU_ERF, mul(l, x[0], cf(l, 0.70710678118654752440)))));
+  case OP_CLAMP: return bin(l, KB_MIN, bin(l, KB_MAX, x[0], cf(l, f[0])), cf(l, f[1]));
+  case OP_ERF: return un(l, KU_ERF, x[0]);
+  case OP_SIGN:
+    return sel(l, bin(l, KB_GT, x[0], z), one, sel(l, bin(l, KB_LT, x[0], z), cf(l, -1), z));
+  case OP_CAST: return as_f(l, x[0]);
+  case OP_EXPAND: return x[0];
+  default: NNDC_ASSERT(0 && "not elementwise");
+  }
+  return NULL;
+}
+
+/* Elementwise ops and EXPAND: one nest over the (collapsed) output shape. */
+static void lower_ew(L *l, const Node *n) {
+  int64_t dims[MAX_RANK], st[3][MAX_RANK];
+  int r = n->shape.rank, nst = n->nin + 1;
+  memcpy(dims, n->shape.dim, sizeof dims);
+  for (int j = 0; j < n->nin; j++) bcast_strides(&n->in[j]->shape, dims, r, st[j]);
+  bcast_strides(&n->shape, dims, r, st[n->nin]);
+  r = collapse(dims, r, st, nst);
+  KExpr *ve[MAX_RANK], *x[2];
+  KStmt **at = nest(l, &l->k->body, dims, r, r > 0, ve);
+  for (int j = 0; j < n->nin; j++) x[j] = load(l, buf_of(l, n->in[j]), strided(l, ve, st[j], r));
+  store(l, at, buf_of(l, n), strided(l, ve, st[n->nin], r), ew_value(l, n, x));
+  l->k->flops = (double)numel(n);
+}
+
+/* SUM, MEAN, MAX over an axis mask: kept axes outside (parallel), reduced
+ * axes inside with an accumulator (f64 for sums, so long sums stay exact). */
+static void lower_reduce(L *l, const Node *n) {
+  const Shape *s = &n->in[0]->shape;
+  uint64_t mask = (uint64_t)n->a.i[0];
+  if (mask == 0) mask = ((uint64_t)1 << s->rank) - 1;
+  int64_t kd[MAX_RANK], rd[MAX_RANK], ks[MAX_RANK], rs[MAX_RANK], stride = 1, count = 1;
+  int nk = 0, nr = 0;
+  int64_t strides[MAX_RANK];
+  for (int k = s->rank - 1; k >= 0; k--) strides[k] = stride, stride *= s->dim[k];
+  for (int k = 0; k < s->rank; k++) {
+    if (mask >> k & 1) rd[nr] = s->dim[k], rs[nr++] = strides[k], count *= s->dim[k];
+    else kd[nk] = s->dim[k], ks[nk++] = strides[k];
+  }
+  KExpr *kv[MAX_RANK], *rv[MAX_RANK];
+  KStmt **at = &l->k->body;
+  for (int k = 0; k < nk; k++) at = loop_or_zero(l, &at, &kv[k], kd[k], k == 0 ? KL_PARALLEL : 0);
+  int ismax = n->op == OP_MAX, acc;
+  at = let(l, at, &acc, ismax ? cf(l, -INFINITY) : cd(l, 0));
+  KExpr *zero = ci(l, 0);
+  KStmt **body = loopv(l, &at, nr ? &rv[0] : &zero, nr ? rd[0] : 1, nr == 1 ? KL_VECTOR : 0);
+  if (nr > 1) body = nest(l, body, rd + 1, nr - 1, 0, rv + 1);
+  KExpr *x = load(l, buf_of(l, n->in[0]), add(l, strided(l, kv, ks, nk), strided(l, rv, rs, nr)));
+  set(l, body, acc, ismax ? bin(l, KB_MAX, var(l, acc), x) : add(l, var(l, acc), cast(l, KT_F64, x)));
+  KExpr *res = var(l, acc);
+  if (n->op == OP_MEAN) res = bin(l, KB_DIV, res, cd(l, (double)count));
+  store(l, at, buf_of(l, n), flat(l, kv, kd, nk), res);
+  l->k->flops = (double)numel(n->in[0]);
+}
+
+/* Splits the shape of x around axis ax into [outer, A, inner]. */
+static void split_axis(const Shape *s, int ax, int64_t *outer, int64_t *A, int64_t *inner) {
+  *outer = *inner = 1;
+  for (int k = 0; k < ax; k++) *outer *= s->dim[k];
+  for (int k = ax + 1; k < s->rank; k++) *inner *= s->dim[k];
+  *A = s->dim[ax];
+}
+
+/* ARGMAX: the first index of the maximum along the axis (i32). */
+static void lower_argmax(L *l, const Node *n) {
+  int64_t O, A, I;
+  split_axis(&n->in[0]->shape, (int)n->a.i[0], &O, &A, &I);
+  KExpr *o, *t, *a;
+  KStmt **at = &l->k->body;
+  at = loop_or_zero(l, &at, &o, O, KL_PARALLEL);
+  at = loop_or_zero(l, &at, &t, I, 0);
+  int xb = buf_of(l, n->in[0]), best, bi;
+  KExpr *base = add(l, muli(l, o, A * I), t);
+  at = let(l, at, &best, load(l, xb, base));
+  at = let(l, at, &bi, ci(l, 0));
+  KStmt **in = loopv(l, &at, &a, A, 0);
+  KExpr *x = load(l, xb, add(l, base, muli(l, a, I)));
+  int c;
+  in = let(l, in, &c, bin(l, KB_GT, x, var(l, best)));
+  in = set(l, in, bi, sel(l, var(l, c), a, var(l, bi)));
+  set(l, in, best, sel(l, var(l, c), x, var(l, best)));
+  store(l, at, buf_of(l, n), add(l, muli(l, o, I), t), var(l, bi));
+}
+
+/* TRANSPOSE: out[k...] = in at the permuted index. */
+static void lower_transpose(L *l, const Node *n) {
+  const Shape *s = &n->in[0]->shape;
+  int64_t ist[MAX_RANK], st[MAX_RANK], acc = 1;
+  for (int k = s->rank - 1; k >= 0; k--) ist[k] = acc, acc *= s->dim[k];
+  for (int k = 0; k < s->rank; k++) st[k] = ist[n->a.i[k]];
+  KExpr *ve[MAX_RANK];
+  int r = n->shape.rank;
+  KStmt **at = nest(l, &l->k->body, n->shape.dim, r, r > 0, ve);
+  store(l, at, buf_of(l, n), flat(l, ve, n->shape.dim, r), load(l, buf_of(l, n->in[0]), strided(l, ve, st, r)));
+}
+
+/* SLICE: out = in at (index + start). */
+static void lower_slice(L *l, const Node *n) {
+  const Shape *s = &n->in[0]->shape;
+  int r = n->shape.rank;
+  KExpr *ve[MAX_RANK], *iv[MAX_RANK];
+  KStmt **at = nest(l, &l->k->body, n->shape.dim, r, r > 0, ve);
+  for (int k = 0; k < r; k++) iv[k] = addi(l, ve[k], n->a.i[k]);
+  store(l, at, buf_of(l, n), flat(l, ve, n->shape.dim, r), load(l, buf_of(l, n->in[0]), flat(l, iv, s->dim, r)));
+}
+
+/* SLICE_BWD: zeros of the output shape with the operand placed at start. */
+static void lower_slice_bwd(L *l, const Node *n) {
+  const Shape *s = &n->in[0]->shape;
+  int r = n->shape.rank;
+  KExpr *ve[MAX_RANK], *iv[MAX_RANK], *ok = NULL;
+  KStmt **at = nest(l, &l->k->body, n->shape.dim, r, r > 0, ve);
+  for (int k = 0; k < r; k++) {
+    KExpr *d = addi(l, ve[k], -n->a.i[k]);
+    KExpr *c = inrange(l, d, s->dim[k]);
+    ok = ok ? bin(l, KB_AND, ok, c) : c;
+    iv[k] = clampi(l, d, s->dim[k]);
+  }
+  KExpr *x = load(l, buf_of(l, n->in[0]), flat(l, iv, s->dim, r));
+  store(l, at, buf_of(l, n), flat(l, ve, n->shape.dim, r), ok ? sel(l, ok, x, cf(l, 0)) : x);
+}
+
+/* CONCAT: per operand, a nest copying its [outer, C_j*inner] block. */
+static void lower_concat(L *l, const Node *n) {
+  int64_t O, A, I, off = 0;
+  split_axis(&n->shape, (int)n->a.i[0], &O, &A, &I);
+  KStmt **at = &l->k->body;
+  for (int j = 0; j < n->nin; j++) {
+    int64_t C = n->in[j]->shape.dim[n->a.i[0]];
+    KExpr *o, *t;
+    KStmt **in = loopv(l, &at, &o, O, O > 1 ? KL_PARALLEL : 0);
+    in = loop_or_zero(l, &in, &t, C * I, KL_VECTOR);
+    KExpr *dst = add(l, add(l, muli(l, o, A * I), ci(l, off * I)), t);
+    store(l, in, buf_of(l, n), dst, load(l, buf_of(l, n->in[j]), add(l, muli(l, o, C * I), t)));
+    off += C;
+  }
+}
+
+/* MATMUL [B?,M,K] @ [B?,K,N]: the tiled product of gemm.c (a [K,N] right
+ * operand is shared by every batch). */
+static void lower_matmul(L *l, const Node *n) {
+  const Shape *as = &n->in[0]->shape, *bs = &n->in[1]->shape;
+  int64_t M = as->dim[as->rank - 2], K = as->dim[as->rank - 1], N = bs->dim[bs->rank - 1];
+  int64_t batch = as->rank == 3 ? as->dim[0] : 1;
+  GemmOperand A = {buf_of(l, n->in[0]), M * K, K, 1}, B = {buf_of(l, n->in[1]), bs->rank == 3 ? K * N : 0, N, 1};
+  GemmOperand C = {buf_of(l, n), M * N, N, 1};
+  KGen g = {.a = l->a, .p = l->p, .k = l->k};
+  gemm_lower(&g, batch, M, N, K, A, B, C);
+  l->cap = l->k->nvars;  /* gemm.c regrew vtype: the next new_var regrows it */
+}
+
+/* SOFTMAX, LOG_SOFTMAX along an axis: max, sum of exp, then write. */
+static void lower_softmax(L *l, const Node *n) {
+  int64_t O, A, I;
+  split_axis(&n->shape, (int)n->a.i[0], &O, &A, &I);
+  int xb = buf_of(l, n->in[0]), ob = buf_of(l, n), m, s;
+  KExpr *o, *t, *a1, *a2, *a3;
+  KStmt **at = &l->k->body;
+  at = loop_or_zero(l, &at, &o, O, KL_PARALLEL);
+  at = loop_or_zero(l, &at, &t, I, 0);
+  KExpr *base = add(l, muli(l, o, A * I), t);
+  at = let(l, at, &m, cf(l, -INFINITY));
+  KStmt **in = loopv(l, &at, &a1, A, 0);
+  set(l, in, m, bin(l, KB_MAX, var(l, m), load(l, xb, add(l, base, muli(l, a1, I)))));
+  at = let(l, at, &s, cf(l, 0));
+  in = loopv(l, &at, &a2, A, 0);
+  KExpr *e = un(l, KU_EXP, bin(l, KB_SUB, load(l, xb, add(l, base, muli(l, a2, I))), var(l, m)));
+  set(l, in, s, add(l, var(l, s), e));
+  in = loopv(l, &at, &a3, A, I == 1 ? KL_VECTOR : 0);
+  KExpr *idx = add(l, base, muli(l, a3, I));
+  KExpr *d = bin(l, KB_SUB, load(l, xb, idx), var(l, m)), *v;
+  if (n->op == OP_SOFTMAX) v = bin(l, KB_DIV, un(l, KU_EXP, d), var(l, s));
+  else v = bin(l, KB_SUB, d, un(l, KU_LOG, var(l, s)));
+  store(l, in, ob, idx, v);
+  l->k->flops = 4.0 * (double)numel(n);
+}
+
+/* splitmix64's finalizer (rng_mix in runtime.h) in kernel IR. */
+static KExpr *mix(L *l, KExpr *z) {
+  z = addi(l, z, (int64_t)0x9E3779B97F4A7C15ull);
+  z = muli(l, bin(l, KB_XOR, z, bin(l, KB_SHR, z, ci(l, 30))), (int64_t)0xBF58476D1CE4E5B9ull);
+  z = muli(l, bin(l, KB_XOR, z, bin(l, KB_SHR, z, ci(l, 27))), (int64_t)0x94D049BB133111EBull);
+  return bin(l, KB_XOR, z, bin(l, KB_SHR, z, ci(l, 31)));
+}
+
+/* DROPOUT: mask element i kept when rng_dropout_keep(seed, key, step, i, p). */
+static void lower_dropout(L *l, const Node *n) {
+  float p = (float)n->a.f[0];
+  int64_t key = n->a.i[0];
+  KExpr *i;
+  KStmt **at = &l->k->body;
+  at = loop_or_zero(l, &at, &i, numel(n), n->shape.rank ? KL_PARALLEL | KL_VECTOR : 0);
+  KExpr *stream = bin(l, KB_XOR, mix(l, bin(l, KB_XOR, ci(l, key * (int64_t)0x100000001B3ull), ctxv(l, KCTX_STEP))),
+                      ci(l, 0xD50));
+  KExpr *bits = mix(l, add(l, mix(l, bin(l, KB_XOR, ctxv(l, KCTX_SEED), mix(l, stream))), i));
+  KExpr *u = mul(l, cast(l, KT_F32, bin(l, KB_SHR, bits, ci(l, 40))), cf(l, 1.0 / 16777216.0));
+  KExpr *x = load(l, buf_of(l, n->in[0]), i);
+  KExpr *scaled = cast(l, KT_F32, bin(l, KB_DIV, cast(l, KT_F64, x), cd(l, 1.0 - n->a.f[0])));
+  KExpr *kept = sel(l, bin(l, KB_GE, u, cf(l, p)), scaled, cf(l, 0));
+  store(l, at, buf_of(l, n), i, sel(l, bin(l, KB_NE, ctxv(l, KCTX_TRAINING), ci(l, 0)), kept, x));
+}
+
+/* ONE_HOT: out[n, c] = labels[n] == c. */
+static void lower_one_hot(L *l, const Node *n) {
+  int64_t C = n->shape.dim[n->shape.rank - 1], N = numel(n->in[0]);
+  KExpr *r, *c;
+  KStmt **at = &l->k->body;
+  at = loop_or_zero(l, &at, &r, N, KL_PARALLEL);
+  at = loop_or_zero(l, &at, &c, C, KL_VECTOR);
+  KExpr *y = load(l, buf_of(l, n->in[0]), r);
+  store(l, at, buf_of(l, n), add(l, muli(l, r, C), c), f01(l, bin(l, KB_EQ, y, c)));
+}
+
+/* CROSS_ENTROPY: mean over rows of logsumexp(x[n]) - x[n, y[n]]; a label
+ * outside [0, C) is a run-time error. */
+static void lower_cross_entropy(L *l, const Node *n) {
+  int64_t N = n->in[0]->shape.dim[0], C = n->in[0]->shape.dim[1];
+  int xb = buf_of(l, n->in[0]), tot, m, s, y;
+  KExpr *r, *a1, *a2;
+  KStmt **at = &l->k->body;
+  at = let(l, at, &tot, cd(l, 0));
+  KStmt **row = loopv(l, &at, &r, N, 0);
+  row = let(l, row, &y, load(l, buf_of(l, n->in[1]), r));
+  KStmt **err = if_(l, &row, bin(l, KB_OR, bin(l, KB_LT, var(l, y), ci(l, 0)), bin(l, KB_GE, var(l, y), ci(l, C))));
+  KStmt *e = st_new(l, KS_ERROR);
+  e->val = var(l, y);
+  emit(err, e);
+  KExpr *base = muli(l, r, C);
+  row = let(l, row, &m, cf(l, -INFINITY));
+  KStmt **in = loopv(l, &row, &a1, C, 0);
+  set(l, in, m, bin(l, KB_MAX, var(l, m), load(l, xb, add(l, base, a1))));
+  row = let(l, row, &s, cf(l, 0));
+  in = loopv(l, &row, &a2, C, 0);
+  set(l, in, s, add(l, var(l, s), un(l, KU_EXP, bin(l, KB_SUB, load(l, xb, add(l, base, a2)), var(l, m)))));
+  KExpr *xy = load(l, xb, add(l, base, clampi(l, var(l, y), C)));
+  KExpr *li = bin(l, KB_SUB, add(l, un(l, KU_LOG, var(l, s)), var(l, m)), xy);
+  set(l, row, tot, add(l, var(l, tot), cast(l, KT_F64, li)));
+  store(l, at, buf_of(l, n), ci(l, 0), bin(l, KB_DIV, var(l, tot), cd(l, (double)N)));
+  l->k->errfmt = "label %lld out of range [0, %lld)";
+  l->k->errarg = C;
+  l->k->flops = 4.0 * (double)N * (double)C;
+}
+
+/* MSE, BCE_LOGITS: mean over equal-shaped operands. */
+static void lower_loss(L *l, const Node *n) {
+  int64_t N = numel(n->in[0]);
+  int acc;
+  KExpr *i;
+  KStmt **at = &l->k->body;
+  at = let(l, at, &acc, cd(l, 0));
+  KStmt **in = loopv(l, &at, &i, N, 0);
+  KExpr *a = load(l, buf_of(l, n->in[0]), i), *b = load(l, buf_of(l, n->in[1]), i), *v;
+  if (n->op == OP_MSE) {
+    KExpr *d = bin(l, KB_SUB, a, b);
+    v = mul(l, d, d);
+  } else {
+    KExpr *z = cf(l, 0), *one = cf(l, 1);
+    KExpr *lg = un(l, KU_LOG, add(l, one, un(l, KU_EXP, un(l, KU_NEG, un(l, KU_ABS, a)))));
+    v = add(l, bin(l, KB_SUB, bin(l, KB_MAX, a, z), mul(l, a, b)), lg);
+  }
+  set(l, in, acc, add(l, var(l, acc), cast(l, KT_F64, v)));
+  store(l, at, buf_of(l, n), ci(l, 0), bin(l, KB_DIV, var(l, acc), cd(l, (double)N)));
+  l->k->flops = 3.0 * (double)N;
+}
+
+/* CONV2D(x, w), CONV2D_BWD_X(dy, w), CONV2D_BWD_W(x, dy): conv.c. */
+static void lower_conv(L *l, const Node *n) {
+  KGen g = {.a = l->a, .p = l->p, .k = l->k};
+  conv_lower(&g, n, buf_of(l, n), buf_of(l, n->in[0]), buf_of(l, n->in[1]));
+  l->cap = l->k->nvars;  /* conv.c regrew vtype: the next new_var regrows it */
+}
+
+/* MAXPOOL2D, AVGPOOL2D: window max or mean, no padding. */
+static void lower_pool(L *l, const Node *n) {
+  const Shape *xs = &n->in[0]->shape, *os = &n->shape;
+  int64_t K = n->a.i[0], S = n->a.i[1];
+  int ismax = n->op == OP_MAXPOOL2D, acc;
+  KExpr *r, *oh, *ow, *kh, *kw;
+  KStmt **at = &l->k->body;
+  at = loop_or_zero(l, &at, &r, os->dim[0] * os->dim[1], KL_PARALLEL);
+  at = loop_or_zero(l, &at, &oh, os->dim[2], 0);
+  at = loop_or_zero(l, &at, &ow, os->dim[3], KL_VECTOR);
+  KStmt **in = let(l, at, &acc, cf(l, ismax ? -INFINITY : 0));
+  KStmt **body = loopv(l, &in, &kh, K, 0);
+  body = loop_or_zero(l, &body, &kw, K, 0);
+  KExpr *xi = add(l, muli(l, r, xs->dim[2] * xs->dim[3]),
+                  add(l, muli(l, add(l, muli(l, oh, S), kh), xs->dim[3]), add(l, muli(l, ow, S), kw)));
+  KExpr *x = load(l, buf_of(l, n->in[0]), xi);
+  set(l, body, acc, ismax ? bin(l, KB_MAX, var(l, acc), x) : add(l, var(l, acc), x));
+  KExpr *res = ismax ? var(l, acc) : bin(l, KB_DIV, var(l, acc), cf(l, (double)(K * K)));
+  store(l, in, buf_of(l, n), add(l, muli(l, r, os->dim[2] * os->dim[3]), add(l, muli(l, oh, os->dim[3]), ow)), res);
+  l->k->flops = (double)numel(n) * (double)(K * K);
+}
+
+/* MAXPOOL2D_BWD(x, dy), AVGPOOL2D_BWD(dy): per (n, c) plane (planes run in
+ * parallel, so the scatter has no conflicts): zero the plane, then add each
+ * dy to the window's first maximum, or dy/(K*K) to every window element. */
+static void lower_pool_bwd(L *l, const Node *n) {
+  int ismax = n->op == OP_MAXPOOL2D_BWD;
+  const Node *dy = n->in[ismax ? 1 : 0];
+  const Shape *xs = &n->shape, *ys = &dy->shape;
+  int64_t K = n->a.i[0], S = n->a.i[1], HW = xs->dim[2] * xs->dim[3], W = xs->dim[3];
+  int ob = buf_of(l, n), yb = buf_of(l, dy);
+  KExpr *r, *z, *oh, *ow, *kh, *kw;
+  KStmt **at = &l->k->body;
+  at = loop_or_zero(l, &at, &r, xs->dim[0] * xs->dim[1], KL_PARALLEL);
+  KExpr *plane = muli(l, r, HW);
+  KStmt **zl = loopv(l, &at, &z, HW, KL_VECTOR);
+  store(l, zl, ob, add(l, plane, z), cf(l, 0));
+  at = loop_or_zero(l, &at, &oh, ys->dim[2], 0);
+  at = loop_or_zero(l, &at, &ow, ys->dim[3], 0);
+  KExpr *g = load(l, yb, add(l, muli(l, r, ys->dim[2] * ys->dim[3]), add(l, muli(l, oh, ys->dim[3]), ow)));
+  if (!ismax) {
+    KStmt **body = loopv(l, &at, &kh, K, 0);
+    body = loop_or_zero(l, &body, &kw, K, 0);
+    KExpr *i = add(l, plane, add(l, muli(l, add(l, muli(l, oh, S), kh), W), add(l, muli(l, ow, S), kw)));
+    store(l, body, ob, i, add(l, load(l, ob, i), bin(l, KB_DIV, g, cf(l, (double)(K * K)))));
+    return;
+  }
+  int best, bi, c;
+  at = let(l, at, &best, cf(l, -INFINITY));
+  at = let(l, at, &bi, ci(l, -1));
+  KStmt **body = loopv(l, &at, &kh, K, 0);
+  body = loop_or_zero(l, &body, &kw, K, 0);
+  KExpr *i = add(l, muli(l, add(l, muli(l, oh, S), kh), W), add(l, muli(l, ow, S), kw));
+  KExpr *x = load(l, buf_of(l, n->in[0]), add(l, plane, i));
+  body = let(l, body, &c, bin(l, KB_OR, bin(l, KB_GT, x, var(l, best)), bin(l, KB_LT, var(l, bi), ci(l, 0))));
+  body = set(l, body, bi, sel(l, var(l, c), i, var(l, bi)));
+  set(l, body, best, sel(l, var(l, c), x, var(l, best)));
+  KExpr *oi = add(l, plane, var(l, bi));
+  store(l, at, ob, oi, add(l, load(l, ob, oi), g));
+}
+
+/* OPT_*: torch.optim update rules, elementwise over the param; p and the
+ * state buffers are written in place.  Step-dependent scalars (Adam's bias
+ * corrections) are computed in f64 from ctx[KCTX_STEP]. */
+static void lower_update(L *l, const Node *n) {
+  const double *f = n->a.f;
+  int pb = buf_of(l, n->in[0]), gb = buf_of(l, n->in[1]);
+  int sb = n->nin > 2 ? buf_of(l, n->in[2]) : -1, s2 = n->nin > 3 ? buf_of(l, n->in[3]) : -1;
+  KExpr *i;
+  KStmt **at = &l->k->body;
+  at = loop_or_zero(l, &at, &i, numel(n->in[0]), KL_PARALLEL | KL_VECTOR);
+  int p, g;
+  at = let(l, at, &p, load(l, pb, i));
+  at = let(l, at, &g, load(l, gb, i));
+  KExpr *P = var(l, p);
+  switch (n->op) {
+  case OP_OPT_SGD: {  /* f: lr momentum weight_decay; i[0] nesterov */
+    if (f[2] != 0) at = set(l, at, g, add(l, var(l, g), mul(l, P, cf(l, f[2]))));
+    if (f[1] != 0) {
+      int b;
+      KExpr *first = bin(l, KB_LE, ctxv(l, KCTX_STEP), ci(l, 1));
+      at = let(l, at, &b, sel(l, first, var(l, g), add(l, mul(l, load(l, sb, i), cf(l, f[1])), var(l, g))));
+      at = store(l, at, sb, i, var(l, b));
+      if (n->a.i[0]) at = set(l, at, g, add(l, var(l, g), mul(l, var(l, b), cf(l, f[1]))));
+      else at = set(l, at, g, var(l, b));
+    }
+    store(l, at, pb, i, add(l, P, mul(l, var(l, g), cf(l, -f[0]))));
+    break;
+  }
+  case OP_OPT_ADAM: {  /* f: lr beta1 beta2 eps weight_decay; i[0] adamw */
+    double lr = f[0], b1 = f[1], b2 = f[2], eps = f[3], wd = f[4];
+    if (n->a.i[0] && wd != 0) at = set(l, at, p, mul(l, P, cf(l, 1 - lr * wd)));
+    else if (wd != 0) at = set(l, at, g, add(l, var(l, g), mul(l, P, cf(l, wd))));
+    int m, v;
+    KExpr *m0 = load(l, sb, i), *G = var(l, g);
+    at = let(l, at, &m, add(l, mul(l, cf(l, 1 - b1), G), mul(l, m0, cf(l, b1))));
+    at = let(l, at, &v, add(l, mul(l, load(l, s2, i), cf(l, b2)), mul(l, mul(l, cf(l, 1 - b2), G), G)));
+    at = store(l, at, sb, i, var(l, m));
+    at = store(l, at, s2, i, var(l, v));
+    KExpr *st = ctxv(l, KCTX_STEP);
+    KExpr *step = cast(l, KT_F64, sel(l, bin(l, KB_GT, st, ci(l, 0)), st, ci(l, 1)));
+    KExpr *bc1 = bin(l, KB_SUB, cd(l, 1), bin(l, KB_POW, cd(l, b1), step));
+    KExpr *bc2 = bin(l, KB_SUB, cd(l, 1), bin(l, KB_POW, cd(l, b2), step));
+    KExpr *ss = cast(l, KT_F32, bin(l, KB_DIV, cd(l, lr), bc1));
+    KExpr *bc2s = cast(l, KT_F32, un(l, KU_SQRT, bc2));
+    KExpr *den = add(l, bin(l, KB_DIV, un(l, KU_SQRT, var(l, v)), bc2s), cf(l, eps));
+    store(l, at, pb, i, add(l, var(l, p), bin(l, KB_DIV, mul(l, un(l, KU_NEG, ss), var(l, m)), den)));
+    break;
+  }
+  case OP_OPT_RMSPROP: {  /* f: lr alpha eps momentum weight_decay */
+    double lr = f[0], al = f[1], eps = f[2], mom = f[3], wd = f[4];
+    if (wd != 0) at = set(l, at, g, add(l, var(l, g), mul(l, P, cf(l, wd))));
+    int sq;
+    KExpr *G = var(l, g);
+    at = let(l, at, &sq, add(l, mul(l, load(l, sb, i), cf(l, al)), mul(l, mul(l, cf(l, 1 - al), G), G)));
+    at = store(l, at, sb, i, var(l, sq));
+    KExpr *avg = add(l, un(l, KU_SQRT, var(l, sq)), cf(l, eps));
+    if (mom > 0) {
+      int b;
+      at = let(l, at, &b, add(l, mul(l, load(l, s2, i), cf(l, mom)), bin(l, KB_DIV, G, avg)));
+      at = store(l, at, s2, i, var(l, b));
+      store(l, at, pb, i, add(l, P, mul(l, var(l, b), cf(l, -lr))));
+    } else {
+      store(l, at, pb, i, add(l, P, bin(l, KB_DIV, mul(l, cf(l, -lr), G), avg)));
+    }
+    break;
+  }
+  case OP_OPT_ADAGRAD: {  /* f: lr eps weight_decay */
+    double lr = f[0], eps = f[1], wd = f[2];
+    if (wd != 0) at = set(l, at, g, add(l, var(l, g), mul(l, P, cf(l, wd))));
+    int s;
+    KExpr *G = var(l, g);
+    at = let(l, at, &s, add(l, load(l, sb, i), mul(l, G, G)));
+    at = store(l, at, sb, i, var(l, s));
+    KExpr *sd = add(l, un(l, KU_SQRT, var(l, s)), cf(l, eps));
+    store(l, at, pb, i, add(l, P, bin(l, KB_DIV, mul(l, cf(l, -lr), G), sd)));
+    break;
+  }
+  default: NNDC_ASSERT(0);
+  }
+  l->k->flops = 8.0 * (double)numel(n->in[0]);
+}
+
+/* How each op is lowered; NULL for ops without a kernel (leaves, RESHAPE). */
+typedef void (*LowerFn)(L *, const Node *);
+static const LowerFn lower_fn[] = {
+  [OP_ADD] = lower_ew, [OP_SUB] = lower_ew, [OP_MUL] = lower_ew, [OP_DIV] = lower_ew,
+  [OP_MAXIMUM] = lower_ew, [OP_MINIMUM] = lower_ew, [OP_EQ] = lower_ew, [OP_NE] = lower_ew,
+  [OP_LT] = lower_ew, [OP_LE] = lower_ew, [OP_GT] = lower_ew, [OP_GE] = lower_ew,
+  [OP_NEG] = lower_ew, [OP_POW] = lower_ew, [OP_RELU] = lower_ew, [OP_SIGMOID] = lower_ew,
+  [OP_TANH] = lower_ew, [OP_EXP] = lower_ew, [OP_LOG] = lower_ew, [OP_SQRT] = lower_ew,
+  [OP_ABS] = lower_ew, [OP_SOFTPLUS] = lower_ew, [OP_ELU] = lower_ew, [OP_LEAKY_RELU] = lower_ew,
+  [OP_GELU] = lower_ew, [OP_CLAMP] = lower_ew, [OP_ERF] = lower_ew, [OP_SIGN] = lower_ew,
+  [OP_CAST] = lower_ew,
+  [OP_SUM] = lower_reduce, [OP_MEAN] = lower_reduce, [OP_MAX] = lower_reduce,
+  [OP_ARGMAX] = lower_argmax, [OP_EXPAND] = lower_ew, [OP_TRANSPOSE] = lower_transpose,
+  [OP_SLICE] = lower_slice, [OP_SLICE_BWD] = lower_slice_bwd, [OP_CONCAT] = lower_concat,
+  [OP_MATMUL] = lower_matmul, [OP_SOFTMAX] = lower_softmax, [OP_LOG_SOFTMAX] = lower_softmax,
+  [OP_DROPOUT] = lower_dropout, [OP_ONE_HOT] = lower_one_hot,
+  [OP_CROSS_ENTROPY] = lower_cross_entropy, [OP_MSE] = lower_loss, [OP_BCE_LOGITS] = lower_loss,
+  [OP_CONV2D] = lower_conv, [OP_CONV2D_BWD_X] = lower_conv,
+  [OP_CONV2D_BWD_W] = lower_conv, [OP_MAXPOOL2D] = lower_pool,
+  [OP_MAXPOOL2D_BWD] = lower_pool_bwd, [OP_AVGPOOL2D] = lower_pool, [OP_AVGPOOL2D_BWD] = lower_pool_bwd,
+  [OP_OPT_SGD] = lower_update, [OP_OPT_ADAM] = lower_update, [OP_OPT_RMSPROP] = lower_update,
+  [OP_OPT_ADAGRAD] = lower_update,
+  [OP_COUNT] = NULL,
+};
+_Static_assert(sizeof lower_fn / sizeof lower_fn[0] == OP_COUNT + 1, "lower_fn must cover ops.def");
+
+/* ---------------------------------------------------------------- program */
+
+static int add_buf(KProgram *p, KBufKind kind, const Node *n) {
+  KBuffer *b = &p->bufs[p->nbufs];
+  b->kind = kind;
+  b->dt = n->dt;
+  b->numel = numel(n);
+  b->node = n;
+  if (kind != KB_LEAF) {
+    b->offset = p->arena_bytes;
+    p->arena_bytes += ((size_t)b->numel * 4 + 63) & ~(size_t)63;
+  }
+  return p->nbufs++;
+}
+
+/* need[id] = 1 for every node the roots depend on. */
+static uint8_t *mark_needed(Arena *a, const Graph *g, Node *const *roots, int nroots) {
+  uint8_t *need = arena_alloc(a, (size_t)g->nnodes + 1);
+  for (int r = 0; r < nroots; r++) need[roots[r]->id] = 1;
+  for (int i = g->nnodes - 1; i >= 0; i--) {
+    const Node *n = g->nodes[i];
+    if (!need[i]) continue;
+    for (int j = 0; j < n->nin; j++) need[n->in[j]->id] = 1;
+  }
+  return need;
+}
+
+KProgram *lower_program(Diag *d, Arena *a, const Graph *g, Node *const *roots, int nroots) {
+  KProgram *p = arena_alloc(a, sizeof *p);
+  p->arena = a;
+  p->bufs = arena_alloc(a, ((size_t)g->nnodes + 1) * sizeof *p->bufs);
+  p->kernels = arena_alloc(a, ((size_t)g->nnodes + 1) * sizeof *p->kernels);
+  p->node_buf = arena_alloc(a, ((size_t)g->nnodes + 1) * sizeof *p->node_buf);
+  uint8_t *need = mark_needed(a, g, roots, nroots);
+  L l = {.a = a, .p = p};
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *n = g->nodes[i];
+    p->node_buf[i] = -1;
+    if (!need[i]) continue;
+    int fl = op_info[n->op].flags;
+    if (n->op == OP_RESHAPE) {
+      p->node_buf[i] = p->node_buf[n->in[0]->id];
+      continue;
+    }
+    int grp = g->fuse_group ? g->fuse_group[i] : -1;  /* passes/fuse.c: interior members have no buffer */
+    if (grp >= 0 && grp != i) continue;
+    p->node_buf[i] = add_buf(p, n->op == OP_CONST ? KB_CONST : (fl & F_LEAF) ? KB_LEAF : KB_ARENA, n);
+    if (fl & F_LEAF) continue;
+    if (grp == i) {
+      p->kernels[p->nkernels++] = lower_fused(a, p, g, n);
+      continue;
+    }
+    if (!lower_fn[n->op]) {
+      diag_error(d, n->loc, "JIT: op '%s' not supported", op_info[n->op].name);
+      return NULL;
+    }
+    Kernel *k = kernel_new(&l, n);
+    lower_fn[n->op](&l, n);
+    p->kernels[p->nkernels++] = k;
+  }
+  return p;
+}
+
+void lower_fill_consts(const KProgram *p, void *base) {
+  for (int b = 0; b < p->nbufs; b++) {
+    const KBuffer *kb = &p->bufs[b];
+    if (kb->kind != KB_CONST) continue;
+    float *x = (float *)((char *)base + kb->offset);
+    for (int64_t i = 0; i < kb->numel; i++) x[i] = (float)kb->node->a.f[0];
+  }
+}
