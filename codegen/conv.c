@@ -1,0 +1,130 @@
+/* conv.c - 2-D convolution and its two gradients in kernel IR.
+ *
+ * Contract: conv_lower fills an empty kernel with CONV2D, CONV2D_BWD_X or
+ * CONV2D_BWD_W (the semantics of ir/interp.c), with no scratch memory:
+ *  - CONV2D and CONV2D_BWD_X are sums of shifted planes, so they run as
+ *    axpys: per output plane (PARALLEL), zero it, then for each (channel,
+ *    kh, kw) add weight * the shifted input rows.  The row and column
+ *    ranges are computed so every access is inside both planes (padding
+ *    needs no masks), and the innermost loop is a contiguous (stride 1)
+ *    axpy that the loop vectorizer turns into vector FMAs.
+ *  - CONV2D_BWD_W is a reduction over (n, oh, ow) for every (kh, kw): per
+ *    (o, c) (PARALLEL) a register tile of up to KH*KW scalar accumulators
+ *    is updated from one dy load and the window of x, so each dy and x value
+ *    is loaded once per tile instead of once per weight.
+ * Every output element is summed in the same order whatever the thread
+ * split.
+ */
+#include "kir.h"
+
+/* Index of [n, c, h, w] in a [*, C, H, W] tensor. */
+static KExpr *nchw(KGen *g, KExpr *n, KExpr *c, KExpr *h, KExpr *w, const Shape *s) {
+  KExpr *e = kg_add(g, kg_muli(g, n, s->dim[1]), c);
+  e = kg_add(g, kg_muli(g, e, s->dim[2]), h);
+  return kg_add(g, kg_muli(g, e, s->dim[3]), w);
+}
+
+/* The output positions o in [0, n) whose input position o*S + k - P lies in
+ * [0, len): [max(0, ceil((P-k)/S)), min(n, ceil((len+P-k)/S))). */
+static void out_range(KGen *g, KExpr *k, int64_t S, int64_t P, int64_t len, int64_t n, KExpr **lo, KExpr **hi) {
+  KExpr *a = kg_bin(g, KB_SUB, kg_int(g, P + S - 1), k);
+  KExpr *b = kg_bin(g, KB_SUB, kg_int(g, len + P + S - 1), k);
+  *lo = kg_bin(g, KB_MAX, kg_bin(g, KB_DIV, a, kg_int(g, S)), kg_int(g, 0));
+  *hi = kg_bin(g, KB_MIN, kg_bin(g, KB_DIV, b, kg_int(g, S)), kg_int(g, n));
+}
+
+/* The shifted-plane sum shared by CONV2D and CONV2D_BWD_X:
+ *   big[bn, q, oh*S+kh-P, ow*S+kw-P]  (the plane with H x W)
+ *   small[bn, q, oh, ow]              (the plane with OH x OW)
+ * fwd: out = small-shaped y, in = x (big); for (c, kh, kw): y += w[o,c,kh,kw] * x window.
+ * bwd_x: out = big-shaped dx, in = dy (small); for (o, kh, kw): dx window += w[o,c,kh,kw] * dy. */
+static void conv_axpy(KGen *g, const Node *n, int ob, int xb, int wb, int fwd) {
+  const Shape *big = fwd ? &n->in[0]->shape : &n->shape, *small = fwd ? &n->shape : &n->in[0]->shape;
+  const Shape *ws = &n->in[1]->shape;
+  int64_t S = n->a.i[0], P = n->a.i[1];
+  int64_t Q = fwd ? small->dim[1] : big->dim[1];   /* channels of the output */
+  int64_t R = fwd ? big->dim[1] : small->dim[1];   /* channels summed over */
+  const Shape *os = fwd ? small : big;
+  int64_t plane = os->dim[2] * os->dim[3];
+  KExpr *r, *z, *q, *kh, *kw, *oh, *ow;
+  KStmt **at = &g->k->body;
+  at = kg_for(g, &at, &r, os->dim[0] * Q, KL_PARALLEL);
+  KExpr *bn = kg_bin(g, KB_DIV, r, kg_int(g, Q)), *ch = kg_bin(g, KB_REM, r, kg_int(g, Q));
+  KStmt **zl = kg_loop(g, &at, &z, kg_int(g, 0), kg_int(g, plane), 1, KL_VECTOR);
+  kg_store(g, zl, ob, kg_add(g, kg_muli(g, r, plane), z), kg_f32(g, 0));
+  at = kg_for(g, &at, &q, R, 0);
+  at = kg_for(g, &at, &kh, ws->dim[2], 0);
+  at = kg_for(g, &at, &kw, ws->dim[3], 0);
+  int wv;
+  KExpr *widx = fwd ? nchw(g, ch, q, kh, kw, ws) : nchw(g, q, ch, kh, kw, ws);
+  at = kg_let(g, at, &wv, kg_load(g, wb, widx));
+  KExpr *hlo, *hhi, *wlo, *whi;
+  out_range(g, kh, S, P, big->dim[2], small->dim[2], &hlo, &hhi);
+  out_range(g, kw, S, P, big->dim[3], small->dim[3], &wlo, &whi);
+  at = kg_loop(g, &at, &oh, hlo, hhi, 1, 0);
+  at = kg_loop(g, &at, &ow, wlo, whi, 1, KL_VECTOR);
+  KExpr *ih = kg_addi(g, kg_add(g, kg_muli(g, oh, S), kh), -P);
+  KExpr *iw = kg_addi(g, kg_add(g, kg_muli(g, ow, S), kw), -P);
+  KExpr *bi = nchw(g, bn, fwd ? q : ch, ih, iw, big), *si = nchw(g, bn, fwd ? ch : q, oh, ow, small);
+  KExpr *oi = fwd ? si : bi, *ii = fwd ? bi : si;
+  KExpr *prod = kg_bin(g, KB_MUL, kg_var(g, wv), kg_load(g, xb, ii));
+  kg_store(g, at, ob, oi, kg_bin(g, KB_ADD, kg_load(g, ob, oi), prod));
+  g->k->flops = 2.0 * (double)shape_numel(fwd ? &n->shape : &n->in[0]->shape) * (double)(big->dim[1] * ws->dim[2] * ws->dim[3]);
+}
+
+/* Up to this many (kh, kw) accumulators per tile of CONV2D_BWD_W. */
+enum { MAX_TILE = 32 };
+
+/* CONV2D_BWD_W(x, dy): dw[o,c,kh,kw] = sum_{n,oh,ow} dy[n,o,oh,ow] x[n,c,oh*S+kh-P,ow*S+kw-P]. */
+static void conv_bwd_w(KGen *g, const Node *n, int ob, int xb, int yb) {
+  const Shape *xs = &n->in[0]->shape, *ys = &n->in[1]->shape, *ws = &n->shape;
+  int64_t C = ws->dim[1], KH = ws->dim[2], KW = ws->dim[3], S = n->a.i[0], P = n->a.i[1];
+  int64_t H = xs->dim[2], W = xs->dim[3];
+  int rows = KH * KW <= MAX_TILE ? (int)KH : 1;  /* kh rows per tile */
+  int cols = (int)(KW < MAX_TILE ? KW : MAX_TILE);
+  KExpr *r, *kh0, *kw0, *bn, *oh, *ow;
+  KStmt **at = &g->k->body;
+  at = kg_for(g, &at, &r, ws->dim[0] * C, KL_PARALLEL);
+  KExpr *o = kg_bin(g, KB_DIV, r, kg_int(g, C)), *c = kg_bin(g, KB_REM, r, kg_int(g, C));
+  if (rows == KH) kh0 = kg_int(g, 0);
+  else at = kg_loop(g, &at, &kh0, kg_int(g, 0), kg_int(g, KH), 1, 0);
+  if (cols == KW) kw0 = kg_int(g, 0);
+  else at = kg_loop(g, &at, &kw0, kg_int(g, 0), kg_int(g, KW), 1, 0);
+  int nt = cols == KW ? cols : 1;  /* columns per tile (1 when KW is too wide) */
+  int acc[MAX_TILE], dv;
+  for (int t = 0; t < rows * nt; t++) at = kg_let(g, at, &acc[t], kg_f32(g, 0));
+  KStmt **body = kg_loop(g, &at, &bn, kg_int(g, 0), kg_int(g, ys->dim[0]), 1, 0);
+  body = kg_for(g, &body, &oh, ys->dim[2], 0);
+  body = kg_for(g, &body, &ow, ys->dim[3], 0);
+  body = kg_let(g, body, &dv, kg_load(g, yb, nchw(g, bn, o, oh, ow, ys)));
+  for (int t = 0; t < rows * nt; t++) {
+    KExpr *kh = kg_addi(g, kh0, t / nt), *kw = kg_addi(g, kw0, t % nt);
+    KExpr *ih = kg_addi(g, kg_add(g, kg_muli(g, oh, S), kh), -P);
+    KExpr *iw = kg_addi(g, kg_add(g, kg_muli(g, ow, S), kw), -P);
+    KExpr *xv;
+    if (P == 0) {
+      xv = kg_load(g, xb, nchw(g, bn, c, ih, iw, xs));
+    } else {
+      KExpr *ok = kg_bin(g, KB_AND, kg_bin(g, KB_AND, kg_bin(g, KB_GE, ih, kg_int(g, 0)), kg_bin(g, KB_LT, ih, kg_int(g, H))),
+                         kg_bin(g, KB_AND, kg_bin(g, KB_GE, iw, kg_int(g, 0)), kg_bin(g, KB_LT, iw, kg_int(g, W))));
+      KExpr *cih = kg_bin(g, KB_MIN, kg_bin(g, KB_MAX, ih, kg_int(g, 0)), kg_int(g, H - 1));
+      KExpr *ciw = kg_bin(g, KB_MIN, kg_bin(g, KB_MAX, iw, kg_int(g, 0)), kg_int(g, W - 1));
+      xv = kg_sel(g, ok, kg_load(g, xb, nchw(g, bn, c, cih, ciw, xs)), kg_f32(g, 0));
+    }
+    body = kg_set(g, body, acc[t], kg_bin(g, KB_ADD, kg_var(g, acc[t]), kg_bin(g, KB_MUL, kg_var(g, dv), xv)));
+  }
+  for (int t = 0; t < rows * nt; t++) {
+    KExpr *kh = kg_addi(g, kh0, t / nt), *kw = kg_addi(g, kw0, t % nt);
+    at = kg_store(g, at, ob, nchw(g, o, c, kh, kw, ws), kg_var(g, acc[t]));
+  }
+  g->k->flops = 2.0 * (double)shape_numel(ys) * (double)(C * KH * KW);
+}
+
+void conv_lower(KGen *g, const Node *n, int ob, int b0, int b1) {
+  switch (n->op) {
+  case OP_CONV2D: conv_axpy(g, n, ob, b0, b1, 1); break;
+  case OP_CONV2D_BWD_X: conv_axpy(g, n, ob, b0, b1, 0); break;
+  case OP_CONV2D_BWD_W: conv_bwd_w(g, n, ob, b0, b1); break;
+  default: NNDC_ASSERT(0 && "not a convolution");
+  }
+}

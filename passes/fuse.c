@@ -1,0 +1,73 @@
+/* fuse.c - groups nodes into fused kernels (g->fuse_group).
+ *
+ * Contract: an elementwise node (or EXPAND) with an f32 result, exactly one
+ * use in the whole graph, not a root nor a role of the graph, whose user is
+ * elementwise with an f32 result of the same shape, joins its user's group.
+ * Walking backwards, a user's group is final before its operands are looked
+ * at, so every group is a tree of elementwise ops whose root (the highest
+ * id) is the only member whose value leaves the group; interior members
+ * need no buffer.  codegen/lower_fused.c lowers a group to one kernel: the
+ * loads of its external operands, the tree in registers, one store.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "passes.h"
+
+static int fusible(const Node *n) {
+  return n->dt == DT_F32 && ((op_info[n->op].flags & F_EW) || n->op == OP_EXPAND);
+}
+
+static void pin(uint8_t *pinned, const Node *n) {
+  if (n) pinned[n->id] = 1;
+}
+
+/* pinned[id] = 1 for every node whose value must stay in a buffer of its own. */
+static void pin_roles(const Graph *g, uint8_t *pinned, Node *const *roots, int nroots) {
+  for (int i = 0; i < g->noutputs; i++) pin(pinned, g->outputs[i].node);
+  for (int i = 0; i < g->nmetrics; i++) pin(pinned, g->metrics[i].node);
+  for (int i = 0; g->grads && i < g->nparams; i++) pin(pinned, g->grads[i]);
+  for (int i = 0; g->updates && i < g->nupdates; i++) pin(pinned, g->updates[i]);
+  for (int i = 0; i < nroots; i++) pin(pinned, roots[i]);
+  pin(pinned, g->loss);
+}
+
+int pass_fuse(Diag *d, Graph *g, Node *const *roots, int nroots) {
+  (void)d;
+  int n = g->nnodes, ngroups = 0;
+  int *uses = calloc((size_t)n + 1, sizeof *uses), *user = calloc((size_t)n + 1, sizeof *user);
+  uint8_t *pinned = calloc((size_t)n + 1, 1);
+  int *group = arena_alloc(g->arena, ((size_t)n + 1) * sizeof *group);
+  NNDC_ASSERT(uses && user && pinned);
+  for (int i = 0; i < n; i++) {
+    const Node *x = g->nodes[i];
+    NNDC_ASSERT(x->id == i);
+    group[i] = -1;
+    for (int j = 0; j < x->nin; j++) uses[x->in[j]->id]++, user[x->in[j]->id] = i;
+  }
+  pin_roles(g, pinned, roots, nroots);
+  for (int i = n - 1; i >= 0; i--) {
+    const Node *x = g->nodes[i];
+    if (!fusible(x) || pinned[i] || uses[i] != 1) continue;
+    const Node *u = g->nodes[user[i]];
+    if (!fusible(u) || !shape_eq(&x->shape, &u->shape)) continue;
+    if (group[u->id] < 0) group[u->id] = u->id, ngroups++;
+    group[i] = group[u->id];
+  }
+  g->fuse_group = group;
+  free(uses);
+  free(user);
+  free(pinned);
+  return ngroups;
+}
+
+char *fuse_print(const Graph *g, Arena *a) {
+  char *s = ir_print(g, a);
+  for (int r = 0; g->fuse_group && r < g->nnodes; r++) {
+    if (g->fuse_group[r] != r) continue;
+    char *line = arena_printf(a, "group %%%d:", r);
+    for (int i = 0; i <= r; i++)
+      if (g->fuse_group[i] == r) line = arena_printf(a, "%s %s%%%d", line, i == r ? "-> " : "", i);
+    s = arena_printf(a, "%s%s\n", s, line);
+  }
+  return s;
+}

@@ -1,0 +1,229 @@
+/* simplify.c - constant folding, algebraic identities, common subexpression
+ * elimination and dead code elimination over the tensor graph.
+ *
+ * Contract: one walk in topological order.  Each node first has its operands
+ * replaced by their representatives (rep[]), then is folded in place into a
+ * CONST (every operand a uniform f32 CONST and the op exactly computable in
+ * f32), or replaced by an operand (x*1, x+0, x-0, x/1, neg(neg x), a
+ * reshape/expand to its operand's shape), or by an earlier identical node
+ * (same op, dtype, shape, operands and attributes).  Then the nodes that the
+ * graph's roles, the caller's roots, params, inputs and states need are kept
+ * in their order and renumbered; every role refers to its representative.
+ * x*0 is not simplified (NaN*0 is NaN), nor are updates or leaves other
+ * than CONST merged.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "passes.h"
+
+/* The state of one run. */
+typedef struct S {
+  Graph *g;
+  Node **rep;        /* [nnodes] representative of each node (itself if kept) */
+  Node **table;      /* [cap] CSE hash table of representatives */
+  size_t cap;
+} S;
+
+static Node *rep_of(S *s, Node *n) { return s->rep[n->id]; }
+
+static int is_uconst(const Node *n) { return n->op == OP_CONST && n->dt == DT_F32; }
+
+static int is_const_val(const Node *n, double v) { return is_uconst(n) && n->a.f[0] == v; }
+
+/* --------------------------------------------------------------- folding */
+
+/* Value of an f32 op on uniform f32 values, computed as the interpreter does
+ * (float arithmetic); 0 if the op is not folded. */
+static int fold_value(const Node *n, const float *x, float *out) {
+  switch (n->op) {
+  case OP_ADD: *out = x[0] + x[1]; return 1;
+  case OP_SUB: *out = x[0] - x[1]; return 1;
+  case OP_MUL: *out = x[0] * x[1]; return 1;
+  case OP_DIV: *out = x[0] / x[1]; return 1;
+  case OP_MAXIMUM: *out = fmaxf(x[0], x[1]); return 1;
+  case OP_MINIMUM: *out = fminf(x[0], x[1]); return 1;
+  case OP_NEG: *out = -x[0]; return 1;
+  case OP_ABS: *out = fabsf(x[0]); return 1;
+  case OP_RELU: *out = x[0] > 0 ? x[0] : 0; return 1;
+  case OP_EXPAND: *out = x[0]; return 1;
+  default: return 0;
+  }
+}
+
+/* Turns n into a CONST of its own shape when every operand is one. */
+static int try_fold(Node *n) {
+  if (n->dt != DT_F32 || n->nin == 0 || n->nin > 2) return 0;
+  float x[2], v;
+  for (int j = 0; j < n->nin; j++) {
+    if (!is_uconst(n->in[j])) return 0;
+    x[j] = (float)n->in[j]->a.f[0];
+  }
+  if (!fold_value(n, x, &v) || isnan(v)) return 0;
+  n->op = OP_CONST;
+  n->nin = 0;
+  n->in = NULL;
+  memset(&n->a, 0, sizeof n->a);
+  n->a.f[0] = v;
+  n->a.shape = n->shape;
+  return 1;
+}
+
+/* --------------------------------------------------------------- algebra */
+
+/* x if n computes x unchanged (same dtype and shape), else NULL. */
+static Node *identity_of(const Node *n) {
+  Node *x = n->nin > 0 ? n->in[0] : NULL, *y = n->nin > 1 ? n->in[1] : NULL;
+  Node *r = NULL;
+  switch (n->op) {
+  case OP_ADD: r = is_const_val(y, 0) ? x : is_const_val(x, 0) ? y : NULL; break;
+  case OP_SUB: r = is_const_val(y, 0) ? x : NULL; break;
+  case OP_MUL: r = is_const_val(y, 1) ? x : is_const_val(x, 1) ? y : NULL; break;
+  case OP_DIV: r = is_const_val(y, 1) ? x : NULL; break;
+  case OP_NEG: r = x->op == OP_NEG ? x->in[0] : NULL; break;
+  case OP_RESHAPE: case OP_EXPAND: r = x; break;
+  default: return NULL;
+  }
+  if (!r || r->dt != n->dt || !shape_eq(&r->shape, &n->shape)) return NULL;
+  return r;
+}
+
+/* ------------------------------------------------------------------- CSE */
+
+static uint64_t mix(uint64_t h, uint64_t v) { return (h ^ v) * 0x100000001B3ull; }
+
+static uint64_t hash_node(const Node *n) {
+  uint64_t h = mix(0xCBF29CE484222325ull, (uint64_t)n->op);
+  h = mix(h, (uint64_t)n->dt);
+  for (int k = 0; k < n->shape.rank; k++) h = mix(h, (uint64_t)n->shape.dim[k]);
+  for (int j = 0; j < n->nin; j++) h = mix(h, (uint64_t)n->in[j]->id);
+  for (int k = 0; k < 2 * MAX_RANK; k++) h = mix(h, (uint64_t)n->a.i[k]);
+  uint64_t f;
+  memcpy(&f, &n->a.f[0], sizeof f);
+  return mix(h, f);
+}
+
+static int same_shape_attr(const Shape *a, const Shape *b) {
+  return a->rank == b->rank && !memcmp(a->dim, b->dim, (size_t)a->rank * sizeof a->dim[0]);
+}
+
+static int same_node(const Node *a, const Node *b) {
+  if (a->op != b->op || a->dt != b->dt || a->nin != b->nin || !shape_eq(&a->shape, &b->shape)) return 0;
+  for (int j = 0; j < a->nin; j++)
+    if (a->in[j] != b->in[j]) return 0;
+  return !memcmp(a->a.i, b->a.i, sizeof a->a.i) && !memcmp(a->a.f, b->a.f, sizeof a->a.f) &&
+         same_shape_attr(&a->a.shape, &b->a.shape);
+}
+
+static int cse_candidate(const Node *n) {
+  int fl = op_info[n->op].flags;
+  if (fl & F_UPDATE) return 0;
+  return !(fl & F_LEAF) || n->op == OP_CONST;
+}
+
+/* The earlier node identical to n, or n after entering it in the table. */
+static Node *cse(S *s, Node *n) {
+  if (!cse_candidate(n)) return n;
+  size_t i = (size_t)hash_node(n) & (s->cap - 1);
+  for (; s->table[i]; i = (i + 1) & (s->cap - 1))
+    if (same_node(s->table[i], n)) return s->table[i];
+  s->table[i] = n;
+  return n;
+}
+
+/* ------------------------------------------------------------------- DCE */
+
+static void keep(uint8_t *live, const Node *n) {
+  if (n) live[n->id] = 1;
+}
+
+/* live[id] for every node the roles, roots and leaves need (after rep). */
+static void mark_live(const Graph *g, uint8_t *live, Node *const *roots, int nroots) {
+  for (int i = 0; i < g->ninputs; i++) keep(live, g->inputs[i].node);
+  for (int i = 0; i < g->nparams; i++) keep(live, g->params[i].node);
+  for (int i = 0; i < g->nstates; i++) keep(live, g->states[i].node);
+  for (int i = 0; i < g->noutputs; i++) keep(live, g->outputs[i].node);
+  for (int i = 0; i < g->nmetrics; i++) keep(live, g->metrics[i].node);
+  for (int i = 0; g->grads && i < g->nparams; i++) keep(live, g->grads[i]);
+  for (int i = 0; g->updates && i < g->nupdates; i++) keep(live, g->updates[i]);
+  for (int i = 0; i < nroots; i++) keep(live, roots[i]);
+  keep(live, g->loss);
+  for (int i = g->nnodes - 1; i >= 0; i--) {
+    const Node *n = g->nodes[i];
+    if (!live[i]) continue;
+    for (int j = 0; j < n->nin; j++) live[n->in[j]->id] = 1;
+  }
+}
+
+static Node *rep_or_null(S *s, Node *n) { return n ? rep_of(s, n) : NULL; }
+
+/* Points every role of the graph at its representative. */
+static void remap_roles(S *s, Graph *g) {
+  for (int i = 0; i < g->noutputs; i++) g->outputs[i].node = rep_or_null(s, g->outputs[i].node);
+  for (int i = 0; i < g->nmetrics; i++) g->metrics[i].node = rep_or_null(s, g->metrics[i].node);
+  for (int i = 0; g->grads && i < g->nparams; i++) g->grads[i] = rep_or_null(s, g->grads[i]);
+  for (int i = 0; g->updates && i < g->nupdates; i++) g->updates[i] = rep_or_null(s, g->updates[i]);
+  g->loss = rep_or_null(s, g->loss);
+}
+
+/* Replaces n's operands by their representatives, copying the operand array
+ * (it may be shared with another node). */
+static void remap_operands(S *s, Node *n) {
+  int changed = 0;
+  for (int j = 0; j < n->nin; j++) changed |= rep_of(s, n->in[j]) != n->in[j];
+  if (!changed) return;
+  Node **in = arena_alloc(s->g->arena, (size_t)n->nin * sizeof *in);
+  for (int j = 0; j < n->nin; j++) in[j] = rep_of(s, n->in[j]);
+  n->in = in;
+}
+
+static void simplify_node(S *s, Node *n) {
+  remap_operands(s, n);
+  if (try_fold(n)) {
+    s->rep[n->id] = cse(s, n);
+    return;
+  }
+  Node *x = identity_of(n);
+  s->rep[n->id] = x ? x : cse(s, n);
+}
+
+/* Keeps the live nodes in order and renumbers them. */
+static void compact(Graph *g, const uint8_t *live) {
+  int w = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    if (!live[i]) continue;
+    g->nodes[w] = g->nodes[i];
+    g->nodes[w]->id = w;
+    w++;
+  }
+  g->nnodes = w;
+}
+
+int pass_simplify_ex(Diag *d, Graph *g, Node **roots, int nroots, Node **track, int ntrack) {
+  (void)d;
+  int n = g->nnodes;
+  S s = {.g = g};
+  s.rep = calloc((size_t)n + 1, sizeof *s.rep);
+  for (s.cap = 16; s.cap < 2 * (size_t)n; s.cap *= 2) {}
+  s.table = calloc(s.cap, sizeof *s.table);
+  uint8_t *live = calloc((size_t)n + 1, 1);
+  NNDC_ASSERT(s.rep && s.table && live);
+  for (int i = 0; i < n; i++) {
+    Node *x = g->nodes[i];
+    s.rep[i] = x;
+    if (!(op_info[x->op].flags & F_LEAF)) simplify_node(&s, x);
+    else if (x->op == OP_CONST) s.rep[i] = cse(&s, x);
+  }
+  remap_roles(&s, g);
+  for (int i = 0; i < nroots; i++) roots[i] = rep_of(&s, roots[i]);
+  mark_live(g, live, roots, nroots);
+  for (int i = 0; i < ntrack; i++)
+    if (track[i]) track[i] = live[rep_of(&s, track[i])->id] ? rep_of(&s, track[i]) : NULL;
+  compact(g, live);
+  free(s.rep);
+  free(s.table);
+  free(live);
+  return 0;
+}
+
+int pass_simplify(Diag *d, Graph *g) { return pass_simplify_ex(d, g, NULL, 0, NULL, 0); }
