@@ -1,0 +1,341 @@
+/* test_cli.c - the nndc command end to end: exit codes, diagnostics, every
+ * shared model through check/ir/run, training that converges to known
+ * weights, NaN diagnosis, checkpoints and bad data. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "util.h"
+
+static const char *models[] = {"autoencoder", "deep_mlp", "lenet", "linreg", "logreg", "lstm", "mlp", "rnn"};
+#define NMODELS (sizeof models / sizeof *models)
+
+static char *nndc(int *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *nndc(int *st, const char *fmt, ...) {
+  char args[8192], cmd[9000];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  snprintf(cmd, sizeof cmd, "%s %s", NNDC_BIN, args);
+  return util_run(cmd, st);
+}
+
+static void write_f32(const char *path, const Shape *s, uint64_t seed, float lo, float hi) {
+  int64_t n = shape_numel(s);
+  float *x = malloc((size_t)n * 4);
+  util_fill(x, n, seed, lo, hi);
+  Diag d;
+  diag_init(&d);
+  cr_assert_eq(npy_write(&d, path, EL_F32, s, x), 0, "%s", d.buf ? d.buf : "");
+  diag_free(&d);
+  free(x);
+}
+
+static void write_i32(const char *path, const Shape *s, int32_t mod) {
+  int64_t n = shape_numel(s);
+  int32_t *x = malloc((size_t)n * 4);
+  for (int64_t i = 0; i < n; i++) x[i] = (int32_t)((i * 7 + 3) % mod);
+  Diag d;
+  diag_init(&d);
+  cr_assert_eq(npy_write(&d, path, EL_I32, s, x), 0);
+  diag_free(&d);
+  free(x);
+}
+
+static float *read_f32(const char *path, int64_t *n) {
+  Diag d;
+  diag_init(&d);
+  Array a;
+  cr_assert_eq(npy_read(&d, path, &a), 0, "%s: %s", path, d.buf ? d.buf : "");
+  cr_assert_eq(a.et, EL_F32);
+  *n = shape_numel(&a.shape);
+  diag_free(&d);
+  return a.data;
+}
+
+Test(cli, usage_errors_exit_2) {
+  int st;
+  free(nndc(&st, " "));
+  cr_expect_eq(st, 2);
+  char *o = nndc(&st, "frobnicate x.nnd");
+  cr_expect_eq(st, 2);
+  cr_expect(strstr(o, "unknown command"), "%s", o);
+  free(o);
+  o = nndc(&st, "check %s/models/mlp.nnd --bogus", NNDC_SHARED_DIR);
+  cr_expect_eq(st, 2);
+  cr_expect(strstr(o, "unknown option '--bogus'"), "%s", o);
+  free(o);
+  o = nndc(&st, "run %s/models/mlp.nnd --engine gpu", NNDC_SHARED_DIR);
+  cr_expect_eq(st, 2);
+  free(o);
+  free(nndc(&st, "check"));
+  cr_expect_eq(st, 2);
+}
+
+Test(cli, model_error_exit_1_with_caret) {
+  char *dir = util_tmpdir(), path[512];
+  snprintf(path, sizeof path, "%s/bad.nnd", dir);
+  util_write_file(path, "input x: f32[4, 3]\ny = relu(x) @ x\n");
+  int st;
+  char *o = nndc(&st, "check %s", path);
+  cr_expect_eq(st, 1);
+  cr_expect(strstr(o, "bad.nnd:2:"), "%s", o);
+  cr_expect(strstr(o, "error:"), "%s", o);
+  cr_expect(strstr(o, "f32[4,3]"), "both shapes named: %s", o);
+  cr_expect(strstr(o, "^"), "caret: %s", o);
+  free(o);
+  o = nndc(&st, "check %s/missing.nnd", dir);
+  cr_expect_eq(st, 1);
+  free(o);
+}
+
+Test(cli, every_shared_model_checks_and_prints) {
+  for (size_t i = 0; i < NMODELS; i++) {
+    int st;
+    char *o = nndc(&st, "check %s/models/%s.nnd", NNDC_SHARED_DIR, models[i]);
+    cr_expect_eq(st, 0, "%s: %s", models[i], o);
+    free(o);
+    o = nndc(&st, "ir %s/models/%s.nnd", NNDC_SHARED_DIR, models[i]);
+    cr_expect_eq(st, 0, "%s: %s", models[i], o);
+    cr_expect(strstr(o, "matmul") || strstr(o, "conv2d"), "%s", models[i]);
+    free(o);
+    o = nndc(&st, "ir %s/models/%s.nnd --stage grad", NNDC_SHARED_DIR, models[i]);
+    cr_expect_eq(st, 0, "%s grad: %s", models[i], o);
+    free(o);
+    o = nndc(&st, "ir %s/models/%s.nnd --stage parsed", NNDC_SHARED_DIR, models[i]);
+    cr_expect_eq(st, 0, "%s parsed: %s", models[i], o);
+    free(o);
+    int small = strcmp(models[i], "lstm") && strcmp(models[i], "rnn"); /* dot takes minutes on 28 unrolled steps */
+    if (small && system("command -v dot >/dev/null 2>&1") == 0) {
+      o = nndc(&st, "ir %s/models/%s.nnd --stage opt --dot | dot -Tsvg >/dev/null", NNDC_SHARED_DIR, models[i]);
+      cr_expect_eq(st, 0, "%s dot: %s", models[i], o);
+      free(o);
+    }
+    o = nndc(&st, "ir %s/models/%s.nnd --stage opt --dot", NNDC_SHARED_DIR, models[i]);
+    cr_expect_eq(st, 0, "%s dot: %s", models[i], o);
+    cr_expect(!strncmp(o, "digraph", 7), "%s", models[i]);
+    free(o);
+  }
+}
+
+/* Feeds random inputs of the right shapes to every shared model (N = 5). */
+static void run_model(const char *engine, const char *model) {
+  char *dir = util_tmpdir(), src[512], feeds[2048] = "";
+  snprintf(src, sizeof src, "%s/models/%s.nnd", NNDC_SHARED_DIR, model);
+  Diag d;
+  diag_init(&d);
+  Arena a;
+  arena_init(&a);
+  Graph g;
+  graph_init(&g, &a);
+  Define def = {"N", 5, 1};
+  BuildOpts o = {&def, 1, NULL, 0, 0, 0};
+  cr_assert_eq(fe_compile_file(&d, &g, src, &o), 0, "%s", d.buf);
+  for (int i = 0; i < g.ninputs; i++) {
+    const Node *in = g.inputs[i].node;
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s.npy", dir, in->name);
+    if (in->dt == DT_I32) write_i32(path, &in->shape, 10);
+    else write_f32(path, &in->shape, (uint64_t)i + 1, 0, 1);
+    size_t l = strlen(feeds);
+    snprintf(feeds + l, sizeof feeds - l, " --feed %s=%s", in->name, path);
+  }
+  int st;
+  char *out = nndc(&st, "run %s %s --engine %s --out %s/out --grad", src, feeds, engine, dir);
+  cr_assert_eq(st, 0, "%s: %s", model, out);
+  free(out);
+  char p[700];
+  snprintf(p, sizeof p, "%s/out/loss.npy", dir);
+  int64_t n;
+  float *loss = read_f32(p, &n);
+  cr_expect_eq(n, 1);
+  cr_expect(isfinite(loss[0]) && loss[0] > 0, "%s loss %g", model, loss[0]);
+  free(loss);
+  for (int i = 0; i < g.nparams; i++) {
+    snprintf(p, sizeof p, "%s/out/grad.%s.npy", dir, g.params[i].name);
+    float *gr = read_f32(p, &n);
+    cr_expect_eq(n, shape_numel(&g.params[i].node->shape), "%s", p);
+    free(gr);
+  }
+  for (int i = 0; i < g.noutputs; i++)
+    if (!strcmp(g.outputs[i].name, "probs")) {
+      snprintf(p, sizeof p, "%s/out/probs.npy", dir);
+      float *pr = read_f32(p, &n);
+      for (int r = 0; r < 5; r++) {
+        double s = 0;
+        for (int k = 0; k < 10; k++) s += pr[r * 10 + k];
+        cr_expect(fabs(s - 1) < 1e-4, "%s: probs row %d sums to %g", model, r, s);
+      }
+      free(pr);
+    }
+  arena_free(&a);
+  diag_free(&d);
+}
+
+Test(cli, every_shared_model_runs_on_interp, .timeout = 300) {
+  for (size_t i = 0; i < NMODELS; i++) run_model("interp", models[i]);
+}
+
+Test(cli, every_shared_model_runs_on_jit, .timeout = 300) {
+  for (size_t i = 0; i < NMODELS; i++) run_model("jit", models[i]);
+}
+
+Test(cli, run_skips_what_needs_unfed_inputs) {
+  char *dir = util_tmpdir(), x[600];
+  snprintf(x, sizeof x, "%s/x.npy", dir);
+  Shape s = {2, {3, 784}};
+  write_f32(x, &s, 3, 0, 1);
+  int st;
+  char *o = nndc(&st, "run %s/models/mlp.nnd --engine interp --feed x=%s --out %s", NNDC_SHARED_DIR, x, dir);
+  cr_expect_eq(st, 0, "%s", o);
+  cr_expect(strstr(o, "loss 'loss' skipped") || strstr(o, "skipped"), "%s", o);
+  free(o);
+  char p[700];
+  snprintf(p, sizeof p, "%s/probs.npy", dir);
+  int64_t n;
+  free(read_f32(p, &n));
+  cr_expect_eq(n, 30);
+  o = nndc(&st, "run %s/models/mlp.nnd --engine interp --out %s", NNDC_SHARED_DIR, dir);
+  cr_expect_eq(st, 1, "nothing computable: %s", o);
+  free(o);
+  o = nndc(&st, "run %s/models/mlp.nnd --engine interp --feed z=%s", NNDC_SHARED_DIR, x);
+  cr_expect_eq(st, 1, "unknown input: %s", o);
+  cr_expect(strstr(o, "no input named 'z'"), "%s", o);
+  free(o);
+}
+
+/* t = x @ [1, -2, 3] + 0.5 exactly: plain SGD must find the weights. */
+static void write_linreg(const char *dir, int64_t n) {
+  char px[600], pt[600];
+  snprintf(px, sizeof px, "%s/x.npy", dir);
+  snprintf(pt, sizeof pt, "%s/t.npy", dir);
+  Shape sx = {2, {n, 3}}, st = {2, {n, 1}};
+  float *x = malloc((size_t)n * 12), *t = malloc((size_t)n * 4);
+  util_fill(x, n * 3, 5, -1, 1);
+  for (int64_t i = 0; i < n; i++) t[i] = x[3 * i] - 2 * x[3 * i + 1] + 3 * x[3 * i + 2] + 0.5f;
+  Diag d;
+  diag_init(&d);
+  cr_assert_eq(npy_write(&d, px, EL_F32, &sx, x), 0);
+  cr_assert_eq(npy_write(&d, pt, EL_F32, &st, t), 0);
+  diag_free(&d);
+  free(x);
+  free(t);
+}
+
+static void train_linreg(const char *engine) {
+  char *dir = util_tmpdir();
+  write_linreg(dir, 30);
+  int st;
+  char *o = nndc(&st, "train %s/models/linreg.nnd --engine %s --data x=%s/x.npy --data t=%s/t.npy --epochs 300 --save %s/ck",
+                 NNDC_SHARED_DIR, engine, dir, dir, dir);
+  cr_assert_eq(st, 0, "%s", o);
+  cr_expect(strstr(o, "epoch 300/300: train loss"), "%s", o);
+  free(o);
+  char p[700];
+  int64_t n;
+  snprintf(p, sizeof p, "%s/ck/w.npy", dir);
+  float *w = read_f32(p, &n);
+  cr_expect(fabsf(w[0] - 1) < 0.02f && fabsf(w[1] + 2) < 0.02f && fabsf(w[2] - 3) < 0.02f, "w = %g %g %g", w[0],
+            w[1], w[2]);
+  free(w);
+  snprintf(p, sizeof p, "%s/ck/b.npy", dir);
+  float *b = read_f32(p, &n);
+  cr_expect(fabsf(b[0] - 0.5f) < 0.02f, "b = %g", b[0]);
+  free(b);
+  /* --load continues from the checkpoint: the loss starts near zero */
+  o = nndc(&st, "run %s/models/linreg.nnd --engine %s --feed x=%s/x.npy --feed t=%s/t.npy --load %s/ck --out %s",
+           NNDC_SHARED_DIR, engine, dir, dir, dir, dir);
+  cr_assert_eq(st, 0, "%s", o);
+  free(o);
+  snprintf(p, sizeof p, "%s/loss.npy", dir);
+  float *l = read_f32(p, &n);
+  cr_expect(l[0] < 1e-3f, "loss after training %g", l[0]);
+  free(l);
+}
+
+Test(cli, train_linreg_finds_weights_interp, .timeout = 300) { train_linreg("interp"); }
+Test(cli, train_linreg_finds_weights_jit, .timeout = 300) { train_linreg("jit"); }
+
+Test(cli, nan_loss_names_the_op) {
+  char *dir = util_tmpdir(), path[600];
+  snprintf(path, sizeof path, "%s/nan.nnd", dir);
+  util_write_file(path,
+                  "input x: f32[N, 2]\n"
+                  "param w: f32[2, 1] = full(-1)\n"
+                  "z = x @ w\n"
+                  "l = log(z)\n"
+                  "loss = mean(l * l)\n"
+                  "train { batch = 2 }\n");
+  Shape s = {2, {4, 2}};
+  char x[600];
+  snprintf(x, sizeof x, "%s/x.npy", dir);
+  write_f32(x, &s, 9, 0.5f, 1);
+  int st;
+  char *o = nndc(&st, "train %s --engine interp --data x=%s", path, x);
+  cr_expect_eq(st, 1, "%s", o);
+  cr_expect(strstr(o, "nan.nnd:4:"), "names the line of log: %s", o);
+  cr_expect(strstr(o, "'log'"), "names the op: %s", o);
+  free(o);
+}
+
+Test(cli, data_errors) {
+  char *dir = util_tmpdir(), x[600], y[600], bad[600];
+  snprintf(x, sizeof x, "%s/x.npy", dir);
+  snprintf(y, sizeof y, "%s/y.npy", dir);
+  snprintf(bad, sizeof bad, "%s/bad.idx", dir);
+  Shape sx = {2, {10, 784}}, sy = {1, {9}};
+  write_f32(x, &sx, 1, 0, 1);
+  write_i32(y, &sy, 10);
+  util_write_file(bad, "this is not an idx file at all");
+  int st;
+  char *o = nndc(&st, "train %s/models/mlp.nnd --engine interp --data x=%s --data y=%s", NNDC_SHARED_DIR, x, y);
+  cr_expect_eq(st, 1, "%s", o);
+  cr_expect(strstr(o, "samples"), "%s", o);
+  free(o);
+  o = nndc(&st, "train %s/models/mlp.nnd --engine interp --data x=%s --data y=%s", NNDC_SHARED_DIR, bad, y);
+  cr_expect_eq(st, 1, "%s", o);
+  cr_expect(strstr(o, "bad.idx"), "%s", o);
+  free(o);
+}
+
+Test(cli, failed_save_keeps_previous_checkpoint, .timeout = 120) {
+  char *dir = util_tmpdir();
+  write_linreg(dir, 6);
+  int st;
+  char *o = nndc(&st, "train %s/models/linreg.nnd --engine interp --data x=%s/x.npy --data t=%s/t.npy --epochs 2 --save %s/ck.safetensors",
+                 NNDC_SHARED_DIR, dir, dir, dir);
+  cr_assert_eq(st, 0, "%s", o);
+  free(o);
+  char cmd[1400];
+  snprintf(cmd, sizeof cmd, "cp %s/ck.safetensors %s/before && chmod 555 %s", dir, dir, dir);
+  free(util_run(cmd, &st));
+  /* a save into a directory that is a regular file must fail cleanly */
+  o = nndc(&st, "train %s/models/linreg.nnd --engine interp --data x=%s/x.npy --data t=%s/t.npy --epochs 2 --save %s/before/ck",
+           NNDC_SHARED_DIR, dir, dir, dir);
+  cr_expect_eq(st, 1, "%s", o);
+  free(o);
+  snprintf(cmd, sizeof cmd, "chmod 755 %s; cmp %s/ck.safetensors %s/before", dir, dir, dir);
+  free(util_run(cmd, &st));
+  cr_expect_eq(st, 0, "previous checkpoint intact");
+  o = nndc(&st, "run %s/models/linreg.nnd --engine interp --feed x=%s/x.npy --load %s/ck.safetensors --out %s",
+           NNDC_SHARED_DIR, dir, dir, dir);
+  cr_expect_eq(st, 0, "%s", o);
+  free(o);
+}
+
+Test(cli, bench_json_reports_every_field, .timeout = 300) {
+  int st;
+  char *o = nndc(&st, "bench %s/models/mlp.nnd --train --json --repeats 3 -D N=8 --baseline", NNDC_SHARED_DIR);
+  cr_assert_eq(st, 0, "%s", o);
+  const char *keys[] = {"\"compile_ms\"", "\"step_us_min\"", "\"step_us_median\"", "\"step_us_max\"",
+                        "\"samples_per_s\"", "\"gflops\"", "\"peak_bytes\"", "\"kernels\"", "\"speedup_vs_interp\""};
+  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) cr_expect(strstr(o, keys[i]), "%s missing: %s", keys[i], o);
+  cr_expect(strstr(o, "\"batch\":8"), "%s", o);
+  free(o);
+  o = nndc(&st, "bench %s/models/lenet.nnd --repeats 2 -D N=2", NNDC_SHARED_DIR);
+  cr_expect_eq(st, 0, "%s", o);
+  cr_expect(strstr(o, "GFLOP/s"), "%s", o);
+  free(o);
+}

@@ -1,0 +1,236 @@
+/* nndc.c - the command line: the only place that prints to the user or exits.
+ *
+ *   nndc check M.nnd
+ *   nndc ir M.nnd [--stage parsed|grad|opt] [--dot]
+ *   nndc run M.nnd --feed NAME=FILE ... [--load P] [--out DIR] [--grad]
+ *   nndc train M.nnd --data NAME=FILE ... [--test NAME=FILE ...] [--load P] [--save P]
+ *                    [--epochs E] [--batch B] [--seed S] [--no-shuffle]
+ *   nndc emit-c M.nnd -o DIR [--train] [--weights P]
+ *   nndc bench M.nnd [--train] [--json] [--repeats R] [--baseline]
+ * Every command takes -D NAME=VALUE; run, train and bench take --engine
+ * jit|interp and --threads T.  Exit status: 0 ok, 1 model or data error
+ * (diagnostics printed), 2 usage error. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "cli.h"
+
+static void usage(void) {
+  fputs("usage: nndc COMMAND MODEL.nnd [options]\n"
+        "commands:\n"
+        "  check M.nnd                        parse and type-check\n"
+        "  ir M.nnd [--stage parsed|grad|opt] [--dot]\n"
+        "  run M.nnd --feed NAME=FILE ... [--load P] [--out DIR] [--grad]\n"
+        "  train M.nnd --data NAME=FILE ... [--test NAME=FILE ...] [--load P] [--save P]\n"
+        "              [--epochs E] [--batch B] [--seed S] [--no-shuffle]\n"
+        "  emit-c M.nnd -o DIR [--train] [--weights P]\n"
+        "  bench M.nnd [--train] [--json] [--repeats R] [--baseline]\n"
+        "options for every command: -D NAME=VALUE\n"
+        "options for run, train, bench: --engine jit|interp, --threads T\n",
+        stderr);
+}
+
+static _Noreturn void usage_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("nndc: usage error: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputs("\n(run 'nndc --help' for the commands)\n", stderr);
+  va_end(ap);
+  exit(2);
+}
+
+static int64_t parse_int(const char *opt, const char *s, int64_t lo) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || *s == 0 || *end || v < lo) usage_error("%s needs an integer >= %lld, got '%s'", opt, (long long)lo, s);
+  return v;
+}
+
+static Pair parse_pair(const char *opt, const char *s) {
+  const char *eq = strchr(s, '=');
+  if (!eq || eq == s || !eq[1]) usage_error("%s needs NAME=FILE, got '%s'", opt, s);
+  Pair p = {strndup(s, (size_t)(eq - s)), eq + 1};
+  return p;
+}
+
+static Define parse_define(const char *s) {
+  const char *eq = strchr(s, '=');
+  if (!eq || eq == s) usage_error("-D needs NAME=VALUE, got '%s'", s);
+  Define d = {strndup(s, (size_t)(eq - s)), 0, 0};
+  char *end;
+  errno = 0;
+  long long iv = strtoll(eq + 1, &end, 10);
+  if (!errno && eq[1] && !*end) {
+    d.value = (double)iv;
+    d.is_int = 1;
+    return d;
+  }
+  d.value = strtod(eq + 1, &end);
+  if (!eq[1] || *end || !isfinite(d.value)) usage_error("-D %s: '%s' is not a number", d.name, eq + 1);
+  return d;
+}
+
+/* Takes the value of option argv[*i] (as the next word). */
+static const char *optval(int argc, char **argv, int *i) {
+  if (*i + 1 >= argc) usage_error("%s needs a value", argv[*i]);
+  return argv[++*i];
+}
+
+static void add_pair(Pair *arr, int *n, Pair p, const char *opt) {
+  if (*n >= MAX_ITEMS) usage_error("too many %s options", opt);
+  arr[(*n)++] = p;
+}
+
+static void parse_option(Cli *c, int argc, char **argv, int *i) {
+  const char *a = argv[*i];
+  if (!strncmp(a, "-D", 2)) {
+    if (c->ndefs >= MAX_ITEMS) usage_error("too many -D options");
+    c->defs[c->ndefs++] = parse_define(a[2] ? a + 2 : optval(argc, argv, i));
+  } else if (!strcmp(a, "--feed") || !strcmp(a, "--data")) {
+    add_pair(c->feeds, &c->nfeeds, parse_pair(a, optval(argc, argv, i)), a);
+  } else if (!strcmp(a, "--test")) {
+    add_pair(c->tests, &c->ntests, parse_pair(a, optval(argc, argv, i)), a);
+  } else if (!strcmp(a, "--load")) c->load = optval(argc, argv, i);
+  else if (!strcmp(a, "--save")) c->save = optval(argc, argv, i);
+  else if (!strcmp(a, "--out")) c->out = optval(argc, argv, i);
+  else if (!strcmp(a, "-o")) c->emit_dir = optval(argc, argv, i);
+  else if (!strcmp(a, "--weights")) c->weights = optval(argc, argv, i);
+  else if (!strcmp(a, "--stage")) {
+    c->stage = optval(argc, argv, i);
+    if (strcmp(c->stage, "parsed") && strcmp(c->stage, "grad") && strcmp(c->stage, "opt"))
+      usage_error("--stage must be parsed, grad or opt, got '%s'", c->stage);
+  } else if (!strcmp(a, "--dot")) c->dot = 1;
+  else if (!strcmp(a, "--grad")) c->grad = 1;
+  else if (!strcmp(a, "--train")) c->train = 1;
+  else if (!strcmp(a, "--json")) c->json = 1;
+  else if (!strcmp(a, "--baseline")) c->baseline = 1;
+  else if (!strcmp(a, "--no-shuffle")) c->no_shuffle = 1;
+  else if (!strcmp(a, "--epochs")) c->epochs = parse_int(a, optval(argc, argv, i), 0);
+  else if (!strcmp(a, "--batch")) c->batch = parse_int(a, optval(argc, argv, i), 1);
+  else if (!strcmp(a, "--repeats")) c->repeats = parse_int(a, optval(argc, argv, i), 1);
+  else if (!strcmp(a, "--seed")) {
+    c->seed = parse_int(a, optval(argc, argv, i), 0);
+    c->has_seed = 1;
+  } else if (!strcmp(a, "--threads")) c->threads = (int)parse_int(a, optval(argc, argv, i), 1);
+  else if (!strcmp(a, "--engine")) {
+    const char *e = optval(argc, argv, i);
+    if (!strcmp(e, "jit")) c->engine = ENGINE_JIT;
+    else if (!strcmp(e, "interp")) c->engine = ENGINE_INTERP;
+    else usage_error("--engine must be jit or interp, got '%s'", e);
+  } else usage_error("unknown option '%s'", a);
+}
+
+static void parse_args(Cli *c, int argc, char **argv) {
+  memset(c, 0, sizeof *c);
+  c->engine = ENGINE_JIT;
+  c->epochs = -1;
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    usage();
+    exit(argc < 2 ? 2 : 0);
+  }
+  c->cmd = argv[1];
+  static const char *cmds[] = {"check", "ir", "run", "train", "emit-c", "bench"};
+  int known = 0;
+  for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++) known |= !strcmp(c->cmd, cmds[k]);
+  if (!known) usage_error("unknown command '%s'", c->cmd);
+  for (int i = 2; i < argc; i++) {
+    if (argv[i][0] == '-' && argv[i][1]) parse_option(c, argc, argv, &i);
+    else if (!c->model) c->model = argv[i];
+    else usage_error("unexpected argument '%s'", argv[i]);
+  }
+  if (!c->model) usage_error("%s needs a model file", c->cmd);
+}
+
+/* Prints the diagnostics gathered so far and forgets them. */
+void flush_diag(Diag *d) {
+  if (d->len) fputs(d->buf, stderr);
+  diag_clear(d);
+}
+
+_Noreturn void fail(Diag *d) {
+  flush_diag(d);
+  exit(1);
+}
+
+double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Builds the graph of the model with the command line's -D values. */
+void compile(Cli *c, Diag *d, Graph *g, Arena *a, int training, int64_t batch,
+                    const Feed *feeds, int nfeeds) {
+  graph_init(g, a);
+  BuildOpts o = {c->defs, c->ndefs, feeds, nfeeds, training, batch};
+  if (fe_compile_file(d, g, c->model, &o)) fail(d);
+  if (training && c->has_seed) g->train.seed = (uint64_t)c->seed;
+  else if (c->has_seed) g->train.seed = (uint64_t)c->seed;
+}
+
+void write_text(const char *s) {
+  fputs(s, stdout);
+  if (*s && s[strlen(s) - 1] != '\n') fputc('\n', stdout);
+}
+
+static int cmd_check(Cli *c, Diag *d) {
+  Arena a;
+  arena_init(&a);
+  Graph g;
+  compile(c, d, &g, &a, 0, 0, NULL, 0);
+  int64_t values = 0;
+  for (int i = 0; i < g.nparams; i++) values += shape_numel(&g.params[i].node->shape);
+  flush_diag(d);
+  printf("%s: ok: %d inputs, %d params (%lld values), %d outputs%s, %d metrics, %d nodes\n", c->model,
+         g.ninputs, g.nparams, (long long)values, g.noutputs, g.loss ? ", a loss" : "", g.nmetrics, g.nnodes);
+  arena_free(&a);
+  return 0;
+}
+
+static int cmd_ir(Cli *c, Diag *d) {
+  Arena a;
+  arena_init(&a);
+  if (c->stage && !strcmp(c->stage, "parsed")) {
+    char *s = fe_dump_parsed(d, &a, c->model);
+    if (!s) fail(d);
+    flush_diag(d);
+    write_text(s);
+    arena_free(&a);
+    return 0;
+  }
+  Graph g;
+  int stage_grad = c->stage != NULL;
+  compile(c, d, &g, &a, stage_grad, 0, NULL, 0);
+  if (stage_grad && pass_autodiff(d, &g)) fail(d);
+  if (c->stage && !strcmp(c->stage, "opt") && pass_optim(d, &g)) fail(d);
+  if (ir_verify(&g, d)) fail(d);
+  flush_diag(d);
+  write_text(c->dot ? ir_print_dot(&g, &a) : ir_print(&g, &a));
+  arena_free(&a);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static Cli c;   /* static: the names it holds stay reachable until exit */
+  parse_args(&c, argc, argv);
+  Diag d;
+  diag_init(&d);
+  int rc;
+  if (!strcmp(c.cmd, "check")) rc = cmd_check(&c, &d);
+  else if (!strcmp(c.cmd, "ir")) rc = cmd_ir(&c, &d);
+  else if (!strcmp(c.cmd, "run")) rc = cmd_run(&c, &d);
+  else if (!strcmp(c.cmd, "train")) rc = cmd_train(&c, &d);
+  else if (!strcmp(c.cmd, "bench")) rc = cmd_bench(&c, &d);
+  else rc = cmd_emit_c(&c, &d);
+  flush_diag(&d);
+  diag_free(&d);
+  return rc;
+}

@@ -1,0 +1,275 @@
+/* run.c - `nndc run` (one forward pass, optionally with gradients) and
+ * `nndc train` (the training loop with live progress and epoch summaries). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "cli.h"
+
+/* Reads every NAME=FILE pair; the arrays keep the file's element type. */
+static void read_arrays(Diag *d, const Pair *p, int n, Array *out) {
+  for (int i = 0; i < n; i++)
+    if (data_read(d, p[i].path, &out[i])) fail(d);
+}
+
+static const Node *input_named(const Graph *g, const char *name) {
+  for (int i = 0; i < g->ninputs; i++)
+    if (!strcmp(g->inputs[i].name, name)) return g->inputs[i].node;
+  return NULL;
+}
+
+/* Converts the arrays fed to g's inputs into a Dataset; every array must
+ * feed a declared input and all must hold the same number of samples. */
+static void make_dataset(Diag *d, const Graph *g, const Pair *p, int n, const Array *raw, Dataset *ds) {
+  memset(ds, 0, sizeof *ds);
+  ds->n = n;
+  ds->inputs = calloc((size_t)n + 1, sizeof *ds->inputs);
+  ds->arrays = calloc((size_t)n + 1, sizeof *ds->arrays);
+  if (!ds->inputs || !ds->arrays) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  for (int i = 0; i < n; i++) {
+    const Node *in = input_named(g, p[i].name);
+    if (!in) {
+      diag_file_error(d, p[i].path, "the model has no input named '%s'", p[i].name);
+      fail(d);
+    }
+    for (int k = 0; k < i; k++)
+      if (ds->inputs[k] == in) {
+        diag_file_error(d, p[i].path, "input '%s' is fed twice", p[i].name);
+        fail(d);
+      }
+    ds->inputs[i] = in;
+    if (data_convert(d, p[i].path, &raw[i], in, &ds->arrays[i])) fail(d);
+    int64_t ns = ds->arrays[i].shape.dim[0];
+    if (i > 0 && ns != ds->nsamples) {
+      diag_file_error(d, p[i].path, "holds %lld samples but '%s' (%s) holds %lld", (long long)ns,
+                      p[0].name, p[0].path, (long long)ds->nsamples);
+      fail(d);
+    }
+    ds->nsamples = ns;
+  }
+}
+
+static void make_dir(Diag *d, const char *dir) {
+  if (mkdir(dir, 0777) && errno != EEXIST) {
+    diag_file_error(d, dir, "cannot create the output directory: %s", strerror(errno));
+    fail(d);
+  }
+}
+
+static void write_value(Diag *d, const char *dir, const char *name, const Node *n, const void *data) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+  if (npy_write(d, path, n->dt == DT_I32 ? EL_I32 : EL_F32, &n->shape, data)) fail(d);
+}
+
+/* Whether every input that node n depends on is fed. */
+static int computable(const Graph *g, Node *n, const uint8_t *fed) {
+  uint8_t *mask = calloc((size_t)g->nnodes + 1, 1);
+  if (!mask) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  ir_mark_deps(g, &n, 1, mask);
+  int ok = 1;
+  for (int i = 0; i < g->ninputs; i++)
+    if (mask[g->inputs[i].node->id] && !fed[g->inputs[i].node->id]) ok = 0;
+  free(mask);
+  return ok;
+}
+
+static EngineOpts engine_opts(const Cli *c) {
+  EngineOpts o = {c->engine, c->threads, 0};
+  return o;
+}
+
+static void init_state(Cli *c, Diag *d, const Graph *g, ModelState *ms) {
+  if (model_state_init(d, g, ms, g->train.seed)) fail(d);
+  if (c->load && ckpt_load(d, c->load, g, ms->params)) fail(d);
+  flush_diag(d);   /* warnings about extra params */
+}
+
+/* A root to compute and the file name it is written to. */
+typedef struct Want {
+  Node *node;
+  const char *file;
+} Want;
+
+static int add_want(const Graph *g, Want *w, int n, Node *node, const char *file, const uint8_t *fed,
+                    const char *what) {
+  if (computable(g, node, fed)) {
+    w[n].node = node;
+    w[n].file = file;
+    return n + 1;
+  }
+  fprintf(stderr, "nndc: note: %s '%s' skipped: it needs an input that was not fed\n", what, file);
+  return n;
+}
+
+int cmd_run(Cli *c, Diag *d) {
+  Array raw[MAX_ITEMS];
+  memset(raw, 0, sizeof raw);
+  read_arrays(d, c->feeds, c->nfeeds, raw);
+  Feed feeds[MAX_ITEMS];
+  for (int i = 0; i < c->nfeeds; i++) {
+    feeds[i].name = c->feeds[i].name;
+    feeds[i].nsamples = raw[i].shape.rank ? raw[i].shape.dim[0] : 1;
+  }
+  Arena a;
+  arena_init(&a);
+  Graph g;
+  compile(c, d, &g, &a, 0, 0, feeds, c->nfeeds);
+  Dataset ds;
+  make_dataset(d, &g, c->feeds, c->nfeeds, raw, &ds);
+  for (int i = 0; i < c->nfeeds; i++) array_free(&raw[i]);
+  for (int i = 0; i < ds.n; i++)
+    if (ds.arrays[i].shape.dim[0] != ds.inputs[i]->shape.dim[0]) {
+      diag_file_error(d, c->feeds[i].path, "holds %lld samples but input '%s' has %lld",
+                      (long long)ds.arrays[i].shape.dim[0], ds.inputs[i]->name,
+                      (long long)ds.inputs[i]->shape.dim[0]);
+      fail(d);
+    }
+  if (c->grad && !g.loss) {
+    diag_error(d, (Loc){0}, "--grad needs a model with a loss");
+    fail(d);
+  }
+  if (c->grad && pass_autodiff(d, &g)) fail(d);
+  uint8_t *fed = calloc((size_t)g.nnodes + 1, 1);
+  for (int i = 0; i < ds.n; i++) fed[ds.inputs[i]->id] = 1;
+  Want *w = calloc((size_t)(g.noutputs + g.nmetrics + g.nparams + 2), sizeof *w);
+  int nw = 0;
+  for (int i = 0; i < g.noutputs; i++) nw = add_want(&g, w, nw, g.outputs[i].node, g.outputs[i].name, fed, "output");
+  if (g.loss) nw = add_want(&g, w, nw, g.loss, "loss", fed, "loss");
+  for (int i = 0; i < g.nmetrics; i++) nw = add_want(&g, w, nw, g.metrics[i].node, g.metrics[i].name, fed, "metric");
+  if (c->grad && computable(&g, g.loss, fed))
+    for (int i = 0; i < g.nparams; i++)
+      w[nw++] = (Want){g.grads[i], arena_printf(&a, "grad.%s", g.params[i].name)};
+  else if (c->grad) {
+    diag_error(d, g.loss->loc, "--grad: the loss needs an input that was not fed");
+    fail(d);
+  }
+  if (nw == 0) {
+    diag_error(d, (Loc){0}, "nothing to compute: every output, loss and metric needs an input that was not fed");
+    fail(d);
+  }
+  ModelState ms;
+  init_state(c, d, &g, &ms);
+  Node **roots = calloc((size_t)nw, sizeof *roots);
+  for (int i = 0; i < nw; i++) roots[i] = w[i].node;
+  EngineOpts eo = engine_opts(c);
+  Engine *e = engine_new(d, &g, roots, nw, &eo);
+  if (!e) fail(d);
+  for (int i = 0; i < g.nparams; i++) engine_bind(e, g.params[i].node, ms.params[i]);
+  for (int i = 0; i < ds.n; i++) engine_bind(e, ds.inputs[i], ds.arrays[i].data);
+  RunCtx ctx = {g.train.seed, 1, 0};
+  if (engine_run(e, d, &ctx)) fail(d);
+  const char *dir = c->out ? c->out : ".";
+  make_dir(d, dir);
+  for (int i = 0; i < nw; i++) write_value(d, dir, w[i].file, w[i].node, engine_value(e, w[i].node));
+  for (int i = 0; i < nw; i++)
+    if (shape_numel(&w[i].node->shape) == 1 && w[i].node->dt == DT_F32)
+      printf("%s = %.6g\n", w[i].file, *(float *)engine_value(e, w[i].node));
+  printf("wrote %d arrays to %s/\n", nw, dir);
+  engine_free(e);
+  model_state_free(&g, &ms);
+  dataset_free(&ds);
+  free(roots);
+  free(w);
+  free(fed);
+  arena_free(&a);
+  return 0;
+}
+
+/* ------------------------------------------------------------------ train */
+
+typedef struct Show {
+  const Graph *g;
+  int tty;
+  int64_t last_line;   /* batch of the last plain progress line */
+} Show;
+
+static void fmt_time(double s, char *buf, size_t n) {
+  long t = (long)(s + 0.5);
+  if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+static void on_progress(void *user, const TrainProgress *p) {
+  Show *s = user;
+  char eta[32];
+  fmt_time(p->eta_s, eta, sizeof eta);
+  if (s->tty) {
+    fprintf(stderr, "\r\033[Kepoch %lld/%lld  batch %lld/%lld  loss %.4f  %.0f samples/s  ETA %s", (long long)p->epoch,
+            (long long)p->epochs, (long long)p->batch, (long long)p->nbatches, p->loss, p->samples_per_s, eta);
+    fflush(stderr);
+    return;
+  }
+  int64_t every = p->nbatches / 4 > 0 ? p->nbatches / 4 : 1;
+  if (p->batch % every == 0 && p->batch != p->nbatches)
+    fprintf(stderr, "epoch %lld/%lld  batch %lld/%lld  loss %.4f  %.0f samples/s  ETA %s\n", (long long)p->epoch,
+            (long long)p->epochs, (long long)p->batch, (long long)p->nbatches, p->loss, p->samples_per_s, eta);
+}
+
+static void on_epoch(void *user, const EpochReport *r) {
+  Show *s = user;
+  if (s->tty) fputs("\r\033[K", stderr);
+  printf("epoch %lld/%lld: train loss %.4f", (long long)r->epoch, (long long)r->epochs, r->train_loss);
+  for (int i = 0; i < s->g->nmetrics; i++) printf(" %s %.4f", s->g->metrics[i].name, r->train_metrics[i]);
+  if (r->has_test) {
+    printf(" | test loss %.4f", r->test_loss);
+    for (int i = 0; i < s->g->nmetrics; i++) printf(" %s %.4f", s->g->metrics[i].name, r->test_metrics[i]);
+  }
+  printf("  (%.1f s)\n", r->seconds);
+  fflush(stdout);
+}
+
+int cmd_train(Cli *c, Diag *d) {
+  if (c->nfeeds == 0) {
+    fputs("nndc: usage error: train needs --data NAME=FILE for the model's inputs\n", stderr);
+    return 2;
+  }
+  Array raw[MAX_ITEMS], rawt[MAX_ITEMS];
+  read_arrays(d, c->feeds, c->nfeeds, raw);
+  read_arrays(d, c->tests, c->ntests, rawt);
+  Arena a;
+  arena_init(&a);
+  Graph tg, eg, etail;
+  compile(c, d, &tg, &a, 1, c->batch, NULL, 0);
+  Dataset train, test;
+  make_dataset(d, &tg, c->feeds, c->nfeeds, raw, &train);
+  if (pass_autodiff(d, &tg) || pass_optim(d, &tg)) fail(d);
+  Graph *egp = NULL, *etp = NULL;
+  if (c->ntests) {
+    int64_t ntest = rawt[0].shape.rank ? rawt[0].shape.dim[0] : 1;
+    int64_t eb = ntest < 1000 ? ntest : 1000;
+    compile(c, d, &eg, &a, 0, eb, NULL, 0);
+    make_dataset(d, &eg, c->tests, c->ntests, rawt, &test);
+    egp = &eg;
+    int64_t rem = test.nsamples % eb;
+    if (rem && eg.ninputs && eg.inputs[0].node->shape.dim[0] == eb) {
+      compile(c, d, &etail, &a, 0, rem, NULL, 0);
+      etp = &etail;
+    }
+  }
+  for (int i = 0; i < c->nfeeds; i++) array_free(&raw[i]);
+  for (int i = 0; i < c->ntests; i++) array_free(&rawt[i]);
+  ModelState ms;
+  init_state(c, d, &tg, &ms);
+  Show show = {&tg, isatty(2), 0};
+  TrainOpts o = {engine_opts(c), c->epochs >= 0 ? c->epochs : tg.train.epochs,
+                 c->no_shuffle ? 0 : tg.train.shuffle, tg.train.seed, on_progress, on_epoch, &show};
+  printf("training %s: %lld samples, batch %lld, %lld epochs, %s engine\n", c->model, (long long)train.nsamples,
+         (long long)tg.inputs[0].node->shape.dim[0], (long long)o.epochs, c->engine == ENGINE_JIT ? "jit" : "interp");
+  fflush(stdout);
+  int rc = rt_train(d, &tg, egp, etp, &ms, &train, c->ntests ? &test : NULL, &o);
+  if (show.tty) fputs("\r\033[K", stderr);
+  if (rc) fail(d);
+  if (c->save) {
+    if (ckpt_save(d, c->save, &tg, ms.params)) fail(d);
+    printf("saved %d params to %s\n", tg.nparams, c->save);
+  }
+  model_state_free(&tg, &ms);
+  dataset_free(&train);
+  if (c->ntests) dataset_free(&test);
+  arena_free(&a);
+  return 0;
+}
