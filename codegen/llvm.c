@@ -4,9 +4,10 @@
  * optimizes it with the new pass manager (default<O3>) for the host CPU and
  * adds it to one LLJIT instance owned by the returned LlvmJit; kernels are
  * looked up by name.  Each kernel is an outer function with the kir.h
- * calling convention that loads its buffer pointers and calls an internal,
- * always-inlined body whose buffer parameters are `noalias`, so the loop
- * vectorizer needs no runtime alias checks.  Locals and loop variables are
+ * calling convention that loads its buffer pointers and calls an internal
+ * body whose buffer parameters are `noalias`, so the loop vectorizer needs no
+ * runtime alias checks.  The body is inlined unless several kernels share it
+ * (same code on other buffers: see "shared bodies").  Locals and loop variables are
  * allocas (promoted by SROA).  Floating-point ops carry only the `contract`
  * fast-math flag (FMA), so results match the interpreter to rounding.
  * Transcendentals are inline polynomial code (vmath below) so they vectorize.
@@ -394,24 +395,6 @@ static void stmts(Gen *g, const KStmt *s) {
 
 /* ---------------------------------------------------------------- kernels */
 
-static void mark_expr(const KExpr *e, uint8_t *used) {
-  if (!e) return;
-  if (e->kind == KX_LOAD) used[e->buf] = 1;
-  for (int i = 0; i < 3; i++) mark_expr(e->a[i], used);
-}
-
-static void mark_stmts(const KStmt *s, uint8_t *used) {
-  for (; s; s = s->next) {
-    if (s->kind == KS_STORE) used[s->buf] = 1;
-    mark_expr(s->lo, used);
-    mark_expr(s->hi, used);
-    mark_expr(s->idx, used);
-    mark_expr(s->val, used);
-    mark_expr(s->cond, used);
-    mark_stmts(s->body, used);
-  }
-}
-
 static void add_fn_attr(Gen *g, LLVMValueRef f, const char *k, const char *v) {
   LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
                           LLVMCreateStringAttribute(g->c, k, (unsigned)strlen(k), v, (unsigned)strlen(v)));
@@ -461,31 +444,162 @@ static LLVMValueRef emit_body(Gen *g, const Kernel *k, const int *ub, int nub, c
   return f;
 }
 
-/* The entry point: void name(void **bufs, i64 lo, i64 hi, i64 *ctx). */
-static void emit_kernel(Gen *g, const Kernel *k, const char *cpu, const char *feat) {
-  uint8_t *used = calloc((size_t)g->p->nbufs + 1, 1);
-  int *ub = calloc((size_t)g->p->nbufs + 1, sizeof *ub), nub = 0;
-  mark_stmts(k->body, used);
-  for (int b = 0; b < g->p->nbufs; b++) {
-    g->bufp[b] = NULL;
-    if (used[b]) ub[nub++] = b;
+/* --------------------------------------------------------- shared bodies */
+
+/* Kernels that differ only in which buffers they touch (the 28 steps of an
+ * unrolled RNN, the same layer's GEMM in forward and backward) share one
+ * body: a kernel's signature is its statements serialized with buffers
+ * numbered in order of first use, plus those buffers' types.  Equal
+ * signatures give the same body, which is emitted once and called from each
+ * kernel's entry point with that kernel's buffers. */
+typedef struct Sig {
+  unsigned char *s;
+  size_t n, cap;
+  int *slot;       /* [nbufs] canonical number of a buffer in this kernel, -1 */
+  int *ub, nub;    /* the kernel's buffers in canonical order */
+} Sig;
+
+static void sig_put(Sig *g, const void *x, size_t n) {
+  if (g->n + n > g->cap) {
+    g->cap = (g->n + n) * 2 + 256;
+    g->s = realloc(g->s, g->cap);
+    if (!g->s) nndc_fatal(__FILE__, __LINE__, "out of memory");
   }
-  LLVMValueRef body = emit_body(g, k, ub, nub, cpu, feat);
+  memcpy(g->s + g->n, x, n);
+  g->n += n;
+}
+
+static void sig_int(Sig *g, int64_t v) { sig_put(g, &v, sizeof v); }
+
+static void sig_buf(Sig *g, int b) {
+  if (g->slot[b] < 0) {
+    g->slot[b] = g->nub;
+    g->ub[g->nub++] = b;
+  }
+  sig_int(g, g->slot[b]);
+}
+
+static void sig_expr(Sig *g, const KExpr *e) {
+  if (!e) {
+    sig_int(g, -1);
+    return;
+  }
+  sig_int(g, e->kind);
+  sig_int(g, e->t);
+  switch (e->kind) {
+  case KX_CONST: sig_put(g, &e->f, sizeof e->f); sig_int(g, e->i); break;
+  case KX_VAR: sig_int(g, e->var); break;
+  case KX_CTX: sig_int(g, e->i); break;
+  case KX_LOAD: sig_buf(g, e->buf); break;
+  case KX_UN: case KX_BIN: sig_int(g, e->op); break;
+  case KX_SELECT: case KX_CAST: break;
+  }
+  for (int i = 0; i < 3; i++) sig_expr(g, e->a[i]);
+}
+
+static void sig_stmts(Sig *g, const KStmt *s) {
+  for (; s; s = s->next) {
+    sig_int(g, s->kind);
+    sig_int(g, s->var);
+    sig_int(g, s->flags);
+    sig_int(g, s->step);
+    if (s->kind == KS_STORE) sig_buf(g, s->buf);
+    sig_expr(g, s->lo);
+    sig_expr(g, s->hi);
+    sig_expr(g, s->idx);
+    sig_expr(g, s->val);
+    sig_expr(g, s->cond);
+    sig_stmts(g, s->body);
+  }
+  sig_int(g, -2);
+}
+
+/* Fills g with k's signature and canonical buffer order. */
+static void kernel_sig(Sig *g, const KProgram *p, const Kernel *k) {
+  for (int i = 0; i < g->nub; i++) g->slot[g->ub[i]] = -1;
+  g->n = 0;
+  g->nub = 0;
+  sig_int(g, k->nvars);
+  for (int v = 0; v < k->nvars; v++) sig_int(g, k->vtype[v]);
+  sig_stmts(g, k->body);
+  for (int i = 0; i < g->nub; i++) sig_int(g, p->bufs[g->ub[i]].dt);
+}
+
+typedef struct BodyTab {
+  struct { uint64_t h; unsigned char *s; size_t n; LLVMValueRef fn; int uses; } *e;
+  size_t cap;
+} BodyTab;
+
+static uint64_t fnv(const unsigned char *s, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ull;
+  return h;
+}
+
+/* The slot of signature sg in t: its body, or an empty slot to fill. */
+static size_t body_find(BodyTab *t, const Sig *sg, uint64_t h) {
+  size_t i = h & (t->cap - 1);
+  while (t->e[i].s && !(t->e[i].h == h && t->e[i].n == sg->n && !memcmp(t->e[i].s, sg->s, sg->n)))
+    i = (i + 1) & (t->cap - 1);
+  return i;
+}
+
+/* The entry point: void name(void **bufs, i64 lo, i64 hi, i64 *ctx). */
+static void emit_kernel(Gen *g, const Kernel *k, Sig *sg, BodyTab *t, const char *cpu, const char *feat) {
+  kernel_sig(sg, g->p, k);
+  uint64_t h = fnv(sg->s, sg->n);
+  size_t slot = body_find(t, sg, h);
+  LLVMValueRef body = t->e[slot].fn;
+  if (!body) {
+    for (int i = 0; i < g->p->nbufs; i++) g->bufp[i] = NULL;
+    body = emit_body(g, k, sg->ub, sg->nub, cpu, feat);
+    t->e[slot].h = h;
+    t->e[slot].n = sg->n;
+    t->e[slot].s = malloc(sg->n);
+    if (!t->e[slot].s) nndc_fatal(__FILE__, __LINE__, "out of memory");
+    memcpy(t->e[slot].s, sg->s, sg->n);
+    t->e[slot].fn = body;
+  } else if (t->e[slot].uses == 1) {
+    /* shared: one copy of the code, called from every user */
+    unsigned ai = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
+    LLVMRemoveEnumAttributeAtIndex(body, LLVMAttributeFunctionIndex, ai);
+    add_enum_attr(g, body, LLVMAttributeFunctionIndex, "noinline");
+  }
+  t->e[slot].uses++;
+  int nub = sg->nub;
   LLVMTypeRef pt[4] = {g->ptr, g->i64, g->i64, g->ptr};
   LLVMValueRef f = LLVMAddFunction(g->m, k->name, LLVMFunctionType(LLVMVoidTypeInContext(g->c), pt, 4, 0));
   target_attrs(g, f, cpu, feat);
   LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->c, f, "entry"));
   LLVMValueRef *args = calloc((size_t)nub + 3, sizeof *args);
   for (int i = 0; i < nub; i++) {
-    LLVMValueRef idx = LLVMConstInt(g->i64, (unsigned long long)ub[i], 0);
+    LLVMValueRef idx = LLVMConstInt(g->i64, (unsigned long long)sg->ub[i], 0);
     args[i] = LLVMBuildLoad2(g->b, g->ptr, LLVMBuildInBoundsGEP2(g->b, g->ptr, LLVMGetParam(f, 0), &idx, 1, ""), "");
   }
   for (int i = 0; i < 3; i++) args[nub + i] = LLVMGetParam(f, (unsigned)i + 1);
   LLVMBuildCall2(g->b, LLVMGlobalGetValueType(body), body, args, (unsigned)nub + 3, "");
   LLVMBuildRetVoid(g->b);
   free(args);
-  free(used);
-  free(ub);
+}
+
+static void emit_kernels(Gen *g, const char *cpu, const char *feat) {
+  const KProgram *p = g->p;
+  Sig sg = {0};
+  sg.slot = malloc(((size_t)p->nbufs + 1) * sizeof *sg.slot);
+  sg.ub = malloc(((size_t)p->nbufs + 1) * sizeof *sg.ub);
+  if (!sg.slot || !sg.ub) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  for (int i = 0; i < p->nbufs; i++) sg.slot[i] = -1;
+  BodyTab t = {0};
+  t.cap = 16;
+  while (t.cap < 2 * (size_t)p->nkernels) t.cap *= 2;
+  t.e = calloc(t.cap, sizeof *t.e);
+  if (!t.e) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  for (int i = 0; i < p->nkernels; i++) emit_kernel(g, p->kernels[i], &sg, &t, cpu, feat);
+  for (size_t i = 0; i < t.cap; i++) free(t.e[i].s);
+  free(t.e);
+  free(sg.s);
+  free(sg.slot);
+  free(sg.ub);
 }
 
 /* ---------------------------------------------------------------- compile */
@@ -534,7 +648,7 @@ static LLVMModuleRef build_module(Diag *d, LLVMContextRef c, const KProgram *p) 
   LLVMSetModuleDataLayout(g.m, td);
   char *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
   make_math(&g);
-  for (int i = 0; i < p->nkernels; i++) emit_kernel(&g, p->kernels[i], cpu, feat);
+  emit_kernels(&g, cpu, feat);
   LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
   LLVMErrorRef e = LLVMRunPasses(g.m, "default<O3>", tm, po);
   LLVMDisposePassBuilderOptions(po);
