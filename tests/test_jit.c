@@ -105,6 +105,10 @@ static double cmp_node(const char *label, const Node *n, const void *got, const 
   return e;
 }
 
+/* When nonzero: the bound on the few outliers check_steps tolerates in
+ * updated f32 leaves (see there). */
+static double leaf_outlier;
+
 /* Runs roots on the interpreter and the JIT `steps` times (step 1..) and
  * compares every root (and every leaf, which updates write) within tol. */
 static void check_steps(T *t, Node **roots, int nroots, int threads, double tol, int steps, int training) {
@@ -137,7 +141,24 @@ static void check_steps(T *t, Node **roots, int nroots, int threads, double tol,
     if (!b->v[0][i]) continue;
     char label[64];
     snprintf(label, sizeof label, "leaf %%%d", i);
-    double e = cmp_node(label, t->g.nodes[i], b->v[1][i], b->v[0][i], tol);
+    const Node *x = t->g.nodes[i];
+    if (leaf_outlier && x->dt == DT_F32) {
+      /* RMSprop divides g by about |g|: where g is a rounding-level residue
+       * the step is noise-sized (up to 10 lr), so a few elements (0.5%) may
+       * differ, by at most leaf_outlier. */
+      const float *got = b->v[1][i], *ref = b->v[0][i];
+      int64_t cnt = shape_numel(&x->shape), bad = 0;
+      double worst = 0;
+      for (int64_t j = 0; j < cnt; j++) {
+        double dd = fabs((double)got[j] - ref[j]);
+        if (dd > tol + tol * fabs(ref[j])) bad++;
+        if (dd > worst) worst = dd;
+      }
+      cr_expect(bad <= cnt / 200 && worst <= leaf_outlier, "%s: %lld of %lld elements differ, worst by %g", label,
+                (long long)bad, (long long)cnt, worst);
+      continue;
+    }
+    double e = cmp_node(label, x, b->v[1][i], b->v[0][i], tol);
     cr_expect(e <= 1, "%s: updated leaf differs (worst %g)", label, e);
   }
   jit_free(p);
@@ -536,20 +557,25 @@ Test(jit, vectorizes) {
   t_free(t);
 }
 
-/* The MLP's whole training step (forward, backward, adam) agrees. */
-Test(jit, mlp_train_step) {
+/* Every shared model's whole training step (forward, backward and its
+ * optimizer), 3 steps: outputs, loss, metrics, and every param and optimizer
+ * state (which hold the gradients) agree with the interpreter.  Odd batch
+ * sizes exercise the loop remainders. */
+static void model_train_steps(const char *file, const Define *defs, int ndefs, double tol) {
   T *t = t_new();
-  Define def = {"N", 17, 1};
-  BuildOpts o = {.defs = &def, .ndefs = 1, .training = 1};
-  cr_assert_eq(fe_compile_file(&t->d, &t->g, NNDC_SHARED_DIR "/models/mlp.nnd", &o), 0, "%s", t->d.buf);
+  BuildOpts o = {.defs = defs, .ndefs = ndefs, .training = 1};
+  char path[512];
+  snprintf(path, sizeof path, "%s/models/%s", NNDC_SHARED_DIR, file);
+  cr_assert_eq(fe_compile_file(&t->d, &t->g, path, &o), 0, "%s", t->d.buf);
   cr_assert_eq(pass_autodiff(&t->d, &t->g), 0, "%s", t->d.buf);
   cr_assert_eq(pass_optim(&t->d, &t->g), 0, "%s", t->d.buf);
   Node *roots[64];
   int n = 0;
   roots[n++] = t->g.loss;
-  for (int i = 0; i < t->g.noutputs; i++) roots[n++] = t->g.outputs[i].node;
-  for (int i = 0; i < t->g.nmetrics; i++) roots[n++] = t->g.metrics[i].node;
-  for (int i = 0; i < t->g.nupdates; i++) roots[n++] = t->g.updates[i];
+  for (int i = 0; i < t->g.noutputs && n < 48; i++) roots[n++] = t->g.outputs[i].node;
+  for (int i = 0; i < t->g.nmetrics && n < 48; i++) roots[n++] = t->g.metrics[i].node;
+  for (int i = 0; i < t->g.nupdates && n < 64; i++) roots[n++] = t->g.updates[i];
+  cr_assert(n < 64, "too many roots");
   for (int i = 0; i < t->g.nnodes; i++) {
     const Node *x = t->g.nodes[i];
     t->lo[i] = x->op == OP_STATE ? 0 : -0.1f;
@@ -557,6 +583,19 @@ Test(jit, mlp_train_step) {
     if (x->op == OP_INPUT && x->dt == DT_I32) t->lo[i] = 0, t->hi[i] = 10;
     if (x->op == OP_INPUT && x->dt == DT_F32) t->lo[i] = 0, t->hi[i] = 1;
   }
-  check_steps(t, roots, n, 2, 2e-5, 3, 1);
+  check_steps(t, roots, n, 2, tol, 3, 1);
   t_free(t);
 }
+
+Test(jit_models, mlp) { Define d = {"N", 17, 1}; model_train_steps("mlp.nnd", &d, 1, 2e-5); }
+Test(jit_models, logreg) { Define d = {"N", 31, 1}; model_train_steps("logreg.nnd", &d, 1, 2e-5); }
+Test(jit_models, linreg) { Define d = {"N", 257, 1}; model_train_steps("linreg.nnd", &d, 1, 2e-5); }
+Test(jit_models, deep_mlp) {
+  Define d = {"N", 3, 1};
+  leaf_outlier = 0.001;  /* lr / 10 of rmsprop(lr=0.001)'s sign-like first step 10 lr */
+  model_train_steps("deep_mlp.nnd", &d, 1, 5e-5);
+}
+Test(jit_models, autoencoder) { Define d = {"N", 5, 1}; model_train_steps("autoencoder.nnd", &d, 1, 5e-5); }
+Test(jit_models, lenet, .timeout = 300) { Define d = {"N", 3, 1}; model_train_steps("lenet.nnd", &d, 1, 5e-5); }
+Test(jit_models, rnn, .timeout = 300) { Define d = {"N", 3, 1}; model_train_steps("rnn.nnd", &d, 1, 5e-5); }
+Test(jit_models, lstm, .timeout = 300) { Define d = {"N", 3, 1}; model_train_steps("lstm.nnd", &d, 1, 5e-5); }
