@@ -6,12 +6,12 @@
  * The shape of the code, for the LLVM vectorizers:
  *   for each block of KC steps of k (a slice of B that stays in L2)
  *     for t in row blocks of MR rows (PARALLEL, batch-major)
- *       for each column tile of NR columns (and one remainder tile)
- *         MR x NR scalar accumulators (KS_LET), zero or C so far
+ *       for each column tile of nr columns (and one remainder tile)
+ *         MR x nr scalar accumulators (KS_LET), zero or C so far
  *         for k in the block: acc[r][c] += A[i0+r, k] * B[k, j0+c]
  *         store the accumulators to C
  * After SROA the accumulators are loop-carried SSA values; the SLP
- * vectorizer turns each row of NR of them into NR/16 zmm registers and the
+ * vectorizer turns each row of nr of them into two vector registers and the
  * B loads into vector loads, which is the register-blocked micro-kernel.
  * Each C element is still summed in k order from 0 (in f32), so results do
  * not depend on the tiling or the thread split.
@@ -19,8 +19,19 @@
 #include <string.h>
 #include "kir.h"
 
-/* Micro-kernel: MR rows x NR columns of C in registers (12 zmm on AVX-512). */
+/* Micro-kernel: MR rows x nr columns of C in registers: nr is two vectors
+ * of the host (32 on AVX-512, 16 on AVX2), so the 2 MR accumulators, two B
+ * vectors and an A broadcast fit the register file (32 zmm, 16 ymm) with no
+ * spills.  NR is the largest nr. */
 enum { MR = 6, NR = 32, KC = 256 };
+
+static int host_nr(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  return __builtin_cpu_supports("avx512f") ? 32 : 16;
+#else
+  return 16;
+#endif
+}
 
 /* ---------------------------------------------------------------- builder */
 
@@ -238,14 +249,15 @@ static void gemm_tile(Gemm *m, KStmt **at, KExpr *j0, int mr, int nr) {
     }
 }
 
-/* All column tiles of mr rows: full NR tiles in a loop, then the rest. */
+/* All column tiles of mr rows: full nr tiles in a loop, then the rest. */
 static void gemm_rows(Gemm *m, KStmt **at, int64_t N, int mr) {
   KGen *g = m->g;
-  int64_t nfull = N / NR * NR;
+  int nr = host_nr();
+  int64_t nfull = N / nr * nr;
   if (nfull > 0) {
     KExpr *j0;
-    KStmt **body = kg_loop(g, &at, &j0, kg_int(g, 0), kg_int(g, nfull), NR, 0);
-    gemm_tile(m, body, j0, mr, NR);
+    KStmt **body = kg_loop(g, &at, &j0, kg_int(g, 0), kg_int(g, nfull), nr, 0);
+    gemm_tile(m, body, j0, mr, nr);
   }
   if (N > nfull) gemm_tile(m, at, kg_int(g, nfull), mr, (int)(N - nfull));
 }
