@@ -27,6 +27,7 @@
 #include <string.h>
 #include "codegen.h"
 #include "kir.h"
+#include "../passes/passes.h"
 
 /* ------------------------------------------------------------ text buffer */
 
@@ -576,10 +577,10 @@ static void print_kernel_comment(Buf *o, const KProgram *p, const Kernel *kn, co
   const Node *n = kn->node;
   bprintf(o, "/* %s: ", kn->name);
   print_source_line(o, n->loc);
-  int b = p->node_buf[n->id];
+  int b = p->own_buf[n->id];
   bprintf(o, "\n *   %s = %s(", b >= 0 ? bname[b] : "?", op_info[n->op].name);
   for (int j = 0; j < n->nin; j++) {
-    int ib = p->node_buf[n->in[j]->id];
+    int ib = p->own_buf[n->in[j]->id];
     bprintf(o, "%s%s", j ? ", " : "", ib >= 0 ? bname[ib] : "?");
   }
   bputs(o, ") : ");
@@ -960,7 +961,7 @@ static int lower(Emit *e, Prog *pr, const Graph *g, int train, const char *prefi
   }
   pr->g = g;
   pr->prefix = prefix;
-  pr->kp = lower_program(e->d, e->a, g, roots, n);
+  pr->kp = passes_lower(e->d, e->a, g, roots, n);  /* the JIT's kernels: simplified, fused, planned */
   if (!pr->kp) return -1;
   name_buffers(e->a, pr);
   return 0;

@@ -132,6 +132,8 @@ typedef struct KProgram {
   KBuffer *bufs;  int nbufs;
   Kernel **kernels; int nkernels;
   int *node_buf;      /* [graph nnodes] buffer of each node, -1 if not computed */
+  int *own_buf;       /* the same indexed by the ids of the graph that was lowered
+                       * (after passes_lower, node_buf is by the caller's ids) */
   size_t arena_bytes; /* size of the one block holding KB_ARENA and KB_CONST buffers */
 } KProgram;
 

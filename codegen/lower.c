@@ -820,6 +820,7 @@ KProgram *lower_program(Diag *d, Arena *a, const Graph *g, Node *const *roots, i
   p->bufs = arena_alloc(a, ((size_t)g->nnodes + 1) * sizeof *p->bufs);
   p->kernels = arena_alloc(a, ((size_t)g->nnodes + 1) * sizeof *p->kernels);
   p->node_buf = arena_alloc(a, ((size_t)g->nnodes + 1) * sizeof *p->node_buf);
+  p->own_buf = p->node_buf;
   uint8_t *need = mark_needed(a, g, roots, nroots);
   L l = {.a = a, .p = p};
   for (int i = 0; i < g->nnodes; i++) {

@@ -41,8 +41,8 @@ static int fold_value(const Node *n, const float *x, float *out) {
   case OP_SUB: *out = x[0] - x[1]; return 1;
   case OP_MUL: *out = x[0] * x[1]; return 1;
   case OP_DIV: *out = x[0] / x[1]; return 1;
-  case OP_MAXIMUM: *out = fmaxf(x[0], x[1]); return 1;
-  case OP_MINIMUM: *out = fminf(x[0], x[1]); return 1;
+  case OP_MAXIMUM: *out = x[0] > x[1] ? x[0] : x[1]; return 1;  /* not fmaxf: NaN and -0 as interp.c */
+  case OP_MINIMUM: *out = x[0] < x[1] ? x[0] : x[1]; return 1;
   case OP_NEG: *out = -x[0]; return 1;
   case OP_ABS: *out = fabsf(x[0]); return 1;
   case OP_RELU: *out = x[0] > 0 ? x[0] : 0; return 1;
