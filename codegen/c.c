@@ -84,7 +84,7 @@ static const char *const keywords[] = {
 static const char *const kernel_names[] = {
   "bufs", "lo", "hi", "ctx", "int64_t", "int32_t", "uint64_t", "size_t", "NULL", "INFINITY", "NAN",
   "expf", "exp", "logf", "log", "sqrtf", "sqrt", "tanhf", "tanh", "erff", "erf", "floorf", "floor",
-  "fabsf", "fabs", "fminf", "fmin", "fmaxf", "fmax", "powf", "pow", "fmodf", "fmod",
+  "fabsf", "fabs", "fminf", "fmin", "fmaxf", "fmax", "powf", "pow", "fmodf", "fmod", "minf_", "maxf_", "mind_", "maxd_",
   "wadd", "wsub", "wmul", "wshr", "imin", "imax", "iabs", NULL,
 };
 
@@ -189,7 +189,8 @@ static Ent *map_get(Map *m, const KExpr *e) {
 
 /* ------------------------------------------------------------- a kernel */
 
-enum { H_WADD = 1, H_WSUB = 2, H_WMUL = 4, H_WSHR = 8, H_IMIN = 16, H_IMAX = 32, H_IABS = 64, H_FILL = 128 };
+enum { H_WADD = 1, H_WSUB = 2, H_WMUL = 4, H_WSHR = 8, H_IMIN = 16, H_IMAX = 32, H_IABS = 64, H_FILL = 128,
+       H_FMIN = 256, H_FMAX = 512, H_DMIN = 1024, H_DMAX = 2048 };
 
 /* The state of printing one kernel. */
 typedef struct Kp {
@@ -355,8 +356,8 @@ static void print_bin(Kp *k, const KExpr *e) {
   case KB_MUL: infix(k, "*", a, b); return;
   case KB_DIV: infix(k, "/", a, b); return;
   case KB_REM: call2(k, f32 ? "fmodf" : "fmod", a, b); return;
-  case KB_MIN: call2(k, f32 ? "fminf" : "fmin", a, b); return;
-  case KB_MAX: call2(k, f32 ? "fmaxf" : "fmax", a, b); return;
+  case KB_MIN: *k->helpers |= f32 ? H_FMIN : H_DMIN; call2(k, f32 ? "minf_" : "mind_", a, b); return;
+  case KB_MAX: *k->helpers |= f32 ? H_FMAX : H_DMAX; call2(k, f32 ? "maxf_" : "maxd_", a, b); return;
   case KB_POW: call2(k, f32 ? "powf" : "pow", a, b); return;
   default: NNDC_ASSERT(0 && "float op");
   }
@@ -844,6 +845,12 @@ static const char *const helper_src[] = {
   "static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }\n",
   "static int64_t iabs(int64_t a) { return a < 0 ? -a : a; }\n",
   "static void fill(void *x, int64_t n, float v) {\n  for (int64_t i = 0; i < n; i++) ((float *)x)[i] = v;\n}\n",
+  /* min and max as the interpreter and the JIT compute them (not fminf:
+   * a NaN operand and signed zeros give the same answer everywhere) */
+  "static float minf_(float a, float b) { return a < b ? a : b; }\n",
+  "static float maxf_(float a, float b) { return a > b ? a : b; }\n",
+  "static double mind_(double a, double b) { return a < b ? a : b; }\n",
+  "static double maxd_(double a, double b) { return a > b ? a : b; }\n",
 };
 
 static void print_prologue(Emit *e, Buf *o) {
@@ -872,8 +879,8 @@ static void print_prologue(Emit *e, Buf *o) {
            "  k(bufs, 0, par, ctx);\n"
            "#endif\n"
            "}\n\n");
-  if (e->helpers) bputs(o, "/* integer helpers: kernel IR integers wrap like u64 */\n");
-  for (int i = 0; i < 8; i++)
+  if (e->helpers) bputs(o, "/* helpers: kernel IR integers wrap like u64; min and max as the interpreter */\n");
+  for (size_t i = 0; i < sizeof helper_src / sizeof *helper_src; i++)
     if (e->helpers & (1u << i)) bputs(o, helper_src[i]);
   if (e->helpers) bputs(o, "\n");
 }

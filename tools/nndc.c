@@ -210,10 +210,12 @@ static int cmd_ir(Cli *c, Diag *d) {
   int stage_grad = c->stage != NULL;
   compile(c, d, &g, &a, stage_grad, 0, NULL, 0);
   if (stage_grad && pass_autodiff(d, &g)) fail(d);
-  if (c->stage && !strcmp(c->stage, "opt") && pass_optim(d, &g)) fail(d);
+  int opt = c->stage && !strcmp(c->stage, "opt");
+  if (opt && pass_optim(d, &g)) fail(d);
+  if (opt && passes_optimize(d, &g)) fail(d);  /* simplify, fuse: what the JIT lowers */
   if (ir_verify(&g, d)) fail(d);
   flush_diag(d);
-  write_text(c->dot ? ir_print_dot(&g, &a) : ir_print(&g, &a));
+  write_text(c->dot ? ir_print_dot(&g, &a) : opt ? fuse_print(&g, &a) : ir_print(&g, &a));
   arena_free(&a);
   return 0;
 }
