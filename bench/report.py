@@ -84,7 +84,7 @@ def matmul_table(rows):
     pk = peak["peak_gflops_per_core"] if peak else None
     print("\n### Single matmul C[M,N] = A[M,K] @ B[K,N] against OpenBLAS (sgemm)\n")
     if pk:
-        print("Peak: %.0f GFLOP/s per core, measured by bench/peak.c (AVX-512 FMA, 16 lanes, registers only); "
+        print("Peak: %.0f GFLOP/s per core, measured by bench/peak.c (FMA at the widest vector width, registers only); "
               "%% of peak = GFLOP/s / (peak x threads).\n" % pk)
     print("| M×K×N | threads | OpenBLAS GFLOP/s (% peak) | nndc GFLOP/s (% peak) | nndc / OpenBLAS |")
     print("|---|---:|---:|---:|---:|")
