@@ -89,6 +89,7 @@ Test(cli, model_error_exit_1_with_caret) {
   o = nndc(&st, "check %s/missing.nnd", dir);
   cr_expect_eq(st, 1);
   free(o);
+  free(dir);
 }
 
 Test(cli, every_shared_model_checks_and_prints) {
@@ -172,6 +173,7 @@ static void run_model(const char *engine, const char *model) {
     }
   arena_free(&a);
   diag_free(&d);
+  free(dir);
 }
 
 Test(cli, every_shared_model_runs_on_interp, .timeout = 300) {
@@ -204,6 +206,7 @@ Test(cli, run_skips_what_needs_unfed_inputs) {
   cr_expect_eq(st, 1, "unknown input: %s", o);
   cr_expect(strstr(o, "no input named 'z'"), "%s", o);
   free(o);
+  free(dir);
 }
 
 /* t = x @ [1, -2, 3] + 0.5 exactly: plain SGD must find the weights. */
@@ -253,6 +256,7 @@ static void train_linreg(const char *engine) {
   float *l = read_f32(p, &n);
   cr_expect(l[0] < 1e-3f, "loss after training %g", l[0]);
   free(l);
+  free(dir);
 }
 
 Test(cli, train_linreg_finds_weights_interp, .timeout = 300) { train_linreg("interp"); }
@@ -278,6 +282,7 @@ Test(cli, nan_loss_names_the_op) {
   cr_expect(strstr(o, "nan.nnd:4:"), "names the line of log: %s", o);
   cr_expect(strstr(o, "'log'"), "names the op: %s", o);
   free(o);
+  free(dir);
 }
 
 Test(cli, data_errors) {
@@ -298,6 +303,7 @@ Test(cli, data_errors) {
   cr_expect_eq(st, 1, "%s", o);
   cr_expect(strstr(o, "bad.idx"), "%s", o);
   free(o);
+  free(dir);
 }
 
 Test(cli, failed_save_keeps_previous_checkpoint, .timeout = 120) {
@@ -323,6 +329,7 @@ Test(cli, failed_save_keeps_previous_checkpoint, .timeout = 120) {
            NNDC_SHARED_DIR, dir, dir, dir);
   cr_expect_eq(st, 0, "%s", o);
   free(o);
+  free(dir);
 }
 
 Test(cli, bench_json_reports_every_field, .timeout = 300) {
