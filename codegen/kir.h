@@ -143,6 +143,10 @@ typedef struct KProgram {
  * (RESHAPE aliases its operand, CONST fills at compile time).  Returns NULL
  * after reporting an op it cannot lower. */
 KProgram *lower_program(Diag *d, Arena *a, const Graph *g, Node *const *roots, int nroots);
+/* The value of elementwise node n (an F_EW op, CAST or EXPAND) of its
+ * operand values x, as an f32 expression allocated in a; shared by the
+ * one-node kernels of lower.c and the fused groups of lower_fused.c. */
+KExpr *lower_ew_value(Arena *a, const Node *n, KExpr **x);
 /* Writes the CONST buffers of p into arena memory base (arena_bytes bytes). */
 void lower_fill_consts(const KProgram *p, void *base);
 

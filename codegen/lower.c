@@ -356,6 +356,11 @@ static KExpr *ew_value(L *l, const Node *n, KExpr **x) {
   return NULL;
 }
 
+KExpr *lower_ew_value(Arena *a, const Node *n, KExpr **x) {
+  L l = {.a = a};
+  return ew_value(&l, n, x);
+}
+
 /* Elementwise ops and EXPAND: one nest over the (collapsed) output shape. */
 static void lower_ew(L *l, const Node *n) {
   int64_t dims[MAX_RANK], st[3][MAX_RANK];

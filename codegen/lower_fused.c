@@ -36,12 +36,6 @@ static KExpr *ci(F *f, int64_t v) {
   return e;
 }
 
-static KExpr *cf(F *f, double v) {
-  KExpr *e = ex_new(f, KX_CONST, KT_F32);
-  e->f = (float)v;
-  return e;
-}
-
 static int new_var(F *f, KType t) {
   Kernel *k = f->k;
   if (k->nvars == f->cap) {
@@ -81,21 +75,6 @@ static KExpr *bin(F *f, int op, KExpr *x, KExpr *y) {
 static KExpr *add(F *f, KExpr *x, KExpr *y) { return bin(f, KB_ADD, x, y); }
 static KExpr *mul(F *f, KExpr *x, KExpr *y) { return bin(f, KB_MUL, x, y); }
 
-static KExpr *un(F *f, int op, KExpr *x) {
-  KExpr *e = ex_new(f, KX_UN, x->t);
-  e->op = op;
-  e->a[0] = x;
-  return e;
-}
-
-static KExpr *sel(F *f, KExpr *c, KExpr *x, KExpr *y) {
-  KExpr *e = ex_new(f, KX_SELECT, x->t);
-  e->a[0] = c;
-  e->a[1] = x;
-  e->a[2] = y;
-  return e;
-}
-
 static KExpr *cast(F *f, KType t, KExpr *x) {
   if (x->t == t) return x;
   KExpr *e = ex_new(f, KX_CAST, t);
@@ -110,54 +89,7 @@ static KExpr *load(F *f, int buf, KExpr *idx) {
   return e;
 }
 
-static KExpr *as_f(F *f, KExpr *x) { return cast(f, KT_F32, x); }
-static KExpr *f01(F *f, KExpr *c) { return sel(f, c, cf(f, 1), cf(f, 0)); }
 
-/* The value of elementwise node n of operand values x (as lower.c's ew_value). */
-static KExpr *ew_value(F *f, const Node *n, KExpr **x) {
-  const double *a = n->a.f;
-  KExpr *z = cf(f, 0), *one = cf(f, 1);
-  switch (n->op) {
-  case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_MAXIMUM: case OP_MINIMUM: {
-    static const int map[] = {KB_ADD, KB_SUB, KB_MUL, KB_DIV, KB_MAX, KB_MIN};
-    return bin(f, map[n->op - OP_ADD], as_f(f, x[0]), as_f(f, x[1]));
-  }
-  case OP_EQ: case OP_NE: case OP_LT: case OP_LE: case OP_GT: case OP_GE: {
-    static const int map[] = {KB_EQ, KB_NE, KB_LT, KB_LE, KB_GT, KB_GE};
-    KExpr *p = x[0], *q = x[1];
-    if (p->t != q->t) p = cast(f, KT_F64, p), q = cast(f, KT_F64, q);  /* exact for i32 and f32 */
-    return f01(f, bin(f, map[n->op - OP_EQ], p, q));
-  }
-  case OP_NEG: return un(f, KU_NEG, x[0]);
-  case OP_POW:
-    if (a[0] == 2) return mul(f, x[0], x[0]);
-    if (a[0] == 1) return x[0];
-    return bin(f, KB_POW, x[0], cf(f, a[0]));
-  case OP_RELU: return sel(f, bin(f, KB_GT, x[0], z), x[0], z);
-  case OP_SIGMOID: return bin(f, KB_DIV, one, add(f, one, un(f, KU_EXP, un(f, KU_NEG, x[0]))));
-  case OP_TANH: return un(f, KU_TANH, x[0]);
-  case OP_EXP: return un(f, KU_EXP, x[0]);
-  case OP_LOG: return un(f, KU_LOG, x[0]);
-  case OP_SQRT: return un(f, KU_SQRT, x[0]);
-  case OP_ABS: return un(f, KU_ABS, x[0]);
-  case OP_SOFTPLUS:
-    return sel(f, bin(f, KB_GT, x[0], cf(f, 20)), x[0], un(f, KU_LOG, add(f, one, un(f, KU_EXP, x[0]))));
-  case OP_ELU:
-    return sel(f, bin(f, KB_GT, x[0], z), x[0], mul(f, cf(f, a[0]), bin(f, KB_SUB, un(f, KU_EXP, x[0]), one)));
-  case OP_LEAKY_RELU: return sel(f, bin(f, KB_GT, x[0], z), x[0], mul(f, x[0], cf(f, a[0])));
-  case OP_GELU:
-    return mul(f, mul(f, x[0], cf(f, 0.5)),
-               add(f, one, un(f, KU_ERF, mul(f, x[0], cf(f, 0.70710678118654752440)))));
-  case OP_CLAMP: return bin(f, KB_MIN, bin(f, KB_MAX, x[0], cf(f, a[0])), cf(f, a[1]));
-  case OP_ERF: return un(f, KU_ERF, x[0]);
-  case OP_SIGN:
-    return sel(f, bin(f, KB_GT, x[0], z), one, sel(f, bin(f, KB_LT, x[0], z), cf(f, -1), z));
-  case OP_CAST: return as_f(f, x[0]);
-  case OP_EXPAND: return x[0];
-  default: NNDC_ASSERT(0 && "not elementwise");
-  }
-  return NULL;
-}
 
 /* ------------------------------------------------------------- statements */
 
@@ -273,7 +205,7 @@ static void body(F *f, KStmt **at, const Node **ext, int next, int64_t (*st)[MAX
         for (int k = 0; k < next; k++)
           if (ext[k] == m->in[j]) x[j] = ld[k];
     }
-    KExpr *v = ew_value(f, m, x);
+    KExpr *v = lower_ew_value(f->a, m, x);
     KStmt *s = st_new(f, i == f->root ? KS_STORE : KS_LET);
     if (i == f->root) {
       s->buf = f->p->node_buf[m->id];
