@@ -642,7 +642,7 @@ static void name_buffers(Arena *a, Prog *pr) {
     const char *s;
     if (kb->kind == KB_LEAF) s = local_ident(a, kb->node->name ? kb->node->name : "leaf");
     else if (kb->kind == KB_CONST) s = arena_printf(a, "c%d", kb->node->id);
-    else s = arena_printf(a, "t%d_%s", kb->node->id, op_info[kb->node->op].name);
+    else s = arena_printf(a, "t%d_%s%s", kb->node->id, op_info[kb->node->op].name, kb->scratch ? "_pack" : "");
     while (name_taken(pr->bname, b, s)) s = arena_printf(a, "%s_%d", s, b);
     pr->bname[b] = s;
   }

@@ -203,12 +203,61 @@ KStmt **kg_if(KGen *g, KStmt ***at, KExpr *cond) {
 
 /* ------------------------------------------------------------------ gemm */
 
-/* One product being lowered: operand strides and per-row-block bases. */
+/* Columns of the remainder tile once packed: N % nr rounded up to whole
+ * vectors (nr / 2), the padding zero-filled by gemm_pack. */
+static int64_t rem_width(int64_t N, int nr) {
+  int64_t w = N % nr, v = nr / 2;
+  return (w + v - 1) / v * v;
+}
+
+int64_t gemm_pack_numel(int64_t M, int64_t N, int64_t K) {
+  int nr = host_nr();
+  /* Packing reads and writes B once more: worth it when at least two row
+   * blocks read every panel, and when there is a panel to read. */
+  if (M <= MR || K == 0 || N == 0) return 0;
+  return K * (N / nr * nr + rem_width(N, nr));
+}
+
+/* Packed B: for each column tile j0 (nr wide, or the padded remainder of
+ * width w), the K x width panel row after row at j0 * K, so the
+ * micro-kernel reads B contiguously whatever B's strides. */
+void gemm_pack(KGen *g, int64_t batch, int64_t N, int64_t K, GemmOperand B, int dst) {
+  int nr = host_nr();
+  int64_t nfull = N / nr * nr, w = rem_width(N, nr), per = K * (nfull + w);
+  KExpr *t, *jt, *c;
+  KStmt **at = &g->k->body;
+  at = kg_loop(g, &at, &t, kg_int(g, 0), kg_int(g, batch * K), 1, KL_PARALLEL);
+  KExpr *b = batch > 1 ? kg_bin(g, KB_DIV, t, kg_int(g, K)) : kg_int(g, 0);
+  KExpr *k = batch > 1 ? kg_bin(g, KB_REM, t, kg_int(g, K)) : t;
+  KExpr *src = kg_add(g, kg_muli(g, b, B.bs), kg_muli(g, k, B.rs));
+  KExpr *out = kg_muli(g, b, per);
+  if (nfull > 0) {
+    KStmt **tl = kg_loop(g, &at, &jt, kg_int(g, 0), kg_int(g, nfull), nr, 0);
+    KStmt **cl = kg_loop(g, &tl, &c, kg_int(g, 0), kg_int(g, nr), 1, KL_VECTOR);
+    KExpr *o = kg_add(g, out, kg_add(g, kg_add(g, kg_muli(g, jt, K), kg_muli(g, k, nr)), c));
+    kg_store(g, cl, dst, o, kg_load(g, B.buf, kg_add(g, src, kg_muli(g, kg_add(g, jt, c), B.cs))));
+  }
+  if (w > 0) {
+    KStmt **cl = kg_loop(g, &at, &c, kg_int(g, 0), kg_int(g, w), 1, KL_VECTOR);
+    KExpr *o = kg_add(g, out, kg_add(g, kg_int(g, nfull * K), kg_add(g, kg_muli(g, k, w), c)));
+    KExpr *col = kg_addi(g, c, nfull);
+    KExpr *in = kg_bin(g, KB_LT, col, kg_int(g, N));
+    /* a clamped index keeps the padding's load inside B */
+    KExpr *v = kg_load(g, B.buf, kg_add(g, src, kg_muli(g, kg_bin(g, KB_MIN, col, kg_int(g, N - 1)), B.cs)));
+    kg_store(g, cl, dst, o, kg_sel(g, in, v, kg_f32(g, 0)));
+  }
+  g->k->flops = 0;
+}
+
+/* One product being lowered: operand strides and per-item bases. */
 typedef struct Gemm {
   KGen *g;
   GemmOperand A, B, C;
-  int64_t K;
-  KExpr *abase, *bbase, *cbase; /* batch offsets of the current row block */
+  int64_t K, N;
+  int packed;                   /* B is gemm_pack's layout */
+  const GemmEpi *epi;
+  KExpr *b;                     /* batch index of the current item */
+  KExpr *abase, *bbase, *cbase; /* batch offsets of the current item */
   KExpr *i0;                    /* first row of the block */
   KExpr *kb, *kend;             /* the k block [kb, kend) */
   int first_only;               /* one k block: accumulators start at 0 */
@@ -219,55 +268,93 @@ static KExpr *at2(Gemm *m, const GemmOperand *o, KExpr *base, KExpr *r, KExpr *c
   return kg_add(g, base, kg_add(g, kg_muli(g, r, o->rs), kg_muli(g, c, o->cs)));
 }
 
-/* An mr x nr tile of C at (i0, j0) over the current k block. */
-static void gemm_tile(Gemm *m, KStmt **at, KExpr *j0, int mr, int nr) {
+/* Stores the mr x nc accumulators to C, through the epilogue if any. */
+static KStmt **gemm_store(Gemm *m, KStmt **at, KExpr *j0, int mr, int nc, int (*acc)[NR], int epi) {
+  KGen *g = m->g;
+  for (int r = 0; r < mr; r++)
+    for (int c = 0; c < nc; c++) {
+      KExpr *row = kg_addi(g, m->i0, r), *col = kg_addi(g, j0, c);
+      KExpr *v = kg_var(g, acc[r][c]);
+      if (epi) v = m->epi->fn(m->epi->ctx, g, v, m->b, row, col);
+      at = kg_store(g, at, m->C.buf, at2(m, &m->C, m->cbase, row, col), v);
+    }
+  return at;
+}
+
+/* An mr x nc tile of C at (i0, j0) over the current k block; nr >= nc
+ * columns are computed (a packed remainder tile is padded with zeros). */
+static void gemm_tile(Gemm *m, KStmt **at, KExpr *j0, int mr, int nc, int nr) {
   KGen *g = m->g;
   int acc[MR][NR], av[MR], bv[NR];
   for (int r = 0; r < mr; r++)
     for (int c = 0; c < nr; c++) {
-      KExpr *ci = at2(m, &m->C, m->cbase, kg_addi(g, m->i0, r), kg_addi(g, j0, c));
       KExpr *init = kg_f32(g, 0);
-      if (!m->first_only)
+      if (!m->first_only && c < nc) {
+        KExpr *ci = at2(m, &m->C, m->cbase, kg_addi(g, m->i0, r), kg_addi(g, j0, c));
         init = kg_sel(g, kg_bin(g, KB_EQ, m->kb, kg_int(g, 0)), init, kg_load(g, m->C.buf, ci));
+      }
       at = kg_let(g, at, &acc[r][c], init);
     }
   KExpr *k;
   KStmt **body = kg_loop(g, &at, &k, m->kb, m->kend, 1, 0);
   for (int r = 0; r < mr; r++)
     body = kg_let(g, body, &av[r], kg_load(g, m->A.buf, at2(m, &m->A, m->abase, kg_addi(g, m->i0, r), k)));
-  for (int c = 0; c < nr; c++)
-    body = kg_let(g, body, &bv[c], kg_load(g, m->B.buf, at2(m, &m->B, m->bbase, k, kg_addi(g, j0, c))));
+  for (int c = 0; c < nr; c++) {
+    KExpr *bi = m->packed ? kg_add(g, m->bbase, kg_add(g, kg_add(g, kg_muli(g, j0, m->K), kg_muli(g, k, nr)), kg_int(g, c)))
+                          : at2(m, &m->B, m->bbase, k, kg_addi(g, j0, c));
+    body = kg_let(g, body, &bv[c], kg_load(g, m->B.buf, bi));
+  }
   for (int r = 0; r < mr; r++)
     for (int c = 0; c < nr; c++) {
       KExpr *p = kg_bin(g, KB_MUL, kg_var(g, av[r]), kg_var(g, bv[c]));
       body = kg_set(g, body, acc[r][c], kg_bin(g, KB_ADD, kg_var(g, acc[r][c]), p));
     }
-  for (int r = 0; r < mr; r++)
-    for (int c = 0; c < nr; c++) {
-      KExpr *ci = at2(m, &m->C, m->cbase, kg_addi(g, m->i0, r), kg_addi(g, j0, c));
-      at = kg_store(g, at, m->C.buf, ci, kg_var(g, acc[r][c]));
-    }
+  if (!m->epi) {
+    gemm_store(m, at, j0, mr, nc, acc, 0);
+  } else if (m->first_only) {
+    gemm_store(m, at, j0, mr, nc, acc, 1);
+  } else {  /* the epilogue applies once the last k block is summed */
+    KExpr *last = kg_bin(g, KB_GE, m->kend, kg_int(g, m->K));
+    KStmt **t = kg_if(g, &at, last);
+    gemm_store(m, t, j0, mr, nc, acc, 1);
+    KStmt **e = kg_if(g, &at, kg_bin(g, KB_LT, m->kend, kg_int(g, m->K)));
+    gemm_store(m, e, j0, mr, nc, acc, 0);
+  }
 }
 
-/* All column tiles of mr rows: full nr tiles in a loop, then the rest. */
-static void gemm_rows(Gemm *m, KStmt **at, int64_t N, int mr) {
+/* The column tiles [jlo, jhi) (multiples of nr) of mr rows, and the
+ * remainder tile when `rem` holds. */
+static void gemm_rows(Gemm *m, KStmt **at, KExpr *jlo, KExpr *jhi, KExpr *rem, int mr) {
   KGen *g = m->g;
   int nr = host_nr();
-  int64_t nfull = N / nr * nr;
+  int64_t N = m->N, nfull = N / nr * nr;
   if (nfull > 0) {
     KExpr *j0;
-    KStmt **body = kg_loop(g, &at, &j0, kg_int(g, 0), kg_int(g, nfull), nr, 0);
-    gemm_tile(m, body, j0, mr, nr);
+    KStmt **body = kg_loop(g, &at, &j0, jlo, jhi, nr, 0);
+    gemm_tile(m, body, j0, mr, nr, nr);
   }
-  if (N > nfull) gemm_tile(m, at, kg_int(g, nfull), mr, (int)(N - nfull));
+  if (N > nfull) {
+    KStmt **r = rem ? kg_if(g, &at, rem) : at;
+    int nc = (int)(N - nfull);
+    gemm_tile(m, r, kg_int(g, nfull), mr, nc, m->packed ? (int)rem_width(N, nr) : nc);
+  }
 }
 
-void gemm_lower(KGen *g, int64_t batch, int64_t M, int64_t N, int64_t K,
-                GemmOperand A, GemmOperand B, GemmOperand C) {
-  Gemm m = {.g = g, .A = A, .B = B, .C = C, .K = K};
+void gemm_lower(KGen *g, int64_t batch, int64_t M, int64_t N, int64_t K, GemmOperand A, GemmOperand B,
+                GemmOperand C, int packed, const GemmEpi *epi) {
+  Gemm m = {.g = g, .A = A, .B = B, .C = C, .K = K, .N = N, .packed = packed, .epi = epi};
+  int nr = host_nr();
   g->k->flops = 2.0 * (double)batch * (double)M * (double)N * (double)K;
   if (batch * M * N == 0) return;
   int64_t nrb = (M + MR - 1) / MR, mrem = M % MR;
+  int64_t ntiles = (N + nr - 1) / nr, nfull = N / nr;
+  /* Items are (batch, row block, column chunk), column chunks innermost so a
+   * thread's items share their A rows.  Too few row blocks for the threads
+   * are split by column chunks of whole tiles. */
+  int64_t ncb = batch * nrb >= 16 ? 1 : (16 + batch * nrb - 1) / (batch * nrb);
+  if (ncb > ntiles) ncb = ntiles;
+  int64_t cw = (ntiles + ncb - 1) / ncb;  /* tiles per chunk */
+  ncb = (ntiles + cw - 1) / cw;
   KStmt **at = &g->k->body;
   if (K == 0) {  /* an empty sum: C = 0 */
     m.first_only = 1;
@@ -281,20 +368,25 @@ void gemm_lower(KGen *g, int64_t batch, int64_t M, int64_t N, int64_t K,
     m.kend = kg_bin(g, KB_MIN, kg_addi(g, m.kb, KC), kg_int(g, K));
   }
   KExpr *t;
-  at = kg_loop(g, &at, &t, kg_int(g, 0), kg_int(g, batch * nrb), 1, KL_PARALLEL);
-  KExpr *b = batch > 1 ? kg_bin(g, KB_DIV, t, kg_int(g, nrb)) : kg_int(g, 0);
-  KExpr *rb = batch > 1 ? kg_bin(g, KB_REM, t, kg_int(g, nrb)) : t;
+  at = kg_loop(g, &at, &t, kg_int(g, 0), kg_int(g, batch * nrb * ncb), 1, KL_PARALLEL);
+  KExpr *cb = ncb > 1 ? kg_bin(g, KB_REM, t, kg_int(g, ncb)) : kg_int(g, 0);
+  KExpr *rt = ncb > 1 ? kg_bin(g, KB_DIV, t, kg_int(g, ncb)) : t;
+  m.b = batch > 1 ? kg_bin(g, KB_DIV, rt, kg_int(g, nrb)) : kg_int(g, 0);
+  KExpr *rb = batch > 1 ? kg_bin(g, KB_REM, rt, kg_int(g, nrb)) : rt;
   m.i0 = kg_muli(g, rb, MR);
-  m.abase = kg_muli(g, b, A.bs);
-  m.bbase = kg_muli(g, b, B.bs);
-  m.cbase = kg_muli(g, b, C.bs);
+  m.abase = kg_muli(g, m.b, A.bs);
+  m.bbase = kg_muli(g, m.b, packed ? (B.bs ? K * (nfull * nr + rem_width(N, nr)) : 0) : B.bs);
+  m.cbase = kg_muli(g, m.b, C.bs);
+  KExpr *jlo = kg_muli(g, cb, cw * nr);
+  KExpr *jhi = ncb > 1 ? kg_bin(g, KB_MIN, kg_addi(g, jlo, cw * nr), kg_int(g, nfull * nr)) : kg_int(g, nfull * nr);
+  KExpr *rem = ncb > 1 ? kg_bin(g, KB_EQ, cb, kg_int(g, ncb - 1)) : NULL;
   if (mrem == 0) {
-    gemm_rows(&m, at, N, MR);
+    gemm_rows(&m, at, jlo, jhi, rem, MR);
     return;
   }
   KExpr *full = kg_bin(g, KB_LE, kg_addi(g, m.i0, MR), kg_int(g, M));
   KStmt **then = kg_if(g, &at, full);
-  gemm_rows(&m, then, N, MR);
+  gemm_rows(&m, then, jlo, jhi, rem, MR);
   KStmt **rest = kg_if(g, &at, kg_bin(g, KB_GT, kg_addi(g, m.i0, MR), kg_int(g, M)));
-  gemm_rows(&m, rest, N, (int)mrem);
+  gemm_rows(&m, rest, jlo, jhi, rem, (int)mrem);
 }

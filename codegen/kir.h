@@ -112,6 +112,7 @@ typedef struct KBuffer {
   int64_t numel;      /* elements */
   size_t offset;      /* KB_ARENA, KB_CONST: byte offset in the arena (64-aligned) */
   const Node *node;   /* the node that defines it (KB_LEAF: the leaf) */
+  int scratch;        /* a kernel's work space (packed operand) for `node`, not its value */
 } KBuffer;
 
 typedef struct Kernel {
@@ -207,10 +208,28 @@ typedef struct GemmOperand {
   int64_t bs, rs, cs;
 } GemmOperand;
 
+/* An epilogue: the value stored at C's element (b, row, col) given its
+ * complete sum acc (f32), e.g. + bias then an activation.  It may load any
+ * buffer but C. */
+typedef struct GemmEpi {
+  KExpr *(*fn)(void *ctx, KGen *g, KExpr *acc, KExpr *b, KExpr *row, KExpr *col);
+  void *ctx;
+} GemmEpi;
+
+/* Elements of the packed copy of B that gemm_lower reads for an M x K x N
+ * product (per batch of B), or 0 when B is better read in place. */
+int64_t gemm_pack_numel(int64_t M, int64_t N, int64_t K);
+/* Fills g->k (empty) with the packing of B ([batch of] K x N, strides B)
+ * into buffer dst: column panels of the micro-kernel's width, each K rows
+ * of contiguous elements, the last panel zero-padded to whole vectors. */
+void gemm_pack(KGen *g, int64_t batch, int64_t N, int64_t K, GemmOperand B, int dst);
 /* Fills g->k (empty) with C[b] = A[b] @ B[b], b < batch, A [M,K], B [K,N],
- * C [M,N]: register-tiled, row blocks PARALLEL.  Sets par and flops. */
-void gemm_lower(KGen *g, int64_t batch, int64_t M, int64_t N, int64_t K,
-                GemmOperand A, GemmOperand B, GemmOperand C);
+ * C [M,N]: register-tiled, (row block, column chunk) items PARALLEL.  With
+ * `packed`, B.buf holds gemm_pack's layout (B.bs nonzero when every batch
+ * has its own B); with epi, C receives epi(sum) instead of the sum.  Sets
+ * par and flops. */
+void gemm_lower(KGen *g, int64_t batch, int64_t M, int64_t N, int64_t K, GemmOperand A, GemmOperand B,
+                GemmOperand C, int packed, const GemmEpi *epi);
 
 /* ----------------------------------------------------------------- conv.c */
 

@@ -19,7 +19,17 @@ typedef struct L {
   KProgram *p;
   Kernel *k;
   int cap;         /* capacity of k->vtype */
+  struct Packed *packed;  /* the packed copies of B made so far */
 } L;
+
+/* A packed copy of a matmul's right operand (gemm_pack), made once and
+ * read by every product with the same operand: graph values never change
+ * once computed, and the planner keeps the copy live to its last reader. */
+typedef struct Packed {
+  struct Packed *next;
+  int src, dst;    /* buffer of the operand, of the copy */
+  int64_t batch, K, N;
+} Packed;
 
 /* ------------------------------------------------------------ expressions */
 
@@ -258,6 +268,19 @@ static KExpr *strided(L *l, KExpr *const *ve, const int64_t *strides, int r) {
 
 static int64_t numel(const Node *n) { return shape_numel(&n->shape); }
 
+/* A new f32 arena buffer of numel elements: work space of a kernel of n. */
+static int add_scratch(KProgram *p, const Node *n, int64_t numel) {
+  KBuffer *b = &p->bufs[p->nbufs];
+  b->kind = KB_ARENA;
+  b->dt = DT_F32;
+  b->numel = numel;
+  b->node = n;
+  b->scratch = 1;
+  b->offset = p->arena_bytes;
+  p->arena_bytes += ((size_t)numel * 4 + 63) & ~(size_t)63;
+  return p->nbufs++;
+}
+
 static int buf_of(L *l, const Node *n) {
   int b = l->p->node_buf[n->id];
   NNDC_ASSERT(b >= 0);
@@ -490,15 +513,36 @@ static void lower_concat(L *l, const Node *n) {
 }
 
 /* MATMUL [B?,M,K] @ [B?,K,N]: the tiled product of gemm.c (a [K,N] right
- * operand is shared by every batch). */
+ * operand is shared by every batch), after a kernel packing B into
+ * scratch when gemm.c asks for it. */
 static void lower_matmul(L *l, const Node *n) {
   const Shape *as = &n->in[0]->shape, *bs = &n->in[1]->shape;
   int64_t M = as->dim[as->rank - 2], K = as->dim[as->rank - 1], N = bs->dim[bs->rank - 1];
-  int64_t batch = as->rank == 3 ? as->dim[0] : 1;
+  int64_t batch = as->rank == 3 ? as->dim[0] : 1, bbatch = bs->rank == 3 ? batch : 1;
   GemmOperand A = {buf_of(l, n->in[0]), M * K, K, 1}, B = {buf_of(l, n->in[1]), bs->rank == 3 ? K * N : 0, N, 1};
   GemmOperand C = {buf_of(l, n), M * N, N, 1};
+  int64_t pack = gemm_pack_numel(M, N, K);
+  if (pack > 0) {
+    Packed *c = l->packed;
+    while (c && !(c->src == B.buf && c->batch == bbatch && c->K == K && c->N == N)) c = c->next;
+    if (!c) {
+      c = arena_alloc(l->a, sizeof *c);
+      *c = (Packed){l->packed, B.buf, add_scratch(l->p, n->in[1], bbatch * pack), bbatch, K, N};
+      l->packed = c;
+      Kernel *mk = l->k;
+      Kernel *pk = kernel_new(l, n);
+      pk->name = arena_printf(l->a, "k%d_pack", n->id);
+      pk->opname = "pack";
+      KGen pg = {.a = l->a, .p = l->p, .k = pk};
+      gemm_pack(&pg, bbatch, N, K, B, c->dst);
+      l->p->kernels[l->p->nkernels++] = pk;
+      l->k = mk;
+      l->cap = mk->nvars;
+    }
+    B.buf = c->dst;
+  }
   KGen g = {.a = l->a, .p = l->p, .k = l->k};
-  gemm_lower(&g, batch, M, N, K, A, B, C);
+  gemm_lower(&g, batch, M, N, K, A, B, C, pack > 0, NULL);
   l->cap = l->k->nvars;  /* gemm.c regrew vtype: the next new_var regrows it */
 }
 
@@ -822,8 +866,9 @@ static uint8_t *mark_needed(Arena *a, const Graph *g, Node *const *roots, int nr
 KProgram *lower_program(Diag *d, Arena *a, const Graph *g, Node *const *roots, int nroots) {
   KProgram *p = arena_alloc(a, sizeof *p);
   p->arena = a;
-  p->bufs = arena_alloc(a, ((size_t)g->nnodes + 1) * sizeof *p->bufs);
-  p->kernels = arena_alloc(a, ((size_t)g->nnodes + 1) * sizeof *p->kernels);
+  /* a node has at most one buffer and one kernel, a MATMUL two of each */
+  p->bufs = arena_alloc(a, (2 * (size_t)g->nnodes + 1) * sizeof *p->bufs);
+  p->kernels = arena_alloc(a, (2 * (size_t)g->nnodes + 1) * sizeof *p->kernels);
   p->node_buf = arena_alloc(a, ((size_t)g->nnodes + 1) * sizeof *p->node_buf);
   p->own_buf = p->node_buf;
   uint8_t *need = mark_needed(a, g, roots, nroots);
