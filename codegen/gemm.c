@@ -275,7 +275,7 @@ static KStmt **gemm_store(Gemm *m, KStmt **at, KExpr *j0, int mr, int nc, int (*
     for (int c = 0; c < nc; c++) {
       KExpr *row = kg_addi(g, m->i0, r), *col = kg_addi(g, j0, c);
       KExpr *v = kg_var(g, acc[r][c]);
-      if (epi) v = m->epi->fn(m->epi->ctx, g, v, m->b, row, col);
+      if (epi) v = m->epi->fn(m->epi->ctx, g, &at, v, m->b, row, col);
       at = kg_store(g, at, m->C.buf, at2(m, &m->C, m->cbase, row, col), v);
     }
   return at;

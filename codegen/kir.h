@@ -168,6 +168,15 @@ void llvm_free(LlvmJit *j);
  * locals, one store to the root's buffer (p->node_buf[root->id], assigned by
  * the caller; interior members have none). */
 Kernel *lower_fused(Arena *a, KProgram *p, const Graph *g, const Node *root);
+/* The MATMUL of the group rooted at root, or NULL if it has none. */
+const Node *lower_fused_matmul(const Graph *g, const Node *root);
+/* "matmul+add+relu": the op names of the group's members in order. */
+const char *lower_fused_name(Arena *a, const Graph *g, const Node *root);
+/* Fills *epi with the epilogue computing the group's elementwise members
+ * from the sum of its MATMUL mm (gemm_lower's GemmEpi); returns their flops. */
+struct GemmEpi;
+double lower_fused_epi(Arena *a, KProgram *p, const Graph *g, const Node *root, const Node *mm,
+                       struct GemmEpi *epi);
 
 /* ----------------------------------------------------------------- gemm.c */
 
@@ -209,10 +218,10 @@ typedef struct GemmOperand {
 } GemmOperand;
 
 /* An epilogue: the value stored at C's element (b, row, col) given its
- * complete sum acc (f32), e.g. + bias then an activation.  It may load any
- * buffer but C. */
+ * complete sum acc (f32), e.g. + bias then an activation.  It may append
+ * KS_LETs at *at and load any buffer but C. */
 typedef struct GemmEpi {
-  KExpr *(*fn)(void *ctx, KGen *g, KExpr *acc, KExpr *b, KExpr *row, KExpr *col);
+  KExpr *(*fn)(void *ctx, KGen *g, KStmt ***at, KExpr *acc, KExpr *b, KExpr *row, KExpr *col);
   void *ctx;
 } GemmEpi;
 

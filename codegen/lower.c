@@ -19,6 +19,7 @@ typedef struct L {
   KProgram *p;
   Kernel *k;
   int cap;         /* capacity of k->vtype */
+  const Graph *g;
   struct Packed *packed;  /* the packed copies of B made so far */
 } L;
 
@@ -28,7 +29,7 @@ typedef struct L {
 typedef struct Packed {
   struct Packed *next;
   int src, dst;    /* buffer of the operand, of the copy */
-  int64_t batch, K, N;
+  int64_t batch, K, N, rs, cs;
 } Packed;
 
 /* ------------------------------------------------------------ expressions */
@@ -399,6 +400,54 @@ static void lower_ew(L *l, const Node *n) {
   l->k->flops = (double)numel(n);
 }
 
+/* Columns a strip of the reduction below sums at once. */
+enum { RSTRIP = 8 };
+
+/* One strip of w kept elements along the last (contiguous) axis at j0:
+ * w accumulators (f64, as the interpreter) summed over the reduced axes in
+ * order, so the loads of a row of the strip are contiguous and the SLP
+ * vectorizer makes them vector operations. */
+static void reduce_strip(L *l, KStmt **at, const Node *n, KExpr **kv, const int64_t *kd, const int64_t *ks, int nk,
+                         const int64_t *rd, const int64_t *rs, int nr, int64_t count, KExpr *j0, int w) {
+  int ismax = n->op == OP_MAX, acc[RSTRIP];
+  for (int c = 0; c < w; c++) at = let(l, at, &acc[c], ismax ? cf(l, -INFINITY) : cd(l, 0));
+  KExpr *rv[MAX_RANK];
+  KStmt **body = loopv(l, &at, &rv[0], rd[0], 0);
+  if (nr > 1) body = nest(l, body, rd + 1, nr - 1, 0, rv + 1);
+  KExpr *base = add(l, strided(l, kv, ks, nk - 1), add(l, strided(l, rv, rs, nr), muli(l, j0, ks[nk - 1])));
+  for (int c = 0; c < w; c++) {
+    KExpr *x = load(l, buf_of(l, n->in[0]), add(l, base, ci(l, c * ks[nk - 1])));
+    body = set(l, body, acc[c], ismax ? bin(l, KB_MAX, var(l, acc[c]), x) : add(l, var(l, acc[c]), cast(l, KT_F64, x)));
+  }
+  KExpr *row = flat(l, kv, kd, nk - 1);
+  for (int c = 0; c < w; c++) {
+    KExpr *res = var(l, acc[c]);
+    if (n->op == OP_MEAN) res = bin(l, KB_DIV, res, cd(l, (double)count));
+    at = store(l, at, buf_of(l, n), add(l, muli(l, row, kd[nk - 1]), add(l, j0, ci(l, c))), res);
+  }
+}
+
+/* A reduction keeping the last axis: strips of RSTRIP kept elements (the
+ * PARALLEL loop is over the first kept axis, or over the strips), the
+ * last strip narrower. */
+static void reduce_strips(L *l, const Node *n, const int64_t *kd, const int64_t *ks, int nk, const int64_t *rd,
+                          const int64_t *rs, int nr, int64_t count) {
+  KExpr *kv[MAX_RANK], *sv;
+  KStmt **at = &l->k->body;
+  for (int k = 0; k < nk - 1; k++) at = loop_or_zero(l, &at, &kv[k], kd[k], k == 0 ? KL_PARALLEL : 0);
+  int64_t J = kd[nk - 1], nfull = J / RSTRIP, rem = J % RSTRIP;
+  KStmt **body = loopv(l, &at, &sv, nfull + (rem > 0), nk == 1 ? KL_PARALLEL : 0);
+  KExpr *j0 = muli(l, sv, RSTRIP);
+  if (rem == 0) {
+    reduce_strip(l, body, n, kv, kd, ks, nk, rd, rs, nr, count, j0, RSTRIP);
+    return;
+  }
+  KStmt **full = if_(l, &body, bin(l, KB_LT, sv, ci(l, nfull)));
+  reduce_strip(l, full, n, kv, kd, ks, nk, rd, rs, nr, count, j0, RSTRIP);
+  KStmt **last = if_(l, &body, bin(l, KB_GE, sv, ci(l, nfull)));
+  reduce_strip(l, last, n, kv, kd, ks, nk, rd, rs, nr, count, j0, (int)rem);
+}
+
 /* SUM, MEAN, MAX over an axis mask: kept axes outside (parallel), reduced
  * axes inside with an accumulator (f64 for sums, so long sums stay exact). */
 static void lower_reduce(L *l, const Node *n) {
@@ -415,6 +464,11 @@ static void lower_reduce(L *l, const Node *n) {
   }
   KExpr *kv[MAX_RANK], *rv[MAX_RANK];
   KStmt **at = &l->k->body;
+  l->k->flops = (double)numel(n->in[0]);
+  if (nr > 0 && nk > 0 && !(mask >> (s->rank - 1) & 1) && kd[nk - 1] >= RSTRIP) {
+    reduce_strips(l, n, kd, ks, nk, rd, rs, nr, count);
+    return;
+  }
   for (int k = 0; k < nk; k++) at = loop_or_zero(l, &at, &kv[k], kd[k], k == 0 ? KL_PARALLEL : 0);
   int ismax = n->op == OP_MAX, acc;
   at = let(l, at, &acc, ismax ? cf(l, -INFINITY) : cd(l, 0));
@@ -426,7 +480,6 @@ static void lower_reduce(L *l, const Node *n) {
   KExpr *res = var(l, acc);
   if (n->op == OP_MEAN) res = bin(l, KB_DIV, res, cd(l, (double)count));
   store(l, at, buf_of(l, n), flat(l, kv, kd, nk), res);
-  l->k->flops = (double)numel(n->in[0]);
 }
 
 /* Splits the shape of x around axis ax into [outer, A, inner]. */
@@ -512,22 +565,35 @@ static void lower_concat(L *l, const Node *n) {
   }
 }
 
-/* MATMUL [B?,M,K] @ [B?,K,N]: the tiled product of gemm.c (a [K,N] right
- * operand is shared by every batch), after a kernel packing B into
- * scratch when gemm.c asks for it. */
-static void lower_matmul(L *l, const Node *n) {
+/* Operand j (rows x cols) of matmul n: its buffer, or the buffer of the
+ * operand of a TRANSPOSE fused into the product (passes/fuse.c), read in
+ * place with swapped strides. */
+static GemmOperand mm_operand(L *l, const Node *n, int j, int64_t rows, int64_t cols) {
+  const Node *x = n->in[j];
+  int64_t bs = x->shape.rank == 3 ? rows * cols : 0;
+  const int *grp = l->g->fuse_group;
+  if (x->op == OP_TRANSPOSE && grp && grp[x->id] >= 0 && grp[x->id] != x->id)
+    return (GemmOperand){buf_of(l, x->in[0]), bs, 1, rows};
+  return (GemmOperand){buf_of(l, x), bs, cols, 1};
+}
+
+/* MATMUL [B?,M,K] @ [B?,K,N] into buffer cb, through epi if any: the tiled
+ * product of gemm.c (a [K,N] right operand is shared by every batch),
+ * after a kernel packing B into scratch when gemm.c asks for it. */
+static void lower_matmul_into(L *l, const Node *n, int cb, const GemmEpi *epi) {
   const Shape *as = &n->in[0]->shape, *bs = &n->in[1]->shape;
   int64_t M = as->dim[as->rank - 2], K = as->dim[as->rank - 1], N = bs->dim[bs->rank - 1];
   int64_t batch = as->rank == 3 ? as->dim[0] : 1, bbatch = bs->rank == 3 ? batch : 1;
-  GemmOperand A = {buf_of(l, n->in[0]), M * K, K, 1}, B = {buf_of(l, n->in[1]), bs->rank == 3 ? K * N : 0, N, 1};
-  GemmOperand C = {buf_of(l, n), M * N, N, 1};
+  GemmOperand A = mm_operand(l, n, 0, M, K), B = mm_operand(l, n, 1, K, N);
+  GemmOperand C = {cb, M * N, N, 1};
   int64_t pack = gemm_pack_numel(M, N, K);
   if (pack > 0) {
     Packed *c = l->packed;
-    while (c && !(c->src == B.buf && c->batch == bbatch && c->K == K && c->N == N)) c = c->next;
+    while (c && !(c->src == B.buf && c->batch == bbatch && c->K == K && c->N == N && c->rs == B.rs && c->cs == B.cs))
+      c = c->next;
     if (!c) {
       c = arena_alloc(l->a, sizeof *c);
-      *c = (Packed){l->packed, B.buf, add_scratch(l->p, n->in[1], bbatch * pack), bbatch, K, N};
+      *c = (Packed){l->packed, B.buf, add_scratch(l->p, n->in[1], bbatch * pack), bbatch, K, N, B.rs, B.cs};
       l->packed = c;
       Kernel *mk = l->k;
       Kernel *pk = kernel_new(l, n);
@@ -542,9 +608,11 @@ static void lower_matmul(L *l, const Node *n) {
     B.buf = c->dst;
   }
   KGen g = {.a = l->a, .p = l->p, .k = l->k};
-  gemm_lower(&g, batch, M, N, K, A, B, C, pack > 0, NULL);
+  gemm_lower(&g, batch, M, N, K, A, B, C, pack > 0, epi);
   l->cap = l->k->nvars;  /* gemm.c regrew vtype: the next new_var regrows it */
 }
+
+static void lower_matmul(L *l, const Node *n) { lower_matmul_into(l, n, buf_of(l, n), NULL); }
 
 /* SOFTMAX, LOG_SOFTMAX along an axis: max, sum of exp, then write. */
 static void lower_softmax(L *l, const Node *n) {
@@ -872,7 +940,7 @@ KProgram *lower_program(Diag *d, Arena *a, const Graph *g, Node *const *roots, i
   p->node_buf = arena_alloc(a, ((size_t)g->nnodes + 1) * sizeof *p->node_buf);
   p->own_buf = p->node_buf;
   uint8_t *need = mark_needed(a, g, roots, nroots);
-  L l = {.a = a, .p = p};
+  L l = {.a = a, .p = p, .g = g};
   for (int i = 0; i < g->nnodes; i++) {
     const Node *n = g->nodes[i];
     p->node_buf[i] = -1;
@@ -887,7 +955,20 @@ KProgram *lower_program(Diag *d, Arena *a, const Graph *g, Node *const *roots, i
     p->node_buf[i] = add_buf(p, n->op == OP_CONST ? KB_CONST : (fl & F_LEAF) ? KB_LEAF : KB_ARENA, n);
     if (fl & F_LEAF) continue;
     if (grp == i) {
-      p->kernels[p->nkernels++] = lower_fused(a, p, g, n);
+      const Node *mm = lower_fused_matmul(g, n);
+      if (!mm) {
+        p->kernels[p->nkernels++] = lower_fused(a, p, g, n);
+        continue;
+      }
+      /* a product with its epilogue: passes/fuse.c */
+      Kernel *k = kernel_new(&l, n);
+      GemmEpi epi;
+      double flops = lower_fused_epi(a, p, g, n, mm, &epi);
+      k->name = arena_printf(a, "k%d_fused", n->id);
+      k->opname = lower_fused_name(a, g, n);
+      lower_matmul_into(&l, mm, p->node_buf[i], mm != n ? &epi : NULL);
+      k->flops += flops;
+      p->kernels[p->nkernels++] = k;
       continue;
     }
     if (!lower_fn[n->op]) {

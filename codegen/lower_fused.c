@@ -180,13 +180,12 @@ static KExpr *strided(F *f, KExpr *const *ve, const int64_t *st, int r) {
   return e;
 }
 
-/* "sigmoid+mul+add": the members' op names in order. */
-static const char *group_name(F *f) {
+const char *lower_fused_name(Arena *a, const Graph *g, const Node *root) {
   const char *s = NULL;
-  for (int i = 0; i <= f->root; i++) {
-    const Node *m = f->g->nodes[i];
-    if (!in_group(f, m)) continue;
-    s = s ? arena_printf(f->a, "%s+%s", s, op_info[m->op].name) : op_info[m->op].name;
+  for (int i = 0; i <= root->id; i++) {
+    const Node *m = g->nodes[i];
+    if (g->fuse_group[i] != root->id) continue;
+    s = s ? arena_printf(a, "%s+%s", s, op_info[m->op].name) : op_info[m->op].name;
   }
   return s;
 }
@@ -224,7 +223,7 @@ Kernel *lower_fused(Arena *a, KProgram *p, const Graph *g, const Node *root) {
   f.k = arena_alloc(a, sizeof *f.k);
   f.k->node = root;
   f.k->name = arena_printf(a, "k%d_fused", root->id);
-  f.k->opname = group_name(&f);
+  f.k->opname = lower_fused_name(a, g, root);
   f.local = arena_alloc(a, ((size_t)root->id + 1) * sizeof *f.local);
   const Node **ext = arena_alloc(a, ((size_t)root->id + 2) * sizeof *ext);
   int next = externals(&f, ext), nmem = 0;
@@ -241,4 +240,85 @@ Kernel *lower_fused(Arena *a, KProgram *p, const Graph *g, const Node *root) {
   for (int i = 0; i <= root->id; i++) nmem += in_group(&f, g->nodes[i]);
   f.k->flops = (double)nmem * (double)shape_numel(&root->shape);
   return f.k;
+}
+
+/* ------------------------------------------------------ product epilogue */
+
+const Node *lower_fused_matmul(const Graph *g, const Node *root) {
+  for (int i = 0; i <= root->id; i++)
+    if (g->fuse_group[i] == root->id && g->nodes[i]->op == OP_MATMUL) return g->nodes[i];
+  return NULL;
+}
+
+/* The epilogue of a product's group: its elementwise members (all of the
+ * group but the MATMUL and the TRANSPOSEs it reads through) at one element
+ * of the product. */
+typedef struct Epi {
+  F f;
+  const Node *mm;
+  const Node **ext;       /* external operands of the elementwise members */
+  int next;
+  int64_t (*st)[MAX_RANK];  /* their broadcast strides over the root's shape */
+  int *local;             /* [root + 1] KGen variable of each member */
+} Epi;
+
+static int epi_member(const Epi *e, const Node *n) {
+  return in_group(&e->f, n) && n != e->mm && n->op != OP_TRANSPOSE;
+}
+
+static KExpr *epi_value(void *ctx, KGen *g, KStmt ***at, KExpr *acc, KExpr *b, KExpr *row, KExpr *col) {
+  Epi *e = ctx;
+  const Graph *gr = e->f.g;
+  int r = gr->nodes[e->f.root]->shape.rank;
+  KExpr *ve[3] = {b, row, col}, **v = r == 3 ? ve : ve + 1;
+  KExpr **ld = arena_alloc(g->a, ((size_t)e->next + 1) * sizeof *ld);
+  for (int k = 0; k < e->next; k++) {
+    KExpr *idx = kg_int(g, 0);
+    for (int d = 0; d < r; d++) idx = kg_add(g, idx, kg_muli(g, v[d], e->st[k][d]));
+    ld[k] = kg_load(g, e->f.p->node_buf[e->ext[k]->id], idx);
+  }
+  for (int i = 0; i <= e->f.root; i++) {
+    const Node *m = gr->nodes[i];
+    if (!epi_member(e, m)) continue;
+    KExpr *x[2] = {NULL, NULL};
+    for (int j = 0; j < m->nin; j++) {
+      const Node *o = m->in[j];
+      if (o == e->mm) x[j] = acc;
+      else if (in_group(&e->f, o)) x[j] = kg_var(g, e->local[o->id]);
+      else
+        for (int k = 0; k < e->next; k++)
+          if (e->ext[k] == o) x[j] = ld[k];
+    }
+    KExpr *val = lower_ew_value(g->a, m, x);
+    if (i == e->f.root) return kg_cast(g, KT_F32, val);
+    *at = kg_let(g, *at, &e->local[i], val);
+  }
+  NNDC_ASSERT(0 && "the root of a product's group is elementwise");
+  return acc;
+}
+
+double lower_fused_epi(Arena *a, KProgram *p, const Graph *g, const Node *root, const Node *mm, GemmEpi *epi) {
+  Epi *e = arena_alloc(a, sizeof *e);
+  e->f = (F){.a = a, .p = p, .g = g, .root = root->id};
+  e->mm = mm;
+  e->local = arena_alloc(a, ((size_t)root->id + 1) * sizeof *e->local);
+  e->ext = arena_alloc(a, ((size_t)root->id + 2) * sizeof *e->ext);
+  int nmem = 0;
+  for (int i = 0; i <= root->id; i++) {
+    const Node *m = g->nodes[i];
+    if (!epi_member(e, m)) continue;
+    nmem++;
+    for (int j = 0; j < m->nin; j++) {
+      const Node *o = m->in[j];
+      int k = 0;
+      if (in_group(&e->f, o)) continue;
+      while (k < e->next && e->ext[k] != o) k++;
+      if (k == e->next) e->ext[e->next++] = o;
+    }
+  }
+  e->st = arena_alloc(a, ((size_t)e->next + 1) * sizeof *e->st);
+  for (int k = 0; k < e->next; k++) bcast_strides(&e->ext[k]->shape, root->shape.dim, root->shape.rank, e->st[k]);
+  epi->fn = epi_value;
+  epi->ctx = e;
+  return (double)nmem * (double)shape_numel(&root->shape);
 }

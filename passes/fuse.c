@@ -8,6 +8,14 @@
  * id) is the only member whose value leaves the group; interior members
  * need no buffer.  codegen/lower_fused.c lowers a group to one kernel: the
  * loads of its external operands, the tree in registers, one store.
+ *
+ * Products join too: a MATMUL with one use whose user is such an
+ * elementwise node of its shape joins the user's group (at most one per
+ * group), which becomes the product with the rest of the tree as its
+ * epilogue (bias, activation, an activation's derivative in the backward);
+ * and a TRANSPOSE swapping the last two axes whose one use is a MATMUL
+ * joins the product's group (a group of its own if it has none), which then
+ * reads the operand in place with swapped strides.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +23,15 @@
 
 static int fusible(const Node *n) {
   return n->dt == DT_F32 && ((op_info[n->op].flags & F_EW) || n->op == OP_EXPAND);
+}
+
+/* A TRANSPOSE of the last two axes of a rank-2 or rank-3 tensor. */
+static int swaps_last_two(const Node *t) {
+  int r = t->shape.rank;
+  if (t->op != OP_TRANSPOSE || t->dt != DT_F32 || r < 2 || r > 3) return 0;
+  for (int k = 0; k < r - 2; k++)
+    if (t->a.i[k] != k) return 0;
+  return t->a.i[r - 2] == r - 1 && t->a.i[r - 1] == r - 2;
 }
 
 static void pin(uint8_t *pinned, const Node *n) {
@@ -35,9 +52,9 @@ int pass_fuse(Diag *d, Graph *g, Node *const *roots, int nroots) {
   (void)d;
   int n = g->nnodes, ngroups = 0;
   int *uses = calloc((size_t)n + 1, sizeof *uses), *user = calloc((size_t)n + 1, sizeof *user);
-  uint8_t *pinned = calloc((size_t)n + 1, 1);
+  uint8_t *pinned = calloc((size_t)n + 1, 1), *has_mm = calloc((size_t)n + 1, 1);
   int *group = arena_alloc(g->arena, ((size_t)n + 1) * sizeof *group);
-  NNDC_ASSERT(uses && user && pinned);
+  NNDC_ASSERT(uses && user && pinned && has_mm);
   for (int i = 0; i < n; i++) {
     const Node *x = g->nodes[i];
     NNDC_ASSERT(x->id == i);
@@ -47,16 +64,24 @@ int pass_fuse(Diag *d, Graph *g, Node *const *roots, int nroots) {
   pin_roles(g, pinned, roots, nroots);
   for (int i = n - 1; i >= 0; i--) {
     const Node *x = g->nodes[i];
-    if (!fusible(x) || pinned[i] || uses[i] != 1) continue;
+    if (pinned[i] || uses[i] != 1) continue;
     const Node *u = g->nodes[user[i]];
-    if (!fusible(u) || !shape_eq(&x->shape, &u->shape)) continue;
+    int join = 0;
+    if (fusible(x)) join = fusible(u) && shape_eq(&x->shape, &u->shape);
+    else if (x->op == OP_MATMUL && x->dt == DT_F32)
+      join = fusible(u) && shape_eq(&x->shape, &u->shape) && !(group[u->id] >= 0 && has_mm[group[u->id]]);
+    else if (swaps_last_two(x))
+      join = u->op == OP_MATMUL;
+    if (!join) continue;
     if (group[u->id] < 0) group[u->id] = u->id, ngroups++;
     group[i] = group[u->id];
+    if (x->op == OP_MATMUL) has_mm[group[i]] = 1;
   }
   g->fuse_group = group;
   free(uses);
   free(user);
   free(pinned);
+  free(has_mm);
   return ngroups;
 }
 
