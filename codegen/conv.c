@@ -120,6 +120,118 @@ static void conv_bwd_w(KGen *g, const Node *n, int ob, int xb, int yb) {
   g->k->flops = 2.0 * (double)shape_numel(ys) * (double)(C * KH * KW);
 }
 
+/* ------------------------------------------------------ GEMM formulation */
+
+/* col[n*sn + (c*KH*KW + kh*KW + kw)*sk + (oh*OW + ow)*sp] =
+ * x[n, c, oh*S+kh-P, ow*S+kw-P], 0 outside x.  Rows of positions are split
+ * into the zero margins and the stretch inside x, so no load is masked. */
+void conv_im2col(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, int64_t S, int64_t P, int xb, int colb,
+                 int64_t sn, int64_t sk, int64_t sp) {
+  int64_t C = xs->dim[1], H = xs->dim[2], W = xs->dim[3], KH = ws->dim[2], KW = ws->dim[3];
+  int64_t OH = ys->dim[2], OW = ys->dim[3];
+  KExpr *r, *kh, *kw, *oh, *ow;
+  KStmt **at = &g->k->body;
+  at = kg_for(g, &at, &r, xs->dim[0] * C, KL_PARALLEL);
+  KExpr *bn = kg_bin(g, KB_DIV, r, kg_int(g, C)), *c = kg_bin(g, KB_REM, r, kg_int(g, C));
+  at = kg_for(g, &at, &kh, KH, 0);
+  at = kg_for(g, &at, &kw, KW, 0);
+  KExpr *ck = kg_add(g, kg_muli(g, kg_add(g, kg_muli(g, c, KH), kh), KW), kw);
+  KExpr *base = kg_add(g, kg_muli(g, bn, sn), kg_muli(g, ck, sk));
+  KExpr *hlo, *hhi, *wlo, *whi;
+  out_range(g, kh, S, P, H, OH, &hlo, &hhi);
+  out_range(g, kw, S, P, W, OW, &wlo, &whi);
+  at = kg_for(g, &at, &oh, OH, 0);
+  KExpr *inrow = kg_bin(g, KB_AND, kg_bin(g, KB_GE, oh, hlo), kg_bin(g, KB_LT, oh, hhi));
+  KExpr *rowbase = kg_add(g, base, kg_muli(g, kg_muli(g, oh, OW), sp));
+  /* a row outside x: zeros */
+  KStmt **zr = kg_if(g, &at, kg_bin(g, KB_EQ, kg_cast(g, KT_I64, inrow), kg_int(g, 0)));
+  zr = kg_loop(g, &zr, &ow, kg_int(g, 0), kg_int(g, OW), 1, KL_VECTOR);
+  kg_store(g, zr, colb, kg_add(g, rowbase, kg_muli(g, ow, sp)), kg_f32(g, 0));
+  KStmt **in = kg_if(g, &at, inrow);
+  KStmt **l0 = kg_loop(g, &in, &ow, kg_int(g, 0), wlo, 1, 0);
+  kg_store(g, l0, colb, kg_add(g, rowbase, kg_muli(g, ow, sp)), kg_f32(g, 0));
+  KStmt **l1 = kg_loop(g, &in, &ow, wlo, whi, 1, KL_VECTOR);
+  KExpr *ih = kg_addi(g, kg_add(g, kg_muli(g, oh, S), kh), -P), *iw = kg_addi(g, kg_add(g, kg_muli(g, ow, S), kw), -P);
+  kg_store(g, l1, colb, kg_add(g, rowbase, kg_muli(g, ow, sp)), kg_load(g, xb, nchw(g, bn, c, ih, iw, xs)));
+  KStmt **l2 = kg_loop(g, &in, &ow, whi, kg_int(g, OW), 1, 0);
+  kg_store(g, l2, colb, kg_add(g, rowbase, kg_muli(g, ow, sp)), kg_f32(g, 0));
+  g->k->flops = 0;
+}
+
+/* col[(n*OH*OW + oh*OW + ow)*CKK + c*KH*KW + kh*KW + kw] = x[n, c, oh*S+kh-P,
+ * ow*S+kw-P], 0 outside x: a row of kernel elements per output position,
+ * written contiguously (the rows layout CONV2D_BWD_W's product reads). */
+void conv_im2row(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, int64_t S, int64_t P, int xb, int colb) {
+  int64_t C = xs->dim[1], H = xs->dim[2], W = xs->dim[3], KH = ws->dim[2], KW = ws->dim[3];
+  int64_t OH = ys->dim[2], OW = ys->dim[3], CKK = C * KH * KW;
+  KExpr *r, *ow, *c, *kh, *kw;
+  KStmt **at = &g->k->body;
+  at = kg_for(g, &at, &r, xs->dim[0] * OH, KL_PARALLEL);
+  KExpr *bn = kg_bin(g, KB_DIV, r, kg_int(g, OH)), *oh = kg_bin(g, KB_REM, r, kg_int(g, OH));
+  at = kg_for(g, &at, &ow, OW, 0);
+  at = kg_for(g, &at, &c, C, 0);
+  at = kg_for(g, &at, &kh, KH, 0);
+  at = kg_for(g, &at, &kw, KW, KL_VECTOR);
+  KExpr *ih = kg_addi(g, kg_add(g, kg_muli(g, oh, S), kh), -P), *iw = kg_addi(g, kg_add(g, kg_muli(g, ow, S), kw), -P);
+  KExpr *dst = kg_add(g, kg_muli(g, kg_add(g, kg_muli(g, r, OW), ow), CKK),
+                      kg_add(g, kg_muli(g, kg_add(g, kg_muli(g, c, KH), kh), KW), kw));
+  KExpr *v;
+  if (P == 0) {
+    v = kg_load(g, xb, nchw(g, bn, c, ih, iw, xs));
+  } else {
+    KExpr *ok = kg_bin(g, KB_AND, kg_bin(g, KB_AND, kg_bin(g, KB_GE, ih, kg_int(g, 0)), kg_bin(g, KB_LT, ih, kg_int(g, H))),
+                       kg_bin(g, KB_AND, kg_bin(g, KB_GE, iw, kg_int(g, 0)), kg_bin(g, KB_LT, iw, kg_int(g, W))));
+    KExpr *cih = kg_bin(g, KB_MIN, kg_bin(g, KB_MAX, ih, kg_int(g, 0)), kg_int(g, H - 1));
+    KExpr *ciw = kg_bin(g, KB_MIN, kg_bin(g, KB_MAX, iw, kg_int(g, 0)), kg_int(g, W - 1));
+    v = kg_sel(g, ok, kg_load(g, xb, nchw(g, bn, c, cih, ciw, xs)), kg_f32(g, 0));
+  }
+  kg_store(g, at, colb, dst, v);
+  g->k->flops = 0;
+}
+
+/* dx[n, c, h, w] = sum over (kh, kw, oh, ow) with oh*S+kh-P = h and
+ * ow*S+kw-P = w of dcol[n, c*KH*KW + kh*KW + kw, oh*OW + ow]: per (n, c)
+ * plane (PARALLEL), zero it, then add each (kh, kw) plane of dcol at its
+ * shift (the inverse of conv_im2col's layout sn = CKK*P, sk = P, sp = 1). */
+void conv_col2im(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, int64_t S, int64_t P, int dcolb, int dxb) {
+  int64_t C = xs->dim[1], H = xs->dim[2], W = xs->dim[3], KH = ws->dim[2], KW = ws->dim[3];
+  int64_t OH = ys->dim[2], OW = ys->dim[3], CKK = C * KH * KW;
+  KExpr *r, *z, *kh, *kw, *oh, *ow;
+  KStmt **at = &g->k->body;
+  at = kg_for(g, &at, &r, xs->dim[0] * C, KL_PARALLEL);
+  KExpr *bn = kg_bin(g, KB_DIV, r, kg_int(g, C)), *c = kg_bin(g, KB_REM, r, kg_int(g, C));
+  KStmt **zl = kg_loop(g, &at, &z, kg_int(g, 0), kg_int(g, H * W), 1, KL_VECTOR);
+  kg_store(g, zl, dxb, kg_add(g, kg_muli(g, r, H * W), z), kg_f32(g, 0));
+  at = kg_for(g, &at, &kh, KH, 0);
+  at = kg_for(g, &at, &kw, KW, 0);
+  KExpr *ck = kg_add(g, kg_muli(g, kg_add(g, kg_muli(g, c, KH), kh), KW), kw);
+  KExpr *base = kg_add(g, kg_muli(g, bn, CKK * OH * OW), kg_muli(g, ck, OH * OW));
+  KExpr *hlo, *hhi, *wlo, *whi;
+  out_range(g, kh, S, P, H, OH, &hlo, &hhi);
+  out_range(g, kw, S, P, W, OW, &wlo, &whi);
+  at = kg_loop(g, &at, &oh, hlo, hhi, 1, 0);
+  at = kg_loop(g, &at, &ow, wlo, whi, 1, KL_VECTOR);
+  KExpr *ih = kg_addi(g, kg_add(g, kg_muli(g, oh, S), kh), -P), *iw = kg_addi(g, kg_add(g, kg_muli(g, ow, S), kw), -P);
+  KExpr *di = nchw(g, bn, c, ih, iw, xs);
+  KExpr *v = kg_load(g, dcolb, kg_add(g, base, kg_add(g, kg_muli(g, oh, OW), ow)));
+  kg_store(g, at, dxb, di, kg_bin(g, KB_ADD, kg_load(g, dxb, di), v));
+  g->k->flops = (double)shape_numel(ys) / (double)ys->dim[1] * (double)CKK;
+}
+
+/* out[(n*P + p)*O + o] = dy[(n*O + o)*P + p]: dy [N, O, P] as rows of
+ * positions (the right operand of CONV2D_BWD_W's product). */
+void conv_rows(KGen *g, const Shape *ys, int yb, int ob) {
+  int64_t O = ys->dim[1], P = ys->dim[2] * ys->dim[3];
+  KExpr *r, *o;
+  KStmt **at = &g->k->body;
+  at = kg_for(g, &at, &r, ys->dim[0] * P, KL_PARALLEL);
+  KExpr *bn = kg_bin(g, KB_DIV, r, kg_int(g, P)), *p = kg_bin(g, KB_REM, r, kg_int(g, P));
+  at = kg_for(g, &at, &o, O, 0);
+  KExpr *src = kg_add(g, kg_muli(g, kg_add(g, kg_muli(g, bn, O), o), P), p);
+  kg_store(g, at, ob, kg_add(g, kg_muli(g, r, O), o), kg_load(g, yb, src));
+  g->k->flops = 0;
+}
+
 void conv_lower(KGen *g, const Node *n, int ob, int b0, int b1) {
   switch (n->op) {
   case OP_CONV2D: conv_axpy(g, n, ob, b0, b1, 1); break;

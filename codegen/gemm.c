@@ -210,11 +210,11 @@ static int64_t rem_width(int64_t N, int nr) {
   return (w + v - 1) / v * v;
 }
 
-int64_t gemm_pack_numel(int64_t M, int64_t N, int64_t K) {
+int64_t gemm_pack_numel(int64_t M, int64_t N, int64_t K, int bcontig) {
   int nr = host_nr();
   /* Packing reads and writes B once more: worth it when at least two row
-   * blocks read every panel, and when there is a panel to read. */
-  if (M <= MR || K == 0 || N == 0) return 0;
+   * blocks read every panel, or when B's rows are not contiguous. */
+  if ((M <= MR && bcontig) || K == 0 || N == 0) return 0;
   return K * (N / nr * nr + rem_width(N, nr));
 }
 

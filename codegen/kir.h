@@ -226,8 +226,9 @@ typedef struct GemmEpi {
 } GemmEpi;
 
 /* Elements of the packed copy of B that gemm_lower reads for an M x K x N
- * product (per batch of B), or 0 when B is better read in place. */
-int64_t gemm_pack_numel(int64_t M, int64_t N, int64_t K);
+ * product (per batch of B), or 0 when B is better read in place; bcontig:
+ * B's rows are contiguous (column stride 1). */
+int64_t gemm_pack_numel(int64_t M, int64_t N, int64_t K, int bcontig);
 /* Fills g->k (empty) with the packing of B ([batch of] K x N, strides B)
  * into buffer dst: column panels of the micro-kernel's width, each K rows
  * of contiguous elements, the last panel zero-padded to whole vectors. */
@@ -245,5 +246,15 @@ void gemm_lower(KGen *g, int64_t batch, int64_t M, int64_t N, int64_t K, GemmOpe
 /* Fills g->k (empty) with the kernel of n: CONV2D, CONV2D_BWD_X or
  * CONV2D_BWD_W; ob is n's buffer, b0 and b1 its operands'. */
 void conv_lower(KGen *g, const Node *n, int ob, int b0, int b1);
+/* The GEMM formulation (lower.c): x [N,C,H,W], w [O,C,KH,KW], y [N,O,OH,OW].
+ * conv_im2col fills g->k with col[n*sn + ckk*sk + p*sp] = the input under
+ * kernel element ckk = (c, kh, kw) at output position p = (oh, ow), 0 in
+ * the padding; conv_col2im sums a [N, C*KH*KW, OH*OW] dcol back into dx;
+ * conv_rows copies dy [N,O,P] to [N*P, O]. */
+void conv_im2col(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, int64_t S, int64_t P, int xb, int colb,
+                 int64_t sn, int64_t sk, int64_t sp);
+void conv_im2row(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, int64_t S, int64_t P, int xb, int colb);
+void conv_col2im(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, int64_t S, int64_t P, int dcolb, int dxb);
+void conv_rows(KGen *g, const Shape *ys, int yb, int ob);
 
 #endif

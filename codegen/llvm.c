@@ -650,7 +650,8 @@ static LLVMModuleRef build_module(Diag *d, LLVMContextRef c, const KProgram *p) 
   make_math(&g);
   emit_kernels(&g, cpu, feat);
   LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-  LLVMErrorRef e = LLVMRunPasses(g.m, "default<O3>", tm, po);
+  const char *pipeline = getenv("NNDC_LLVM_PASSES");  /* for experiments: another pass pipeline */
+  LLVMErrorRef e = LLVMRunPasses(g.m, pipeline && *pipeline ? pipeline : "default<O3>", tm, po);
   LLVMDisposePassBuilderOptions(po);
   if (getenv("NNDC_DUMP_LLVM")) {
     char *s = LLVMPrintModuleToString(g.m);

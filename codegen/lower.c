@@ -459,8 +459,10 @@ static void lower_reduce(L *l, const Node *n) {
   int64_t strides[MAX_RANK];
   for (int k = s->rank - 1; k >= 0; k--) strides[k] = stride, stride *= s->dim[k];
   for (int k = 0; k < s->rank; k++) {
-    if (mask >> k & 1) rd[nr] = s->dim[k], rs[nr++] = strides[k], count *= s->dim[k];
-    else kd[nk] = s->dim[k], ks[nk++] = strides[k];
+    if (!(mask >> k & 1)) kd[nk] = s->dim[k], ks[nk++] = strides[k];
+    else if (k > 0 && (mask >> (k - 1) & 1))  /* adjacent reduced axes are one */
+      rd[nr - 1] *= s->dim[k], rs[nr - 1] = strides[k], count *= s->dim[k];
+    else rd[nr] = s->dim[k], rs[nr++] = strides[k], count *= s->dim[k];
   }
   KExpr *kv[MAX_RANK], *rv[MAX_RANK];
   KStmt **at = &l->k->body;
@@ -471,6 +473,39 @@ static void lower_reduce(L *l, const Node *n) {
   }
   for (int k = 0; k < nk; k++) at = loop_or_zero(l, &at, &kv[k], kd[k], k == 0 ? KL_PARALLEL : 0);
   int ismax = n->op == OP_MAX, acc;
+  if (!ismax && nr > 0 && (mask >> (s->rank - 1) & 1) && rd[nr - 1] >= 4 * RSTRIP) {
+    /* a sum along the contiguous last axis: RSTRIP partial sums (f64) of
+     * interleaved elements, added in a fixed order, so it vectorizes */
+    int part[RSTRIP];
+    for (int c = 0; c < RSTRIP; c++) at = let(l, at, &part[c], cd(l, 0));
+    KStmt **body = at;
+    if (nr > 1) {  /* at advances past the outer loops, body is inside them */
+      body = loopv(l, &at, &rv[0], rd[0], 0);
+      if (nr > 2) body = nest(l, body, rd + 1, nr - 2, 0, rv + 1);
+    }
+    int64_t len = rd[nr - 1], nfull = len / RSTRIP, st = rs[nr - 1];
+    KExpr *base = add(l, strided(l, kv, ks, nk), strided(l, rv, rs, nr - 1)), *iv, *tv;
+    int xb = buf_of(l, n->in[0]);
+    KStmt **cl = loopv(l, &body, &iv, nfull, 0);
+    for (int c = 0; c < RSTRIP; c++) {
+      KExpr *x = load(l, xb, add(l, base, muli(l, add(l, muli(l, iv, RSTRIP), ci(l, c)), st)));
+      cl = set(l, cl, part[c], add(l, var(l, part[c]), cast(l, KT_F64, x)));
+    }
+    if (len > nfull * RSTRIP) {
+      KStmt **tl = loopv(l, &body, &tv, len - nfull * RSTRIP, 0);
+      KExpr *x = load(l, xb, add(l, base, muli(l, add(l, tv, ci(l, nfull * RSTRIP)), st)));
+      set(l, tl, part[0], add(l, var(l, part[0]), cast(l, KT_F64, x)));
+    }
+    if (nr == 1) at = body;  /* past the loops */
+    KExpr *sum[RSTRIP];
+    for (int c = 0; c < RSTRIP; c++) sum[c] = var(l, part[c]);
+    for (int w = RSTRIP / 2; w > 0; w /= 2)
+      for (int c = 0; c < w; c++) sum[c] = add(l, sum[2 * c], sum[2 * c + 1]);
+    KExpr *res = sum[0];
+    if (n->op == OP_MEAN) res = bin(l, KB_DIV, res, cd(l, (double)count));
+    store(l, at, buf_of(l, n), flat(l, kv, kd, nk), res);
+    return;
+  }
   at = let(l, at, &acc, ismax ? cf(l, -INFINITY) : cd(l, 0));
   KExpr *zero = ci(l, 0);
   KStmt **body = loopv(l, &at, nr ? &rv[0] : &zero, nr ? rd[0] : 1, nr == 1 ? KL_VECTOR : 0);
@@ -577,39 +612,44 @@ static GemmOperand mm_operand(L *l, const Node *n, int j, int64_t rows, int64_t 
   return (GemmOperand){buf_of(l, x), bs, cols, 1};
 }
 
-/* MATMUL [B?,M,K] @ [B?,K,N] into buffer cb, through epi if any: the tiled
- * product of gemm.c (a [K,N] right operand is shared by every batch),
- * after a kernel packing B into scratch when gemm.c asks for it. */
-static void lower_matmul_into(L *l, const Node *n, int cb, const GemmEpi *epi) {
-  const Shape *as = &n->in[0]->shape, *bs = &n->in[1]->shape;
-  int64_t M = as->dim[as->rank - 2], K = as->dim[as->rank - 1], N = bs->dim[bs->rank - 1];
-  int64_t batch = as->rank == 3 ? as->dim[0] : 1, bbatch = bs->rank == 3 ? batch : 1;
-  GemmOperand A = mm_operand(l, n, 0, M, K), B = mm_operand(l, n, 1, K, N);
-  GemmOperand C = {cb, M * N, N, 1};
-  int64_t pack = gemm_pack_numel(M, N, K);
+/* Appends to kernel k (a kernel of node n) C[b] = A[b] @ B[b] (gemm.c),
+ * after a kernel packing B into scratch when gemm.c asks for it; bbatch is
+ * 1 when every batch shares B.  A packed copy is made once per operand. */
+static void lower_gemm(L *l, Kernel *k, const Node *n, int64_t batch, int64_t bbatch, int64_t M, int64_t N, int64_t K,
+                       GemmOperand A, GemmOperand B, GemmOperand C, const GemmEpi *epi) {
+  int64_t pack = gemm_pack_numel(M, N, K, B.cs == 1);
   if (pack > 0) {
     Packed *c = l->packed;
     while (c && !(c->src == B.buf && c->batch == bbatch && c->K == K && c->N == N && c->rs == B.rs && c->cs == B.cs))
       c = c->next;
     if (!c) {
       c = arena_alloc(l->a, sizeof *c);
-      *c = (Packed){l->packed, B.buf, add_scratch(l->p, n->in[1], bbatch * pack), bbatch, K, N, B.rs, B.cs};
+      *c = (Packed){l->packed, B.buf, add_scratch(l->p, n, bbatch * pack), bbatch, K, N, B.rs, B.cs};
       l->packed = c;
-      Kernel *mk = l->k;
       Kernel *pk = kernel_new(l, n);
       pk->name = arena_printf(l->a, "k%d_pack", n->id);
       pk->opname = "pack";
       KGen pg = {.a = l->a, .p = l->p, .k = pk};
       gemm_pack(&pg, bbatch, N, K, B, c->dst);
       l->p->kernels[l->p->nkernels++] = pk;
-      l->k = mk;
-      l->cap = mk->nvars;
     }
     B.buf = c->dst;
   }
-  KGen g = {.a = l->a, .p = l->p, .k = l->k};
+  KGen g = {.a = l->a, .p = l->p, .k = k};
   gemm_lower(&g, batch, M, N, K, A, B, C, pack > 0, epi);
-  l->cap = l->k->nvars;  /* gemm.c regrew vtype: the next new_var regrows it */
+  l->k = k;
+  l->cap = k->nvars;  /* gemm.c regrew vtype: the next new_var regrows it */
+}
+
+/* MATMUL [B?,M,K] @ [B?,K,N] into buffer cb, through epi if any (a [K,N]
+ * right operand is shared by every batch). */
+static void lower_matmul_into(L *l, const Node *n, int cb, const GemmEpi *epi) {
+  const Shape *as = &n->in[0]->shape, *bs = &n->in[1]->shape;
+  int64_t M = as->dim[as->rank - 2], K = as->dim[as->rank - 1], N = bs->dim[bs->rank - 1];
+  int64_t batch = as->rank == 3 ? as->dim[0] : 1, bbatch = bs->rank == 3 ? batch : 1;
+  GemmOperand A = mm_operand(l, n, 0, M, K), B = mm_operand(l, n, 1, K, N);
+  GemmOperand C = {cb, M * N, N, 1};
+  lower_gemm(l, l->k, n, batch, bbatch, M, N, K, A, B, C, epi);
 }
 
 static void lower_matmul(L *l, const Node *n) { lower_matmul_into(l, n, buf_of(l, n), NULL); }
@@ -728,11 +768,69 @@ static void lower_loss(L *l, const Node *n) {
   l->k->flops = 3.0 * (double)N;
 }
 
-/* CONV2D(x, w), CONV2D_BWD_X(dy, w), CONV2D_BWD_W(x, dy): conv.c. */
+/* CONV2D(x, w), CONV2D_BWD_X(dy, w), CONV2D_BWD_W(x, dy) as products on
+ * the GEMM micro-kernel (conv.c lays the operands out), with CKK = C*KH*KW
+ * and P = OH*OW:
+ *   CONV2D:       col [N, CKK, P] = im2col(x); y[n] [O, P] = w [O, CKK] @ col[n]
+ *   CONV2D_BWD_X: dcol[n] [CKK, P] = w^T @ dy[n] [O, P]; dx = col2im(dcol)
+ *   CONV2D_BWD_W: col [N*P, CKK] = im2row(x); dyr [N*P, O] = rows of dy;
+ *                 dw [O, CKK] = dyr^T @ col (summed over n then p in order) */
 static void lower_conv(L *l, const Node *n) {
-  KGen g = {.a = l->a, .p = l->p, .k = l->k};
-  conv_lower(&g, n, buf_of(l, n), buf_of(l, n->in[0]), buf_of(l, n->in[1]));
-  l->cap = l->k->nvars;  /* conv.c regrew vtype: the next new_var regrows it */
+  const Shape *xs, *ws, *ys;
+  if (n->op == OP_CONV2D) xs = &n->in[0]->shape, ws = &n->in[1]->shape, ys = &n->shape;
+  else if (n->op == OP_CONV2D_BWD_X) xs = &n->shape, ws = &n->in[1]->shape, ys = &n->in[0]->shape;
+  else xs = &n->in[0]->shape, ws = &n->shape, ys = &n->in[1]->shape;
+  int64_t N = xs->dim[0], C = xs->dim[1], O = ws->dim[0], CKK = C * ws->dim[2] * ws->dim[3];
+  int64_t P = ys->dim[2] * ys->dim[3], S = n->a.i[0], Pd = n->a.i[1];
+  Kernel *k = l->k;
+  KGen g = {.a = l->a, .p = l->p};
+  if (N * C * O * P == 0 || CKK == 0) {  /* empty: the direct kernels handle it */
+    g.k = k;
+    conv_lower(&g, n, buf_of(l, n), buf_of(l, n->in[0]), buf_of(l, n->in[1]));
+    l->cap = k->nvars;
+    return;
+  }
+  const char *name = op_info[n->op].name;
+  Kernel *pre = kernel_new(l, n);  /* im2col or rows of dy, before the product */
+  g.k = pre;
+  if (n->op == OP_CONV2D) {
+    int col = add_scratch(l->p, n, N * CKK * P);
+    pre->name = arena_printf(l->a, "k%d_im2col", n->id);
+    pre->opname = "im2col";
+    conv_im2col(&g, xs, ws, ys, S, Pd, buf_of(l, n->in[0]), col, CKK * P, P, 1);
+    l->p->kernels[l->p->nkernels++] = pre;
+    GemmOperand A = {buf_of(l, n->in[1]), 0, CKK, 1}, B = {col, CKK * P, P, 1}, Y = {buf_of(l, n), O * P, P, 1};
+    lower_gemm(l, k, n, N, N, O, P, CKK, A, B, Y, NULL);
+  } else if (n->op == OP_CONV2D_BWD_X) {
+    /* the product is a kernel of its own; k (appended last) sums dcol into dx */
+    int dcol = add_scratch(l->p, n, N * CKK * P);
+    pre->name = arena_printf(l->a, "k%d_%s_gemm", n->id, name);
+    pre->opname = "conv2d_bwd_x_gemm";
+    GemmOperand A = {buf_of(l, n->in[1]), 0, 1, CKK}, B = {buf_of(l, n->in[0]), O * P, P, 1}, D = {dcol, CKK * P, P, 1};
+    lower_gemm(l, pre, n, N, N, CKK, P, O, A, B, D, NULL);
+    l->p->kernels[l->p->nkernels++] = pre;
+    g.k = k;
+    g.cap = 0;
+    conv_col2im(&g, xs, ws, ys, S, Pd, dcol, buf_of(l, n));
+  } else {
+    int col = add_scratch(l->p, n, N * P * CKK), rows = add_scratch(l->p, n, N * P * O);
+    pre->name = arena_printf(l->a, "k%d_im2row", n->id);
+    pre->opname = "im2row";
+    conv_im2row(&g, xs, ws, ys, S, Pd, buf_of(l, n->in[0]), col);
+    l->p->kernels[l->p->nkernels++] = pre;
+    Kernel *rk = kernel_new(l, n);
+    rk->name = arena_printf(l->a, "k%d_rows", n->id);
+    rk->opname = "rows";
+    g.k = rk;
+    g.cap = 0;
+    conv_rows(&g, ys, buf_of(l, n->in[1]), rows);
+    l->p->kernels[l->p->nkernels++] = rk;
+    /* dw [O, CKK] = dyr^T @ col (C must be contiguous for the vectorizer) */
+    GemmOperand A = {rows, 0, 1, O}, B = {col, 0, CKK, 1}, W = {buf_of(l, n), 0, CKK, 1};
+    lower_gemm(l, k, n, 1, 1, O, CKK, N * P, A, B, W, NULL);
+  }
+  l->k = k;
+  l->cap = k->nvars;
 }
 
 /* MAXPOOL2D, AVGPOOL2D: window max or mean, no padding. */
@@ -934,9 +1032,10 @@ static uint8_t *mark_needed(Arena *a, const Graph *g, Node *const *roots, int nr
 KProgram *lower_program(Diag *d, Arena *a, const Graph *g, Node *const *roots, int nroots) {
   KProgram *p = arena_alloc(a, sizeof *p);
   p->arena = a;
-  /* a node has at most one buffer and one kernel, a MATMUL two of each */
-  p->bufs = arena_alloc(a, (2 * (size_t)g->nnodes + 1) * sizeof *p->bufs);
-  p->kernels = arena_alloc(a, (2 * (size_t)g->nnodes + 1) * sizeof *p->kernels);
+  /* a node has at most one buffer and one kernel, but a MATMUL or a
+   * convolution up to four of each (scratch operands, their packing) */
+  p->bufs = arena_alloc(a, (4 * (size_t)g->nnodes + 1) * sizeof *p->bufs);
+  p->kernels = arena_alloc(a, (4 * (size_t)g->nnodes + 1) * sizeof *p->kernels);
   p->node_buf = arena_alloc(a, ((size_t)g->nnodes + 1) * sizeof *p->node_buf);
   p->own_buf = p->node_buf;
   uint8_t *need = mark_needed(a, g, roots, nroots);
