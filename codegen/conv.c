@@ -24,6 +24,18 @@ static KExpr *nchw(KGen *g, KExpr *n, KExpr *c, KExpr *h, KExpr *w, const Shape 
   return kg_add(g, kg_muli(g, e, s->dim[3]), w);
 }
 
+/* x[bn, c, ih, iw], 0 where (ih, iw) lies in the padding (P > 0): the
+ * load's index is clamped into x and the value selected. */
+static KExpr *x_at(KGen *g, int xb, const Shape *xs, int64_t P, KExpr *bn, KExpr *c, KExpr *ih, KExpr *iw) {
+  if (P == 0) return kg_load(g, xb, nchw(g, bn, c, ih, iw, xs));
+  int64_t H = xs->dim[2], W = xs->dim[3];
+  KExpr *ok = kg_bin(g, KB_AND, kg_bin(g, KB_AND, kg_bin(g, KB_GE, ih, kg_int(g, 0)), kg_bin(g, KB_LT, ih, kg_int(g, H))),
+                     kg_bin(g, KB_AND, kg_bin(g, KB_GE, iw, kg_int(g, 0)), kg_bin(g, KB_LT, iw, kg_int(g, W))));
+  KExpr *cih = kg_bin(g, KB_MIN, kg_bin(g, KB_MAX, ih, kg_int(g, 0)), kg_int(g, H - 1));
+  KExpr *ciw = kg_bin(g, KB_MIN, kg_bin(g, KB_MAX, iw, kg_int(g, 0)), kg_int(g, W - 1));
+  return kg_sel(g, ok, kg_load(g, xb, nchw(g, bn, c, cih, ciw, xs)), kg_f32(g, 0));
+}
+
 /* The output positions o in [0, n) whose input position o*S + k - P lies in
  * [0, len): [max(0, ceil((P-k)/S)), min(n, ceil((len+P-k)/S))). */
 static void out_range(KGen *g, KExpr *k, int64_t S, int64_t P, int64_t len, int64_t n, KExpr **lo, KExpr **hi) {
@@ -79,7 +91,6 @@ enum { MAX_TILE = 32 };
 static void conv_bwd_w(KGen *g, const Node *n, int ob, int xb, int yb) {
   const Shape *xs = &n->in[0]->shape, *ys = &n->in[1]->shape, *ws = &n->shape;
   int64_t C = ws->dim[1], KH = ws->dim[2], KW = ws->dim[3], S = n->a.i[0], P = n->a.i[1];
-  int64_t H = xs->dim[2], W = xs->dim[3];
   int rows = KH * KW <= MAX_TILE ? (int)KH : 1;  /* kh rows per tile */
   int cols = (int)(KW < MAX_TILE ? KW : MAX_TILE);
   KExpr *r, *kh0, *kw0, *bn, *oh, *ow;
@@ -101,16 +112,7 @@ static void conv_bwd_w(KGen *g, const Node *n, int ob, int xb, int yb) {
     KExpr *kh = kg_addi(g, kh0, t / nt), *kw = kg_addi(g, kw0, t % nt);
     KExpr *ih = kg_addi(g, kg_add(g, kg_muli(g, oh, S), kh), -P);
     KExpr *iw = kg_addi(g, kg_add(g, kg_muli(g, ow, S), kw), -P);
-    KExpr *xv;
-    if (P == 0) {
-      xv = kg_load(g, xb, nchw(g, bn, c, ih, iw, xs));
-    } else {
-      KExpr *ok = kg_bin(g, KB_AND, kg_bin(g, KB_AND, kg_bin(g, KB_GE, ih, kg_int(g, 0)), kg_bin(g, KB_LT, ih, kg_int(g, H))),
-                         kg_bin(g, KB_AND, kg_bin(g, KB_GE, iw, kg_int(g, 0)), kg_bin(g, KB_LT, iw, kg_int(g, W))));
-      KExpr *cih = kg_bin(g, KB_MIN, kg_bin(g, KB_MAX, ih, kg_int(g, 0)), kg_int(g, H - 1));
-      KExpr *ciw = kg_bin(g, KB_MIN, kg_bin(g, KB_MAX, iw, kg_int(g, 0)), kg_int(g, W - 1));
-      xv = kg_sel(g, ok, kg_load(g, xb, nchw(g, bn, c, cih, ciw, xs)), kg_f32(g, 0));
-    }
+    KExpr *xv = x_at(g, xb, xs, P, bn, c, ih, iw);
     body = kg_set(g, body, acc[t], kg_bin(g, KB_ADD, kg_var(g, acc[t]), kg_bin(g, KB_MUL, kg_var(g, dv), xv)));
   }
   for (int t = 0; t < rows * nt; t++) {
@@ -162,7 +164,7 @@ void conv_im2col(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, int
  * ow*S+kw-P], 0 outside x: a row of kernel elements per output position,
  * written contiguously (the rows layout CONV2D_BWD_W's product reads). */
 void conv_im2row(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, int64_t S, int64_t P, int xb, int colb) {
-  int64_t C = xs->dim[1], H = xs->dim[2], W = xs->dim[3], KH = ws->dim[2], KW = ws->dim[3];
+  int64_t C = xs->dim[1], KH = ws->dim[2], KW = ws->dim[3];
   int64_t OH = ys->dim[2], OW = ys->dim[3], CKK = C * KH * KW;
   KExpr *r, *ow, *c, *kh, *kw;
   KStmt **at = &g->k->body;
@@ -175,17 +177,7 @@ void conv_im2row(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, int
   KExpr *ih = kg_addi(g, kg_add(g, kg_muli(g, oh, S), kh), -P), *iw = kg_addi(g, kg_add(g, kg_muli(g, ow, S), kw), -P);
   KExpr *dst = kg_add(g, kg_muli(g, kg_add(g, kg_muli(g, r, OW), ow), CKK),
                       kg_add(g, kg_muli(g, kg_add(g, kg_muli(g, c, KH), kh), KW), kw));
-  KExpr *v;
-  if (P == 0) {
-    v = kg_load(g, xb, nchw(g, bn, c, ih, iw, xs));
-  } else {
-    KExpr *ok = kg_bin(g, KB_AND, kg_bin(g, KB_AND, kg_bin(g, KB_GE, ih, kg_int(g, 0)), kg_bin(g, KB_LT, ih, kg_int(g, H))),
-                       kg_bin(g, KB_AND, kg_bin(g, KB_GE, iw, kg_int(g, 0)), kg_bin(g, KB_LT, iw, kg_int(g, W))));
-    KExpr *cih = kg_bin(g, KB_MIN, kg_bin(g, KB_MAX, ih, kg_int(g, 0)), kg_int(g, H - 1));
-    KExpr *ciw = kg_bin(g, KB_MIN, kg_bin(g, KB_MAX, iw, kg_int(g, 0)), kg_int(g, W - 1));
-    v = kg_sel(g, ok, kg_load(g, xb, nchw(g, bn, c, cih, ciw, xs)), kg_f32(g, 0));
-  }
-  kg_store(g, at, colb, dst, v);
+  kg_store(g, at, colb, dst, x_at(g, xb, xs, P, bn, c, ih, iw));
   g->k->flops = 0;
 }
 
