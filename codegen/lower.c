@@ -607,7 +607,7 @@ static GemmOperand mm_operand(L *l, const Node *n, int j, int64_t rows, int64_t 
   const Node *x = n->in[j];
   int64_t bs = x->shape.rank == 3 ? rows * cols : 0;
   const int *grp = l->g->fuse_group;
-  if (x->op == OP_TRANSPOSE && grp && grp[x->id] >= 0 && grp[x->id] != x->id)
+  if (x->op == OP_TRANSPOSE && grp && (grp[x->id] == FUSE_IN_PLACE || (grp[x->id] >= 0 && grp[x->id] != x->id)))
     return (GemmOperand){buf_of(l, x->in[0]), bs, 1, rows};
   return (GemmOperand){buf_of(l, x), bs, cols, 1};
 }
@@ -1050,7 +1050,7 @@ KProgram *lower_program(Diag *d, Arena *a, const Graph *g, Node *const *roots, i
       continue;
     }
     int grp = g->fuse_group ? g->fuse_group[i] : -1;  /* passes/fuse.c: interior members have no buffer */
-    if (grp >= 0 && grp != i) continue;
+    if ((grp >= 0 && grp != i) || grp == FUSE_IN_PLACE) continue;
     p->node_buf[i] = add_buf(p, n->op == OP_CONST ? KB_CONST : (fl & F_LEAF) ? KB_LEAF : KB_ARENA, n);
     if (fl & F_LEAF) continue;
     if (grp == i) {

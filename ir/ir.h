@@ -161,6 +161,9 @@ typedef struct Sym {
   int64_t value;
 } Sym;
 
+/* fuse_group of a TRANSPOSE that the MATMULs using it read in place. */
+enum { FUSE_IN_PLACE = -2 };
+
 typedef struct Graph {
   Arena *arena;        /* owns everything below (not owned by the graph) */
   Node **nodes;        /* [nnodes] topological order */
@@ -177,7 +180,8 @@ typedef struct Graph {
   TrainCfg train;
   int training;                    /* built for training: dropout active */
   const char *model_name;          /* file name without .nnd (arena) */
-  int *fuse_group;                 /* [nnodes] after pass_fuse: id of the node's group root, -1 alone; else NULL */
+  int *fuse_group;                 /* [nnodes] after pass_fuse: id of the node's group root, -1 alone,
+                                    * FUSE_IN_PLACE (passes/fuse.c); else NULL */
 } Graph;
 
 void graph_init(Graph *g, Arena *a);

@@ -15,7 +15,11 @@
  * epilogue (bias, activation, an activation's derivative in the backward);
  * and a TRANSPOSE swapping the last two axes whose one use is a MATMUL
  * joins the product's group (a group of its own if it has none), which then
- * reads the operand in place with swapped strides.
+ * reads the operand in place with swapped strides; one used only by
+ * several MATMULs is FUSE_IN_PLACE, read in place by all of them.  An
+ * elementwise node that could take a product its user's group cannot (the
+ * group has one) roots a group of its own: a sum of products becomes one
+ * product-with-add kernel per term.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -52,22 +56,40 @@ int pass_fuse(Diag *d, Graph *g, Node *const *roots, int nroots) {
   (void)d;
   int n = g->nnodes, ngroups = 0;
   int *uses = calloc((size_t)n + 1, sizeof *uses), *user = calloc((size_t)n + 1, sizeof *user);
+  int *mmuses = calloc((size_t)n + 1, sizeof *mmuses);
   uint8_t *pinned = calloc((size_t)n + 1, 1), *has_mm = calloc((size_t)n + 1, 1);
   int *group = arena_alloc(g->arena, ((size_t)n + 1) * sizeof *group);
-  NNDC_ASSERT(uses && user && pinned && has_mm);
+  NNDC_ASSERT(uses && user && mmuses && pinned && has_mm);
   for (int i = 0; i < n; i++) {
     const Node *x = g->nodes[i];
     NNDC_ASSERT(x->id == i);
     group[i] = -1;
-    for (int j = 0; j < x->nin; j++) uses[x->in[j]->id]++, user[x->in[j]->id] = i;
+    for (int j = 0; j < x->nin; j++) {
+      uses[x->in[j]->id]++, user[x->in[j]->id] = i;
+      mmuses[x->in[j]->id] += x->op == OP_MATMUL;
+    }
   }
   pin_roles(g, pinned, roots, nroots);
   for (int i = n - 1; i >= 0; i--) {
     const Node *x = g->nodes[i];
+    if (!pinned[i] && uses[i] > 1 && swaps_last_two(x) && mmuses[i] == uses[i]) {
+      group[i] = FUSE_IN_PLACE;
+      continue;
+    }
     if (pinned[i] || uses[i] != 1) continue;
     const Node *u = g->nodes[user[i]];
     int join = 0;
-    if (fusible(x)) join = fusible(u) && shape_eq(&x->shape, &u->shape);
+    if (fusible(x)) {
+      /* x stays the root of a group of its own when it can take a product
+       * its user's group cannot (a sum of products: one product each) */
+      int ucarries = group[u->id] >= 0 && has_mm[group[u->id]], xtakes = 0;
+      for (int j = 0; j < x->nin; j++) {
+        const Node *m = x->in[j];
+        xtakes |= m->op == OP_MATMUL && m->dt == DT_F32 && uses[m->id] == 1 && !pinned[m->id] &&
+                  shape_eq(&m->shape, &x->shape);
+      }
+      join = fusible(u) && shape_eq(&x->shape, &u->shape) && !(ucarries && xtakes);
+    }
     else if (x->op == OP_MATMUL && x->dt == DT_F32)
       join = fusible(u) && shape_eq(&x->shape, &u->shape) && !(group[u->id] >= 0 && has_mm[group[u->id]]);
     else if (swaps_last_two(x))
@@ -80,6 +102,7 @@ int pass_fuse(Diag *d, Graph *g, Node *const *roots, int nroots) {
   g->fuse_group = group;
   free(uses);
   free(user);
+  free(mmuses);
   free(pinned);
   free(has_mm);
   return ngroups;
@@ -94,5 +117,8 @@ char *fuse_print(const Graph *g, Arena *a) {
       if (g->fuse_group[i] == r) line = arena_printf(a, "%s %s%%%d", line, i == r ? "-> " : "", i);
     s = arena_printf(a, "%s%s\n", s, line);
   }
-  return s;
+  const char *ip = NULL;
+  for (int i = 0; g->fuse_group && i < g->nnodes; i++)
+    if (g->fuse_group[i] == FUSE_IN_PLACE) ip = arena_printf(a, "%s %%%d", ip ? ip : "in place:", i);
+  return ip ? arena_printf(a, "%s%s\n", s, ip) : s;
 }

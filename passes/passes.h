@@ -43,11 +43,15 @@ int pass_simplify_ex(Diag *d, Graph *g, Node **roots, int nroots, Node **track, 
  * [nnodes] the id of the group's root (the node whose value leaves the group)
  * or -1 for a node lowered alone.  An elementwise node whose only user is an
  * elementwise node of the same shape joins its user's group, so a group is a
- * tree of f32 elementwise ops with one output.  Nodes among roots[0..nroots)
- * and the graph's roles are never interior.  Requires ids = positions;
- * invalidated by any pass that renumbers. Returns the number of groups. */
+ * tree of f32 elementwise ops with one output, plus at most one MATMUL whose
+ * sum the tree takes as its epilogue, plus TRANSPOSEs the MATMUL reads in
+ * place.  FUSE_IN_PLACE marks a TRANSPOSE used only by (several) MATMULs,
+ * which all read it in place.  Nodes among roots[0..nroots) and the graph's
+ * roles are never interior.  Requires ids = positions; invalidated by any
+ * pass that renumbers. Returns the number of groups. */
 int pass_fuse(Diag *d, Graph *g, Node *const *roots, int nroots);
-/* Appends to `ir_print` text the group of each fused node: "group %R: %a %b %R". */
+/* Appends to `ir_print` text the group of each fused node: "group %R: %a %b %R",
+ * then "in place: %t ..." for the FUSE_IN_PLACE transposes. */
 char *fuse_print(const Graph *g, Arena *a);
 
 /* ------------------------------------------------------------ pipeline.c */

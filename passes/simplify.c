@@ -9,8 +9,9 @@
  * (same op, dtype, shape, operands and attributes).  Then the nodes that the
  * graph's roles, the caller's roots, params, inputs and states need are kept
  * in their order and renumbered; every role refers to its representative.
- * x*0 is not simplified (NaN*0 is NaN), nor are updates or leaves other
- * than CONST merged.
+ * A sum of SLICE_BWDs that tile their shape along one axis becomes a
+ * CONCAT of their operands.  x*0 is not simplified (NaN*0 is NaN), nor are
+ * updates or leaves other than CONST merged.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -177,8 +178,68 @@ static void remap_operands(S *s, Node *n) {
   n->in = in;
 }
 
+/* ------------------------------------------------------------ concat */
+
+enum { MAX_PIECES = 64 };
+
+/* Collects the non-ADD leaves of the tree of same-shape ADDs at n. */
+static int add_leaves(Node *n, const Shape *sh, Node **leaf, int nleaf) {
+  if (nleaf < 0) return -1;
+  if (n->op != OP_ADD || n->dt != DT_F32 || !shape_eq(&n->shape, sh)) {
+    if (nleaf == MAX_PIECES) return -1;
+    leaf[nleaf] = n;
+    return nleaf + 1;
+  }
+  for (int j = 0; j < 2; j++) nleaf = add_leaves(n->in[j], sh, leaf, nleaf);
+  return nleaf;
+}
+
+static int sort_ax;
+static int by_start(const void *x, const void *y) {
+  int64_t a = (*(Node *const *)x)->a.i[sort_ax], b = (*(Node *const *)y)->a.i[sort_ax];
+  return a < b ? -1 : a > b;
+}
+
+/* A sum of SLICE_BWDs whose pieces tile n's shape along one axis (the
+ * gradient of slicing a tensor into parts, as the LSTM's gates) is the
+ * CONCAT of the pieces: n becomes that CONCAT in place. */
+static int try_concat(S *s, Node *n) {
+  if (n->op != OP_ADD || n->dt != DT_F32) return 0;
+  Node *leaf[MAX_PIECES];
+  int nl = add_leaves(n, &n->shape, leaf, 0), ax = -1, r = n->shape.rank;
+  if (nl < 2) return 0;
+  for (int k = 0; k < nl; k++) {
+    const Node *b = leaf[k];
+    if (b->op != OP_SLICE_BWD) return 0;
+    const Node *x = b->in[0];
+    for (int d = 0; d < r; d++) {
+      if (b->a.i[d] == 0 && x->shape.dim[d] == n->shape.dim[d]) continue;
+      if (ax >= 0 && ax != d) return 0;
+      ax = d;
+    }
+  }
+  if (ax < 0) return 0;
+  sort_ax = ax;
+  qsort(leaf, (size_t)nl, sizeof *leaf, by_start);
+  int64_t at = 0;
+  for (int k = 0; k < nl; k++) {
+    if (leaf[k]->a.i[ax] != at) return 0;
+    at += leaf[k]->in[0]->shape.dim[ax];
+  }
+  if (at != n->shape.dim[ax]) return 0;
+  Node **in = arena_alloc(s->g->arena, (size_t)nl * sizeof *in);
+  for (int k = 0; k < nl; k++) in[k] = leaf[k]->in[0];
+  n->op = OP_CONCAT;
+  n->in = in;
+  n->nin = nl;
+  memset(&n->a, 0, sizeof n->a);
+  n->a.i[0] = ax;
+  return 1;
+}
+
 static void simplify_node(S *s, Node *n) {
   remap_operands(s, n);
+  try_concat(s, n);
   if (try_fold(n)) {
     s->rep[n->id] = cse(s, n);
     return;

@@ -256,6 +256,30 @@ Test(simplify, does_not_fold_the_rest) {
   t_free(t);
 }
 
+/* The gradient of slicing a tensor into parts (SLICE_BWDs summed) is the
+ * CONCAT of the parts, in order of their starts; pieces that leave a gap or
+ * overlap stay a sum. */
+static Node *piece(T *t, Node *x, int64_t start, int64_t cols) {
+  Attr a = attr_i(0, start);
+  a.shape = SHAPE(4, cols);
+  return op(t, OP_SLICE_BWD, x, NULL, &a);
+}
+
+Test(simplify, sliced_gradients_become_a_concat) {
+  T *t = t_new();
+  Node *p0 = in(t, SHAPE(4, 4)), *p1 = in(t, SHAPE(4, 3)), *p2 = in(t, SHAPE(4, 5));
+  Node *o[2];
+  Node *a = piece(t, p2, 7, 12), *b = piece(t, p0, 0, 12), *c = piece(t, p1, 4, 12);
+  o[0] = op2(t, OP_ADD, op2(t, OP_ADD, a, b), c);
+  Node *d = piece(t, p0, 0, 13), *e = piece(t, p2, 5, 13);  /* a gap at [4, 5) */
+  o[1] = op2(t, OP_ADD, d, e);
+  set_outputs(t, o, 2);
+  simplify(t);
+  cr_expect_str_eq(sig(t), "input input input concat(0,1,2) slice_bwd(0) slice_bwd(2) add(4,5)");
+  cr_expect_eq(t->g.nodes[3]->a.i[0], 1, "along axis 1");
+  t_free(t);
+}
+
 Test(simplify, algebraic_identities) {
   T *t = t_new();
   Node *x = in(t, SHAPE(2, 3));
@@ -718,6 +742,32 @@ Test(lower, transposes_fold_into_products) {
   /* h is used twice, so a^T @ W is a kernel of its own; relu(h) @ V joins
    * the mul, h @ V (a second product) does not; V is packed once */
   cr_expect_str_eq(opnames(&pa, p), "pack transpose+matmul pack matmul relu matmul+mul");
+  arena_free(&pa);
+  t_free(t);
+}
+
+/* A sum of products is one product-with-add kernel per term (each group
+ * holds one product); a transpose read by several products is read in
+ * place by all (one packed copy). */
+Test(lower, sums_of_products_and_shared_transposes) {
+  T *t = t_src("input a: f32[8, 16]\ninput b: f32[8, 16]\nparam W: f32[16, 12]\nparam V: f32[16, 12]\n"
+               "output y = a @ W + b @ V + a @ V\n", 0);
+  Arena pa;
+  arena_init(&pa);
+  Node *root = t->g.outputs[0].node;
+  KProgram *p = passes_lower(&t->d, &pa, &t->g, &root, 1);
+  cr_assert(p, "%s", t->d.buf ? t->d.buf : "");
+  cr_expect_str_eq(opnames(&pa, p), "pack matmul pack matmul+add matmul+add");
+  t_free(t);
+  t = t_src("input a: f32[8, 16]\nparam W: f32[12, 16]\noutput y = a @ transpose(W)\n"
+            "output z = relu(a) @ transpose(W)\n", 0);
+  Node *two[2] = {t->g.outputs[0].node, t->g.outputs[1].node};
+  p = passes_lower(&t->d, &pa, &t->g, two, 2);
+  cr_assert(p, "%s", t->d.buf ? t->d.buf : "");
+  cr_expect_str_eq(opnames(&pa, p), "pack matmul relu matmul");
+  cr_assert_eq(passes_optimize(&t->d, &t->g), 0);
+  const char *text = fuse_print(&t->g, &t->a);
+  cr_expect(strstr(text, "\nin place: %2\n"), "%s", text);
   arena_free(&pa);
   t_free(t);
 }
