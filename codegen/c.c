@@ -193,6 +193,14 @@ enum { H_WADD = 1, H_WSUB = 2, H_WMUL = 4, H_WSHR = 8, H_IMIN = 16, H_IMAX = 32,
        H_FMIN = 256, H_FMAX = 512, H_DMIN = 1024, H_DMAX = 2048 };
 
 /* The state of printing one kernel. */
+/* What the file must define besides the kernels: the H_* helpers, and the
+ * micro-kernel of each KS_TILE shape (mr, nr, nc). */
+struct Helpers {
+  unsigned bits;
+  int ntile;
+  int tile[64][3];
+};
+
 typedef struct Kp {
   Buf *o;
   const KProgram *p;
@@ -204,7 +212,7 @@ typedef struct Kp {
   uint8_t *bused, *bwritten; /* [nbufs] */
   int usectx, ntemps;
   int top;                   /* printing a whole expression: no outer parentheses */
-  unsigned *helpers;         /* H_* the file must define */
+  struct Helpers *helpers;   /* what the file must define */
 } Kp;
 
 static int nontrivial(const KExpr *e) {
@@ -310,9 +318,9 @@ static void print_un(Kp *k, const KExpr *e) {
   const KExpr *a = e->a[0];
   if (e->op == KU_NOT) { call1(k, "!", a); return; }
   if (e->t == KT_I64) {
-    if (e->op == KU_NEG && is_wrap(k, e)) { *k->helpers |= H_WSUB; bputs(k->o, "wsub(0, "); print_expr(k, a); bputs(k->o, ")"); }
+    if (e->op == KU_NEG && is_wrap(k, e)) { k->helpers->bits |= H_WSUB; bputs(k->o, "wsub(0, "); print_expr(k, a); bputs(k->o, ")"); }
     else if (e->op == KU_NEG) call1(k, "-", a);
-    else if (e->op == KU_ABS) { *k->helpers |= H_IABS; call1(k, "iabs", a); }
+    else if (e->op == KU_ABS) { k->helpers->bits |= H_IABS; call1(k, "iabs", a); }
     else print_expr(k, a);   /* sqrt, exp... of an integer: not produced by lower.c */
     return;
   }
@@ -328,16 +336,16 @@ static void print_int_bin(Kp *k, const KExpr *e) {
   switch (e->op) {
   case KB_ADD: case KB_SUB: case KB_MUL:
     if (is_wrap(k, e)) {
-      *k->helpers |= wh[e->op];
+      k->helpers->bits |= wh[e->op];
       call2(k, wfn[e->op], a, b);
     } else infix(k, e->op == KB_ADD ? "+" : e->op == KB_SUB ? "-" : "*", a, b);
     return;
   case KB_DIV: infix(k, "/", a, b); return;
   case KB_REM: infix(k, "%", a, b); return;
-  case KB_MIN: *k->helpers |= H_IMIN; call2(k, "imin", a, b); return;
-  case KB_MAX: *k->helpers |= H_IMAX; call2(k, "imax", a, b); return;
+  case KB_MIN: k->helpers->bits |= H_IMIN; call2(k, "imin", a, b); return;
+  case KB_MAX: k->helpers->bits |= H_IMAX; call2(k, "imax", a, b); return;
   case KB_XOR: infix(k, "^", a, b); return;
-  case KB_SHR: *k->helpers |= H_WSHR; call2(k, "wshr", a, b); return;
+  case KB_SHR: k->helpers->bits |= H_WSHR; call2(k, "wshr", a, b); return;
   default: NNDC_ASSERT(0 && "integer op");
   }
 }
@@ -356,8 +364,8 @@ static void print_bin(Kp *k, const KExpr *e) {
   case KB_MUL: infix(k, "*", a, b); return;
   case KB_DIV: infix(k, "/", a, b); return;
   case KB_REM: call2(k, f32 ? "fmodf" : "fmod", a, b); return;
-  case KB_MIN: *k->helpers |= f32 ? H_FMIN : H_DMIN; call2(k, f32 ? "minf_" : "mind_", a, b); return;
-  case KB_MAX: *k->helpers |= f32 ? H_FMAX : H_DMAX; call2(k, f32 ? "maxf_" : "maxd_", a, b); return;
+  case KB_MIN: k->helpers->bits |= f32 ? H_FMIN : H_DMIN; call2(k, f32 ? "minf_" : "mind_", a, b); return;
+  case KB_MAX: k->helpers->bits |= f32 ? H_FMAX : H_DMAX; call2(k, f32 ? "maxf_" : "maxd_", a, b); return;
   case KB_POW: call2(k, f32 ? "powf" : "pow", a, b); return;
   default: NNDC_ASSERT(0 && "float op");
   }
@@ -433,13 +441,16 @@ static int stmt_exprs(const KStmt *s, const KExpr **e) {
   case KS_LOOP: e[0] = s->lo; e[1] = s->hi; return 2;
   case KS_STORE: e[0] = s->idx; e[1] = s->val; return 2;
   case KS_IF: e[0] = s->cond; return 1;
+  case KS_TILE:
+    e[0] = s->tile->a0, e[1] = s->tile->b0, e[2] = s->tile->c0, e[3] = s->tile->klen, e[4] = s->tile->accum;
+    return 5;
   default: e[0] = s->val; return 1;
   }
 }
 
 /* Starts a statement: fresh map, use counts, temporaries. */
 static void stmt_begin(Kp *k, const KStmt *s, int depth, int print) {
-  const KExpr *e[2];
+  const KExpr *e[5];
   int n = stmt_exprs(s, e);
   map_clear(&k->m);
   for (int i = 0; i < n; i++) count(k, e[i]);
@@ -454,6 +465,10 @@ static int scan(Kp *k, const KStmt *s) {
   for (; s; s = s->next) {
     stmt_begin(k, s, 0, 0);
     if (s->kind == KS_STORE) k->bused[s->buf] = k->bwritten[s->buf] = 1;
+    if (s->kind == KS_TILE) {
+      k->bused[s->tile->abuf] = k->bused[s->tile->bbuf] = 1;
+      k->bused[s->tile->cbuf] = k->bwritten[s->tile->cbuf] = 1;
+    }
     if (s->kind == KS_ERROR) k->usectx = 1;
     if ((s->kind == KS_LET || s->kind == KS_SET) && s->val->t == KT_I64 && !k->wrapvar[s->var] &&
         is_wrap(k, s->val))
@@ -529,6 +544,30 @@ static void print_stmt(Kp *k, const KStmt *s, int depth) {
     indent(o, depth);
     bputs(o, "}\n");
     return;
+  case KS_TILE: {
+    const KTile *t = s->tile;
+    struct Helpers *h = k->helpers;
+    int i = 0;
+    while (i < h->ntile && !(h->tile[i][0] == t->mr && h->tile[i][1] == t->nr && h->tile[i][2] == t->nc)) i++;
+    if (i == h->ntile) {
+      NNDC_ASSERT(h->ntile < 64);
+      h->tile[i][0] = t->mr, h->tile[i][1] = t->nr, h->tile[i][2] = t->nc;
+      h->ntile++;
+    }
+    indent(o, depth);
+    bprintf(o, "tile_%dx%d_%d(&%s[", t->mr, t->nr, t->nc, k->bname[t->abuf]);
+    print_top(k, t->a0);
+    bprintf(o, "], %lld, %lld, &%s[", (long long)t->ars, (long long)t->acs, k->bname[t->bbuf]);
+    print_top(k, t->b0);
+    bprintf(o, "], %lld, &%s[", (long long)t->brs, k->bname[t->cbuf]);
+    print_top(k, t->c0);
+    bprintf(o, "], %lld, ", (long long)t->crs);
+    print_top(k, t->klen);
+    bputs(o, ", ");
+    print_top(k, t->accum);
+    bputs(o, ");\n");
+    return;
+  }
   case KS_ERROR:
     indent(o, depth);
     bputs(o, "ctx[CTX_ERR] = 1;\n");
@@ -590,7 +629,7 @@ static void print_kernel_comment(Buf *o, const KProgram *p, const Kernel *kn, co
 }
 
 static void print_kernel(Buf *o, const KProgram *p, const Kernel *kn, const char *prefix,
-                         const char *const *bname, unsigned *helpers) {
+                         const char *const *bname, struct Helpers *helpers) {
   Kp k = {.o = o, .p = p, .k = kn, .bname = bname, .helpers = helpers};
   k.wrapvar = calloc((size_t)kn->nvars + 1, 1);
   k.readvar = calloc((size_t)kn->nvars + 1, 1);
@@ -648,7 +687,7 @@ static void name_buffers(Arena *a, Prog *pr) {
   }
 }
 
-static void print_program(Buf *o, const Prog *pr, unsigned *helpers) {
+static void print_program(Buf *o, const Prog *pr, struct Helpers *helpers) {
   const KProgram *p = pr->kp;
   for (int i = 0; i < p->nkernels; i++) print_kernel(o, p, p->kernels[i], pr->prefix, pr->bname, helpers);
   bprintf(o, "/* Runs the %d kernels in order over the bound buffers. */\n", p->nkernels);
@@ -664,7 +703,7 @@ static void print_program(Buf *o, const Prog *pr, unsigned *helpers) {
 
 /* Binds every buffer of the program: leaves to the caller's structs,
  * intermediates to the workspace, constants filled there. */
-static void print_binds(Buf *o, const Prog *pr, Arena *a, unsigned *helpers) {
+static void print_binds(Buf *o, const Prog *pr, Arena *a, struct Helpers *helpers) {
   const KProgram *p = pr->kp;
   bprintf(o, "  void *bufs[%d];\n", p->nbufs > 0 ? p->nbufs : 1);
   for (int b = 0; b < p->nbufs; b++) {
@@ -681,7 +720,7 @@ static void print_binds(Buf *o, const Prog *pr, Arena *a, unsigned *helpers) {
   }
   for (int b = 0; b < p->nbufs; b++)
     if (p->bufs[b].kind == KB_CONST) {
-      *helpers |= H_FILL;
+      helpers->bits |= H_FILL;
       bprintf(o, "  fill(bufs[%d], %lld, ", b, (long long)p->bufs[b].numel);
       print_float(o, p->bufs[b].node->a.f[0], 1);
       bputs(o, ");\n");
@@ -720,7 +759,7 @@ typedef struct Emit {
   const Graph *g, *tg;
   Prog fwd, train;
   float *const *weights;
-  unsigned helpers;
+  struct Helpers helpers;
 } Emit;
 
 /* Fields of one struct: reports two names that map to one C field. */
@@ -836,6 +875,22 @@ static char *emit_header(Emit *e) {
 
 /* ----------------------------------------------------------- the source */
 
+/* The micro-kernel of a KS_TILE shape (kir.h): the accumulators in a
+ * local array that the compiler keeps in vector registers, the column loop
+ * innermost and contiguous so it vectorizes. */
+static void print_tile_fn(Buf *o, const int *t) {
+  int mr = t[0], nr = t[1], nc = t[2];
+  bprintf(o, "static void tile_%dx%d_%d(const float *restrict A, int64_t ars, int64_t acs, const float *restrict B,\n"
+             "    int64_t brs, float *restrict C, int64_t crs, int64_t klen, int accum) {\n", mr, nr, nc);
+  bprintf(o, "  float acc[%d][%d];\n", mr, nr);
+  bprintf(o, "  for (int r = 0; r < %d; r++)\n    for (int c = 0; c < %d; c++) acc[r][c] = accum && c < %d ? C[r * crs + c] : 0.0f;\n",
+          mr, nr, nc);
+  bputs(o, "  for (int64_t k = 0; k < klen; k++) {\n    const float *b = B + k * brs;\n");
+  bprintf(o, "    for (int r = 0; r < %d; r++) {\n      const float a = A[r * ars + k * acs];\n"
+             "      for (int c = 0; c < %d; c++) acc[r][c] += a * b[c];\n    }\n  }\n", mr, nr);
+  bprintf(o, "  for (int r = 0; r < %d; r++)\n    for (int c = 0; c < %d; c++) C[r * crs + c] = acc[r][c];\n}\n\n", mr, nc);
+}
+
 static const char *const helper_src[] = {
   "static int64_t wadd(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }\n",
   "static int64_t wsub(int64_t a, int64_t b) { return (int64_t)((uint64_t)a - (uint64_t)b); }\n",
@@ -879,10 +934,11 @@ static void print_prologue(Emit *e, Buf *o) {
            "  k(bufs, 0, par, ctx);\n"
            "#endif\n"
            "}\n\n");
-  if (e->helpers) bputs(o, "/* helpers: kernel IR integers wrap like u64; min and max as the interpreter */\n");
+  if (e->helpers.bits) bputs(o, "/* helpers: kernel IR integers wrap like u64; min and max as the interpreter */\n");
   for (size_t i = 0; i < sizeof helper_src / sizeof *helper_src; i++)
-    if (e->helpers & (1u << i)) bputs(o, helper_src[i]);
-  if (e->helpers) bputs(o, "\n");
+    if (e->helpers.bits & (1u << i)) bputs(o, helper_src[i]);
+  if (e->helpers.bits) bputs(o, "\n");
+  for (int i = 0; i < e->helpers.ntile; i++) print_tile_fn(o, e->helpers.tile[i]);
 }
 
 static void print_weights(Emit *e, Buf *o) {

@@ -25,7 +25,7 @@
  * spills.  NR is the largest nr. */
 enum { MR = 6, NR = 32, KC = 256 };
 
-static int host_nr(void) {
+int gemm_host_nr(void) {
 #if defined(__x86_64__) || defined(__i386__)
   return __builtin_cpu_supports("avx512f") ? 32 : 16;
 #else
@@ -211,7 +211,7 @@ static int64_t rem_width(int64_t N, int nr) {
 }
 
 int64_t gemm_pack_numel(int64_t M, int64_t N, int64_t K, int bcontig) {
-  int nr = host_nr();
+  int nr = gemm_host_nr();
   /* Packing reads and writes B once more: worth it when at least two row
    * blocks read every panel, or when B's rows are not contiguous. */
   if ((M <= MR && bcontig) || K == 0 || N == 0) return 0;
@@ -222,7 +222,7 @@ int64_t gemm_pack_numel(int64_t M, int64_t N, int64_t K, int bcontig) {
  * width w), the K x width panel row after row at j0 * K, so the
  * micro-kernel reads B contiguously whatever B's strides. */
 void gemm_pack(KGen *g, int64_t batch, int64_t N, int64_t K, GemmOperand B, int dst) {
-  int nr = host_nr();
+  int nr = gemm_host_nr();
   int64_t nfull = N / nr * nr, w = rem_width(N, nr), per = K * (nfull + w);
   KExpr *t, *jt, *c;
   KStmt **at = &g->k->body;
@@ -281,10 +281,52 @@ static KStmt **gemm_store(Gemm *m, KStmt **at, KExpr *j0, int mr, int nc, int (*
   return at;
 }
 
+/* The epilogue over a stored mr x nc tile of C at (i0, j0): C = epi(C). */
+static void gemm_epilogue(Gemm *m, KStmt **at, KExpr *j0, int mr, int nc) {
+  KGen *g = m->g;
+  KExpr *r, *c;
+  KStmt **rl = kg_for(g, &at, &r, mr, 0);
+  KStmt **cl = kg_loop(g, &rl, &c, kg_int(g, 0), kg_int(g, nc), 1, KL_VECTOR);
+  KExpr *row = kg_add(g, m->i0, r), *col = kg_add(g, j0, c);
+  KExpr *ci = at2(m, &m->C, m->cbase, row, col);
+  KExpr *v = m->epi->fn(m->epi->ctx, g, &cl, kg_load(g, m->C.buf, ci), m->b, row, col);
+  kg_store(g, cl, m->C.buf, ci, v);
+}
+
+/* The tile as one KS_TILE statement (the shared micro-kernel), then the
+ * epilogue once the last k block is summed. */
+static void gemm_tile_call(Gemm *m, KStmt **at, KExpr *j0, int mr, int nc, int nr) {
+  KGen *g = m->g;
+  KTile *t = arena_alloc(g->a, sizeof *t);
+  t->mr = mr, t->nr = nr, t->nc = nc;
+  t->abuf = m->A.buf, t->bbuf = m->B.buf, t->cbuf = m->C.buf;
+  t->a0 = at2(m, &m->A, m->abase, m->i0, m->kb);
+  t->b0 = m->packed ? kg_add(g, m->bbase, kg_add(g, kg_muli(g, j0, m->K), kg_muli(g, m->kb, nr)))
+                    : at2(m, &m->B, m->bbase, m->kb, j0);
+  t->c0 = at2(m, &m->C, m->cbase, m->i0, j0);
+  t->ars = m->A.rs, t->acs = m->A.cs;
+  t->brs = m->packed ? nr : m->B.rs;
+  t->crs = m->C.rs;
+  t->klen = kg_bin(g, KB_SUB, m->kend, m->kb);
+  t->accum = m->first_only ? kg_bin(g, KB_NE, kg_int(g, 0), kg_int(g, 0)) : kg_bin(g, KB_NE, m->kb, kg_int(g, 0));
+  KStmt *s = arena_alloc(g->a, sizeof *s);
+  s->kind = KS_TILE;
+  s->tile = t;
+  *at = s;
+  at = &s->next;
+  if (!m->epi) return;
+  if (!m->first_only) at = kg_if(g, &at, kg_bin(g, KB_GE, m->kend, kg_int(g, m->K)));
+  gemm_epilogue(m, at, j0, mr, nc);
+}
+
 /* An mr x nc tile of C at (i0, j0) over the current k block; nr >= nc
  * columns are computed (a packed remainder tile is padded with zeros). */
 static void gemm_tile(Gemm *m, KStmt **at, KExpr *j0, int mr, int nc, int nr) {
   KGen *g = m->g;
+  if (nr % (gemm_host_nr() / 2) == 0 && m->C.cs == 1 && (m->packed || m->B.cs == 1)) {
+    gemm_tile_call(m, at, j0, mr, nc, nr);
+    return;
+  }
   int acc[MR][NR], av[MR], bv[NR];
   for (int r = 0; r < mr; r++)
     for (int c = 0; c < nr; c++) {
@@ -326,7 +368,7 @@ static void gemm_tile(Gemm *m, KStmt **at, KExpr *j0, int mr, int nc, int nr) {
  * remainder tile when `rem` holds. */
 static void gemm_rows(Gemm *m, KStmt **at, KExpr *jlo, KExpr *jhi, KExpr *rem, int mr) {
   KGen *g = m->g;
-  int nr = host_nr();
+  int nr = gemm_host_nr();
   int64_t N = m->N, nfull = N / nr * nr;
   if (nfull > 0) {
     KExpr *j0;
@@ -343,7 +385,7 @@ static void gemm_rows(Gemm *m, KStmt **at, KExpr *jlo, KExpr *jhi, KExpr *rem, i
 void gemm_lower(KGen *g, int64_t batch, int64_t M, int64_t N, int64_t K, GemmOperand A, GemmOperand B,
                 GemmOperand C, int packed, const GemmEpi *epi) {
   Gemm m = {.g = g, .A = A, .B = B, .C = C, .K = K, .N = N, .packed = packed, .epi = epi};
-  int nr = host_nr();
+  int nr = gemm_host_nr();
   g->k->flops = 2.0 * (double)batch * (double)M * (double)N * (double)K;
   if (batch * M * N == 0) return;
   int64_t nrb = (M + MR - 1) / MR, mrem = M % MR;

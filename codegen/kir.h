@@ -80,8 +80,24 @@ typedef enum {
   KS_LET,     /* declares local var = val (mutable; visible to the end of its block) */
   KS_SET,     /* var = val */
   KS_IF,      /* if (cond) body */
-  KS_ERROR    /* ctx[KCTX_ERR] = 1, ctx[KCTX_ERRVAL] = val (i64); execution goes on */
+  KS_ERROR,   /* ctx[KCTX_ERR] = 1, ctx[KCTX_ERRVAL] = val (i64); execution goes on */
+  KS_TILE     /* tile: a register block of a product (gemm.c), below */
 } KStmtKind;
+
+/* A register tile of a product, the micro-kernel every GEMM shares (one
+ * compiled function per (mr, nr, nc)): for r < mr, c < nc
+ *   C[c0 + r*crs + c] = (accum ? C[...] : 0) + sum over k < klen, in order, of
+ *                       A[a0 + r*ars + k*acs] * B[b0 + k*brs + c]
+ * B's columns nc..nr are read (a packed panel's zero padding) but not
+ * stored; nr is a whole number of host vectors. */
+typedef struct KTile {
+  int mr, nr, nc;
+  int abuf, bbuf, cbuf;
+  struct KExpr *a0, *b0, *c0;   /* element offsets (i64) */
+  int64_t ars, acs, brs, crs;
+  struct KExpr *klen;           /* i64, >= 0 */
+  struct KExpr *accum;          /* bool */
+} KTile;
 
 enum { KL_PARALLEL = 1, KL_VECTOR = 2 };
 
@@ -98,6 +114,7 @@ struct KStmt {
   KExpr *val;         /* KS_STORE, KS_LET, KS_SET, KS_ERROR */
   KExpr *cond;        /* KS_IF */
   KStmt *body;        /* KS_LOOP, KS_IF: first statement */
+  KTile *tile;        /* KS_TILE */
 };
 
 typedef enum {
@@ -225,6 +242,9 @@ typedef struct GemmEpi {
   void *ctx;
 } GemmEpi;
 
+/* Columns of the GEMM register tile on this host: two vectors (16 with
+ * AVX2, 32 with AVX-512). */
+int gemm_host_nr(void);
 /* Elements of the packed copy of B that gemm_lower reads for an M x K x N
  * product (per batch of B), or 0 when B is better read in place; bcontig:
  * B's rows are contiguous (column stride 1). */

@@ -44,6 +44,9 @@ typedef struct Gen {
   LLVMValueRef *vars;       /* [k->nvars] allocas */
   LLVMValueRef lo, hi, ctx; /* fn's range and ctx parameters */
   LLVMValueRef math[KU_COUNT]; /* f32 -> f32 helpers for KU_EXP, KU_LOG, KU_TANH, KU_ERF */
+  const char *cpu, *feat;   /* host CPU and features, for function attributes */
+  struct { int mr, nr, nc; LLVMValueRef fn; } tile[64];  /* micro-kernels made so far */
+  int ntile;
 } Gen;
 
 static pthread_mutex_t jit_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -369,9 +372,146 @@ static void st_ctx_store(Gen *g, int slot, LLVMValueRef v) {
   LLVMBuildStore(g->b, v, LLVMBuildInBoundsGEP2(g->b, g->i64, g->ctx, &i, 1, ""));
 }
 
+/* ------------------------------------------------------- micro-kernels */
+
+static void add_fn_attr(Gen *g, LLVMValueRef f, const char *k, const char *v);
+static void add_enum_attr(Gen *g, LLVMValueRef f, unsigned idx, const char *name);
+static void target_attrs(Gen *g, LLVMValueRef f, const char *cpu, const char *feat);
+
+static LLVMValueRef i64c(Gen *g, int64_t v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
+
+/* &p[i] for a float pointer p and an i64 index i. */
+static LLVMValueRef fptr(Gen *g, LLVMValueRef p, LLVMValueRef i) {
+  return LLVMBuildInBoundsGEP2(g->b, g->f32, p, &i, 1, "");
+}
+
+/* The micro-kernel of KS_TILE for (mr, nr, nc), in explicit host vectors:
+ * void tile(A, ars, acs, B, brs, C, crs, klen, accum) with mr x nr/VW
+ * vector accumulators carried through the k loop, an A broadcast and nr/VW
+ * B vector loads per step.  One function per shape, shared by every GEMM
+ * of the module (kept out of line: it is the bulk of a product's code). */
+static LLVMValueRef tile_fn(Gen *g, int mr, int nr, int nc) {
+  for (int i = 0; i < g->ntile; i++)
+    if (g->tile[i].mr == mr && g->tile[i].nr == nr && g->tile[i].nc == nc) return g->tile[i].fn;
+  NNDC_ASSERT(g->ntile < 64 && mr <= 8 && nr <= 64);
+  int vw = gemm_host_nr() / 2, nv = nr / vw;
+  LLVMTypeRef vt = LLVMVectorType(g->f32, (unsigned)vw);
+  LLVMTypeRef pt[9] = {g->ptr, g->i64, g->i64, g->ptr, g->i64, g->ptr, g->i64, g->i64, g->i1};
+  char name[64];
+  snprintf(name, sizeof name, "nndc_tile_%dx%d_%d", mr, nr, nc);
+  LLVMValueRef f = LLVMAddFunction(g->m, name, LLVMFunctionType(LLVMVoidTypeInContext(g->c), pt, 9, 0));
+  LLVMSetLinkage(f, LLVMInternalLinkage);
+  add_enum_attr(g, f, LLVMAttributeFunctionIndex, "noinline");
+  add_enum_attr(g, f, LLVMAttributeFunctionIndex, "nounwind");
+  target_attrs(g, f, g->cpu, g->feat);
+  add_enum_attr(g, f, 1, "noalias");
+  add_enum_attr(g, f, 4, "noalias");
+  add_enum_attr(g, f, 6, "noalias");
+  g->tile[g->ntile].mr = mr, g->tile[g->ntile].nr = nr, g->tile[g->ntile].nc = nc, g->tile[g->ntile].fn = f;
+  g->ntile++;
+  LLVMBuilderRef saved = g->b;
+  g->b = LLVMCreateBuilderInContext(g->c);
+  LLVMValueRef A = LLVMGetParam(f, 0), ars = LLVMGetParam(f, 1), acs = LLVMGetParam(f, 2);
+  LLVMValueRef B = LLVMGetParam(f, 3), brs = LLVMGetParam(f, 4), C = LLVMGetParam(f, 5), crs = LLVMGetParam(f, 6);
+  LLVMValueRef klen = LLVMGetParam(f, 7), accum = LLVMGetParam(f, 8);
+  LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(g->c, f, "entry");
+  LLVMBasicBlockRef loop = LLVMAppendBasicBlockInContext(g->c, f, "k");
+  LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(g->c, f, "store");
+  LLVMPositionBuilderAtEnd(g->b, entry);
+  LLVMValueRef init[8][8], acc[8][8], next[8][8], zero = LLVMConstNull(vt);
+  for (int r = 0; r < mr; r++) {
+    LLVMValueRef row = fptr(g, C, LLVMBuildMul(g->b, i64c(g, r), crs, ""));
+    for (int v = 0; v < nv; v++) {
+      LLVMValueRef cv;
+      if ((v + 1) * vw <= nc) {
+        cv = LLVMBuildLoad2(g->b, vt, fptr(g, row, i64c(g, v * vw)), "");
+        LLVMSetAlignment(cv, 4);
+      } else {
+        cv = zero;
+        for (int c = v * vw; c < nc; c++) {
+          LLVMValueRef x = LLVMBuildLoad2(g->b, g->f32, fptr(g, row, i64c(g, c)), "");
+          LLVMSetAlignment(x, 4);
+          cv = LLVMBuildInsertElement(g->b, cv, x, LLVMConstInt(g->i32, (unsigned)(c - v * vw), 0), "");
+        }
+      }
+      init[r][v] = LLVMBuildSelect(g->b, accum, cv, zero, "");
+    }
+  }
+  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSGT, klen, i64c(g, 0), ""), loop, exit);
+  LLVMPositionBuilderAtEnd(g->b, loop);
+  LLVMValueRef k = LLVMBuildPhi(g->b, g->i64, "");
+  for (int r = 0; r < mr; r++)
+    for (int v = 0; v < nv; v++) acc[r][v] = LLVMBuildPhi(g->b, vt, "");
+  LLVMValueRef bv[8], brow = fptr(g, B, LLVMBuildMul(g->b, k, brs, ""));
+  for (int v = 0; v < nv; v++) {
+    bv[v] = LLVMBuildLoad2(g->b, vt, fptr(g, brow, i64c(g, v * vw)), "");
+    LLVMSetAlignment(bv[v], 4);
+  }
+  LLVMValueRef acol = fptr(g, A, LLVMBuildMul(g->b, k, acs, ""));
+  LLVMValueRef *mask = calloc((size_t)vw, sizeof *mask);
+  for (int i = 0; i < vw; i++) mask[i] = LLVMConstInt(g->i32, 0, 0);
+  LLVMValueRef splat = LLVMConstVector(mask, (unsigned)vw);
+  free(mask);
+  for (int r = 0; r < mr; r++) {
+    LLVMValueRef a = LLVMBuildLoad2(g->b, g->f32, fptr(g, acol, LLVMBuildMul(g->b, i64c(g, r), ars, "")), "");
+    LLVMSetAlignment(a, 4);
+    LLVMValueRef av = LLVMBuildInsertElement(g->b, LLVMGetUndef(vt), a, LLVMConstInt(g->i32, 0, 0), "");
+    av = LLVMBuildShuffleVector(g->b, av, LLVMGetUndef(vt), splat, "");
+    for (int v = 0; v < nv; v++) next[r][v] = f_add(g, acc[r][v], f_mul(g, av, bv[v]));
+  }
+  LLVMValueRef k1 = LLVMBuildNSWAdd(g->b, k, i64c(g, 1), "");
+  LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, k1, klen, ""), loop, exit);
+  LLVMValueRef kin[2] = {i64c(g, 0), k1};
+  LLVMBasicBlockRef from[2] = {entry, loop};
+  LLVMAddIncoming(k, kin, from, 2);
+  for (int r = 0; r < mr; r++)
+    for (int v = 0; v < nv; v++) {
+      LLVMValueRef in[2] = {init[r][v], next[r][v]};
+      LLVMAddIncoming(acc[r][v], in, from, 2);
+    }
+  LLVMPositionBuilderAtEnd(g->b, exit);
+  LLVMValueRef outs[8][8];  /* the phis first: they lead the block */
+  for (int r = 0; r < mr; r++)
+    for (int v = 0; v < nv; v++) {
+      LLVMValueRef in[2] = {init[r][v], next[r][v]};
+      outs[r][v] = LLVMBuildPhi(g->b, vt, "");
+      LLVMAddIncoming(outs[r][v], in, from, 2);
+    }
+  for (int r = 0; r < mr; r++) {
+    LLVMValueRef row = fptr(g, C, LLVMBuildMul(g->b, i64c(g, r), crs, ""));
+    for (int v = 0; v < nv; v++) {
+      LLVMValueRef out = outs[r][v];
+      if ((v + 1) * vw <= nc) {
+        LLVMSetAlignment(LLVMBuildStore(g->b, out, fptr(g, row, i64c(g, v * vw))), 4);
+        continue;
+      }
+      for (int c = v * vw; c < nc; c++) {
+        LLVMValueRef x = LLVMBuildExtractElement(g->b, out, LLVMConstInt(g->i32, (unsigned)(c - v * vw), 0), "");
+        LLVMSetAlignment(LLVMBuildStore(g->b, x, fptr(g, row, i64c(g, c))), 4);
+      }
+    }
+  }
+  LLVMBuildRetVoid(g->b);
+  LLVMDisposeBuilder(g->b);
+  g->b = saved;
+  return f;
+}
+
+static void st_tile(Gen *g, const KStmt *s) {
+  const KTile *t = s->tile;
+  LLVMValueRef f = tile_fn(g, t->mr, t->nr, t->nc);
+  LLVMValueRef args[9] = {
+    fptr(g, g->bufp[t->abuf], expr(g, t->a0)), i64c(g, t->ars), i64c(g, t->acs),
+    fptr(g, g->bufp[t->bbuf], expr(g, t->b0)), i64c(g, t->brs),
+    fptr(g, g->bufp[t->cbuf], expr(g, t->c0)), i64c(g, t->crs),
+    expr(g, t->klen), expr(g, t->accum)};
+  LLVMBuildCall2(g->b, LLVMGlobalGetValueType(f), f, args, 9, "");
+}
+
 static void stmts(Gen *g, const KStmt *s) {
   for (; s; s = s->next) {
     switch (s->kind) {
+    case KS_TILE: st_tile(g, s); break;
     case KS_LOOP: st_loop(g, s); break;
     case KS_STORE: st_store(g, s); break;
     case KS_LET: case KS_SET: LLVMBuildStore(g->b, expr(g, s->val), g->vars[s->var]); break;
@@ -504,6 +644,13 @@ static void sig_stmts(Sig *g, const KStmt *s) {
     sig_int(g, s->flags);
     sig_int(g, s->step);
     if (s->kind == KS_STORE) sig_buf(g, s->buf);
+    if (s->kind == KS_TILE) {
+      const KTile *t = s->tile;
+      int64_t v[7] = {t->mr, t->nr, t->nc, t->ars, t->acs, t->brs, t->crs};
+      sig_put(g, v, sizeof v);
+      sig_buf(g, t->abuf), sig_buf(g, t->bbuf), sig_buf(g, t->cbuf);
+      sig_expr(g, t->a0), sig_expr(g, t->b0), sig_expr(g, t->c0), sig_expr(g, t->klen), sig_expr(g, t->accum);
+    }
     sig_expr(g, s->lo);
     sig_expr(g, s->hi);
     sig_expr(g, s->idx);
@@ -648,6 +795,7 @@ static LLVMModuleRef build_module(Diag *d, LLVMContextRef c, const KProgram *p) 
   LLVMSetModuleDataLayout(g.m, td);
   char *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
   make_math(&g);
+  g.cpu = cpu, g.feat = feat;
   emit_kernels(&g, cpu, feat);
   LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
   const char *pipeline = getenv("NNDC_LLVM_PASSES");  /* for experiments: another pass pipeline */

@@ -36,6 +36,12 @@ static void walk_expr(Live *lv, const KExpr *e, int k) {
 static void walk_stmts(Live *lv, const KStmt *s, int k) {
   for (; s; s = s->next) {
     if (s->kind == KS_STORE) touch(lv, s->buf, k);
+    if (s->kind == KS_TILE) {
+      const KTile *t = s->tile;
+      touch(lv, t->abuf, k), touch(lv, t->bbuf, k), touch(lv, t->cbuf, k);
+      walk_expr(lv, t->a0, k), walk_expr(lv, t->b0, k), walk_expr(lv, t->c0, k);
+      walk_expr(lv, t->klen, k), walk_expr(lv, t->accum, k);
+    }
     walk_expr(lv, s->lo, k);
     walk_expr(lv, s->hi, k);
     walk_expr(lv, s->idx, k);

@@ -666,6 +666,19 @@ static void uses_stmts(Uses *u, const KStmt *s) {
       if (u->touched) u->touched[s->buf] = 1;
       u->nstore++;
     }
+    if (s->kind == KS_TILE) {  /* loads A and B, and C when accumulating; stores C */
+      const KTile *t = s->tile;
+      int ld[2] = {t->abuf, t->bbuf};
+      for (int j = 0; j < 2; j++) {
+        if (u->nload < 8) u->load[u->nload] = ld[j];
+        if (u->touched) u->touched[ld[j]] = 1;
+        u->nload++;
+      }
+      if (u->nstore < 8) u->store[u->nstore] = t->cbuf;
+      if (u->touched) u->touched[t->cbuf] = 1;
+      u->nstore++;
+      uses_expr(u, t->a0), uses_expr(u, t->b0), uses_expr(u, t->c0), uses_expr(u, t->klen), uses_expr(u, t->accum);
+    }
     uses_expr(u, s->lo);
     uses_expr(u, s->hi);
     uses_expr(u, s->idx);
