@@ -875,21 +875,62 @@ static char *emit_header(Emit *e) {
 
 /* ----------------------------------------------------------- the source */
 
-/* The micro-kernel of a KS_TILE shape (kir.h): the accumulators in a
- * local array that the compiler keeps in vector registers, the column loop
- * innermost and contiguous so it vectorizes. */
+/* The micro-kernel of a KS_TILE shape (kir.h).  With GNU C (gcc, clang)
+ * the accumulators are named 8-float vectors, so they stay in registers and
+ * each k step is nr/8 loads of B, mr broadcasts of A and mr*nr/8 multiply-
+ * adds; other compilers get the plain loops.  Columns nc..nr are computed
+ * from B's zero padding and not stored. */
 static void print_tile_fn(Buf *o, const int *t) {
-  int mr = t[0], nr = t[1], nc = t[2];
+  int mr = t[0], nr = t[1], nc = t[2], nv = nr / 8;
   bprintf(o, "static void tile_%dx%d_%d(const float *restrict A, int64_t ars, int64_t acs, const float *restrict B,\n"
              "    int64_t brs, float *restrict C, int64_t crs, int64_t klen, int accum) {\n", mr, nr, nc);
+  bputs(o, "#if defined(__GNUC__)\n  const nndc_v8 z = {0};\n");
+  for (int r = 0; r < mr; r++) {
+    bputs(o, "  nndc_v8");
+    for (int v = 0; v < nv; v++) bprintf(o, "%s c%d_%d = z", v ? "," : "", r, v);
+    bputs(o, ";\n");
+  }
+  bputs(o, "  if (accum) {\n");
+  for (int r = 0; r < mr; r++)
+    for (int v = 0; v < nv; v++) {
+      int w = nc - v * 8 < 8 ? nc - v * 8 : 8;
+      if (w == 8) bprintf(o, "    memcpy(&c%d_%d, C + %d * crs + %d, 32);\n", r, v, r, v * 8);
+      else if (w > 0) bprintf(o, "    NNDC_LDN(c%d_%d, C + %d * crs + %d, %d);\n", r, v, r, v * 8, w);
+    }
+  bputs(o, "  }\n  for (int64_t k = 0; k < klen; k++) {\n    const float *b = B + k * brs, *a = A + k * acs;\n");
+  for (int v = 0; v < nv; v++) bprintf(o, "    nndc_v8 b%d;\n    memcpy(&b%d, b + %d, 32);\n", v, v, v * 8);
+  for (int r = 0; r < mr; r++) {
+    bprintf(o, "    {\n      const nndc_v8 av = z + a[%d * ars];\n     ", r);
+    for (int v = 0; v < nv; v++) bprintf(o, " c%d_%d += av * b%d;", r, v, v);
+    bputs(o, "\n    }\n");
+  }
+  bputs(o, "  }\n");
+  for (int r = 0; r < mr; r++)
+    for (int v = 0; v < nv; v++) {
+      int w = nc - v * 8 < 8 ? nc - v * 8 : 8;
+      if (w == 8) bprintf(o, "  memcpy(C + %d * crs + %d, &c%d_%d, 32);\n", r, v * 8, r, v);
+      else if (w > 0) bprintf(o, "  NNDC_STN(C + %d * crs + %d, c%d_%d, %d);\n", r, v * 8, r, v, w);
+    }
+  bputs(o, "#else\n");
   bprintf(o, "  float acc[%d][%d];\n", mr, nr);
   bprintf(o, "  for (int r = 0; r < %d; r++)\n    for (int c = 0; c < %d; c++) acc[r][c] = accum && c < %d ? C[r * crs + c] : 0.0f;\n",
           mr, nr, nc);
   bputs(o, "  for (int64_t k = 0; k < klen; k++) {\n    const float *b = B + k * brs;\n");
   bprintf(o, "    for (int r = 0; r < %d; r++) {\n      const float a = A[r * ars + k * acs];\n"
              "      for (int c = 0; c < %d; c++) acc[r][c] += a * b[c];\n    }\n  }\n", mr, nr);
-  bprintf(o, "  for (int r = 0; r < %d; r++)\n    for (int c = 0; c < %d; c++) C[r * crs + c] = acc[r][c];\n}\n\n", mr, nc);
+  bprintf(o, "  for (int r = 0; r < %d; r++)\n    for (int c = 0; c < %d; c++) C[r * crs + c] = acc[r][c];\n", mr, nc);
+  bputs(o, "#endif\n}\n\n");
 }
+
+/* The 8-float vector type and its unaligned loads and stores of the first
+ * n lanes (macros: a vector passed by value changes the ABI without AVX),
+ * for the micro-kernels under GNU C. */
+static const char tile_prelude[] =
+  "#if defined(__GNUC__)\n"
+  "typedef float nndc_v8 __attribute__((vector_size(32)));\n"
+  "#define NNDC_LDN(v, p, n) do { float t_[8] = {0}; memcpy(t_, (p), (size_t)(n) * 4); memcpy(&(v), t_, 32); } while (0)\n"
+  "#define NNDC_STN(p, v, n) do { float t_[8]; memcpy(t_, &(v), 32); memcpy((p), t_, (size_t)(n) * 4); } while (0)\n"
+  "#endif\n\n";
 
 static const char *const helper_src[] = {
   "static int64_t wadd(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }\n",
@@ -938,6 +979,7 @@ static void print_prologue(Emit *e, Buf *o) {
   for (size_t i = 0; i < sizeof helper_src / sizeof *helper_src; i++)
     if (e->helpers.bits & (1u << i)) bputs(o, helper_src[i]);
   if (e->helpers.bits) bputs(o, "\n");
+  if (e->helpers.ntile) bputs(o, tile_prelude);
   for (int i = 0; i < e->helpers.ntile; i++) print_tile_fn(o, e->helpers.tile[i]);
 }
 

@@ -903,6 +903,15 @@ static void lower_update(L *l, const Node *n) {
   int sb = n->nin > 2 ? buf_of(l, n->in[2]) : -1, s2 = n->nin > 3 ? buf_of(l, n->in[3]) : -1;
   KExpr *i;
   KStmt **at = &l->k->body;
+  int ss = -1, bc2s = -1;  /* Adam's step size and sqrt of its bias correction, once per call */
+  if (n->op == OP_OPT_ADAM) {
+    KExpr *st = ctxv(l, KCTX_STEP);
+    KExpr *step = cast(l, KT_F64, sel(l, bin(l, KB_GT, st, ci(l, 0)), st, ci(l, 1)));
+    KExpr *bc1 = bin(l, KB_SUB, cd(l, 1), bin(l, KB_POW, cd(l, f[1]), step));
+    KExpr *bc2 = bin(l, KB_SUB, cd(l, 1), bin(l, KB_POW, cd(l, f[2]), step));
+    at = let(l, at, &ss, cast(l, KT_F32, bin(l, KB_DIV, cd(l, f[0]), bc1)));
+    at = let(l, at, &bc2s, cast(l, KT_F32, un(l, KU_SQRT, bc2)));
+  }
   at = loop_or_zero(l, &at, &i, numel(n->in[0]), KL_PARALLEL | KL_VECTOR);
   int p, g;
   at = let(l, at, &p, load(l, pb, i));
@@ -932,14 +941,8 @@ static void lower_update(L *l, const Node *n) {
     at = let(l, at, &v, add(l, mul(l, load(l, s2, i), cf(l, b2)), mul(l, mul(l, cf(l, 1 - b2), G), G)));
     at = store(l, at, sb, i, var(l, m));
     at = store(l, at, s2, i, var(l, v));
-    KExpr *st = ctxv(l, KCTX_STEP);
-    KExpr *step = cast(l, KT_F64, sel(l, bin(l, KB_GT, st, ci(l, 0)), st, ci(l, 1)));
-    KExpr *bc1 = bin(l, KB_SUB, cd(l, 1), bin(l, KB_POW, cd(l, b1), step));
-    KExpr *bc2 = bin(l, KB_SUB, cd(l, 1), bin(l, KB_POW, cd(l, b2), step));
-    KExpr *ss = cast(l, KT_F32, bin(l, KB_DIV, cd(l, lr), bc1));
-    KExpr *bc2s = cast(l, KT_F32, un(l, KU_SQRT, bc2));
-    KExpr *den = add(l, bin(l, KB_DIV, un(l, KU_SQRT, var(l, v)), bc2s), cf(l, eps));
-    store(l, at, pb, i, add(l, var(l, p), bin(l, KB_DIV, mul(l, un(l, KU_NEG, ss), var(l, m)), den)));
+    KExpr *den = add(l, bin(l, KB_DIV, un(l, KU_SQRT, var(l, v)), var(l, bc2s)), cf(l, eps));
+    store(l, at, pb, i, add(l, var(l, p), bin(l, KB_DIV, mul(l, un(l, KU_NEG, var(l, ss)), var(l, m)), den)));
     break;
   }
   case OP_OPT_RMSPROP: {  /* f: lr alpha eps momentum weight_decay */
