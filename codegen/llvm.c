@@ -1,9 +1,11 @@
 /* llvm.c - kernel IR -> LLVM IR -> native code through ORC LLJIT.
  *
- * Contract: llvm_compile puts every kernel of a program into one module,
- * optimizes it with the new pass manager (default<O3>) for the host CPU and
- * adds it to one LLJIT instance owned by the returned LlvmJit; kernels are
- * looked up by name.  Each kernel is an outer function with the kir.h
+ * Contract: llvm_compile puts the kernels of a program into two modules
+ * (kernel_heavy: convolution and pooling windows, optimized with the new
+ * pass manager's default<O3>; the rest with LIGHT_PIPELINE, a vectorize-only
+ * pipeline at a third of the compile time), for the host CPU, and adds them
+ * to one LLJIT instance owned by the returned LlvmJit; kernels are looked up
+ * by name.  NNDC_LLVM_PASSES=PIPELINE overrides both pipelines (experiments).  Each kernel is an outer function with the kir.h
  * calling convention that loads its buffer pointers and calls an internal
  * body whose buffer parameters are `noalias`, so the loop vectorizer needs no
  * runtime alias checks.  The body is inlined unless several kernels share it
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/LLJIT.h>
@@ -45,6 +48,8 @@ typedef struct Gen {
   LLVMValueRef lo, hi, ctx; /* fn's range and ctx parameters */
   LLVMValueRef math[KU_COUNT]; /* f32 -> f32 helpers for KU_EXP, KU_LOG, KU_TANH, KU_ERF */
   const char *cpu, *feat;   /* host CPU and features, for function attributes */
+  int heavy;                /* this module holds kernel_heavy kernels (else the others), */
+  int from, to;             /* those of rank [from, to) among them */
   struct { int mr, nr, nc; LLVMValueRef fn; } tile[64];  /* micro-kernels made so far */
   int ntile;
 } Gen;
@@ -729,6 +734,29 @@ static void emit_kernel(Gen *g, const Kernel *k, Sig *sg, BodyTab *t, const char
   free(args);
 }
 
+/* Kernels whose loops have small constant trip counts (the windows of
+ * convolutions and pooling) need O3's full unrolling and SLP vectorizer;
+ * the others (elementwise, reductions, products on the shared micro-kernel,
+ * updates) are as fast from a vectorize-only pipeline at a third of the
+ * compile time.  Each set is a module of its own. */
+static int kernel_heavy(const Kernel *k) {
+  switch (k->node->op) {
+  case OP_CONV2D: case OP_CONV2D_BWD_X: case OP_CONV2D_BWD_W:
+  case OP_MAXPOOL2D: case OP_MAXPOOL2D_BWD: case OP_AVGPOOL2D: case OP_AVGPOOL2D_BWD: return 1;
+  default: return 0;
+  }
+}
+
+static const char LIGHT_PIPELINE[] =
+  "always-inline,function(sroa,early-cse,simplifycfg,instcombine<no-verify-fixpoint>,loop-simplify,lcssa,"
+  "loop-mssa(loop-rotate,licm),indvars,loop-vectorize,instcombine<no-verify-fixpoint>,simplifycfg)";
+
+static int count_kernels(const KProgram *p, int heavy) {
+  int n = 0;
+  for (int i = 0; i < p->nkernels; i++) n += kernel_heavy(p->kernels[i]) == heavy;
+  return n;
+}
+
 static void emit_kernels(Gen *g, const char *cpu, const char *feat) {
   const KProgram *p = g->p;
   Sig sg = {0};
@@ -741,7 +769,11 @@ static void emit_kernels(Gen *g, const char *cpu, const char *feat) {
   while (t.cap < 2 * (size_t)p->nkernels) t.cap *= 2;
   t.e = calloc(t.cap, sizeof *t.e);
   if (!t.e) nndc_fatal(__FILE__, __LINE__, "out of memory");
-  for (int i = 0; i < p->nkernels; i++) emit_kernel(g, p->kernels[i], &sg, &t, cpu, feat);
+  for (int i = 0, rank = 0; i < p->nkernels; i++) {
+    if (kernel_heavy(p->kernels[i]) != g->heavy) continue;
+    if (rank >= g->from && rank < g->to) emit_kernel(g, p->kernels[i], &sg, &t, cpu, feat);
+    rank++;
+  }
   for (size_t i = 0; i < t.cap; i++) free(t.e[i].s);
   free(t.e);
   free(sg.s);
@@ -762,7 +794,7 @@ static LLVMTargetMachineRef host_machine(Diag *d, char **triple) {
   }
   char *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
   LLVMTargetMachineRef tm = LLVMCreateTargetMachine(t, *triple, cpu, feat, LLVMCodeGenLevelAggressive,
-                                                    LLVMRelocDefault, LLVMCodeModelJITDefault);
+                                                    LLVMRelocPIC, LLVMCodeModelJITDefault);
   LLVMDisposeMessage(cpu);
   LLVMDisposeMessage(feat);
   return tm;
@@ -778,8 +810,8 @@ static void gen_types(Gen *g) {
 }
 
 /* Builds and optimizes the module of p in context c. */
-static LLVMModuleRef build_module(Diag *d, LLVMContextRef c, const KProgram *p) {
-  Gen g = {.c = c, .p = p};
+static LLVMModuleRef build_module(Diag *d, LLVMContextRef c, const KProgram *p, int heavy, int from, int to) {
+  Gen g = {.c = c, .p = p, .heavy = heavy, .from = from, .to = to};
   gen_types(&g);
   g.m = LLVMModuleCreateWithNameInContext("nndc", c);
   g.b = LLVMCreateBuilderInContext(c);
@@ -799,7 +831,7 @@ static LLVMModuleRef build_module(Diag *d, LLVMContextRef c, const KProgram *p) 
   emit_kernels(&g, cpu, feat);
   LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
   const char *pipeline = getenv("NNDC_LLVM_PASSES");  /* for experiments: another pass pipeline */
-  LLVMErrorRef e = LLVMRunPasses(g.m, pipeline && *pipeline ? pipeline : "default<O3>", tm, po);
+  LLVMErrorRef e = LLVMRunPasses(g.m, pipeline && *pipeline ? pipeline : heavy ? "default<O3>" : LIGHT_PIPELINE, tm, po);
   LLVMDisposePassBuilderOptions(po);
   if (getenv("NNDC_DUMP_LLVM")) {
     char *s = LLVMPrintModuleToString(g.m);
@@ -820,6 +852,33 @@ static LLVMModuleRef build_module(Diag *d, LLVMContextRef c, const KProgram *p) 
   return g.m;
 }
 
+/* One module of a program, optimized and compiled to object code on a
+ * thread of its own (own context and target machine). */
+typedef struct Part {
+  const KProgram *p;
+  int heavy, from, to;        /* build_module's selection */
+  LLVMMemoryBufferRef obj;    /* the object code; NULL after an error in d */
+  Diag d;
+} Part;
+
+static void *compile_part(void *arg) {
+  Part *pt = arg;
+  LLVMContextRef c = LLVMContextCreate();
+  LLVMModuleRef m = build_module(&pt->d, c, pt->p, pt->heavy, pt->from, pt->to);
+  char *triple = NULL, *err = NULL;
+  LLVMTargetMachineRef tm = m ? host_machine(&pt->d, &triple) : NULL;
+  if (tm && LLVMTargetMachineEmitToMemoryBuffer(tm, m, LLVMObjectFile, &err, &pt->obj)) {
+    diag_error(&pt->d, (Loc){0}, "code generation failed: %s", err ? err : "?");
+    pt->obj = NULL;
+  }
+  if (err) LLVMDisposeMessage(err);
+  if (tm) LLVMDisposeTargetMachine(tm);
+  if (triple) LLVMDisposeMessage(triple);
+  if (m) LLVMDisposeModule(m);
+  LLVMContextDispose(c);
+  return NULL;
+}
+
 static LlvmJit *compile_locked(Diag *d, const KProgram *p, KernelFn *fns) {
   LLVMOrcLLJITRef jit;
   if (llvm_failed(d, LLVMOrcCreateLLJIT(&jit, LLVMOrcCreateLLJITBuilder()), "creating LLJIT")) return NULL;
@@ -832,17 +891,40 @@ static LlvmJit *compile_locked(Diag *d, const KProgram *p, KernelFn *fns) {
     return NULL;
   }
   LLVMOrcJITDylibAddGenerator(jd, dg);
-  LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
-  LLVMModuleRef m = build_module(d, LLVMOrcThreadSafeContextGetContext(tsc), p);
-  if (!m) {
-    LLVMOrcDisposeThreadSafeContext(tsc);
-    llvm_free(j);
-    return NULL;
+  /* the modules: each class of kernels in chunks of at least 8, at most one
+   * per CPU, compiled to object code on threads of their own */
+  long ncpu = getenv("NNDC_COMPILE_THREADS") ? atol(getenv("NNDC_COMPILE_THREADS")) : sysconf(_SC_NPROCESSORS_ONLN);
+  int nt = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu, np = 0;
+  Part part[16];
+  for (int heavy = 0; heavy < 2; heavy++) {
+    int n = count_kernels(p, heavy), k = (n + 7) / 8;
+    if (k > nt) k = nt;
+    for (int c = 0; c < k; c++) part[np++] = (Part){.p = p, .heavy = heavy, .from = n * c / k, .to = n * (c + 1) / k};
   }
-  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(m, tsc);
-  LLVMOrcDisposeThreadSafeContext(tsc);
-  if (llvm_failed(d, LLVMOrcLLJITAddLLVMIRModule(jit, jd, tsm), "adding module")) {
-    LLVMOrcDisposeThreadSafeModule(tsm);
+  pthread_t th[16];
+  int started[16] = {0};
+  for (int i = 0; i < np; i++) {
+    diag_init(&part[i].d);
+    if (i > 0) started[i] = pthread_create(&th[i], NULL, compile_part, &part[i]) == 0;
+  }
+  for (int i = 0; i < np; i++)
+    if (!started[i]) compile_part(&part[i]);  /* the first part, or one no thread was made for */
+  for (int i = 1; i < np; i++)
+    if (started[i]) pthread_join(th[i], NULL);
+  int bad = 0;
+  for (int i = 0; i < np; i++) {
+    if (!part[i].obj && !bad) {
+      bad = 1;
+      diag_error(d, (Loc){0}, "JIT: %s", part[i].d.buf ? part[i].d.buf : "code generation failed");
+    }
+    diag_free(&part[i].d);
+    if (bad) {
+      if (part[i].obj) LLVMDisposeMemoryBuffer(part[i].obj);
+      continue;
+    }
+    if (llvm_failed(d, LLVMOrcLLJITAddObjectFile(jit, jd, part[i].obj), "adding object code")) bad = 1;
+  }
+  if (bad) {
     llvm_free(j);
     return NULL;
   }
