@@ -213,10 +213,8 @@ static int64_t rem_width(int64_t N, int nr) {
 int64_t gemm_pack_numel(int64_t M, int64_t N, int64_t K, int bcontig) {
   int nr = gemm_host_nr();
   /* Packing reads and writes B once more: worth it when at least two row
-   * blocks read every panel, when B's rows are not contiguous, and when a
-   * small B's last panel needs padding to whole vectors (the micro-kernel
-   * then serves every tile). */
-  if ((M <= MR && bcontig && (N % nr == 0 || K * N > 65536)) || K == 0 || N == 0) return 0;
+   * blocks read every panel, or when B's rows are not contiguous. */
+  if ((M <= MR && bcontig) || K == 0 || N == 0) return 0;
   return K * (N / nr * nr + rem_width(N, nr));
 }
 
