@@ -67,14 +67,30 @@ def baseline_table(rows):
 
 
 def compile_table(rows):
-    print("\n### Compile time of the training graph (frontend + autodiff/optimizer passes + LLVM codegen)\n")
+    print("\n### Compile time of the training graph, batch 64 (frontend + autodiff/optimizer passes + LLVM codegen)\n")
     print("| model | threads | total ms | frontend ms | passes ms | codegen ms |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         if r.get("section") == "models" and r.get("framework") == "nndc" and r.get("mode") == "train" \
-                and r["model"] in ("mlp", "lstm"):
+                and r.get("threads") == 1:
             print("| %s | %d | %.0f | %.1f | %.1f | %.0f |" % (r["model"], r["threads"], r["compile_ms"],
                                                              r["frontend_ms"], r["passes_ms"], r["codegen_ms"]))
+
+
+def scaling_table(rows):
+    if not pick(rows, section="scaling"):
+        return
+    print("\n### Scaling: training step at batch 256 against the same step on 1 thread\n")
+    print("| model | threads | median µs (min) | speedup over 1 thread (median) | (min) |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        if r.get("section") != "scaling":
+            continue
+        one = pick(rows, section="scaling", model=r["model"], threads=1)
+        print("| %s | %d | %s (%s) | %s | %s |" % (
+            r["model"], r["threads"], us(r["step_us_median"]), us(r["step_us_min"]),
+            ratio(one and one["step_us_median"], r["step_us_median"]),
+            ratio(one and one["step_us_min"], r["step_us_min"])))
 
 
 def matmul_table(rows):
@@ -126,6 +142,7 @@ def main():
     models_table(rows, "infer", "Inference, batch 1")
     baseline_table(rows)
     compile_table(rows)
+    scaling_table(rows)
     matmul_table(rows)
     aot_table(rows)
 

@@ -9,6 +9,8 @@
 #
 #   bench/run.sh [NNDC]          (default: build-bench/nndc, a Release build)
 # env: THREADS="1 2"  TRAIN_REPEATS=30  INFER_REPEATS=300  SKIP="matmul aot"
+# (the scaling rows, batch 256, run on every THREADS count: "1 2 4 8 16" on
+# a larger machine gives the whole curve)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -53,6 +55,15 @@ for t in $threads; do
   echo "nndc mlp --baseline, $t thread(s)" >&2
   "$nndc" bench $root/../shared/models/mlp.nnd --train -D N=64 --threads "$t" --repeats "$train_reps" --baseline \
     --json | tag baseline train >> "$out"
+done
+
+# Scaling: the MLP and LeNet training steps at batch 256 on each thread count.
+for t in $threads; do
+  for m in mlp lenet; do
+    echo "scaling $m, $t thread(s)" >&2
+    "$nndc" bench "$root/../shared/models/$m.nnd" --train -D N=256 --threads "$t" --repeats "$train_reps" --json |
+      tag scaling train >> "$out"
+  done
 done
 
 case " $skip " in *" matmul "*) ;; *) echo "matmul" >&2; THREADS="$threads" "$here/matmul.sh" "$nndc" "$out" ;; esac
