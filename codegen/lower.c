@@ -896,14 +896,32 @@ static void lower_pool_bwd(L *l, const Node *n) {
 
 /* OPT_*: torch.optim update rules, elementwise over the param; p and the
  * state buffers are written in place.  Step-dependent scalars (Adam's bias
- * corrections) are computed in f64 from ctx[KCTX_STEP]. */
-static void lower_update(L *l, const Node *n) {
+ * corrections) are computed in f64 from ctx[KCTX_STEP], once per call.
+ * Every update of a program with the same rule and hyperparameters runs in
+ * one kernel (lower_update_group): the params' elements in chunks of
+ * UPDATE_CHUNK, the chunks of all params one PARALLEL range. */
+enum { UPDATE_CHUNK = 4096 };
+
+static void update_elem(L *l, const Node *n, KStmt **at, KExpr *i, int ss, int bc2s);
+
+/* for (v = lo; v < hi; v++) with expression bounds; returns the body slot. */
+static KStmt **loop_range(L *l, KStmt ***at, KExpr **ve, KExpr *lo, KExpr *hi, int flags) {
+  KStmt *s = st_new(l, KS_LOOP);
+  s->var = new_var(l, KT_I64);
+  s->lo = lo;
+  s->hi = hi;
+  s->step = 1;
+  s->flags = flags;
+  *ve = var(l, s->var);
+  *at = emit(*at, s);
+  return &s->body;
+}
+
+static void lower_update_group(L *l, const Node *const *ns, int cnt) {
+  const Node *n = ns[0];
   const double *f = n->a.f;
-  int pb = buf_of(l, n->in[0]), gb = buf_of(l, n->in[1]);
-  int sb = n->nin > 2 ? buf_of(l, n->in[2]) : -1, s2 = n->nin > 3 ? buf_of(l, n->in[3]) : -1;
-  KExpr *i;
   KStmt **at = &l->k->body;
-  int ss = -1, bc2s = -1;  /* Adam's step size and sqrt of its bias correction, once per call */
+  int ss = -1, bc2s = -1;
   if (n->op == OP_OPT_ADAM) {
     KExpr *st = ctxv(l, KCTX_STEP);
     KExpr *step = cast(l, KT_F64, sel(l, bin(l, KB_GT, st, ci(l, 0)), st, ci(l, 1)));
@@ -912,7 +930,35 @@ static void lower_update(L *l, const Node *n) {
     at = let(l, at, &ss, cast(l, KT_F32, bin(l, KB_DIV, cd(l, f[0]), bc1)));
     at = let(l, at, &bc2s, cast(l, KT_F32, un(l, KU_SQRT, bc2)));
   }
-  at = loop_or_zero(l, &at, &i, numel(n->in[0]), KL_PARALLEL | KL_VECTOR);
+  int64_t par = 0;
+  for (int k = 0; k < cnt; k++) par += (numel(ns[k]->in[0]) + UPDATE_CHUNK - 1) / UPDATE_CHUNK;
+  int64_t c0 = 0;
+  for (int k = 0; k < cnt; k++) {
+    int64_t ne = numel(ns[k]->in[0]), nc = (ne + UPDATE_CHUNK - 1) / UPDATE_CHUNK;
+    if (nc == 0) continue;
+    int tv;
+    KStmt **body = loop(l, &at, &tv, par, KL_PARALLEL);
+    KExpr *t = var(l, tv);
+    body = if_(l, &body, bin(l, KB_AND, bin(l, KB_GE, t, ci(l, c0)), bin(l, KB_LT, t, ci(l, c0 + nc))));
+    KExpr *lo = muli(l, bin(l, KB_SUB, t, ci(l, c0)), UPDATE_CHUNK);
+    KExpr *hi = bin(l, KB_MIN, addi(l, lo, UPDATE_CHUNK), ci(l, ne)), *i;
+    body = loop_range(l, &body, &i, lo, hi, KL_VECTOR);
+    update_elem(l, ns[k], body, i, ss, bc2s);
+    c0 += nc;
+  }
+  l->k->flops = 0;
+  for (int k = 0; k < cnt; k++) l->k->flops += 8.0 * (double)numel(ns[k]->in[0]);
+}
+
+/* One update as a kernel of its own (lower_fn's entry; lower_program
+ * groups updates through lower_update_group). */
+static void lower_update(L *l, const Node *n) { lower_update_group(l, &n, 1); }
+
+/* The update of element i of n's param. */
+static void update_elem(L *l, const Node *n, KStmt **at, KExpr *i, int ss, int bc2s) {
+  const double *f = n->a.f;
+  int pb = buf_of(l, n->in[0]), gb = buf_of(l, n->in[1]);
+  int sb = n->nin > 2 ? buf_of(l, n->in[2]) : -1, s2 = n->nin > 3 ? buf_of(l, n->in[3]) : -1;
   int p, g;
   at = let(l, at, &p, load(l, pb, i));
   at = let(l, at, &g, load(l, gb, i));
@@ -976,7 +1022,6 @@ static void lower_update(L *l, const Node *n) {
   }
   default: NNDC_ASSERT(0);
   }
-  l->k->flops = 8.0 * (double)numel(n->in[0]);
 }
 
 /* How each op is lowered; NULL for ops without a kernel (leaves, RESHAPE). */
@@ -1018,6 +1063,12 @@ static int add_buf(KProgram *p, KBufKind kind, const Node *n) {
     p->arena_bytes += ((size_t)b->numel * 4 + 63) & ~(size_t)63;
   }
   return p->nbufs++;
+}
+
+/* Updates of the same rule with the same hyperparameters (one kernel). */
+static int same_update(const Node *m, const Node *n) {
+  return (op_info[m->op].flags & F_UPDATE) && m->op == n->op && m->nin == n->nin &&
+         !memcmp(m->a.f, n->a.f, sizeof n->a.f) && !memcmp(m->a.i, n->a.i, sizeof n->a.i);
 }
 
 /* need[id] = 1 for every node the roots depend on. */
@@ -1070,6 +1121,22 @@ KProgram *lower_program(Diag *d, Arena *a, const Graph *g, Node *const *roots, i
       k->opname = lower_fused_name(a, g, n);
       lower_matmul_into(&l, mm, p->node_buf[i], mm != n ? &epi : NULL);
       k->flops += flops;
+      p->kernels[p->nkernels++] = k;
+      continue;
+    }
+    if (fl & F_UPDATE) {  /* the updates of one rule: one kernel, at the last of them */
+      const Node **grp_n = arena_alloc(a, ((size_t)g->nnodes + 1) * sizeof *grp_n);
+      int cnt = 0, last = 1;
+      for (int j = 0; j < g->nnodes; j++) {
+        const Node *m = g->nodes[j];
+        if (!need[j] || !same_update(m, n)) continue;
+        if (j > i) last = 0;
+        grp_n[cnt++] = m;
+      }
+      if (!last) continue;
+      Kernel *k = kernel_new(&l, n);
+      if (cnt > 1) k->name = arena_printf(a, "k%d_%s_x%d", n->id, op_info[n->op].name, cnt);
+      lower_update_group(&l, grp_n, cnt);
       p->kernels[p->nkernels++] = k;
       continue;
     }

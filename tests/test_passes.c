@@ -634,10 +634,9 @@ Test(lower, mlp_training_step_kernels) {
   KProgram *p = mlp_program(&pa, 1, &t, roots, &nr);
   /* the products' transposes are read in place; dh = dlogits @ W2^T
    * carries relu's derivative; dW2 = h^T @ dlogits, dW1 = x^T @ dh; W2^T
-   * is packed (its rows are not contiguous) */
+   * is packed (its rows are not contiguous); one Adam kernel for all */
   cr_expect_str_eq(opnames(&pa, p), "matmul+add relu matmul+add softmax cross_entropy argmax eq mean one_hot sub+mul "
-                                    "sum transpose+matmul pack transpose+matmul+gt+mul sum transpose+matmul adam_update "
-                                    "adam_update adam_update adam_update");
+                                    "sum transpose+matmul pack transpose+matmul+gt+mul sum transpose+matmul adam_update");
   arena_free(&pa);
   t_free(t);
 }
@@ -737,6 +736,30 @@ Test(lower, matmul_epilogue_kernel) {
   }
   for (int i = 0; i < u.nstore && i < 8; i++) cr_expect_eq(u.store[i], nb[7]);
   cr_expect_eq(p->kernels[0]->flops, 2.0 * 4 * 3 * 5 + 3.0 * 20, "the product and 3 ops on 20 elements");
+  free(u.touched);
+  arena_free(&pa);
+  t_free(t);
+}
+
+/* The optimizer updates every param in one kernel: 8 flops per element of
+ * each, loading every param, gradient and state, storing params and states. */
+Test(lower, one_update_kernel_for_all_params) {
+  Arena pa;
+  arena_init(&pa);
+  T *t;
+  Node *roots[64];
+  int nr;
+  KProgram *p = mlp_program(&pa, 1, &t, roots, &nr);
+  const Kernel *upd = p->kernels[p->nkernels - 1];
+  cr_expect_str_eq(upd->opname, "adam_update");
+  cr_expect_eq(upd->flops, 8.0 * (6 * 5 + 5 + 5 * 3 + 3));
+  Uses u = {.touched = calloc((size_t)p->nbufs + 1, 1)};
+  uses_stmts(&u, upd->body);
+  for (int i = 0; i < t->g.nupdates; i++) {
+    const Node *n = t->g.updates[i];
+    for (int j = 0; j < n->nin; j++)
+      cr_expect(u.touched[p->node_buf[n->in[j]->id]], "update %d operand %d not touched", i, j);
+  }
   free(u.touched);
   arena_free(&pa);
   t_free(t);
