@@ -23,7 +23,7 @@
  * of the host (32 on AVX-512, 16 on AVX2), so the 2 MR accumulators, two B
  * vectors and an A broadcast fit the register file (32 zmm, 16 ymm) with no
  * spills.  NR is the largest nr. */
-enum { MR = 6, NR = 32, KC = 256 };
+enum { MR = 6, NR = 32, KC = 256, NCT = 8 };
 
 int gemm_host_nr(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -409,6 +409,11 @@ void gemm_lower(KGen *g, int64_t batch, int64_t M, int64_t N, int64_t K, GemmOpe
     at = kg_loop(g, &at, &m.kb, kg_int(g, 0), kg_int(g, K), KC, 0);
     m.kend = kg_bin(g, KB_MIN, kg_addi(g, m.kb, KC), kg_int(g, K));
   }
+  /* Column blocks of NCT tiles inside the k block: their KC x NC slice of
+   * packed B (128 KiB) stays in L2 while every row block passes over it. */
+  int64_t nct = NCT, nblk = nfull > nct ? (nfull + nct - 1) / nct : 1;
+  KExpr *jc = NULL;
+  if (nblk > 1) at = kg_loop(g, &at, &jc, kg_int(g, 0), kg_int(g, nfull * nr), nct * nr, 0);
   KExpr *t;
   at = kg_loop(g, &at, &t, kg_int(g, 0), kg_int(g, batch * nrb * ncb), 1, KL_PARALLEL);
   KExpr *cb = ncb > 1 ? kg_bin(g, KB_REM, t, kg_int(g, ncb)) : kg_int(g, 0);
@@ -422,6 +427,12 @@ void gemm_lower(KGen *g, int64_t batch, int64_t M, int64_t N, int64_t K, GemmOpe
   KExpr *jlo = kg_muli(g, cb, cw * nr);
   KExpr *jhi = ncb > 1 ? kg_bin(g, KB_MIN, kg_addi(g, jlo, cw * nr), kg_int(g, nfull * nr)) : kg_int(g, nfull * nr);
   KExpr *rem = ncb > 1 ? kg_bin(g, KB_EQ, cb, kg_int(g, ncb - 1)) : NULL;
+  if (jc) {  /* the chunk's columns within this column block; the remainder with the last block */
+    jlo = kg_bin(g, KB_MAX, jlo, jc);
+    jhi = kg_bin(g, KB_MIN, jhi, kg_addi(g, jc, nct * nr));
+    KExpr *lastblk = kg_bin(g, KB_GE, kg_addi(g, jc, nct * nr), kg_int(g, nfull * nr));
+    rem = rem ? kg_bin(g, KB_AND, rem, lastblk) : lastblk;
+  }
   if (mrem == 0) {
     gemm_rows(&m, at, jlo, jhi, rem, MR);
     return;

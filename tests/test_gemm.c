@@ -138,6 +138,22 @@ Test(gemm, k_blocks) {
   t_free(t);
 }
 
+/* More columns than one column block (8 tiles): blocks inside k blocks,
+ * split across column chunks, the remainder tile with the last block, and
+ * an epilogue (bias, relu) applied once per element after the last k block. */
+Test(gemm, column_blocks) {
+  T *t = t_new();
+  Node *r[8];
+  int n = 0;
+  r[n++] = mm(t, 7, 300, 300);
+  r[n++] = mm(t, 40, 100, 530);
+  r[n++] = op(t, OP_MATMUL, in(t, shp(3, 3, 13, 70, 0)), in(t, shp(2, 70, 290, 0, 0)), NULL);
+  Node *x = mm(t, 13, 520, 400), *b = in(t, shp(1, 400, 0, 0, 0));
+  r[n++] = op(t, OP_RELU, op(t, OP_ADD, x, b, NULL), NULL, NULL);
+  check(t, r, n, 5e-5);
+  t_free(t);
+}
+
 /* [B,M,K]@[B,K,N] and [B,M,K]@[K,N] (the right operand shared). */
 Test(gemm, batched) {
   T *t = t_new();
