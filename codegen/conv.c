@@ -1,7 +1,12 @@
 /* conv.c - 2-D convolution and its two gradients in kernel IR.
  *
- * Contract: conv_lower fills an empty kernel with CONV2D, CONV2D_BWD_X or
- * CONV2D_BWD_W (the semantics of ir/interp.c), with no scratch memory:
+ * Contract: lower.c runs convolutions as products on gemm.c's micro-kernel
+ * and uses the layout kernels here: conv_im2col (the input under each
+ * kernel element, per output position), conv_col2im (the input gradient
+ * summed back from those columns), conv_im2row (the same as rows, for the
+ * weight gradient) and conv_rows (dy as rows of positions).  conv_lower
+ * keeps the direct kernels, with no scratch memory, for the degenerate
+ * shapes (an empty dimension) the product form does not take:
  *  - CONV2D and CONV2D_BWD_X are sums of shifted planes, so they run as
  *    axpys: per output plane (PARALLEL), zero it, then for each (channel,
  *    kh, kw) add weight * the shifted input rows.  The row and column

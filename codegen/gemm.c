@@ -3,18 +3,23 @@
  *
  * Contract: gemm_lower fills an empty kernel with C[b] = A[b] @ B[b] for
  * operands given by strides (so a transposed operand is read in place).
- * The shape of the code, for the LLVM vectorizers:
- *   for each block of KC steps of k (a slice of B that stays in L2)
- *     for t in row blocks of MR rows (PARALLEL, batch-major)
- *       for each column tile of nr columns (and one remainder tile)
- *         MR x nr scalar accumulators (KS_LET), zero or C so far
- *         for k in the block: acc[r][c] += A[i0+r, k] * B[k, j0+c]
- *         store the accumulators to C
- * After SROA the accumulators are loop-carried SSA values; the SLP
- * vectorizer turns each row of nr of them into two vector registers and the
- * B loads into vector loads, which is the register-blocked micro-kernel.
- * Each C element is still summed in k order from 0 (in f32), so results do
- * not depend on the tiling or the thread split.
+ * gemm_pack (a kernel of its own, run before) copies B into column panels
+ * of the tile's width, each K rows of contiguous elements, the last one
+ * zero-padded to whole vectors.  The shape of the code:
+ *   for each block of KC steps of k
+ *     for each block of NCT column tiles (that slice of packed B stays in L2)
+ *       for t in (row block of MR rows, column chunk) items (PARALLEL)
+ *         for each column tile of the item in the block (and the remainder)
+ *           KS_TILE: MR x nr accumulators, zero or C so far, plus the
+ *           k block's products, stored to C; then the epilogue over the
+ *           tile when the last k block is done
+ * KS_TILE is the register-blocked micro-kernel: one function per tile shape
+ * shared by every product of a program (codegen/llvm.c builds it from host
+ * vectors, codegen/c.c prints it in GNU C vectors), so a product's own code
+ * is small.  A tile that cannot use it (B unpacked and not whole vectors
+ * wide, C strided) is expanded inline as scalar accumulators for the SLP
+ * vectorizer.  Each C element is still summed in k order from 0 (in f32),
+ * so results do not depend on the tiling or the thread split.
  */
 #include <string.h>
 #include "kir.h"

@@ -1,6 +1,6 @@
 /* kir.h - the kernel IR: a small, printable loop-nest language between the
  * tensor graph and the two code generators (llvm.c: native code through ORC
- * LLJIT; c.c: C99 source).  lower.c builds it, one kernel per graph node.
+ * LLJIT; c.c: C99 source).  lower.c builds it, kernels for the graph's nodes.
  *
  * A KProgram is a table of flat buffers (f32 or i32, C order) and a list of
  * kernels run in order.  A kernel is a list of statements over those buffers:

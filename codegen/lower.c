@@ -2,12 +2,16 @@
  *
  * Contract: lower_program takes the nodes the roots need, gives every
  * non-leaf node a buffer (RESHAPE aliases its operand's buffer, CONST is
- * filled at compile time, leaves are bound by the caller) and emits one
- * kernel per computing node with the semantics of the reference interpreter
- * (ir/interp.c).  Every buffer gets its own arena range: no reuse yet, so a
- * root's value stays readable after a run.  Elementwise ops collapse
- * contiguous dims so the common case is one flat PARALLEL|VECTOR loop;
- * matmul runs i-k-j with the j loop vectorized and rows split across threads.
+ * filled at compile time, leaves are bound by the caller, interior members
+ * of a fused group have none) and emits the kernels of each computing node
+ * with the semantics of the reference interpreter (ir/interp.c); the
+ * planner (passes/plan.c) then gives the buffers offsets by liveness.
+ * Elementwise ops collapse contiguous dims so the common case is one flat
+ * PARALLEL|VECTOR loop.  Products go through gemm.c (with a packing kernel
+ * and scratch buffer before them when gemm.c asks, made once per operand);
+ * convolutions are products too (im2col / col2im / im2row kernels around
+ * them); fused groups go through lower_fused.c, a group holding a product
+ * as gemm.c's epilogue; the optimizer updates of one rule share a kernel.
  */
 #include <math.h>
 #include <string.h>
