@@ -931,8 +931,12 @@ static void lower_update_group(L *l, const Node *const *ns, int cnt) {
     KExpr *step = cast(l, KT_F64, sel(l, bin(l, KB_GT, st, ci(l, 0)), st, ci(l, 1)));
     KExpr *bc1 = bin(l, KB_SUB, cd(l, 1), bin(l, KB_POW, cd(l, f[1]), step));
     KExpr *bc2 = bin(l, KB_SUB, cd(l, 1), bin(l, KB_POW, cd(l, f[2]), step));
-    at = let(l, at, &ss, cast(l, KT_F32, bin(l, KB_DIV, cd(l, f[0]), bc1)));
-    at = let(l, at, &bc2s, cast(l, KT_F32, un(l, KU_SQRT, bc2)));
+    /* torch's p - lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps) with one division:
+     * p - (lr/bc1 * sqrt(bc2)) * m / (sqrt(v) + eps * sqrt(bc2)) (rounds
+     * differently from the interpreter by an ulp or so) */
+    KExpr *sb2 = un(l, KU_SQRT, bc2);
+    at = let(l, at, &ss, cast(l, KT_F32, bin(l, KB_MUL, bin(l, KB_DIV, cd(l, f[0]), bc1), sb2)));
+    at = let(l, at, &bc2s, cast(l, KT_F32, bin(l, KB_MUL, cd(l, f[3]), sb2)));
   }
   int64_t par = 0;
   for (int k = 0; k < cnt; k++) par += (numel(ns[k]->in[0]) + UPDATE_CHUNK - 1) / UPDATE_CHUNK;
@@ -982,7 +986,7 @@ static void update_elem(L *l, const Node *n, KStmt **at, KExpr *i, int ss, int b
     break;
   }
   case OP_OPT_ADAM: {  /* f: lr beta1 beta2 eps weight_decay; i[0] adamw */
-    double lr = f[0], b1 = f[1], b2 = f[2], eps = f[3], wd = f[4];
+    double lr = f[0], b1 = f[1], b2 = f[2], wd = f[4];  /* eps is in bc2s */
     if (n->a.i[0] && wd != 0) at = set(l, at, p, mul(l, P, cf(l, 1 - lr * wd)));
     else if (wd != 0) at = set(l, at, g, add(l, var(l, g), mul(l, P, cf(l, wd))));
     int m, v;
@@ -991,7 +995,7 @@ static void update_elem(L *l, const Node *n, KStmt **at, KExpr *i, int ss, int b
     at = let(l, at, &v, add(l, mul(l, load(l, s2, i), cf(l, b2)), mul(l, mul(l, cf(l, 1 - b2), G), G)));
     at = store(l, at, sb, i, var(l, m));
     at = store(l, at, s2, i, var(l, v));
-    KExpr *den = add(l, bin(l, KB_DIV, un(l, KU_SQRT, var(l, v)), var(l, bc2s)), cf(l, eps));
+    KExpr *den = add(l, un(l, KU_SQRT, var(l, v)), var(l, bc2s));  /* bc2s: eps * sqrt(bc2) */
     store(l, at, pb, i, add(l, var(l, p), bin(l, KB_DIV, mul(l, un(l, KU_NEG, var(l, ss)), var(l, m)), den)));
     break;
   }
