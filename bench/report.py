@@ -3,8 +3,10 @@
 lines bench/run.sh wrote:  /usr/bin/python3 bench/report.py RESULTS.jsonl
 
 Ratios are PyTorch median / nndc median (above 1: nndc is faster), JIT vs
-interpreter and AOT vs JIT likewise slower / faster.  `min` columns are the
-fastest step, less disturbed by other processes on a shared machine."""
+interpreter and AOT vs JIT likewise slower / faster.  A measurement taken in
+several rounds (separate processes, interleaved with its baseline) reports
+the median over the rounds of each round's median; `min` columns are the
+fastest step of all, less disturbed by other processes on a shared machine."""
 import json
 import sys
 
@@ -20,10 +22,37 @@ def load(path):
 
 
 def pick(rows, **kw):
+    """The rows matching kw merged into one: run.sh measures each in ROUNDS
+    separate processes, so numbers are the median over them (fields ending
+    in _min the minimum, _max the maximum)."""
+    match = [r for r in rows if all(r.get(k) == v for k, v in kw.items())]
+    if len(match) < 2:
+        return match[0] if match else None
+    out = dict(match[0])
+    for k, v in match[0].items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        vals = sorted(r[k] for r in match if isinstance(r.get(k), (int, float)))
+        if k.endswith("_min"):
+            out[k] = vals[0]
+        elif k.endswith("_max"):
+            out[k] = vals[-1]
+        else:
+            out[k] = vals[len(vals) // 2] if len(vals) % 2 else (vals[len(vals) // 2 - 1] + vals[len(vals) // 2]) / 2
+    out["rounds"] = len(match)
+    return out
+
+
+def each(rows, keys, **kw):
+    """One merged row (pick) per distinct value of keys among the rows
+    matching kw, in order of first appearance."""
+    seen = []
     for r in rows:
         if all(r.get(k) == v for k, v in kw.items()):
-            return r
-    return None
+            key = tuple(r.get(k) for k in keys)
+            if key not in seen:
+                seen.append(key)
+                yield pick(rows, **kw, **dict(zip(keys, key)))
 
 
 def us(x):
@@ -60,21 +89,18 @@ def baseline_table(rows):
     print("\n### nndc JIT vs reference interpreter, MLP training step (batch 64)\n")
     print("| threads | JIT median µs | interpreter median µs | speedup |")
     print("|---:|---:|---:|---:|")
-    for r in rows:
-        if r.get("section") == "baseline":
-            print("| %d | %s | %s | %.1f× |" % (r["threads"], us(r["step_us_median"]),
-                                             us(r["baseline_interp_us_median"]), r["speedup_vs_interp"]))
+    for r in each(rows, ("threads",), section="baseline"):
+        print("| %d | %s | %s | %.1f× |" % (r["threads"], us(r["step_us_median"]),
+                                         us(r["baseline_interp_us_median"]), r["speedup_vs_interp"]))
 
 
 def compile_table(rows):
     print("\n### Compile time of the training graph, batch 64 (frontend + autodiff/optimizer passes + LLVM codegen)\n")
     print("| model | threads | total ms | frontend ms | passes ms | codegen ms |")
     print("|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        if r.get("section") == "models" and r.get("framework") == "nndc" and r.get("mode") == "train" \
-                and r.get("threads") == 1:
-            print("| %s | %d | %.0f | %.1f | %.1f | %.0f |" % (r["model"], r["threads"], r["compile_ms"],
-                                                             r["frontend_ms"], r["passes_ms"], r["codegen_ms"]))
+    for r in each(rows, ("model",), section="models", framework="nndc", mode="train", threads=1):
+        print("| %s | %d | %.0f | %.1f | %.1f | %.0f |" % (r["model"], r["threads"], r["compile_ms"],
+                                                         r["frontend_ms"], r["passes_ms"], r["codegen_ms"]))
 
 
 def scaling_table(rows):
@@ -83,9 +109,7 @@ def scaling_table(rows):
     print("\n### Scaling: training step at batch 256 against the same step on 1 thread\n")
     print("| model | threads | median µs (min) | speedup over 1 thread (median) | (min) |")
     print("|---|---:|---:|---:|---:|")
-    for r in rows:
-        if r.get("section") != "scaling":
-            continue
+    for r in each(rows, ("model", "threads"), section="scaling"):
         one = pick(rows, section="scaling", model=r["model"], threads=1)
         print("| %s | %d | %s (%s) | %s | %s |" % (
             r["model"], r["threads"], us(r["step_us_median"]), us(r["step_us_min"]),
@@ -104,9 +128,7 @@ def matmul_table(rows):
               "%% of peak = GFLOP/s / (peak x threads).\n" % pk)
     print("| M×K×N | threads | OpenBLAS GFLOP/s (% peak) | nndc GFLOP/s (% peak) | nndc / OpenBLAS |")
     print("|---|---:|---:|---:|---:|")
-    for r in rows:
-        if r.get("section") != "matmul" or r.get("framework") != "openblas":
-            continue
+    for r in each(rows, ("M", "K", "N", "threads"), section="matmul", framework="openblas"):
         n = pick(rows, section="matmul", framework="nndc", M=r["M"], K=r["K"], N=r["N"], threads=r["threads"])
         gf = lambda g: "%.1f (%.0f%%)" % (g, 100 * g / (pk * r["threads"])) if pk else "%.1f" % g
         print("| %d×%d×%d | %d | %s | %s | %s |" % (r["M"], r["K"], r["N"], r["threads"], gf(r["gflops"]),
@@ -120,9 +142,7 @@ def aot_table(rows):
     print("\n### AOT C (`nndc emit-c --train`, gcc -O3 -march=native) vs JIT, training step (batch 64)\n")
     print("| model | threads | AOT median µs (min) | JIT median µs (min) | AOT / JIT time |")
     print("|---|---:|---:|---:|---:|")
-    for r in rows:
-        if r.get("framework") != "aot":
-            continue
+    for r in each(rows, ("model", "threads"), framework="aot"):
         j = pick(rows, section="aot", framework="nndc", model=r["model"], threads=r["threads"])
         print("| %s | %d | %s (%s) | %s | %s |" % (
             r["model"], r["threads"], us(r["step_us_median"]), us(r["step_us_min"]),

@@ -8,7 +8,10 @@
 # tables (bench/report.py).
 #
 #   bench/run.sh [NNDC]          (default: build-bench/nndc, a Release build)
-# env: THREADS="1 2"  TRAIN_REPEATS=30  INFER_REPEATS=300  SKIP="matmul aot"
+# env: THREADS="1 2"  TRAIN_REPEATS=30  INFER_REPEATS=300  ROUNDS=3  SKIP="matmul aot"
+# The model, baseline and scaling measurements are repeated ROUNDS times in
+# fresh processes, nndc and PyTorch interleaved; report.py takes the median
+# over the rounds (a shared VM's noise moves single runs by 10-30%).
 # (the scaling rows, batch 256, run on every THREADS count: "1 2 4 8 16" on
 # a larger machine gives the whole curve)
 set -euo pipefail
@@ -18,6 +21,7 @@ nndc=${1:-$root/build-bench/nndc}
 threads=${THREADS:-1 2}
 train_reps=${TRAIN_REPEATS:-30}
 infer_reps=${INFER_REPEATS:-300}
+rounds=${ROUNDS:-3}
 skip=${SKIP:-}
 py=/usr/bin/python3
 models="mlp logreg deep_mlp lenet rnn lstm autoencoder"
@@ -38,6 +42,7 @@ out=$here/results/$(date +%Y%m%d-%H%M%S).jsonl
 # nndc bench's JSON lacks the fields the report joins on; prefix them.
 tag() { sed "s/^{/{\"framework\":\"nndc\",\"section\":\"$1\",\"mode\":\"$2\",/"; }
 
+for round in $(seq "$rounds"); do
 for t in $threads; do
   for m in $models; do
     echo "nndc $m, $t thread(s)" >&2
@@ -65,8 +70,11 @@ for t in $threads; do
       tag scaling train >> "$out"
   done
 done
+done  # rounds
 
-case " $skip " in *" matmul "*) ;; *) echo "matmul" >&2; THREADS="$threads" "$here/matmul.sh" "$nndc" "$out" ;; esac
+case " $skip " in *" matmul "*) ;; *)
+  for round in $(seq "$rounds"); do echo "matmul" >&2; THREADS="$threads" "$here/matmul.sh" "$nndc" "$out"; done ;;
+esac
 case " $skip " in *" aot "*) ;; *) echo "aot" >&2; THREADS="$threads" REPEATS=$train_reps "$here/aot.sh" "$nndc" "$out" ;; esac
 
 cp "$out" "$here/results/latest.jsonl"
