@@ -165,6 +165,12 @@ KProgram *lower_program(Diag *d, Arena *a, const Graph *g, Node *const *roots, i
  * operand values x, as an f32 expression allocated in a; shared by the
  * one-node kernels of lower.c and the fused groups of lower_fused.c. */
 KExpr *lower_ew_value(Arena *a, const Node *n, KExpr **x);
+/* C-order strides of s broadcast to an output of rank r with dims odims (0
+ * on broadcast axes), and the merging of adjacent output dims through which
+ * every one of nst stride sets is contiguous (returns the new rank): the
+ * loop nests of elementwise kernels, here and in lower_fused.c. */
+void lower_bcast_strides(const Shape *s, const int64_t *odims, int r, int64_t *st);
+int lower_collapse(int64_t *dims, int r, int64_t (*st)[MAX_RANK], int nst);
 /* Writes the CONST buffers of p into arena memory base (arena_bytes bytes). */
 void lower_fill_consts(const KProgram *p, void *base);
 

@@ -303,7 +303,7 @@ static Kernel *kernel_new(L *l, const Node *n) {
 }
 
 /* C-order strides of s broadcast to an output of rank r (0 on broadcast axes). */
-static void bcast_strides(const Shape *s, const int64_t *odims, int r, int64_t *st) {
+void lower_bcast_strides(const Shape *s, const int64_t *odims, int r, int64_t *st) {
   int64_t acc = 1;
   for (int k = r - 1; k >= 0; k--) {
     int sk = k - (r - s->rank);
@@ -316,7 +316,7 @@ static void bcast_strides(const Shape *s, const int64_t *odims, int r, int64_t *
 /* Merges adjacent output dims through which every operand is contiguous (or
  * broadcast), so elementwise loops are as flat as possible.  dims/st are
  * updated in place; returns the new rank. */
-static int collapse(int64_t *dims, int r, int64_t (*st)[MAX_RANK], int nst) {
+int lower_collapse(int64_t *dims, int r, int64_t (*st)[MAX_RANK], int nst) {
   int w = 0;
   for (int k = 0; k < r; k++) {
     if (w > 0) {
@@ -394,9 +394,9 @@ static void lower_ew(L *l, const Node *n) {
   int64_t dims[MAX_RANK], st[3][MAX_RANK];
   int r = n->shape.rank, nst = n->nin + 1;
   memcpy(dims, n->shape.dim, sizeof dims);
-  for (int j = 0; j < n->nin; j++) bcast_strides(&n->in[j]->shape, dims, r, st[j]);
-  bcast_strides(&n->shape, dims, r, st[n->nin]);
-  r = collapse(dims, r, st, nst);
+  for (int j = 0; j < n->nin; j++) lower_bcast_strides(&n->in[j]->shape, dims, r, st[j]);
+  lower_bcast_strides(&n->shape, dims, r, st[n->nin]);
+  r = lower_collapse(dims, r, st, nst);
   KExpr *ve[MAX_RANK], *x[2];
   KStmt **at = nest(l, &l->k->body, dims, r, r > 0, ve);
   for (int j = 0; j < n->nin; j++) x[j] = load(l, buf_of(l, n->in[j]), strided(l, ve, st[j], r));
