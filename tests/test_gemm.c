@@ -13,26 +13,7 @@
 #include "codegen/codegen.h"
 #include "tests/util.h"
 
-/* A graph under test with its arena and diagnostics. */
-typedef struct T {
-  Arena a;
-  Graph g;
-  Diag d;
-} T;
-
-static T *t_new(void) {
-  T *t = calloc(1, sizeof *t);
-  arena_init(&t->a);
-  graph_init(&t->g, &t->a);
-  diag_init(&t->d);
-  return t;
-}
-
-static void t_free(T *t) {
-  diag_free(&t->d);
-  arena_free(&t->a);
-  free(t);
-}
+typedef UtilGraph T;
 
 static Shape shp(int rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
   Shape s = {rank, {d0, d1, d2, d3}};
@@ -114,7 +95,7 @@ static void check(T *t, Node **roots, int nroots, double tol) { check_t(t, roots
 
 /* Row and column remainders of the 6 x 32 tile, and tiny products. */
 Test(gemm, odd_and_aligned_sizes) {
-  T *t = t_new();
+  T *t = util_graph_new();
   static const int64_t sz[][3] = {
     {1, 1, 1}, {1, 3, 17}, {3, 17, 31}, {17, 31, 3}, {31, 257, 1}, {64, 64, 64},
     {257, 31, 17}, {6, 1, 32}, {12, 64, 96}, {5, 9, 33}, {1, 257, 257}, {257, 1, 64},
@@ -123,26 +104,26 @@ Test(gemm, odd_and_aligned_sizes) {
   int n = 0;
   for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++) r[n++] = mm(t, sz[i][0], sz[i][1], sz[i][2]);
   check(t, r, n, 2e-5);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* K above the k-block size (256): accumulators resume from C. */
 Test(gemm, k_blocks) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Node *r[4];
   int n = 0;
   r[n++] = mm(t, 7, 513, 33);
   r[n++] = mm(t, 12, 600, 64);
   r[n++] = mm(t, 3, 257, 5);
   check(t, r, n, 5e-5);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* More columns than one column block (8 tiles): blocks inside k blocks,
  * split across column chunks, the remainder tile with the last block, and
  * an epilogue (bias, relu) applied once per element after the last k block. */
 Test(gemm, column_blocks) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Node *r[8];
   int n = 0;
   r[n++] = mm(t, 7, 300, 300);
@@ -151,24 +132,24 @@ Test(gemm, column_blocks) {
   Node *x = mm(t, 13, 520, 400), *b = in(t, shp(1, 400, 0, 0, 0));
   r[n++] = op(t, OP_RELU, op(t, OP_ADD, x, b, NULL), NULL, NULL);
   check(t, r, n, 5e-5);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* [B,M,K]@[B,K,N] and [B,M,K]@[K,N] (the right operand shared). */
 Test(gemm, batched) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Node *r[4];
   int n = 0;
   r[n++] = op(t, OP_MATMUL, in(t, shp(3, 3, 17, 31, 0)), in(t, shp(3, 3, 31, 16, 0)), NULL);
   r[n++] = op(t, OP_MATMUL, in(t, shp(3, 2, 7, 300, 0)), in(t, shp(2, 300, 33, 0, 0)), NULL);
   r[n++] = op(t, OP_MATMUL, in(t, shp(3, 4, 1, 3, 0)), in(t, shp(3, 4, 3, 1, 0)), NULL);
   check(t, r, n, 5e-5);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* The forms autodiff builds: transpose(a) @ b and a @ transpose(w). */
 Test(gemm, transposed_operands) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Attr p = ai(1, 0);
   Node *r[4];
   int n = 0;
@@ -178,12 +159,12 @@ Test(gemm, transposed_operands) {
   Node *a = in(t, shp(2, 257, 3, 0, 0)), *b = in(t, shp(2, 33, 257, 0, 0));
   r[n++] = op(t, OP_MATMUL, op(t, OP_TRANSPOSE, a, NULL, &p), op(t, OP_TRANSPOSE, b, NULL, &p), NULL);
   check(t, r, n, 5e-5);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* The sum order of each element does not depend on the thread split. */
 Test(gemm, threads_identical) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Node *r[2] = {mm(t, 100, 300, 70), NULL};
   Node *x = in(t, shp(4, 3, 2, 11, 13)), *w = in(t, shp(4, 4, 2, 3, 3));
   Attr c = ai(1, 1);
@@ -196,7 +177,7 @@ Test(gemm, threads_identical) {
   }
   free(a);
   free(b);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* conv2d and its gradients for x [N,C,H,W], w [O,C,KH,KW], stride, padding. */
@@ -214,7 +195,7 @@ static void conv_case(T *t, Node **r, int *n, Shape xs, Shape ws, int64_t S, int
 }
 
 Test(gemm, conv_stride_padding) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Node *r[32];
   int n = 0;
   conv_case(t, r, &n, shp(4, 2, 3, 9, 11), shp(4, 5, 3, 3, 3), 1, 0);
@@ -224,25 +205,25 @@ Test(gemm, conv_stride_padding) {
   conv_case(t, r, &n, shp(4, 2, 1, 28, 28), shp(4, 6, 1, 5, 5), 1, 0);  /* LeNet's first layer */
   conv_case(t, r, &n, shp(4, 1, 2, 5, 5), shp(4, 3, 2, 5, 5), 1, 0);    /* 1x1 output */
   check(t, r, n, 5e-5);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* Kernels wider than the 32-accumulator tile of CONV2D_BWD_W. */
 Test(gemm, conv_wide_kernels) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Node *r[16];
   int n = 0;
   conv_case(t, r, &n, shp(4, 2, 2, 9, 10), shp(4, 3, 2, 7, 6), 1, 1);    /* 42 > 32: a tile per kh row */
   conv_case(t, r, &n, shp(4, 1, 2, 3, 40), shp(4, 2, 2, 2, 34), 1, 0);   /* KW > 32: one weight per tile */
   conv_case(t, r, &n, shp(4, 1, 1, 4, 36), shp(4, 2, 1, 1, 33), 2, 1);
   check(t, r, n, 5e-5);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* NNDC_DUMP_LLVM=1 shows vector multiply-adds (fmul+fadd contract, fused by
  * the backend) in the matmul micro-kernel. */
 Test(gemm, vectorizes) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Node *r = mm(t, 12, 40, 64);
   char path[] = "/tmp/nndc-gemm-dump-XXXXXX";
   int fd = mkstemp(path), saved = dup(2);
@@ -266,5 +247,5 @@ Test(gemm, vectorizes) {
   fclose(f);
   unlink(path);
   cr_expect(fma >= 6, "expected vector FMAs (%s) in the micro-kernel, found %d", want, fma);
-  t_free(t);
+  util_graph_free(t);
 }

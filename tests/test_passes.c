@@ -15,30 +15,11 @@
 #include "codegen/kir.h"
 #include "tests/util.h"
 
-/* A graph under test with its arena and diagnostics. */
-typedef struct T {
-  Arena a;
-  Graph g;
-  Diag d;
-} T;
-
-static T *t_new(void) {
-  T *t = calloc(1, sizeof *t);
-  arena_init(&t->a);
-  graph_init(&t->g, &t->a);
-  diag_init(&t->d);
-  return t;
-}
-
-static void t_free(T *t) {
-  diag_free(&t->d);
-  arena_free(&t->a);
-  free(t);
-}
+typedef UtilGraph T;
 
 /* Builds the graph from .nnd source text (training: dropout active). */
 static T *t_src(const char *src, int training) {
-  T *t = t_new();
+  T *t = util_graph_new();
   BuildOpts o = {.training = training};
   cr_assert_eq(util_compile(&t->d, &t->g, src, &o), 0, "%s", t->d.buf ? t->d.buf : "");
   return t;
@@ -125,7 +106,7 @@ static void simplify(T *t) {
 /* ------------------------------------------------------------- simplify */
 
 Test(simplify, folds_a_constant_expression) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Node *x = in(t, SHAPE(2, 3));
   Node *s = op2(t, OP_ADD, cst(t, SCALAR, 2), cst(t, SHAPE(2, 3), 3));   /* 5, shape [2,3] */
   Node *m = op2(t, OP_MUL, s, cst(t, SCALAR, 4));                        /* 20 */
@@ -139,7 +120,7 @@ Test(simplify, folds_a_constant_expression) {
   cr_expect_eq(t->g.nodes[1], n, "the fold happens in place, in the last node of the expression");
   cr_expect_eq(n->op, OP_CONST);
   cr_expect(shape_eq(&n->a.shape, &n->shape));
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* One folded op: its operands' values, the float result, the result shape. */
@@ -165,7 +146,7 @@ Test(simplify, folds_every_implemented_op_in_f32) {
     {OP_RELU, 1.5, 0, 1.5f},
   };
   for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
-    T *t = t_new();
+    T *t = util_graph_new();
     const Fold *f = &cases[c];
     int bin = op_info[f->op].nin == 2;
     Node *a = cst(t, SCALAR, f->a), *r;
@@ -177,23 +158,23 @@ Test(simplify, folds_every_implemented_op_in_f32) {
     cr_expect_eq(r->a.f[0], (double)f->want, "%s(%g, %g) = %.17g, want %.17g", op_info[f->op].name, f->a, f->b,
                  r->a.f[0], (double)f->want);
     cr_expect_eq(r->shape.rank, bin ? 1 : 0, "%s keeps the broadcast shape", op_info[f->op].name);
-    t_free(t);
+    util_graph_free(t);
   }
   /* expand of a CONST: the same value in the target shape */
-  T *t = t_new();
+  T *t = util_graph_new();
   Attr at = attr_shape(SHAPE(2, 3));
   Node *e = op(t, OP_EXPAND, cst(t, SHAPE(3), 0.5), NULL, &at);
   set_outputs(t, &e, 1);
   simplify(t);
   cr_expect_str_eq(sig(t), "const=0.5[2,3]");
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* The bits of the fold of op(a, b) (a, b uniform CONSTs of shape [2]) and
  * of the interpreter's value of the unfolded node; *folded = 0 if not
  * folded. */
 static void fold_vs_interp(Op o, float a, float b, uint32_t *fold_bits, uint32_t *interp_bits, int *folded) {
-  T *t = t_new();
+  T *t = util_graph_new();
   int bin = op_info[o].nin == 2;
   Node *r = bin ? op2(t, o, cst(t, SHAPE(2), a), cst(t, SHAPE(2), b)) : op1(t, o, cst(t, SHAPE(2), a));
   set_outputs(t, &r, 1);
@@ -207,7 +188,7 @@ static void fold_vs_interp(Op o, float a, float b, uint32_t *fold_bits, uint32_t
   *folded = r->op == OP_CONST;
   float v = (float)r->a.f[0];
   memcpy(fold_bits, &v, 4);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* Folding is exact: the folded CONST has the very bits the interpreter
@@ -239,7 +220,7 @@ Test(simplify, folds_bit_exactly_as_the_interpreter) {
 }
 
 Test(simplify, does_not_fold_the_rest) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Node *o[6];
   o[0] = op2(t, OP_DIV, cst(t, SCALAR, 0), cst(t, SCALAR, 0));     /* NaN: kept */
   o[1] = op1(t, OP_EXP, cst(t, SCALAR, 1));                         /* no rule */
@@ -253,7 +234,7 @@ Test(simplify, does_not_fold_the_rest) {
   /* the CONST 0 of o[0] and of o[4] are one node after CSE; so are the 1s */
   cr_expect_str_eq(sig(t), "const=0 div(0,0) const=1 exp(2) const=2 gt(4,2) const=1[4] sum(6) input mul(8,0) const=4 "
                            "sqrt(10)");
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* The gradient of slicing a tensor into parts (SLICE_BWDs summed) is the
@@ -266,7 +247,7 @@ static Node *piece(T *t, Node *x, int64_t start, int64_t cols) {
 }
 
 Test(simplify, sliced_gradients_become_a_concat) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Node *p0 = in(t, SHAPE(4, 4)), *p1 = in(t, SHAPE(4, 3)), *p2 = in(t, SHAPE(4, 5));
   Node *o[2];
   Node *a = piece(t, p2, 7, 12), *b = piece(t, p0, 0, 12), *c = piece(t, p1, 4, 12);
@@ -277,11 +258,11 @@ Test(simplify, sliced_gradients_become_a_concat) {
   simplify(t);
   cr_expect_str_eq(sig(t), "input input input concat(0,1,2) slice_bwd(0) slice_bwd(2) add(4,5)");
   cr_expect_eq(t->g.nodes[3]->a.i[0], 1, "along axis 1");
-  t_free(t);
+  util_graph_free(t);
 }
 
 Test(simplify, algebraic_identities) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Node *x = in(t, SHAPE(2, 3));
   Attr same = attr_shape(SHAPE(2, 3));
   Node *o[10];
@@ -300,11 +281,11 @@ Test(simplify, algebraic_identities) {
   simplify(t);
   cr_expect_str_eq(sig(t), "input");
   for (int i = 0; i < 10; i++) cr_expect_eq(t->g.outputs[i].node, x, "output %d is not x", i);
-  t_free(t);
+  util_graph_free(t);
 }
 
 Test(simplify, identities_that_do_not_hold_are_kept) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Node *x = in(t, SHAPE(3));
   Attr other = attr_shape(SHAPE(3, 1));
   Node *o[8];
@@ -321,11 +302,11 @@ Test(simplify, identities_that_do_not_hold_are_kept) {
   cr_expect_str_eq(sig(t), "input const=0 sub(1,0) const=1 div(3,0) const=0[2,3] add(0,5) const=1[2,1] mul(7,0) "
                            "add(0,3) neg(0) reshape(0) const=-1 mul(0,12)");
   for (int i = 0; i < 8; i++) cr_expect_eq(t->g.outputs[i].node, o[i]);
-  t_free(t);
+  util_graph_free(t);
 }
 
 Test(simplify, common_subexpressions_merge) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Node *x = in(t, SHAPE(2, 3)), *y = in(t, SHAPE(2, 3));
   Attr ax0 = attr_i(1, 0), ax1 = attr_i(2, 0), ax1b = attr_i(2, 0);
   Node *o[8];
@@ -344,11 +325,11 @@ Test(simplify, common_subexpressions_merge) {
   cr_expect_eq(t->g.outputs[5].node, t->g.nodes[2]);
   cr_expect_eq(t->g.outputs[7].node, t->g.outputs[6].node);
   cr_expect_neq(t->g.outputs[2].node, t->g.outputs[3].node);
-  t_free(t);
+  util_graph_free(t);
 }
 
 Test(simplify, constants_merge_by_value_and_shape_params_never) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Shape s = SHAPE(3);
   Node *p = ir_leaf(&t->g, (Loc){0}, OP_PARAM, DT_F32, &s, "p");
   Node *q = ir_leaf(&t->g, (Loc){0}, OP_PARAM, DT_F32, &s, "q");
@@ -364,12 +345,12 @@ Test(simplify, constants_merge_by_value_and_shape_params_never) {
   set_outputs(t, o, 4);
   simplify(t);
   cr_expect_str_eq(sig(t), "param param const=2 mul(0,2) mul(1,2) const=2[3] mul(0,5) const=3 mul(0,7)");
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* Two identical updates both run: they write their operands in place. */
 Test(simplify, updates_never_merge) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Shape s = SHAPE(3);
   Node *p = ir_leaf(&t->g, (Loc){0}, OP_PARAM, DT_F32, &s, "p");
   Node *gr = in(t, SHAPE(3));
@@ -387,11 +368,11 @@ Test(simplify, updates_never_merge) {
   simplify(t);
   cr_expect_str_eq(sig(t), "param input state sgd_update(0,1,2) sgd_update(0,1,2)");
   cr_expect_neq(t->g.updates[0], t->g.updates[1]);
-  t_free(t);
+  util_graph_free(t);
 }
 
 Test(simplify, dead_code_goes_leaves_and_roots_stay) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Node *x = in(t, SHAPE(4)), *unused = in(t, SHAPE(2));
   t->g.inputs = arena_alloc(&t->a, 2 * sizeof *t->g.inputs);
   t->g.inputs[0] = (Named){"x", x};
@@ -423,7 +404,7 @@ Test(simplify, dead_code_goes_leaves_and_roots_stay) {
   cr_expect_eq(t->g.metrics[0].node, y);
   cr_expect_eq(t->g.outputs[0].node, y);
   for (int i = 0; i < t->g.nnodes; i++) cr_expect_eq(t->g.nodes[i]->id, i);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* A small MLP (shared/models/mlp.nnd at 6-5-3, batch 4). */
@@ -469,7 +450,7 @@ Test(fuse, matmul_epilogue) {
   const char *p = fuse_print(&t->g, &t->a);
   cr_expect(strstr(p, "\ngroup %7: %3 %4 %5 -> %7\n"), "%s", p);
   cr_expect(!strstr(p, "group %4") && !strstr(p, "group %3"), "%s", p);
-  t_free(t);
+  util_graph_free(t);
 }
 
 Test(fuse, a_value_used_twice_stays_alone) {
@@ -477,7 +458,7 @@ Test(fuse, a_value_used_twice_stays_alone) {
   cr_assert_str_eq(sig(t), "input exp(0) const=2 mul(1,2) log(3) sqrt(1) add(4,5)");
   cr_expect_str_eq(fuse(t, 1), "-1 -1 -1 6 6 6 6");
   cr_expect(strstr(fuse_print(&t->g, &t->a), "\ngroup %6: %3 %4 %5 -> %6\n"));
-  t_free(t);
+  util_graph_free(t);
 }
 
 Test(fuse, roles_and_roots_are_never_interior) {
@@ -485,19 +466,19 @@ Test(fuse, roles_and_roots_are_never_interior) {
   T *t = t_src("input x: f32[4, 3]\nh = relu(x)\noutput h\noutput y = h * 2\n", 0);
   cr_assert_str_eq(sig(t), "input relu(0) const=2 mul(1,2)");
   cr_expect_str_eq(fuse(t, 0), "-1 -1 -1 -1");
-  t_free(t);
+  util_graph_free(t);
   /* the same chain without the role fuses; with a root it does not */
   t = t_src("input x: f32[4, 3]\nh = relu(x)\noutput y = h * 2\n", 0);
   cr_expect_str_eq(fuse(t, 1), "-1 3 -1 3");
   Node *root = t->g.nodes[1];
   cr_expect_eq(pass_fuse(&t->d, &t->g, &root, 1), 0);
   cr_expect_str_eq(groups(t), "-1 -1 -1 -1");
-  t_free(t);
+  util_graph_free(t);
   /* loss and metric */
   t = t_src("input s: f32[]\nl = exp(s)\nloss = l\nm = tanh(s)\nmetric mt = m\noutput y = l * 3 + m\n", 0);
   cr_assert_str_eq(sig(t), "input exp(0) tanh(0) const=3 mul(1,3) add(4,2)");
   cr_expect_str_eq(fuse(t, 1), "-1 -1 -1 -1 5 5");
-  t_free(t);
+  util_graph_free(t);
 }
 
 Test(fuse, shape_changes_break_groups) {
@@ -512,25 +493,25 @@ Test(fuse, shape_changes_break_groups) {
   cr_assert_str_eq(sig(t), "input input input exp(0) sum(3) log(0) transpose(5) relu(6) tanh(0) reshape(8) sqrt(9) "
                            "abs(1) add(11,0) float(2) mul(13,0) const=0 gt(0,15) sigmoid(0) sub(16,17)");
   cr_expect_str_eq(fuse(t, 2), "-1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 14 14 -1 18 18 18");
-  t_free(t);
+  util_graph_free(t);
 }
 
 Test(fuse, expand_joins_its_user) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Node *v = in(t, SHAPE(3)), *x = in(t, SHAPE(2, 3));
   Attr to = attr_shape(SHAPE(2, 3));
   Node *y = op2(t, OP_ADD, op(t, OP_EXPAND, op1(t, OP_EXP, v), NULL, &to), x);
   set_outputs(t, &y, 1);
   cr_assert_str_eq(sig(t), "input input exp(0) expand(2) add(3,1)");
   cr_expect_str_eq(fuse(t, 1), "-1 -1 -1 4 4");
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* A role is pinned whatever its op: grads and updates set by hand on exp(x)
  * whose only user is elementwise. */
 Test(fuse, grads_and_updates_are_never_interior) {
   for (int role = 0; role < 3; role++) {
-    T *t = t_new();
+    T *t = util_graph_new();
     Node *x = in(t, SHAPE(3));
     Shape s = SHAPE(3);
     Node *p = ir_leaf(&t->g, (Loc){0}, OP_PARAM, DT_F32, &s, "p");
@@ -544,7 +525,7 @@ Test(fuse, grads_and_updates_are_never_interior) {
     if (role == 1) t->g.grads = one;
     if (role == 2) t->g.updates = one, t->g.nupdates = 1;
     cr_expect_str_eq(fuse(t, role == 0), role == 0 ? "-1 -1 3 3" : "-1 -1 -1 -1", "role %d", role);
-    t_free(t);
+    util_graph_free(t);
   }
 }
 
@@ -576,7 +557,7 @@ Test(fuse, mlp_training_step_groups) {
   for (int i = 0; i < g->nparams; i++) cr_expect(fg[g->grads[i]->id] < 0 || fg[g->grads[i]->id] == g->grads[i]->id);
   for (int i = 0; i < g->nupdates; i++) cr_expect_eq(fg[g->updates[i]->id], -1);
   cr_expect_eq(fg[g->loss->id], -1);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* ---------------------------------------------------------------- lower */
@@ -622,7 +603,7 @@ Test(lower, mlp_forward_kernels) {
   KProgram *p = mlp_program(&pa, 0, &t, roots, &nr);
   cr_expect_str_eq(opnames(&pa, p), "matmul+add+relu matmul+add softmax cross_entropy argmax eq mean");
   arena_free(&pa);
-  t_free(t);
+  util_graph_free(t);
 }
 
 Test(lower, mlp_training_step_kernels) {
@@ -638,7 +619,7 @@ Test(lower, mlp_training_step_kernels) {
   cr_expect_str_eq(opnames(&pa, p), "matmul+add relu matmul+add softmax cross_entropy argmax eq mean one_hot sub+mul "
                                     "sum transpose+matmul pack transpose+matmul+gt+mul sum transpose+matmul adam_update");
   arena_free(&pa);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* Buffer uses of kernel IR: KS_STORE targets and KX_LOAD sources. */
@@ -712,7 +693,7 @@ Test(lower, fused_group_kernel) {
             u.load[2]);
   cr_expect_eq(p->kernels[0]->flops, 3.0 * 20, "3 ops on 20 elements");
   arena_free(&pa);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* A product with its epilogue is one kernel: it reads the product's
@@ -738,7 +719,7 @@ Test(lower, matmul_epilogue_kernel) {
   cr_expect_eq(p->kernels[0]->flops, 2.0 * 4 * 3 * 5 + 3.0 * 20, "the product and 3 ops on 20 elements");
   free(u.touched);
   arena_free(&pa);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* The optimizer updates every param in one kernel: 8 flops per element of
@@ -762,7 +743,7 @@ Test(lower, one_update_kernel_for_all_params) {
   }
   free(u.touched);
   arena_free(&pa);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* Products read transposed operands in place, and share one packed copy of
@@ -779,7 +760,7 @@ Test(lower, transposes_fold_into_products) {
    * the mul, h @ V (a second product) does not; V is packed once */
   cr_expect_str_eq(opnames(&pa, p), "pack transpose+matmul pack matmul relu matmul+mul");
   arena_free(&pa);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* A sum of products is one product-with-add kernel per term (each group
@@ -794,7 +775,7 @@ Test(lower, sums_of_products_and_shared_transposes) {
   KProgram *p = passes_lower(&t->d, &pa, &t->g, &root, 1);
   cr_assert(p, "%s", t->d.buf ? t->d.buf : "");
   cr_expect_str_eq(opnames(&pa, p), "pack matmul pack matmul+add matmul+add");
-  t_free(t);
+  util_graph_free(t);
   t = t_src("input a: f32[8, 16]\nparam W: f32[12, 16]\noutput y = a @ transpose(W)\n"
             "output z = relu(a) @ transpose(W)\n", 0);
   Node *two[2] = {t->g.outputs[0].node, t->g.outputs[1].node};
@@ -805,7 +786,7 @@ Test(lower, sums_of_products_and_shared_transposes) {
   const char *text = fuse_print(&t->g, &t->a);
   cr_expect(strstr(text, "\nin place: %2\n"), "%s", text);
   arena_free(&pa);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* A convolution and its weight gradient run on the GEMM micro-kernel:
@@ -824,7 +805,7 @@ Test(lower, convolutions_are_products) {
   /* CSE leaves one conv2d, one gradient of it (added to itself) */
   cr_expect_str_eq(opnames(&pa, p), "im2col pack conv2d expand+mul im2row rows pack conv2d_bwd_w add sgd_update");
   arena_free(&pa);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* ----------------------------------------------------------------- plan */
@@ -985,7 +966,7 @@ Test(plan, best_fit_offsets) {
 
 /* x @ W, then softmax, six times over: no two of the 12 kernels fuse. */
 static T *chain(Node **last, Node **all) {
-  T *t = t_new();
+  T *t = util_graph_new();
   Node *h = in(t, SHAPE(32, 32));
   Shape s = SHAPE(32, 32);
   Node *w = ir_leaf(&t->g, (Loc){0}, OP_PARAM, DT_F32, &s, "W");
@@ -1023,7 +1004,7 @@ Test(plan, a_chain_reuses_two_buffers) {
   for (int i = 0; i < 12; i++)
     cr_expect_eq(p->bufs[p->node_buf[all[i]->id]].offset, i == 11 ? 0 : (size_t)(i % 2 + 1) * 4096);
   arena_free(&pa);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* A root keeps its buffer to the end: one in the middle of the chain costs
@@ -1045,7 +1026,7 @@ Test(plan, roots_are_never_shared) {
   cr_expect_eq(check_plan(p, all, 12), 13 * 4096);
   cr_expect_eq(p->arena_bytes, 12 * 4096);  /* the last transpose reuses W's packed copy */
   arena_free(&pa);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* The JIT runs the chain over its two reused buffers and agrees with the
@@ -1073,7 +1054,7 @@ Test(plan, reused_chain_computes_the_same) {
   interp_free(&it);
   free(x);
   free(w);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* Forward 512 bytes of buffers in 256; the training step 1728 in 896 (the
@@ -1091,7 +1072,7 @@ Test(plan, mlp_no_live_buffers_overlap) {
     cr_expect_eq(check_plan(p, roots, nr), want_sum[train], "train %d: %zu", train, check_plan(p, roots, nr));
     cr_expect_eq(p->arena_bytes, want_arena[train], "train %d: %zu bytes", train, p->arena_bytes);
     arena_free(&pa);
-    t_free(t);
+    util_graph_free(t);
   }
 }
 
@@ -1121,7 +1102,7 @@ Test(pipeline, tiny_training_step_groups) {
                            "state sgd_update(1,18,19)");
   const char *d = fuse_print(&t->g, &t->a);
   cr_expect(strstr(d, "update %20\ngroup %5: %3 -> %5\ngroup %16: %10 %11 %12 %14 %15 -> %16\n"), "%s", d);
-  t_free(t);
+  util_graph_free(t);
 }
 
 /* `nndc ir --stage opt` dumps the whole optimized training step: pass_optim's state

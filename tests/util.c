@@ -61,3 +61,18 @@ double util_compare(const char *label, const float *a, const float *b, int64_t n
 void util_fill(float *x, int64_t n, uint64_t seed, float lo, float hi) {
   for (int64_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * rng_uniform(seed, 77, (uint64_t)i);
 }
+
+UtilGraph *util_graph_new(void) {
+  UtilGraph *t = calloc(1, sizeof *t);
+  if (!t) abort();
+  arena_init(&t->a);
+  graph_init(&t->g, &t->a);
+  diag_init(&t->d);
+  return t;
+}
+
+void util_graph_free(UtilGraph *t) {
+  diag_free(&t->d);
+  arena_free(&t->a);
+  free(t);
+}

@@ -18,6 +18,14 @@ int util_compile(Diag *d, Graph *g, const char *text, const BuildOpts *o);
 /* Largest |a-b| / (atol + rtol*|b|) over n elements; > 1 means a mismatch.
  * Prints the first few mismatches to stderr with the label. */
 double util_compare(const char *label, const float *a, const float *b, int64_t n, double atol, double rtol);
+/* A graph under test with its arena and diagnostics. */
+typedef struct UtilGraph {
+  Arena a;
+  Graph g;
+  Diag d;
+} UtilGraph;
+UtilGraph *util_graph_new(void);
+void util_graph_free(UtilGraph *t);
 /* Fills x[n] with deterministic values in [lo, hi). */
 void util_fill(float *x, int64_t n, uint64_t seed, float lo, float hi);
 
