@@ -124,6 +124,19 @@ KExpr *kg_sel(KGen *g, KExpr *c, KExpr *x, KExpr *y) {
   return e;
 }
 
+KExpr *kg_un(KGen *g, int op, KExpr *x) {
+  KExpr *e = kg_new(g, KX_UN, x->t);
+  e->op = op;
+  e->a[0] = x;
+  return e;
+}
+
+KExpr *kg_ctx(KGen *g, int slot) {
+  KExpr *e = kg_new(g, KX_CTX, KT_I64);
+  e->i = slot;
+  return e;
+}
+
 KExpr *kg_cast(KGen *g, KType t, KExpr *x) {
   if (x->t == t) return x;
   KExpr *e = kg_new(g, KX_CAST, t);
@@ -154,6 +167,12 @@ KStmt **kg_store(KGen *g, KStmt **at, int buf, KExpr *idx, KExpr *val) {
   s->buf = buf;
   s->idx = idx;
   s->val = kg_cast(g, g->p->bufs[buf].dt == DT_F32 ? KT_F32 : KT_I64, val);
+  return kg_emit(at, s);
+}
+
+KStmt **kg_error(KGen *g, KStmt **at, KExpr *val) {
+  KStmt *s = kg_stmt(g, KS_ERROR);
+  s->val = val;
   return kg_emit(at, s);
 }
 

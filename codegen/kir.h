@@ -223,10 +223,13 @@ KExpr *kg_add(KGen *g, KExpr *x, KExpr *y);
 KExpr *kg_addi(KGen *g, KExpr *x, int64_t c);
 KExpr *kg_muli(KGen *g, KExpr *x, int64_t c);
 KExpr *kg_sel(KGen *g, KExpr *c, KExpr *x, KExpr *y);
+KExpr *kg_un(KGen *g, int op, KExpr *x);       /* KUnop */
+KExpr *kg_ctx(KGen *g, int slot);               /* ctx[KCTX_*] */
 KExpr *kg_cast(KGen *g, KType t, KExpr *x);
 KExpr *kg_load(KGen *g, int buf, KExpr *idx);
 /* Statement builders append at `at` and return the next statement's slot. */
 KStmt **kg_store(KGen *g, KStmt **at, int buf, KExpr *idx, KExpr *val);
+KStmt **kg_error(KGen *g, KStmt **at, KExpr *val);  /* KS_ERROR */
 KStmt **kg_let(KGen *g, KStmt **at, int *v, KExpr *init);
 KStmt **kg_set(KGen *g, KStmt **at, int v, KExpr *val);
 /* Loops and ifs advance *at past themselves and return their body slot. */

@@ -21,8 +21,7 @@
 typedef struct L {
   Arena *a;
   KProgram *p;
-  Kernel *k;
-  int cap;         /* capacity of k->vtype */
+  KGen kg;         /* builds the current kernel (kg.k) */
   const Graph *g;
   struct Packed *packed;  /* the packed copies of B made so far */
 } L;
@@ -38,119 +37,21 @@ typedef struct Packed {
 
 /* ------------------------------------------------------------ expressions */
 
-static KExpr *ex_new(L *l, KExprKind kind, KType t) {
-  KExpr *e = arena_alloc(l->a, sizeof *e);
-  e->kind = kind;
-  e->t = t;
-  return e;
-}
-
-static KExpr *ci(L *l, int64_t v) {
-  KExpr *e = ex_new(l, KX_CONST, KT_I64);
-  e->i = v;
-  return e;
-}
-
-static KExpr *cf(L *l, double v) {
-  KExpr *e = ex_new(l, KX_CONST, KT_F32);
-  e->f = (float)v;
-  return e;
-}
-
-static KExpr *cd(L *l, double v) {
-  KExpr *e = ex_new(l, KX_CONST, KT_F64);
-  e->f = v;
-  return e;
-}
-
-static int new_var(L *l, KType t) {
-  Kernel *k = l->k;
-  if (k->nvars == l->cap) {
-    int cap = l->cap ? 2 * l->cap : 16;
-    KType *v = arena_alloc(l->a, (size_t)cap * sizeof *v);
-    if (k->nvars) memcpy(v, k->vtype, (size_t)k->nvars * sizeof *v);
-    k->vtype = v;
-    l->cap = cap;
-  }
-  k->vtype[k->nvars] = t;
-  return k->nvars++;
-}
-
-static KExpr *var(L *l, int v) {
-  KExpr *e = ex_new(l, KX_VAR, l->k->vtype[v]);
-  e->var = v;
-  return e;
-}
-
-static KExpr *ctxv(L *l, int slot) {
-  KExpr *e = ex_new(l, KX_CTX, KT_I64);
-  e->i = slot;
-  return e;
-}
-
-static int is_ci(const KExpr *e, int64_t v) {
-  return e->kind == KX_CONST && e->t == KT_I64 && e->i == v;
-}
-
-static int is_cmp(int op) { return op >= KB_LT && op <= KB_GE; }
-
-/* A binary op; folds the integer identities that index arithmetic produces. */
-static KExpr *bin(L *l, int op, KExpr *x, KExpr *y) {
-  NNDC_ASSERT(x->t == y->t);
-  if (x->t == KT_I64 && x->kind == KX_CONST && y->kind == KX_CONST) {
-    if (op == KB_ADD) return ci(l, x->i + y->i);
-    if (op == KB_MUL) return ci(l, x->i * y->i);
-    if (op == KB_SUB) return ci(l, x->i - y->i);
-  }
-  if (x->t == KT_I64) {
-    if (op == KB_ADD && is_ci(x, 0)) return y;
-    if ((op == KB_ADD || op == KB_SUB) && is_ci(y, 0)) return x;
-    if (op == KB_MUL && (is_ci(x, 0) || is_ci(y, 0))) return ci(l, 0);
-    if (op == KB_MUL && is_ci(x, 1)) return y;
-    if ((op == KB_MUL || op == KB_DIV) && is_ci(y, 1)) return x;
-    if (op == KB_REM && is_ci(y, 1)) return ci(l, 0);
-  }
-  KExpr *e = ex_new(l, KX_BIN, is_cmp(op) ? KT_BOOL : x->t);
-  e->op = op;
-  e->a[0] = x;
-  e->a[1] = y;
-  return e;
-}
-
-static KExpr *add(L *l, KExpr *x, KExpr *y) { return bin(l, KB_ADD, x, y); }
-static KExpr *mul(L *l, KExpr *x, KExpr *y) { return bin(l, KB_MUL, x, y); }
-static KExpr *addi(L *l, KExpr *x, int64_t c) { return add(l, x, ci(l, c)); }
-static KExpr *muli(L *l, KExpr *x, int64_t c) { return mul(l, x, ci(l, c)); }
-
-static KExpr *un(L *l, int op, KExpr *x) {
-  KExpr *e = ex_new(l, KX_UN, x->t);
-  e->op = op;
-  e->a[0] = x;
-  return e;
-}
-
-static KExpr *sel(L *l, KExpr *c, KExpr *x, KExpr *y) {
-  NNDC_ASSERT(c->t == KT_BOOL && x->t == y->t);
-  KExpr *e = ex_new(l, KX_SELECT, x->t);
-  e->a[0] = c;
-  e->a[1] = x;
-  e->a[2] = y;
-  return e;
-}
-
-static KExpr *cast(L *l, KType t, KExpr *x) {
-  if (x->t == t) return x;
-  KExpr *e = ex_new(l, KX_CAST, t);
-  e->a[0] = x;
-  return e;
-}
-
-static KExpr *load(L *l, int buf, KExpr *idx) {
-  KExpr *e = ex_new(l, KX_LOAD, l->p->bufs[buf].dt == DT_F32 ? KT_F32 : KT_I64);
-  e->buf = buf;
-  e->a[0] = idx;
-  return e;
-}
+/* Thin names for gemm.c's KGen builders (kir.h) on the current kernel. */
+static KExpr *ci(L *l, int64_t v) { return kg_int(&l->kg, v); }
+static KExpr *cf(L *l, double v) { return kg_f32(&l->kg, v); }
+static KExpr *cd(L *l, double v) { return kg_f64(&l->kg, v); }
+static KExpr *var(L *l, int v) { return kg_var(&l->kg, v); }
+static KExpr *ctxv(L *l, int slot) { return kg_ctx(&l->kg, slot); }
+static KExpr *bin(L *l, int op, KExpr *x, KExpr *y) { return kg_bin(&l->kg, op, x, y); }
+static KExpr *add(L *l, KExpr *x, KExpr *y) { return kg_add(&l->kg, x, y); }
+static KExpr *mul(L *l, KExpr *x, KExpr *y) { return kg_bin(&l->kg, KB_MUL, x, y); }
+static KExpr *addi(L *l, KExpr *x, int64_t c) { return kg_addi(&l->kg, x, c); }
+static KExpr *muli(L *l, KExpr *x, int64_t c) { return kg_muli(&l->kg, x, c); }
+static KExpr *un(L *l, int op, KExpr *x) { return kg_un(&l->kg, op, x); }
+static KExpr *sel(L *l, KExpr *c, KExpr *x, KExpr *y) { return kg_sel(&l->kg, c, x, y); }
+static KExpr *cast(L *l, KType t, KExpr *x) { return kg_cast(&l->kg, t, x); }
+static KExpr *load(L *l, int buf, KExpr *idx) { return kg_load(&l->kg, buf, idx); }
 
 /* x clamped to [0, n-1]: a safe index for a load whose value is masked. */
 static KExpr *clampi(L *l, KExpr *x, int64_t n) {
@@ -166,56 +67,19 @@ static KExpr *f01(L *l, KExpr *c) { return sel(l, c, cf(l, 1), cf(l, 0)); }
 
 /* ------------------------------------------------------------- statements */
 
-static KStmt *st_new(L *l, KStmtKind kind) {
-  KStmt *s = arena_alloc(l->a, sizeof *s);
-  s->kind = kind;
-  return s;
-}
-
-/* Appends s at *at; returns where the next statement goes. */
-static KStmt **emit(KStmt **at, KStmt *s) {
-  *at = s;
-  return &s->next;
-}
-
-static KStmt **store(L *l, KStmt **at, int buf, KExpr *idx, KExpr *val) {
-  KStmt *s = st_new(l, KS_STORE);
-  s->buf = buf;
-  s->idx = idx;
-  s->val = l->p->bufs[buf].dt == DT_F32 ? cast(l, KT_F32, val) : cast(l, KT_I64, val);
-  return emit(at, s);
-}
-
+static KStmt **store(L *l, KStmt **at, int buf, KExpr *idx, KExpr *val) { return kg_store(&l->kg, at, buf, idx, val); }
 /* Declares a local initialised to v; its number goes to *var. */
-static KStmt **let(L *l, KStmt **at, int *v, KExpr *init) {
-  KStmt *s = st_new(l, KS_LET);
-  s->var = *v = new_var(l, init->t);
-  s->val = init;
-  return emit(at, s);
-}
-
-static KStmt **set(L *l, KStmt **at, int v, KExpr *val) {
-  KStmt *s = st_new(l, KS_SET);
-  s->var = v;
-  s->val = val;
-  return emit(at, s);
-}
+static KStmt **let(L *l, KStmt **at, int *v, KExpr *init) { return kg_let(&l->kg, at, v, init); }
+static KStmt **set(L *l, KStmt **at, int v, KExpr *val) { return kg_set(&l->kg, at, v, val); }
+static KStmt **if_(L *l, KStmt ***at, KExpr *cond) { return kg_if(&l->kg, at, cond); }
 
 /* Opens `for (v = 0; v < n; v++)`; *at advances past it; returns its body slot.
  * A PARALLEL loop sets the kernel's parallel extent. */
 static KStmt **loop(L *l, KStmt ***at, int *v, int64_t n, int flags) {
-  KStmt *s = st_new(l, KS_LOOP);
-  s->var = *v = new_var(l, KT_I64);
-  s->lo = ci(l, 0);
-  s->hi = ci(l, n);
-  s->step = 1;
-  s->flags = flags;
-  if (flags & KL_PARALLEL) {
-    NNDC_ASSERT(l->k->par == 0 || l->k->par == n);
-    l->k->par = n;
-  }
-  *at = emit(*at, s);
-  return &s->body;
+  KExpr *ve;
+  KStmt **body = kg_loop(&l->kg, at, &ve, ci(l, 0), ci(l, n), 1, flags);
+  *v = ve->var;
+  return body;
 }
 
 /* Like loop, but a loop of extent 1 is elided and its variable is 0. */
@@ -236,13 +100,6 @@ static KStmt **loopv(L *l, KStmt ***at, KExpr **ve, int64_t n, int flags) {
   KStmt **body = loop(l, at, &v, n, flags);
   *ve = var(l, v);
   return body;
-}
-
-static KStmt **if_(L *l, KStmt ***at, KExpr *cond) {
-  KStmt *s = st_new(l, KS_IF);
-  s->cond = cond;
-  *at = emit(*at, s);
-  return &s->body;
 }
 
 /* Loops over dims[0..r): the outermost PARALLEL when par, the innermost
@@ -292,13 +149,16 @@ static int buf_of(L *l, const Node *n) {
   return b;
 }
 
+/* Makes k the kernel l builds (the capacity of its variables unknown:
+ * regrown on the next one). */
+static void build_on(L *l, Kernel *k) { l->kg = (KGen){.a = l->a, .p = l->p, .k = k}; }
+
 static Kernel *kernel_new(L *l, const Node *n) {
   Kernel *k = arena_alloc(l->a, sizeof *k);
   k->node = n;
   k->opname = op_info[n->op].name;
   k->name = arena_printf(l->a, "k%d_%s", n->id, op_info[n->op].name);
-  l->k = k;
-  l->cap = 0;
+  build_on(l, k);
   return k;
 }
 
@@ -385,7 +245,7 @@ static KExpr *ew_value(L *l, const Node *n, KExpr **x) {
 }
 
 KExpr *lower_ew_value(Arena *a, const Node *n, KExpr **x) {
-  L l = {.a = a};
+  L l = {.a = a, .kg = {.a = a}};
   return ew_value(&l, n, x);
 }
 
@@ -398,10 +258,10 @@ static void lower_ew(L *l, const Node *n) {
   lower_bcast_strides(&n->shape, dims, r, st[n->nin]);
   r = lower_collapse(dims, r, st, nst);
   KExpr *ve[MAX_RANK], *x[2];
-  KStmt **at = nest(l, &l->k->body, dims, r, r > 0, ve);
+  KStmt **at = nest(l, &l->kg.k->body, dims, r, r > 0, ve);
   for (int j = 0; j < n->nin; j++) x[j] = load(l, buf_of(l, n->in[j]), strided(l, ve, st[j], r));
   store(l, at, buf_of(l, n), strided(l, ve, st[n->nin], r), ew_value(l, n, x));
-  l->k->flops = (double)numel(n);
+  l->kg.k->flops = (double)numel(n);
 }
 
 /* Columns a strip of the reduction below sums at once. */
@@ -437,7 +297,7 @@ static void reduce_strip(L *l, KStmt **at, const Node *n, KExpr **kv, const int6
 static void reduce_strips(L *l, const Node *n, const int64_t *kd, const int64_t *ks, int nk, const int64_t *rd,
                           const int64_t *rs, int nr, int64_t count) {
   KExpr *kv[MAX_RANK], *sv;
-  KStmt **at = &l->k->body;
+  KStmt **at = &l->kg.k->body;
   for (int k = 0; k < nk - 1; k++) at = loop_or_zero(l, &at, &kv[k], kd[k], k == 0 ? KL_PARALLEL : 0);
   int64_t J = kd[nk - 1], nfull = J / RSTRIP, rem = J % RSTRIP;
   KStmt **body = loopv(l, &at, &sv, nfull + (rem > 0), nk == 1 ? KL_PARALLEL : 0);
@@ -469,8 +329,8 @@ static void lower_reduce(L *l, const Node *n) {
     else rd[nr] = s->dim[k], rs[nr++] = strides[k], count *= s->dim[k];
   }
   KExpr *kv[MAX_RANK], *rv[MAX_RANK];
-  KStmt **at = &l->k->body;
-  l->k->flops = (double)numel(n->in[0]);
+  KStmt **at = &l->kg.k->body;
+  l->kg.k->flops = (double)numel(n->in[0]);
   if (nr > 0 && nk > 0 && !(mask >> (s->rank - 1) & 1) && kd[nk - 1] >= RSTRIP) {
     reduce_strips(l, n, kd, ks, nk, rd, rs, nr, count);
     return;
@@ -534,7 +394,7 @@ static void lower_argmax(L *l, const Node *n) {
   int64_t O, A, I;
   split_axis(&n->in[0]->shape, (int)n->a.i[0], &O, &A, &I);
   KExpr *o, *t, *a;
-  KStmt **at = &l->k->body;
+  KStmt **at = &l->kg.k->body;
   at = loop_or_zero(l, &at, &o, O, KL_PARALLEL);
   at = loop_or_zero(l, &at, &t, I, 0);
   int xb = buf_of(l, n->in[0]), best, bi;
@@ -558,7 +418,7 @@ static void lower_transpose(L *l, const Node *n) {
   for (int k = 0; k < s->rank; k++) st[k] = ist[n->a.i[k]];
   KExpr *ve[MAX_RANK];
   int r = n->shape.rank;
-  KStmt **at = nest(l, &l->k->body, n->shape.dim, r, r > 0, ve);
+  KStmt **at = nest(l, &l->kg.k->body, n->shape.dim, r, r > 0, ve);
   store(l, at, buf_of(l, n), flat(l, ve, n->shape.dim, r), load(l, buf_of(l, n->in[0]), strided(l, ve, st, r)));
 }
 
@@ -567,7 +427,7 @@ static void lower_slice(L *l, const Node *n) {
   const Shape *s = &n->in[0]->shape;
   int r = n->shape.rank;
   KExpr *ve[MAX_RANK], *iv[MAX_RANK];
-  KStmt **at = nest(l, &l->k->body, n->shape.dim, r, r > 0, ve);
+  KStmt **at = nest(l, &l->kg.k->body, n->shape.dim, r, r > 0, ve);
   for (int k = 0; k < r; k++) iv[k] = addi(l, ve[k], n->a.i[k]);
   store(l, at, buf_of(l, n), flat(l, ve, n->shape.dim, r), load(l, buf_of(l, n->in[0]), flat(l, iv, s->dim, r)));
 }
@@ -577,7 +437,7 @@ static void lower_slice_bwd(L *l, const Node *n) {
   const Shape *s = &n->in[0]->shape;
   int r = n->shape.rank;
   KExpr *ve[MAX_RANK], *iv[MAX_RANK], *ok = NULL;
-  KStmt **at = nest(l, &l->k->body, n->shape.dim, r, r > 0, ve);
+  KStmt **at = nest(l, &l->kg.k->body, n->shape.dim, r, r > 0, ve);
   for (int k = 0; k < r; k++) {
     KExpr *d = addi(l, ve[k], -n->a.i[k]);
     KExpr *c = inrange(l, d, s->dim[k]);
@@ -592,7 +452,7 @@ static void lower_slice_bwd(L *l, const Node *n) {
 static void lower_concat(L *l, const Node *n) {
   int64_t O, A, I, off = 0;
   split_axis(&n->shape, (int)n->a.i[0], &O, &A, &I);
-  KStmt **at = &l->k->body;
+  KStmt **at = &l->kg.k->body;
   for (int j = 0; j < n->nin; j++) {
     int64_t C = n->in[j]->shape.dim[n->a.i[0]];
     KExpr *o, *t;
@@ -633,16 +493,13 @@ static void lower_gemm(L *l, Kernel *k, const Node *n, int64_t batch, int64_t bb
       Kernel *pk = kernel_new(l, n);
       pk->name = arena_printf(l->a, "k%d_pack", n->id);
       pk->opname = "pack";
-      KGen pg = {.a = l->a, .p = l->p, .k = pk};
-      gemm_pack(&pg, bbatch, N, K, B, c->dst);
+      gemm_pack(&l->kg, bbatch, N, K, B, c->dst);
       l->p->kernels[l->p->nkernels++] = pk;
     }
     B.buf = c->dst;
   }
-  KGen g = {.a = l->a, .p = l->p, .k = k};
-  gemm_lower(&g, batch, M, N, K, A, B, C, pack > 0, epi);
-  l->k = k;
-  l->cap = k->nvars;  /* gemm.c regrew vtype: the next new_var regrows it */
+  build_on(l, k);
+  gemm_lower(&l->kg, batch, M, N, K, A, B, C, pack > 0, epi);
 }
 
 /* MATMUL [B?,M,K] @ [B?,K,N] into buffer cb, through epi if any (a [K,N]
@@ -653,7 +510,7 @@ static void lower_matmul_into(L *l, const Node *n, int cb, const GemmEpi *epi) {
   int64_t batch = as->rank == 3 ? as->dim[0] : 1, bbatch = bs->rank == 3 ? batch : 1;
   GemmOperand A = mm_operand(l, n, 0, M, K), B = mm_operand(l, n, 1, K, N);
   GemmOperand C = {cb, M * N, N, 1};
-  lower_gemm(l, l->k, n, batch, bbatch, M, N, K, A, B, C, epi);
+  lower_gemm(l, l->kg.k, n, batch, bbatch, M, N, K, A, B, C, epi);
 }
 
 static void lower_matmul(L *l, const Node *n) { lower_matmul_into(l, n, buf_of(l, n), NULL); }
@@ -664,7 +521,7 @@ static void lower_softmax(L *l, const Node *n) {
   split_axis(&n->shape, (int)n->a.i[0], &O, &A, &I);
   int xb = buf_of(l, n->in[0]), ob = buf_of(l, n), m, s;
   KExpr *o, *t, *a1, *a2, *a3;
-  KStmt **at = &l->k->body;
+  KStmt **at = &l->kg.k->body;
   at = loop_or_zero(l, &at, &o, O, KL_PARALLEL);
   at = loop_or_zero(l, &at, &t, I, 0);
   KExpr *base = add(l, muli(l, o, A * I), t);
@@ -681,7 +538,7 @@ static void lower_softmax(L *l, const Node *n) {
   if (n->op == OP_SOFTMAX) v = bin(l, KB_DIV, un(l, KU_EXP, d), var(l, s));
   else v = bin(l, KB_SUB, d, un(l, KU_LOG, var(l, s)));
   store(l, in, ob, idx, v);
-  l->k->flops = 4.0 * (double)numel(n);
+  l->kg.k->flops = 4.0 * (double)numel(n);
 }
 
 /* splitmix64's finalizer (rng_mix in runtime.h) in kernel IR. */
@@ -697,7 +554,7 @@ static void lower_dropout(L *l, const Node *n) {
   float p = (float)n->a.f[0];
   int64_t key = n->a.i[0];
   KExpr *i;
-  KStmt **at = &l->k->body;
+  KStmt **at = &l->kg.k->body;
   at = loop_or_zero(l, &at, &i, numel(n), n->shape.rank ? KL_PARALLEL | KL_VECTOR : 0);
   KExpr *stream = bin(l, KB_XOR, mix(l, bin(l, KB_XOR, ci(l, key * (int64_t)0x100000001B3ull), ctxv(l, KCTX_STEP))),
                       ci(l, 0xD50));
@@ -713,7 +570,7 @@ static void lower_dropout(L *l, const Node *n) {
 static void lower_one_hot(L *l, const Node *n) {
   int64_t C = n->shape.dim[n->shape.rank - 1], N = numel(n->in[0]);
   KExpr *r, *c;
-  KStmt **at = &l->k->body;
+  KStmt **at = &l->kg.k->body;
   at = loop_or_zero(l, &at, &r, N, KL_PARALLEL);
   at = loop_or_zero(l, &at, &c, C, KL_VECTOR);
   KExpr *y = load(l, buf_of(l, n->in[0]), r);
@@ -726,14 +583,12 @@ static void lower_cross_entropy(L *l, const Node *n) {
   int64_t N = n->in[0]->shape.dim[0], C = n->in[0]->shape.dim[1];
   int xb = buf_of(l, n->in[0]), tot, m, s, y;
   KExpr *r, *a1, *a2;
-  KStmt **at = &l->k->body;
+  KStmt **at = &l->kg.k->body;
   at = let(l, at, &tot, cd(l, 0));
   KStmt **row = loopv(l, &at, &r, N, 0);
   row = let(l, row, &y, load(l, buf_of(l, n->in[1]), r));
   KStmt **err = if_(l, &row, bin(l, KB_OR, bin(l, KB_LT, var(l, y), ci(l, 0)), bin(l, KB_GE, var(l, y), ci(l, C))));
-  KStmt *e = st_new(l, KS_ERROR);
-  e->val = var(l, y);
-  emit(err, e);
+  kg_error(&l->kg, err, var(l, y));
   KExpr *base = muli(l, r, C);
   row = let(l, row, &m, cf(l, -INFINITY));
   KStmt **in = loopv(l, &row, &a1, C, 0);
@@ -745,9 +600,9 @@ static void lower_cross_entropy(L *l, const Node *n) {
   KExpr *li = bin(l, KB_SUB, add(l, un(l, KU_LOG, var(l, s)), var(l, m)), xy);
   set(l, row, tot, add(l, var(l, tot), cast(l, KT_F64, li)));
   store(l, at, buf_of(l, n), ci(l, 0), bin(l, KB_DIV, var(l, tot), cd(l, (double)N)));
-  l->k->errfmt = "label %lld out of range [0, %lld)";
-  l->k->errarg = C;
-  l->k->flops = 4.0 * (double)N * (double)C;
+  l->kg.k->errfmt = "label %lld out of range [0, %lld)";
+  l->kg.k->errarg = C;
+  l->kg.k->flops = 4.0 * (double)N * (double)C;
 }
 
 /* MSE, BCE_LOGITS: mean over equal-shaped operands. */
@@ -755,7 +610,7 @@ static void lower_loss(L *l, const Node *n) {
   int64_t N = numel(n->in[0]);
   int acc;
   KExpr *i;
-  KStmt **at = &l->k->body;
+  KStmt **at = &l->kg.k->body;
   at = let(l, at, &acc, cd(l, 0));
   KStmt **in = loopv(l, &at, &i, N, 0);
   KExpr *a = load(l, buf_of(l, n->in[0]), i), *b = load(l, buf_of(l, n->in[1]), i), *v;
@@ -769,7 +624,7 @@ static void lower_loss(L *l, const Node *n) {
   }
   set(l, in, acc, add(l, var(l, acc), cast(l, KT_F64, v)));
   store(l, at, buf_of(l, n), ci(l, 0), bin(l, KB_DIV, var(l, acc), cd(l, (double)N)));
-  l->k->flops = 3.0 * (double)N;
+  l->kg.k->flops = 3.0 * (double)N;
 }
 
 /* CONV2D(x, w), CONV2D_BWD_X(dy, w), CONV2D_BWD_W(x, dy) as products on
@@ -786,22 +641,18 @@ static void lower_conv(L *l, const Node *n) {
   else xs = &n->in[0]->shape, ws = &n->shape, ys = &n->in[1]->shape;
   int64_t N = xs->dim[0], C = xs->dim[1], O = ws->dim[0], CKK = C * ws->dim[2] * ws->dim[3];
   int64_t P = ys->dim[2] * ys->dim[3], S = n->a.i[0], Pd = n->a.i[1];
-  Kernel *k = l->k;
-  KGen g = {.a = l->a, .p = l->p};
+  Kernel *k = l->kg.k;
   if (N * C * O * P == 0 || CKK == 0) {  /* empty: the direct kernels handle it */
-    g.k = k;
-    conv_lower(&g, n, buf_of(l, n), buf_of(l, n->in[0]), buf_of(l, n->in[1]));
-    l->cap = k->nvars;
+    conv_lower(&l->kg, n, buf_of(l, n), buf_of(l, n->in[0]), buf_of(l, n->in[1]));
     return;
   }
   const char *name = op_info[n->op].name;
   Kernel *pre = kernel_new(l, n);  /* im2col or rows of dy, before the product */
-  g.k = pre;
   if (n->op == OP_CONV2D) {
     int col = add_scratch(l->p, n, N * CKK * P);
     pre->name = arena_printf(l->a, "k%d_im2col", n->id);
     pre->opname = "im2col";
-    conv_im2col(&g, xs, ws, ys, S, Pd, buf_of(l, n->in[0]), col, CKK * P, P, 1);
+    conv_im2col(&l->kg, xs, ws, ys, S, Pd, buf_of(l, n->in[0]), col, CKK * P, P, 1);
     l->p->kernels[l->p->nkernels++] = pre;
     GemmOperand A = {buf_of(l, n->in[1]), 0, CKK, 1}, B = {col, CKK * P, P, 1}, Y = {buf_of(l, n), O * P, P, 1};
     lower_gemm(l, k, n, N, N, O, P, CKK, A, B, Y, NULL);
@@ -813,28 +664,23 @@ static void lower_conv(L *l, const Node *n) {
     GemmOperand A = {buf_of(l, n->in[1]), 0, 1, CKK}, B = {buf_of(l, n->in[0]), O * P, P, 1}, D = {dcol, CKK * P, P, 1};
     lower_gemm(l, pre, n, N, N, CKK, P, O, A, B, D, NULL);
     l->p->kernels[l->p->nkernels++] = pre;
-    g.k = k;
-    g.cap = 0;
-    conv_col2im(&g, xs, ws, ys, S, Pd, dcol, buf_of(l, n));
+    build_on(l, k);
+    conv_col2im(&l->kg, xs, ws, ys, S, Pd, dcol, buf_of(l, n));
   } else {
     int col = add_scratch(l->p, n, N * P * CKK), rows = add_scratch(l->p, n, N * P * O);
     pre->name = arena_printf(l->a, "k%d_im2row", n->id);
     pre->opname = "im2row";
-    conv_im2row(&g, xs, ws, ys, S, Pd, buf_of(l, n->in[0]), col);
+    conv_im2row(&l->kg, xs, ws, ys, S, Pd, buf_of(l, n->in[0]), col);
     l->p->kernels[l->p->nkernels++] = pre;
     Kernel *rk = kernel_new(l, n);
     rk->name = arena_printf(l->a, "k%d_rows", n->id);
     rk->opname = "rows";
-    g.k = rk;
-    g.cap = 0;
-    conv_rows(&g, ys, buf_of(l, n->in[1]), rows);
+    conv_rows(&l->kg, ys, buf_of(l, n->in[1]), rows);
     l->p->kernels[l->p->nkernels++] = rk;
     /* dw [O, CKK] = dyr^T @ col (C must be contiguous for the vectorizer) */
     GemmOperand A = {rows, 0, 1, O}, B = {col, 0, CKK, 1}, W = {buf_of(l, n), 0, CKK, 1};
     lower_gemm(l, k, n, 1, 1, O, CKK, N * P, A, B, W, NULL);
   }
-  l->k = k;
-  l->cap = k->nvars;
 }
 
 /* MAXPOOL2D, AVGPOOL2D: window max or mean, no padding. */
@@ -843,7 +689,7 @@ static void lower_pool(L *l, const Node *n) {
   int64_t K = n->a.i[0], S = n->a.i[1];
   int ismax = n->op == OP_MAXPOOL2D, acc;
   KExpr *r, *oh, *ow, *kh, *kw;
-  KStmt **at = &l->k->body;
+  KStmt **at = &l->kg.k->body;
   at = loop_or_zero(l, &at, &r, os->dim[0] * os->dim[1], KL_PARALLEL);
   at = loop_or_zero(l, &at, &oh, os->dim[2], 0);
   at = loop_or_zero(l, &at, &ow, os->dim[3], KL_VECTOR);
@@ -856,7 +702,7 @@ static void lower_pool(L *l, const Node *n) {
   set(l, body, acc, ismax ? bin(l, KB_MAX, var(l, acc), x) : add(l, var(l, acc), x));
   KExpr *res = ismax ? var(l, acc) : bin(l, KB_DIV, var(l, acc), cf(l, (double)(K * K)));
   store(l, in, buf_of(l, n), add(l, muli(l, r, os->dim[2] * os->dim[3]), add(l, muli(l, oh, os->dim[3]), ow)), res);
-  l->k->flops = (double)numel(n) * (double)(K * K);
+  l->kg.k->flops = (double)numel(n) * (double)(K * K);
 }
 
 /* MAXPOOL2D_BWD(x, dy), AVGPOOL2D_BWD(dy): per (n, c) plane (planes run in
@@ -869,7 +715,7 @@ static void lower_pool_bwd(L *l, const Node *n) {
   int64_t K = n->a.i[0], S = n->a.i[1], HW = xs->dim[2] * xs->dim[3], W = xs->dim[3];
   int ob = buf_of(l, n), yb = buf_of(l, dy);
   KExpr *r, *z, *oh, *ow, *kh, *kw;
-  KStmt **at = &l->k->body;
+  KStmt **at = &l->kg.k->body;
   at = loop_or_zero(l, &at, &r, xs->dim[0] * xs->dim[1], KL_PARALLEL);
   KExpr *plane = muli(l, r, HW);
   KStmt **zl = loopv(l, &at, &z, HW, KL_VECTOR);
@@ -910,21 +756,13 @@ static void update_elem(L *l, const Node *n, KStmt **at, KExpr *i, int ss, int b
 
 /* for (v = lo; v < hi; v++) with expression bounds; returns the body slot. */
 static KStmt **loop_range(L *l, KStmt ***at, KExpr **ve, KExpr *lo, KExpr *hi, int flags) {
-  KStmt *s = st_new(l, KS_LOOP);
-  s->var = new_var(l, KT_I64);
-  s->lo = lo;
-  s->hi = hi;
-  s->step = 1;
-  s->flags = flags;
-  *ve = var(l, s->var);
-  *at = emit(*at, s);
-  return &s->body;
+  return kg_loop(&l->kg, at, ve, lo, hi, 1, flags);
 }
 
 static void lower_update_group(L *l, const Node *const *ns, int cnt) {
   const Node *n = ns[0];
   const double *f = n->a.f;
-  KStmt **at = &l->k->body;
+  KStmt **at = &l->kg.k->body;
   int ss = -1, bc2s = -1;
   if (n->op == OP_OPT_ADAM) {
     KExpr *st = ctxv(l, KCTX_STEP);
@@ -954,8 +792,8 @@ static void lower_update_group(L *l, const Node *const *ns, int cnt) {
     update_elem(l, ns[k], body, i, ss, bc2s);
     c0 += nc;
   }
-  l->k->flops = 0;
-  for (int k = 0; k < cnt; k++) l->k->flops += 8.0 * (double)numel(ns[k]->in[0]);
+  l->kg.k->flops = 0;
+  for (int k = 0; k < cnt; k++) l->kg.k->flops += 8.0 * (double)numel(ns[k]->in[0]);
 }
 
 /* One update as a kernel of its own (lower_fn's entry; lower_program
@@ -1101,7 +939,7 @@ KProgram *lower_program(Diag *d, Arena *a, const Graph *g, Node *const *roots, i
   p->node_buf = arena_alloc(a, ((size_t)g->nnodes + 1) * sizeof *p->node_buf);
   p->own_buf = p->node_buf;
   uint8_t *need = mark_needed(a, g, roots, nroots);
-  L l = {.a = a, .p = p, .g = g};
+  L l = {.a = a, .p = p, .g = g, .kg = {.a = a, .p = p}};
   for (int i = 0; i < g->nnodes; i++) {
     const Node *n = g->nodes[i];
     p->node_buf[i] = -1;
@@ -1133,15 +971,12 @@ KProgram *lower_program(Diag *d, Arena *a, const Graph *g, Node *const *roots, i
       continue;
     }
     if (fl & F_UPDATE) {  /* the updates of one rule: one kernel, at the last of them */
-      const Node **grp_n = arena_alloc(a, ((size_t)g->nnodes + 1) * sizeof *grp_n);
-      int cnt = 0, last = 1;
-      for (int j = 0; j < g->nnodes; j++) {
-        const Node *m = g->nodes[j];
-        if (!need[j] || !same_update(m, n)) continue;
-        if (j > i) last = 0;
-        grp_n[cnt++] = m;
-      }
-      if (!last) continue;
+      int later = 0, cnt = 0;
+      for (int j = i + 1; j < g->nnodes && !later; j++) later = need[j] && same_update(g->nodes[j], n);
+      if (later) continue;
+      const Node **grp_n = arena_alloc(a, ((size_t)i + 1) * sizeof *grp_n);
+      for (int j = 0; j <= i; j++)
+        if (need[j] && same_update(g->nodes[j], n)) grp_n[cnt++] = g->nodes[j];
       Kernel *k = kernel_new(&l, n);
       if (cnt > 1) k->name = arena_printf(a, "k%d_%s_x%d", n->id, op_info[n->op].name, cnt);
       lower_update_group(&l, grp_n, cnt);
