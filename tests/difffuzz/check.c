@@ -30,9 +30,13 @@
 #include "tests/util.h"
 #include "gen.h"
 
-#define ATOL 1e-5
-#define RTOL 1e-3
-#define SREL 2e-4
+/* Tolerances; DIFFFUZZ_TOL=atol,rtol,srel overrides them (0,0,0 shows that every value is compared). */
+static double ATOL = 1e-5, RTOL = 1e-3, SREL = 2e-4;
+
+static void tolerances(void) {
+  const char *s = getenv("DIFFFUZZ_TOL");
+  if (s) sscanf(s, "%lf,%lf,%lf", &ATOL, &RTOL, &SREL);
+}
 
 /* One recorded tensor: "fwd o1", "step2 loss", "step1 grad p3", "final param p3". */
 typedef struct Rec {
@@ -530,6 +534,7 @@ static void compare(const Recs *ref, const Recs *got, const OptimCfg *opt, int s
 /* ------------------------------------------------------------------ child */
 
 static void check_child(const char *text, const CheckOpts *o, CheckResult *r) {
+  tolerances();
   int steps = steps_of(text);
   uint64_t key = hash_text(text);
   Recs ref = {0}, got = {0};

@@ -155,8 +155,10 @@ static void write_failure(const char *dir, const char *name, const char *text, c
   fclose(f);
 }
 
+/* Counts and prints a failure; with --out writes the program (tag names
+ * the files) and its minimized form. */
 static void report(const Opts *o, const CheckOpts *co, Tally *t, const char *name, const char *text, const CheckResult *r,
-                   uint64_t seed, int generated) {
+                   const char *tag) {
   count_class(t, r);
   char first[256];
   copy(first, sizeof first, r->detail);
@@ -164,17 +166,17 @@ static void report(const Opts *o, const CheckOpts *co, Tally *t, const char *nam
   printf("FAIL %s: %s at %s%s%s: %s\n", name, r->cls, r->where, r->target[0] ? ", target " : "", r->target, first);
   if (o->verbose) printf("%s\n", r->detail);
   fflush(stdout);
-  if (!o->out || !generated) return;
+  if (!o->out) return;
   mkdir(o->out, 0777);
   char s[96], file[256];
   slug(s, sizeof s, r);
-  snprintf(file, sizeof file, "%s-%llu.orig.nnd", s, (unsigned long long)seed);
+  snprintf(file, sizeof file, "%s-%s.orig.nnd", s, tag);
   write_failure(o->out, file, text, r);
   char *small = o->no_reduce ? strdup(text) : reduce_program(text, co, r, o->reduce_time);
   CheckResult rr = *r;
   CheckResult again;
   if (!o->no_reduce && check_program(small, co, &again)) rr = again;
-  snprintf(file, sizeof file, "%s-%llu.nnd", s, (unsigned long long)seed);
+  snprintf(file, sizeof file, "%s-%s.nnd", s, tag);
   write_failure(o->out, file, small, &rr);
   printf("  minimized: %s/%s (%zu -> %zu bytes)\n", o->out, file, strlen(text), strlen(small));
   fflush(stdout);
@@ -224,7 +226,9 @@ static void replay(const Opts *o, const CheckOpts *co, Tally *t) {
     for (int j = 0; co->emit_c && j < co->ntargets; j++) t->per_target_c[j]++;
     if (check_program(text, co, &r)) {
       t->failed++;
-      report(o, co, t, names[i], text, &r, 0, 0);
+      char tag[256];
+      snprintf(tag, sizeof tag, "%.*s", (int)strlen(names[i]) - 4, names[i]);
+      report(o, co, t, names[i], text, &r, tag);
     } else {
       t->passed++;
       t->skipped += r.skipped;
@@ -282,7 +286,9 @@ int main(int argc, char **argv) {
       snprintf(name, sizeof name, "seed %llu", (unsigned long long)seed);
       if (check_program(text, &co, &r)) {
         t.failed++;
-        report(&o, &co, &t, name, text, &r, seed, 1);
+        char tag[32];
+        snprintf(tag, sizeof tag, "%llu", (unsigned long long)seed);
+        report(&o, &co, &t, name, text, &r, tag);
       } else {
         t.passed++;
         t.skipped += r.skipped;

@@ -19,7 +19,7 @@
 #include "gen.h"
 
 #define MAXV 96
-#define MAXEL 2048      /* elements of one value */
+#define MAXEL 4096      /* elements of one value */
 #define NCONST 6
 
 typedef struct GVal {
@@ -992,7 +992,7 @@ char *gen_program(uint64_t seed, unsigned *feat) {
   Gen g = {0};
   g.s = seed * 0x2545f4914f6cdd1dULL + 1;
   g.feat = feat;
-  static const int64_t sizes[] = {1, 2, 2, 3, 3, 3, 5, 5, 5, 7, 7, 8, 8, 13, 16, 17, 32};
+  static const int64_t sizes[] = {1, 2, 2, 3, 3, 3, 5, 5, 5, 7, 7, 8, 8, 13, 16, 17, 32, 31, 33, 64};
   static const int64_t batches[] = {1, 2, 3, 3, 4, 5, 8};
   for (int k = 0; k < NCONST; k++) g.cval[k] = sizes[rnd(&g, (int)(sizeof sizes / sizeof *sizes))];
   g.cval[rnd(&g, NCONST)] = 2 + rnd(&g, 2);   /* at least one small size */
@@ -1006,7 +1006,7 @@ char *gen_program(uint64_t seed, unsigned *feat) {
   };
   int total = 0, nst = (int)(sizeof st / sizeof *st);
   for (int k = 0; k < nst; k++) total += st[k].w;
-  int n = 3 + rnd(&g, 12);
+  int n = 3 + rnd(&g, chance(&g, 30) ? 24 : 12);
   for (int i = 0, tries = 0; i < n && tries < 200; tries++) {
     int r = rnd(&g, total), k = 0;
     while (r >= st[k].w) r -= st[k].w, k++;
