@@ -197,6 +197,7 @@ enum { H_WADD = 1, H_WSUB = 2, H_WMUL = 4, H_WSHR = 8, H_IMIN = 16, H_IMAX = 32,
  * micro-kernel of each KS_TILE shape (mr, nr, nc). */
 struct Helpers {
   unsigned bits;
+  int par;          /* some kernel has a parallel loop: run_par is needed */
   int ntile;
   int tile[64][3];
 };
@@ -695,6 +696,7 @@ static void print_program(Buf *o, const Prog *pr, struct Helpers *helpers) {
   for (int i = 0; i < p->nkernels; i++) {
     const Kernel *kn = p->kernels[i];
     if (kn->par > 0) bprintf(o, "  run_par(%s_%s, bufs, %lld, ctx);\n", pr->prefix, kn->name, (long long)kn->par);
+    if (kn->par > 0) helpers->par = 1;
     else bprintf(o, "  %s_%s(bufs, 0, 1, ctx);\n", pr->prefix, kn->name);
   }
   if (!p->nkernels) bputs(o, "  (void)bufs;\n  (void)ctx;\n");
@@ -876,60 +878,64 @@ static char *emit_header(Emit *e) {
 /* ----------------------------------------------------------- the source */
 
 /* The micro-kernel of a KS_TILE shape (kir.h).  With GNU C (gcc, clang)
- * the accumulators are named 8-float vectors, so they stay in registers and
- * each k step is nr/8 loads of B, mr broadcasts of A and mr*nr/8 multiply-
- * adds; other compilers get the plain loops.  Columns nc..nr are computed
- * from B's zero padding and not stored. */
+ * the accumulators are named L-float vectors (L = 8, or 4 for the generic
+ * target's tiles), so they stay in registers and each k step is nc/L loads
+ * of B, mr broadcasts of A and mr*nc/L multiply-adds; other compilers get
+ * the plain loops.  Columns past nc (B's zero padding) are not computed. */
 static void print_tile_fn(Buf *o, const int *t) {
-  int mr = t[0], nr = t[1], nc = t[2], nv = nr / 8;
+  /* nu: the vectors holding stored columns (the rest would be computed
+   * from B's padding and never stored: no code for them at all) */
+  int mr = t[0], nr = t[1], nc = t[2], L = nr >= 16 ? 8 : 4, nu = (nc + L - 1) / L;
   bprintf(o, "static void tile_%dx%d_%d(const float *restrict A, int64_t ars, int64_t acs, const float *restrict B,\n"
              "    int64_t brs, float *restrict C, int64_t crs, int64_t klen, int accum) {\n", mr, nr, nc);
-  bputs(o, "#if defined(__GNUC__)\n  const nndc_v8 z = {0};\n");
+  bprintf(o, "#if defined(__GNUC__)\n  const nndc_v%d z = {0};\n", L);
   for (int r = 0; r < mr; r++) {
-    bputs(o, "  nndc_v8");
-    for (int v = 0; v < nv; v++) bprintf(o, "%s c%d_%d = z", v ? "," : "", r, v);
+    bprintf(o, "  nndc_v%d", L);
+    for (int v = 0; v < nu; v++) bprintf(o, "%s c%d_%d = z", v ? "," : "", r, v);
     bputs(o, ";\n");
   }
   bputs(o, "  if (accum) {\n");
   for (int r = 0; r < mr; r++)
-    for (int v = 0; v < nv; v++) {
-      int w = nc - v * 8 < 8 ? nc - v * 8 : 8;
-      if (w == 8) bprintf(o, "    memcpy(&c%d_%d, C + %d * crs + %d, 32);\n", r, v, r, v * 8);
-      else if (w > 0) bprintf(o, "    NNDC_LDN(c%d_%d, C + %d * crs + %d, %d);\n", r, v, r, v * 8, w);
+    for (int v = 0; v < nu; v++) {
+      int w = nc - v * L < L ? nc - v * L : L;
+      if (w == L) bprintf(o, "    memcpy(&c%d_%d, C + %d * crs + %d, %d);\n", r, v, r, v * L, 4 * L);
+      else bprintf(o, "    NNDC_LDN(c%d_%d, C + %d * crs + %d, %d);\n", r, v, r, v * L, w);
     }
   bputs(o, "  }\n  for (int64_t k = 0; k < klen; k++) {\n    const float *b = B + k * brs, *a = A + k * acs;\n");
-  for (int v = 0; v < nv; v++) bprintf(o, "    nndc_v8 b%d;\n    memcpy(&b%d, b + %d, 32);\n", v, v, v * 8);
+  for (int v = 0; v < nu; v++) bprintf(o, "    nndc_v%d b%d;\n    memcpy(&b%d, b + %d, %d);\n", L, v, v, v * L, 4 * L);
   for (int r = 0; r < mr; r++) {
-    bprintf(o, "    {\n      const nndc_v8 av = z + a[%d * ars];\n     ", r);
-    for (int v = 0; v < nv; v++) bprintf(o, " c%d_%d += av * b%d;", r, v, v);
+    bprintf(o, "    {\n      const nndc_v%d av = z + a[%d * ars];\n     ", L, r);
+    for (int v = 0; v < nu; v++) bprintf(o, " c%d_%d += av * b%d;", r, v, v);
     bputs(o, "\n    }\n");
   }
   bputs(o, "  }\n");
   for (int r = 0; r < mr; r++)
-    for (int v = 0; v < nv; v++) {
-      int w = nc - v * 8 < 8 ? nc - v * 8 : 8;
-      if (w == 8) bprintf(o, "  memcpy(C + %d * crs + %d, &c%d_%d, 32);\n", r, v * 8, r, v);
-      else if (w > 0) bprintf(o, "  NNDC_STN(C + %d * crs + %d, c%d_%d, %d);\n", r, v * 8, r, v, w);
+    for (int v = 0; v < nu; v++) {
+      int w = nc - v * L < L ? nc - v * L : L;
+      if (w == L) bprintf(o, "  memcpy(C + %d * crs + %d, &c%d_%d, %d);\n", r, v * L, r, v, 4 * L);
+      else bprintf(o, "  NNDC_STN(C + %d * crs + %d, c%d_%d, %d);\n", r, v * L, r, v, w);
     }
   bputs(o, "#else\n");
-  bprintf(o, "  float acc[%d][%d];\n", mr, nr);
-  bprintf(o, "  for (int r = 0; r < %d; r++)\n    for (int c = 0; c < %d; c++) acc[r][c] = accum && c < %d ? C[r * crs + c] : 0.0f;\n",
-          mr, nr, nc);
+  bprintf(o, "  float acc[%d][%d];\n", mr, nc);
+  bprintf(o, "  for (int r = 0; r < %d; r++)\n    for (int c = 0; c < %d; c++) acc[r][c] = accum ? C[r * crs + c] : 0.0f;\n",
+          mr, nc);
   bputs(o, "  for (int64_t k = 0; k < klen; k++) {\n    const float *b = B + k * brs;\n");
   bprintf(o, "    for (int r = 0; r < %d; r++) {\n      const float a = A[r * ars + k * acs];\n"
-             "      for (int c = 0; c < %d; c++) acc[r][c] += a * b[c];\n    }\n  }\n", mr, nr);
+             "      for (int c = 0; c < %d; c++) acc[r][c] += a * b[c];\n    }\n  }\n", mr, nc);
   bprintf(o, "  for (int r = 0; r < %d; r++)\n    for (int c = 0; c < %d; c++) C[r * crs + c] = acc[r][c];\n", mr, nc);
   bputs(o, "#endif\n}\n\n");
 }
 
-/* The 8-float vector type and its unaligned loads and stores of the first
- * n lanes (macros: a vector passed by value changes the ABI without AVX),
- * for the micro-kernels under GNU C. */
+/* The 4- and 8-float vector types (4 for the generic target's 8-column
+ * tiles, whose packed panels are padded to 4 columns only) and their
+ * unaligned loads and stores of the first n lanes (macros: a vector passed
+ * by value changes the ABI without AVX), for the micro-kernels under GNU C. */
 static const char tile_prelude[] =
   "#if defined(__GNUC__)\n"
+  "typedef float nndc_v4 __attribute__((vector_size(16)));\n"
   "typedef float nndc_v8 __attribute__((vector_size(32)));\n"
-  "#define NNDC_LDN(v, p, n) do { float t_[8] = {0}; memcpy(t_, (p), (size_t)(n) * 4); memcpy(&(v), t_, 32); } while (0)\n"
-  "#define NNDC_STN(p, v, n) do { float t_[8]; memcpy(t_, &(v), 32); memcpy((p), t_, (size_t)(n) * 4); } while (0)\n"
+  "#define NNDC_LDN(v, p, n) do { float t_[8] = {0}; memcpy(t_, (p), (size_t)(n) * 4); memcpy(&(v), t_, sizeof(v)); } while (0)\n"
+  "#define NNDC_STN(p, v, n) do { float t_[8]; memcpy(t_, &(v), sizeof(v)); memcpy((p), t_, (size_t)(n) * 4); } while (0)\n"
   "#endif\n\n";
 
 static const char *const helper_src[] = {
@@ -961,20 +967,21 @@ static void print_prologue(Emit *e, Buf *o) {
              "#ifdef _OPENMP\n#include <omp.h>\n#endif\n#include \"%s.h\"\n\n", e->m);
   bputs(o, "enum { CTX_SEED, CTX_STEP, CTX_TRAINING, CTX_ERR, CTX_ERRVAL, CTX_COUNT };\n\n");
   bputs(o, "typedef void (*kernel_fn)(void **bufs, int64_t lo, int64_t hi, int64_t *ctx);\n\n");
-  bputs(o, "/* Runs kernel k over [0, par) split across the OpenMP threads (each element\n"
-           " * of the parallel loop is independent, so any split gives the same result). */\n"
-           "static void run_par(kernel_fn k, void **bufs, int64_t par, int64_t *ctx) {\n"
-           "#ifdef _OPENMP\n"
-           "#pragma omp parallel\n"
-           "  {\n"
-           "    int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();\n"
-           "    int64_t lo = par * t / nt, hi = par * (t + 1) / nt;\n"
-           "    if (lo < hi) k(bufs, lo, hi, ctx);\n"
-           "  }\n"
-           "#else\n"
-           "  k(bufs, 0, par, ctx);\n"
-           "#endif\n"
-           "}\n\n");
+  if (e->helpers.par)
+    bputs(o, "/* Runs kernel k over [0, par) split across the OpenMP threads (each element\n"
+             " * of the parallel loop is independent, so any split gives the same result). */\n"
+             "static void run_par(kernel_fn k, void **bufs, int64_t par, int64_t *ctx) {\n"
+             "#ifdef _OPENMP\n"
+             "#pragma omp parallel\n"
+             "  {\n"
+             "    int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();\n"
+             "    int64_t lo = par * t / nt, hi = par * (t + 1) / nt;\n"
+             "    if (lo < hi) k(bufs, lo, hi, ctx);\n"
+             "  }\n"
+             "#else\n"
+             "  k(bufs, 0, par, ctx);\n"
+             "#endif\n"
+             "}\n\n");
   if (e->helpers.bits) bputs(o, "/* helpers: kernel IR integers wrap like u64; min and max as the interpreter */\n");
   for (size_t i = 0; i < sizeof helper_src / sizeof *helper_src; i++)
     if (e->helpers.bits & (1u << i)) bputs(o, helper_src[i]);

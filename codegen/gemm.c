@@ -23,20 +23,15 @@
  */
 #include <string.h>
 #include "kir.h"
+#include "target.h"
 
 /* Micro-kernel: MR rows x nr columns of C in registers: nr is two vectors
- * of the host (32 on AVX-512, 16 on AVX2), so the 2 MR accumulators, two B
+ * of the target (32 on AVX-512, 16 on AVX2, 8 on generic x86-64), so the 2 MR accumulators, two B
  * vectors and an A broadcast fit the register file (32 zmm, 16 ymm) with no
  * spills.  NR is the largest nr. */
 enum { MR = 6, NR = 32, KC = 256, NCT = 8 };
 
-int gemm_host_nr(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  return __builtin_cpu_supports("avx512f") ? 32 : 16;
-#else
-  return 16;
-#endif
-}
+int gemm_target_nr(void) { return target_tile_nr(target_current()); }
 
 /* ---------------------------------------------------------------- builder */
 
@@ -235,7 +230,7 @@ static int64_t rem_width(int64_t N, int nr) {
 }
 
 int64_t gemm_pack_numel(int64_t M, int64_t N, int64_t K, int bcontig) {
-  int nr = gemm_host_nr();
+  int nr = gemm_target_nr();
   /* Packing reads and writes B once more: worth it when at least two row
    * blocks read every panel, or when B's rows are not contiguous. */
   if ((M <= MR && bcontig) || K == 0 || N == 0) return 0;
@@ -246,7 +241,7 @@ int64_t gemm_pack_numel(int64_t M, int64_t N, int64_t K, int bcontig) {
  * width w), the K x width panel row after row at j0 * K, so the
  * micro-kernel reads B contiguously whatever B's strides. */
 void gemm_pack(KGen *g, int64_t batch, int64_t N, int64_t K, GemmOperand B, int dst) {
-  int nr = gemm_host_nr();
+  int nr = gemm_target_nr();
   int64_t nfull = N / nr * nr, w = rem_width(N, nr), per = K * (nfull + w);
   KExpr *t, *jt, *c;
   KStmt **at = &g->k->body;
@@ -347,7 +342,7 @@ static void gemm_tile_call(Gemm *m, KStmt **at, KExpr *j0, int mr, int nc, int n
  * columns are computed (a packed remainder tile is padded with zeros). */
 static void gemm_tile(Gemm *m, KStmt **at, KExpr *j0, int mr, int nc, int nr) {
   KGen *g = m->g;
-  if (nr % (gemm_host_nr() / 2) == 0 && m->C.cs == 1 && (m->packed || m->B.cs == 1)) {
+  if (nr % (gemm_target_nr() / 2) == 0 && m->C.cs == 1 && (m->packed || m->B.cs == 1)) {
     gemm_tile_call(m, at, j0, mr, nc, nr);
     return;
   }
@@ -392,7 +387,7 @@ static void gemm_tile(Gemm *m, KStmt **at, KExpr *j0, int mr, int nc, int nr) {
  * remainder tile when `rem` holds. */
 static void gemm_rows(Gemm *m, KStmt **at, KExpr *jlo, KExpr *jhi, KExpr *rem, int mr) {
   KGen *g = m->g;
-  int nr = gemm_host_nr();
+  int nr = gemm_target_nr();
   int64_t N = m->N, nfull = N / nr * nr;
   if (nfull > 0) {
     KExpr *j0;
@@ -409,7 +404,7 @@ static void gemm_rows(Gemm *m, KStmt **at, KExpr *jlo, KExpr *jhi, KExpr *rem, i
 void gemm_lower(KGen *g, int64_t batch, int64_t M, int64_t N, int64_t K, GemmOperand A, GemmOperand B,
                 GemmOperand C, int packed, const GemmEpi *epi) {
   Gemm m = {.g = g, .A = A, .B = B, .C = C, .K = K, .N = N, .packed = packed, .epi = epi};
-  int nr = gemm_host_nr();
+  int nr = gemm_target_nr();
   g->k->flops = 2.0 * (double)batch * (double)M * (double)N * (double)K;
   if (batch * M * N == 0) return;
   int64_t nrb = (M + MR - 1) / MR, mrem = M % MR;
@@ -457,8 +452,8 @@ void gemm_lower(KGen *g, int64_t batch, int64_t M, int64_t N, int64_t K, GemmOpe
     KExpr *lastblk = kg_bin(g, KB_GE, kg_addi(g, jc, nct * nr), kg_int(g, nfull * nr));
     rem = rem ? kg_bin(g, KB_AND, rem, lastblk) : lastblk;
   }
-  if (mrem == 0) {
-    gemm_rows(&m, at, jlo, jhi, rem, MR);
+  if (mrem == 0 || M < MR) {  /* every row block full, or none (no dead full tile) */
+    gemm_rows(&m, at, jlo, jhi, rem, mrem == 0 ? MR : (int)mrem);
     return;
   }
   KExpr *full = kg_bin(g, KB_LE, kg_addi(g, m.i0, MR), kg_int(g, M));

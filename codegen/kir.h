@@ -153,6 +153,7 @@ typedef struct KProgram {
   int *own_buf;       /* the same indexed by the ids of the graph that was lowered
                        * (after passes_lower, node_buf is by the caller's ids) */
   size_t arena_bytes; /* size of the one block holding KB_ARENA and KB_CONST buffers */
+  int target;         /* the TargetKind it was lowered for (tile widths) */
 } KProgram;
 
 /* ---------------------------------------------------------------- lower.c */
@@ -183,6 +184,10 @@ typedef struct LlvmJit LlvmJit;
  * kernel k's entry point.  Returns NULL after reporting. */
 LlvmJit *llvm_compile(Diag *d, const KProgram *p, KernelFn *fns);
 void llvm_free(LlvmJit *j);
+/* Builds p's modules and compiles them to object code without loading them
+ * (so for any target, also one this host cannot execute): the bytes of
+ * object code, or 0 after reporting an error in d. */
+size_t llvm_compile_object(Diag *d, const KProgram *p);
 
 /* ---------------------------------------------------------- lower_fused.c */
 
@@ -251,9 +256,9 @@ typedef struct GemmEpi {
   void *ctx;
 } GemmEpi;
 
-/* Columns of the GEMM register tile on this host: two vectors (16 with
- * AVX2, 32 with AVX-512). */
-int gemm_host_nr(void);
+/* Columns of the GEMM register tile for the current target (target.h): two
+ * vectors (8 generic, 16 with AVX2, 32 with AVX-512). */
+int gemm_target_nr(void);
 /* Elements of the packed copy of B that gemm_lower reads for an M x K x N
  * product (per batch of B), or 0 when B is better read in place; bcontig:
  * B's rows are contiguous (column stride 1). */

@@ -29,6 +29,7 @@
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 #include "kir.h"
+#include "target.h"
 
 struct LlvmJit {
   LLVMOrcLLJITRef jit;
@@ -46,8 +47,8 @@ typedef struct Gen {
   LLVMValueRef *bufp;       /* [nbufs] base pointer in fn, NULL if unused */
   LLVMValueRef *vars;       /* [k->nvars] allocas */
   LLVMValueRef lo, hi, ctx; /* fn's range and ctx parameters */
-  LLVMValueRef math[KU_COUNT]; /* f32 -> f32 helpers for KU_EXP, KU_LOG, KU_TANH, KU_ERF */
-  const char *cpu, *feat;   /* host CPU and features, for function attributes */
+  LLVMValueRef math[KU_COUNT]; /* f32 -> f32 helpers for KU_EXP, KU_LOG, KU_LOG1P, KU_TANH, KU_ERF */
+  const char *cpu, *feat;   /* the target's CPU and features, for function attributes */
   int heavy;                /* this module holds kernel_heavy kernels (else the others), */
   int from, to;             /* those of rank [from, to) among them */
   struct { int mr, nr, nc; LLVMValueRef fn; } tile[64];  /* micro-kernels made so far */
@@ -390,7 +391,7 @@ static LLVMValueRef fptr(Gen *g, LLVMValueRef p, LLVMValueRef i) {
   return LLVMBuildInBoundsGEP2(g->b, g->f32, p, &i, 1, "");
 }
 
-/* The micro-kernel of KS_TILE for (mr, nr, nc), in explicit host vectors:
+/* The micro-kernel of KS_TILE for (mr, nr, nc), in explicit target vectors:
  * void tile(A, ars, acs, B, brs, C, crs, klen, accum) with mr x nr/VW
  * vector accumulators carried through the k loop, an A broadcast and nr/VW
  * B vector loads per step.  One function per shape, shared by every GEMM
@@ -399,7 +400,7 @@ static LLVMValueRef tile_fn(Gen *g, int mr, int nr, int nc) {
   for (int i = 0; i < g->ntile; i++)
     if (g->tile[i].mr == mr && g->tile[i].nr == nr && g->tile[i].nc == nc) return g->tile[i].fn;
   NNDC_ASSERT(g->ntile < 64 && mr <= 8 && nr <= 64);
-  int vw = gemm_host_nr() / 2, nv = nr / vw;
+  int vw = target_vector_width((TargetKind)g->p->target), nv = nr / vw;
   LLVMTypeRef vt = LLVMVectorType(g->f32, (unsigned)vw);
   LLVMTypeRef pt[9] = {g->ptr, g->i64, g->i64, g->ptr, g->i64, g->ptr, g->i64, g->i64, g->i1};
   char name[64];
@@ -553,7 +554,7 @@ static void add_enum_attr(Gen *g, LLVMValueRef f, unsigned idx, const char *name
 static void target_attrs(Gen *g, LLVMValueRef f, const char *cpu, const char *feat) {
   add_fn_attr(g, f, "target-cpu", cpu);
   add_fn_attr(g, f, "target-features", feat);
-  if (strstr(feat, "+avx512f")) add_fn_attr(g, f, "prefer-vector-width", "512");
+  if (g->p->target == TARGET_AVX512) add_fn_attr(g, f, "prefer-vector-width", "512");
 }
 
 /* The body function: (noalias buffer pointers..., lo, hi, ctx). */
@@ -783,7 +784,8 @@ static void emit_kernels(Gen *g, const char *cpu, const char *feat) {
 
 /* ---------------------------------------------------------------- compile */
 
-static LLVMTargetMachineRef host_machine(Diag *d, char **triple) {
+/* The target machine of program p's target (target.h). */
+static LLVMTargetMachineRef target_machine(Diag *d, const KProgram *p, char **triple) {
   char *err = NULL;
   LLVMTargetRef t;
   *triple = LLVMGetDefaultTargetTriple();
@@ -792,11 +794,12 @@ static LLVMTargetMachineRef host_machine(Diag *d, char **triple) {
     LLVMDisposeMessage(err);
     return NULL;
   }
-  char *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
+  char *cpu, *feat;
+  target_llvm_cpu((TargetKind)p->target, &cpu, &feat);
   LLVMTargetMachineRef tm = LLVMCreateTargetMachine(t, *triple, cpu, feat, LLVMCodeGenLevelAggressive,
                                                     LLVMRelocPIC, LLVMCodeModelJITDefault);
-  LLVMDisposeMessage(cpu);
-  LLVMDisposeMessage(feat);
+  free(cpu);
+  free(feat);
   return tm;
 }
 
@@ -817,7 +820,7 @@ static LLVMModuleRef build_module(Diag *d, LLVMContextRef c, const KProgram *p, 
   g.b = LLVMCreateBuilderInContext(c);
   g.bufp = calloc((size_t)p->nbufs + 1, sizeof *g.bufp);
   char *triple;
-  LLVMTargetMachineRef tm = host_machine(d, &triple);
+  LLVMTargetMachineRef tm = target_machine(d, p, &triple);
   if (!tm) {
     LLVMDisposeMessage(triple);
     return NULL;
@@ -825,7 +828,8 @@ static LLVMModuleRef build_module(Diag *d, LLVMContextRef c, const KProgram *p, 
   LLVMSetTarget(g.m, triple);
   LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
   LLVMSetModuleDataLayout(g.m, td);
-  char *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
+  char *cpu, *feat;
+  target_llvm_cpu((TargetKind)p->target, &cpu, &feat);
   make_math(&g);
   g.cpu = cpu, g.feat = feat;
   emit_kernels(&g, cpu, feat);
@@ -838,8 +842,8 @@ static LLVMModuleRef build_module(Diag *d, LLVMContextRef c, const KProgram *p, 
     fputs(s, stderr);
     LLVMDisposeMessage(s);
   }
-  LLVMDisposeMessage(cpu);
-  LLVMDisposeMessage(feat);
+  free(cpu);
+  free(feat);
   LLVMDisposeTargetData(td);
   LLVMDisposeTargetMachine(tm);
   LLVMDisposeMessage(triple);
@@ -866,7 +870,7 @@ static void *compile_part(void *arg) {
   LLVMContextRef c = LLVMContextCreate();
   LLVMModuleRef m = build_module(&pt->d, c, pt->p, pt->heavy, pt->from, pt->to);
   char *triple = NULL, *err = NULL;
-  LLVMTargetMachineRef tm = m ? host_machine(&pt->d, &triple) : NULL;
+  LLVMTargetMachineRef tm = m ? target_machine(&pt->d, pt->p, &triple) : NULL;
   if (tm && LLVMTargetMachineEmitToMemoryBuffer(tm, m, LLVMObjectFile, &err, &pt->obj)) {
     diag_error(&pt->d, (Loc){0}, "code generation failed: %s", err ? err : "?");
     pt->obj = NULL;
@@ -879,23 +883,12 @@ static void *compile_part(void *arg) {
   return NULL;
 }
 
-static LlvmJit *compile_locked(Diag *d, const KProgram *p, KernelFn *fns) {
-  LLVMOrcLLJITRef jit;
-  if (llvm_failed(d, LLVMOrcCreateLLJIT(&jit, LLVMOrcCreateLLJITBuilder()), "creating LLJIT")) return NULL;
-  LlvmJit *j = calloc(1, sizeof *j);
-  j->jit = jit;
-  LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(jit);
-  LLVMOrcDefinitionGeneratorRef dg;
-  if (llvm_failed(d, LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&dg, LLVMOrcLLJITGetGlobalPrefix(jit), NULL, NULL), "process symbols")) {
-    llvm_free(j);
-    return NULL;
-  }
-  LLVMOrcJITDylibAddGenerator(jd, dg);
-  /* the modules: each class of kernels in chunks of at least 8, at most one
-   * per CPU, compiled to object code on threads of their own */
+/* Builds and compiles the modules of p to object code (part[0..*np)), on
+ * threads of their own: each class of kernels in chunks of at least 8, at
+ * most one per CPU.  Returns 0, or -1 after reporting in d (no object left). */
+static int compile_parts(Diag *d, const KProgram *p, Part *part, int *np_out) {
   long ncpu = getenv("NNDC_COMPILE_THREADS") ? atol(getenv("NNDC_COMPILE_THREADS")) : sysconf(_SC_NPROCESSORS_ONLN);
   int nt = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu, np = 0;
-  Part part[16];
   for (int heavy = 0; heavy < 2; heavy++) {
     int n = count_kernels(p, heavy), k = (n + 7) / 8;
     if (k > nt) k = nt;
@@ -918,8 +911,34 @@ static LlvmJit *compile_locked(Diag *d, const KProgram *p, KernelFn *fns) {
       diag_error(d, (Loc){0}, "JIT: %s", part[i].d.buf ? part[i].d.buf : "code generation failed");
     }
     diag_free(&part[i].d);
-    if (bad) {
+  }
+  if (bad)
+    for (int i = 0; i < np; i++)
       if (part[i].obj) LLVMDisposeMemoryBuffer(part[i].obj);
+  *np_out = bad ? 0 : np;
+  return bad ? -1 : 0;
+}
+
+static LlvmJit *compile_locked(Diag *d, const KProgram *p, KernelFn *fns) {
+  Part part[16];
+  int np;
+  if (compile_parts(d, p, part, &np)) return NULL;
+  LLVMOrcLLJITRef jit;
+  int bad = llvm_failed(d, LLVMOrcCreateLLJIT(&jit, LLVMOrcCreateLLJITBuilder()), "creating LLJIT");
+  LlvmJit *j = NULL;
+  LLVMOrcJITDylibRef jd = NULL;
+  if (!bad) {
+    j = calloc(1, sizeof *j);
+    j->jit = jit;
+    jd = LLVMOrcLLJITGetMainJITDylib(jit);
+    LLVMOrcDefinitionGeneratorRef dg;
+    bad = llvm_failed(d, LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&dg, LLVMOrcLLJITGetGlobalPrefix(jit), NULL, NULL),
+                      "process symbols");
+    if (!bad) LLVMOrcJITDylibAddGenerator(jd, dg);
+  }
+  for (int i = 0; i < np; i++) {
+    if (bad) {
+      LLVMDisposeMemoryBuffer(part[i].obj);
       continue;
     }
     if (llvm_failed(d, LLVMOrcLLJITAddObjectFile(jit, jd, part[i].obj), "adding object code")) bad = 1;
@@ -940,11 +959,29 @@ static LlvmJit *compile_locked(Diag *d, const KProgram *p, KernelFn *fns) {
 }
 
 LlvmJit *llvm_compile(Diag *d, const KProgram *p, KernelFn *fns) {
+  if (!target_host_runs((TargetKind)p->target)) {
+    diag_error(d, (Loc){0}, "JIT: this host cannot execute code for target '%s' (it runs up to '%s'); emit-c writes C for any target",
+               target_name((TargetKind)p->target), target_name(target_host()));
+    return NULL;
+  }
   pthread_once(&init_once, init_llvm);
   pthread_mutex_lock(&jit_lock);
   LlvmJit *j = compile_locked(d, p, fns);
   pthread_mutex_unlock(&jit_lock);
   return j;
+}
+
+size_t llvm_compile_object(Diag *d, const KProgram *p) {
+  pthread_once(&init_once, init_llvm);
+  Part part[16];
+  int np;
+  if (compile_parts(d, p, part, &np)) return 0;
+  size_t bytes = 0;
+  for (int i = 0; i < np; i++) {
+    bytes += LLVMGetBufferSize(part[i].obj);
+    LLVMDisposeMemoryBuffer(part[i].obj);
+  }
+  return bytes;
 }
 
 void llvm_free(LlvmJit *j) {

@@ -16,6 +16,7 @@
 #include <math.h>
 #include <string.h>
 #include "kir.h"
+#include "target.h"
 
 /* The state of lowering one kernel. */
 typedef struct L {
@@ -932,6 +933,7 @@ static uint8_t *mark_needed(Arena *a, const Graph *g, Node *const *roots, int nr
 KProgram *lower_program(Diag *d, Arena *a, const Graph *g, Node *const *roots, int nroots) {
   KProgram *p = arena_alloc(a, sizeof *p);
   p->arena = a;
+  p->target = (int)target_current();
   /* a node has at most one buffer and one kernel, but a MATMUL or a
    * convolution up to four of each (scratch operands, their packing) */
   p->bufs = arena_alloc(a, (4 * (size_t)g->nnodes + 1) * sizeof *p->bufs);

@@ -72,6 +72,10 @@ Test(cli, usage_errors_exit_2) {
   free(o);
   free(nndc(&st, "check"));
   cr_expect_eq(st, 2);
+  o = nndc(&st, "run %s/models/mlp.nnd --target sse9", NNDC_SHARED_DIR);
+  cr_expect_eq(st, 2);
+  cr_expect(strstr(o, "--target must be generic, avx2, avx512 or host"), "%s", o);
+  free(o);
 }
 
 Test(cli, model_error_exit_1_with_caret) {
@@ -205,6 +209,60 @@ Test(cli, run_skips_what_needs_unfed_inputs) {
   o = nndc(&st, "run %s/models/mlp.nnd --engine interp --feed z=%s", NNDC_SHARED_DIR, x);
   cr_expect_eq(st, 1, "unknown input: %s", o);
   cr_expect(strstr(o, "no input named 'z'"), "%s", o);
+  free(o);
+  free(dir);
+}
+
+/* An input without a symbolic dimension is fed whole, whatever the other
+ * inputs' sample counts; inputs that share one must agree on it. */
+Test(cli, run_inputs_without_symbolic_dims) {
+  char *dir = util_tmpdir(), m[600], a[600], b[600], c[600], y[600];
+  snprintf(m, sizeof m, "%s/ab.nnd", dir);
+  cr_assert_eq(util_write_file(m, "input a: f32[N, 1, 5]\ninput b: f32[4, 5]\ninput c: f32[N, 2]\n"
+                                  "output y = sum(a, axis=1) @ transpose(b)\noutput z = c * 2\n"), 0);
+  snprintf(a, sizeof a, "%s/a.npy", dir);
+  snprintf(b, sizeof b, "%s/b.npy", dir);
+  snprintf(c, sizeof c, "%s/c.npy", dir);
+  Shape sa = {3, {3, 1, 5}}, sb = {2, {4, 5}}, sc = {2, {3, 2}};
+  write_f32(a, &sa, 1, -1, 1);
+  write_f32(b, &sb, 2, -1, 1);
+  write_f32(c, &sc, 3, -1, 1);
+  for (int e = 0; e < 2; e++) {
+    int st;
+    char *o = nndc(&st, "run %s --engine %s --feed a=%s --feed b=%s --feed c=%s --out %s", m, e ? "jit" : "interp", a, b,
+                   c, dir);
+    cr_expect_eq(st, 0, "%s", o);
+    free(o);
+    snprintf(y, sizeof y, "%s/y.npy", dir);
+    int64_t n;
+    float *v = read_f32(y, &n);
+    cr_expect_eq(n, 12);
+    float xa[15], xb[20];
+    util_fill(xa, 15, 1, -1, 1);
+    util_fill(xb, 20, 2, -1, 1);
+    for (int i = 0; i < 3; i++)
+      for (int j = 0; j < 4; j++) {
+        double want = 0;
+        for (int k = 0; k < 5; k++) want += (double)xa[i * 5 + k] * xb[j * 5 + k];
+        cr_expect_float_eq(v[i * 4 + j], want, 1e-5, "y[%d][%d] = %g, want %g", i, j, v[i * 4 + j], want);
+      }
+    free(v);
+  }
+  /* c shares N with a: 4 samples against a's 3 is an error naming N */
+  Shape sc4 = {2, {4, 2}};
+  write_f32(c, &sc4, 3, -1, 1);
+  int st;
+  char *o = nndc(&st, "run %s --engine interp --feed a=%s --feed b=%s --feed c=%s --out %s", m, a, b, c, dir);
+  cr_expect_eq(st, 1, "%s", o);
+  cr_expect(strstr(o, "'N'") && strstr(o, "error"), "%s", o);
+  free(o);
+  /* b's fixed first dimension must match */
+  Shape sb5 = {2, {5, 5}};
+  write_f32(b, &sb5, 2, -1, 1);
+  write_f32(c, &sc, 3, -1, 1);
+  o = nndc(&st, "run %s --engine interp --feed a=%s --feed b=%s --feed c=%s --out %s", m, a, b, c, dir);
+  cr_expect_eq(st, 1, "%s", o);
+  cr_expect(strstr(o, "b.npy: error:"), "%s", o);
   free(o);
   free(dir);
 }

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 #include "codegen/codegen.h"
+#include "codegen/kir.h"
+#include "codegen/target.h"
 #include "tests/util.h"
 
 /* A graph under test with its arena and diagnostics. */
@@ -550,7 +552,8 @@ Test(jit, vectorizes) {
   fseek(f, 0, SEEK_SET);
   char line[4096];
   int vec = 0;
-  const char *want = __builtin_cpu_supports("avx512f") ? "<16 x float>" : "<8 x float>";
+  char want[32];  /* the vectors of the target compiled for (NNDC_TARGET in the per-target runs) */
+  snprintf(want, sizeof want, "<%d x float>", target_vector_width(target_current()));
   while (fgets(line, sizeof line, f)) vec += strstr(line, want) != NULL;
   fclose(f);
   unlink(path);
@@ -600,3 +603,55 @@ Test(jit_models, autoencoder) { Define d = {"N", 5, 1}; model_train_steps("autoe
 Test(jit_models, lenet, .timeout = 300) { Define d = {"N", 3, 1}; model_train_steps("lenet.nnd", &d, 1, 5e-5); }
 Test(jit_models, rnn, .timeout = 300) { Define d = {"N", 3, 1}; model_train_steps("rnn.nnd", &d, 1, 5e-5); }
 Test(jit_models, lstm, .timeout = 300) { Define d = {"N", 3, 1}; model_train_steps("lstm.nnd", &d, 1, 5e-5); }
+
+/* The JIT's code generation for every target, also those this host cannot
+ * execute (the per-target runs of this suite execute the ones it can): the
+ * training step of every shared model compiles to object code, at its train
+ * block's batch and at batch 3 (the recurrent ones with 3 steps). */
+Test(jit_targets, every_model_compiles_for_every_target, .timeout = 600) {
+  static const char *const models[] = {"mlp", "logreg", "linreg", "deep_mlp", "autoencoder", "lenet", "rnn", "lstm"};
+  for (size_t mi = 0; mi < sizeof models / sizeof *models; mi++)
+    for (int small = 0; small < 2; small++) {
+      T *t = t_new();
+      Define defs[2] = {{"T", 3, 1}, {"N", 3, 1}};
+      int recurrent = !strcmp(models[mi], "rnn") || !strcmp(models[mi], "lstm");
+      BuildOpts o = {.defs = recurrent ? defs : defs + 1, .ndefs = recurrent + small, .training = 1};
+      char path[512];
+      snprintf(path, sizeof path, "%s/models/%s.nnd", NNDC_SHARED_DIR, models[mi]);
+      cr_assert_eq(fe_compile_file(&t->d, &t->g, path, &o), 0, "%s", t->d.buf);
+      cr_assert_eq(pass_autodiff(&t->d, &t->g), 0, "%s", t->d.buf);
+      cr_assert_eq(pass_optim(&t->d, &t->g), 0, "%s", t->d.buf);
+      Node *roots[64];
+      int n = 0;
+      roots[n++] = t->g.loss;
+      for (int i = 0; i < t->g.nupdates && n < 64; i++) roots[n++] = t->g.updates[i];
+      for (int tk = 0; tk < TARGET_COUNT; tk++) {
+        target_set(tk);
+        Arena a;
+        arena_init(&a);
+        KProgram *p = passes_lower(&t->d, &a, &t->g, roots, n);
+        cr_assert(p, "%s", t->d.buf ? t->d.buf : "");
+        cr_expect_eq(p->target, tk);
+        size_t bytes = llvm_compile_object(&t->d, p);
+        cr_expect_gt(bytes, 0, "%s for %s: %s", models[mi], target_name(tk), t->d.buf ? t->d.buf : "");
+        arena_free(&a);
+      }
+      target_set(-1);
+      t_free(t);
+    }
+}
+
+/* A target the host cannot execute is refused with a clear error, never run. */
+Test(jit_targets, unrunnable_target_refused) {
+  if (target_host() == TARGET_AVX512) cr_skip_test("this host runs every target");
+  T *t = t_new();
+  cr_assert_eq(util_compile(&t->d, &t->g, "input x: f32[4, 3]\noutput y = relu(x) @ transpose(x)\n", NULL), 0);
+  Node *r = t->g.outputs[0].node;
+  target_set(TARGET_AVX512);
+  JitProgram *p = jit_compile(&t->d, &t->g, &r, 1, 1, 0);
+  target_set(-1);
+  cr_expect_null(p);
+  cr_expect(t->d.buf && strstr(t->d.buf, "cannot execute code for target 'avx512'"), "%s", t->d.buf ? t->d.buf : "");
+  jit_free(p);
+  t_free(t);
+}

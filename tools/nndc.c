@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "cli.h"
+#include "codegen/target.h"
 
 static void usage(void) {
   fputs("usage: nndc COMMAND MODEL.nnd [options]\n"
@@ -32,6 +33,8 @@ static void usage(void) {
         "  emit-c M.nnd -o DIR [--train] [--weights P]\n"
         "  bench M.nnd [--train] [--json] [--repeats R] [--baseline]\n"
         "options for every command: -D NAME=VALUE\n"
+        "options for run, train, bench, emit-c: --target generic|avx2|avx512|host\n"
+        "  (the code-generation target; default: NNDC_TARGET, else the host's best)\n"
         "options for run, train, bench: --engine jit|interp, --threads T\n",
         stderr);
 }
@@ -120,7 +123,12 @@ static void parse_option(Cli *c, int argc, char **argv, int *i) {
     c->seed = parse_int(a, optval(argc, argv, i), 0);
     c->has_seed = 1;
   } else if (!strcmp(a, "--threads")) c->threads = (int)parse_int(a, optval(argc, argv, i), 1);
-  else if (!strcmp(a, "--engine")) {
+  else if (!strcmp(a, "--target")) {
+    const char *t = optval(argc, argv, i);
+    int k = target_parse(t);
+    if (k < 0) usage_error("--target must be generic, avx2, avx512 or host, got '%s'", t);
+    target_set(k);
+  } else if (!strcmp(a, "--engine")) {
     const char *e = optval(argc, argv, i);
     if (!strcmp(e, "jit")) c->engine = ENGINE_JIT;
     else if (!strcmp(e, "interp")) c->engine = ENGINE_INTERP;

@@ -22,8 +22,12 @@ static const Node *input_named(const Graph *g, const char *name) {
 }
 
 /* Converts the arrays fed to g's inputs into a Dataset; every array must
- * feed a declared input and all must hold the same number of samples. */
-static void make_dataset(Diag *d, const Graph *g, const Pair *p, int n, const Array *raw, Dataset *ds) {
+ * feed a declared input and, with same_samples (training data), all must
+ * hold the same number of samples.  `run` feeds each array whole: the
+ * frontend has bound the symbolic dims from the feeds (inputs sharing one
+ * must agree) and every array must then have its input's shape. */
+static void make_dataset(Diag *d, const Graph *g, const Pair *p, int n, const Array *raw, Dataset *ds,
+                         int same_samples) {
   memset(ds, 0, sizeof *ds);
   ds->n = n;
   ds->inputs = calloc((size_t)n + 1, sizeof *ds->inputs);
@@ -43,7 +47,7 @@ static void make_dataset(Diag *d, const Graph *g, const Pair *p, int n, const Ar
     ds->inputs[i] = in;
     if (data_convert(d, p[i].path, &raw[i], in, &ds->arrays[i])) fail(d);
     int64_t ns = ds->arrays[i].shape.dim[0];
-    if (i > 0 && ns != ds->nsamples) {
+    if (same_samples && i > 0 && ns != ds->nsamples) {
       diag_file_error(d, p[i].path, "holds %lld samples but '%s' (%s) holds %lld", (long long)ns,
                       p[0].name, p[0].path, (long long)ds->nsamples);
       fail(d);
@@ -119,11 +123,11 @@ int cmd_run(Cli *c, Diag *d) {
   Graph g;
   compile(c, d, &g, &a, 0, 0, feeds, c->nfeeds);
   Dataset ds;
-  make_dataset(d, &g, c->feeds, c->nfeeds, raw, &ds);
+  make_dataset(d, &g, c->feeds, c->nfeeds, raw, &ds, 0);
   for (int i = 0; i < c->nfeeds; i++) array_free(&raw[i]);
   for (int i = 0; i < ds.n; i++)
     if (ds.arrays[i].shape.dim[0] != ds.inputs[i]->shape.dim[0]) {
-      diag_file_error(d, c->feeds[i].path, "holds %lld samples but input '%s' has %lld",
+      diag_file_error(d, c->feeds[i].path, "its first dimension is %lld but input '%s' declares %lld",
                       (long long)ds.arrays[i].shape.dim[0], ds.inputs[i]->name,
                       (long long)ds.inputs[i]->shape.dim[0]);
       fail(d);
@@ -235,14 +239,14 @@ int cmd_train(Cli *c, Diag *d) {
   Graph tg, eg, etail;
   compile(c, d, &tg, &a, 1, c->batch, NULL, 0);
   Dataset train, test;
-  make_dataset(d, &tg, c->feeds, c->nfeeds, raw, &train);
+  make_dataset(d, &tg, c->feeds, c->nfeeds, raw, &train, 1);
   if (pass_autodiff(d, &tg) || pass_optim(d, &tg)) fail(d);
   Graph *egp = NULL, *etp = NULL;
   if (c->ntests) {
     int64_t ntest = rawt[0].shape.rank ? rawt[0].shape.dim[0] : 1;
     int64_t eb = ntest < 1000 ? ntest : 1000;
     compile(c, d, &eg, &a, 0, eb, NULL, 0);
-    make_dataset(d, &eg, c->tests, c->ntests, rawt, &test);
+    make_dataset(d, &eg, c->tests, c->ntests, rawt, &test, 1);
     egp = &eg;
     int64_t rem = test.nsamples % eb;
     if (rem && eg.ninputs && eg.inputs[0].node->shape.dim[0] == eb) {
