@@ -565,7 +565,9 @@ Test(jit, vectorizes) {
  * optimizer), 3 steps: outputs, loss, metrics, and every param and optimizer
  * state (which hold the gradients) agree with the interpreter.  Odd batch
  * sizes exercise the loop remainders. */
-static void model_train_steps(const char *file, const Define *defs, int ndefs, double tol) {
+/* The training step of shared model `file` (forward, backward, optimizer)
+ * in a new T; roots[0..*n) receive the loss, outputs, metrics and updates. */
+static T *training_step(const char *file, const Define *defs, int ndefs, Node **roots, int *n_out) {
   T *t = t_new();
   BuildOpts o = {.defs = defs, .ndefs = ndefs, .training = 1};
   char path[512];
@@ -573,13 +575,20 @@ static void model_train_steps(const char *file, const Define *defs, int ndefs, d
   cr_assert_eq(fe_compile_file(&t->d, &t->g, path, &o), 0, "%s", t->d.buf);
   cr_assert_eq(pass_autodiff(&t->d, &t->g), 0, "%s", t->d.buf);
   cr_assert_eq(pass_optim(&t->d, &t->g), 0, "%s", t->d.buf);
-  Node *roots[64];
   int n = 0;
   roots[n++] = t->g.loss;
   for (int i = 0; i < t->g.noutputs && n < 48; i++) roots[n++] = t->g.outputs[i].node;
   for (int i = 0; i < t->g.nmetrics && n < 48; i++) roots[n++] = t->g.metrics[i].node;
   for (int i = 0; i < t->g.nupdates && n < 64; i++) roots[n++] = t->g.updates[i];
   cr_assert(n < 64, "too many roots");
+  *n_out = n;
+  return t;
+}
+
+static void model_train_steps(const char *file, const Define *defs, int ndefs, double tol) {
+  Node *roots[64];
+  int n;
+  T *t = training_step(file, defs, ndefs, roots, &n);
   for (int i = 0; i < t->g.nnodes; i++) {
     const Node *x = t->g.nodes[i];
     t->lo[i] = x->op == OP_STATE ? 0 : -0.1f;
@@ -612,19 +621,13 @@ Test(jit_targets, every_model_compiles_for_every_target, .timeout = 600) {
   static const char *const models[] = {"mlp", "logreg", "linreg", "deep_mlp", "autoencoder", "lenet", "rnn", "lstm"};
   for (size_t mi = 0; mi < sizeof models / sizeof *models; mi++)
     for (int small = 0; small < 2; small++) {
-      T *t = t_new();
       Define defs[2] = {{"T", 3, 1}, {"N", 3, 1}};
       int recurrent = !strcmp(models[mi], "rnn") || !strcmp(models[mi], "lstm");
-      BuildOpts o = {.defs = recurrent ? defs : defs + 1, .ndefs = recurrent + small, .training = 1};
-      char path[512];
-      snprintf(path, sizeof path, "%s/models/%s.nnd", NNDC_SHARED_DIR, models[mi]);
-      cr_assert_eq(fe_compile_file(&t->d, &t->g, path, &o), 0, "%s", t->d.buf);
-      cr_assert_eq(pass_autodiff(&t->d, &t->g), 0, "%s", t->d.buf);
-      cr_assert_eq(pass_optim(&t->d, &t->g), 0, "%s", t->d.buf);
+      char file[64];
+      snprintf(file, sizeof file, "%s.nnd", models[mi]);
       Node *roots[64];
-      int n = 0;
-      roots[n++] = t->g.loss;
-      for (int i = 0; i < t->g.nupdates && n < 64; i++) roots[n++] = t->g.updates[i];
+      int n;
+      T *t = training_step(file, recurrent ? defs : defs + 1, recurrent + small, roots, &n);
       for (int tk = 0; tk < TARGET_COUNT; tk++) {
         target_set(tk);
         Arena a;
