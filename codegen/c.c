@@ -10,11 +10,13 @@
  * live at the planner's offsets in the caller's workspace.
  *
  * Because both backends print one lowered program, they agree by
- * construction; the only differences are libm's exp/log/tanh/erf versus the
- * JIT's own vector math.  Kernel IR integers wrap (u64 arithmetic), which the
- * dropout hash relies on; C's signed overflow is undefined, so integer
- * arithmetic that can overflow (anything touching xor, shifts, big constants
- * or the run context) is printed through small wrapping helpers.
+ * construction; the only differences are libm's exp/log/log1p/tanh/erf
+ * versus the JIT's own vector math (both within a few ulp of PyTorch's
+ * float32 results: tests/test_math.c).  Kernel IR integers wrap (u64
+ * arithmetic), which the dropout hash relies on; C's signed overflow is
+ * undefined, so integer arithmetic that can overflow (anything touching
+ * xor, shifts, big constants or the run context) is printed through small
+ * wrapping helpers.
  *
  * Expressions in the IR are DAGs (the hash reuses subexpressions): a node
  * used twice in one statement is printed once into a `const` temporary.
@@ -83,8 +85,8 @@ static const char *const keywords[] = {
 /* Names a kernel body uses besides its buffers. */
 static const char *const kernel_names[] = {
   "bufs", "lo", "hi", "ctx", "int64_t", "int32_t", "uint64_t", "size_t", "NULL", "INFINITY", "NAN",
-  "expf", "exp", "logf", "log", "sqrtf", "sqrt", "tanhf", "tanh", "erff", "erf", "floorf", "floor",
-  "fabsf", "fabs", "fminf", "fmin", "fmaxf", "fmax", "powf", "pow", "fmodf", "fmod", "minf_", "maxf_", "mind_", "maxd_",
+  "expf", "exp", "logf", "log", "log1pf", "log1p", "sqrtf", "sqrt", "tanhf", "tanh", "erff", "erf",
+  "floorf", "floor", "fabsf", "fabs", "fminf", "fmin", "fmaxf", "fmax", "powf", "pow", "fmodf", "fmod", "minf_", "maxf_", "mind_", "maxd_",
   "wadd", "wsub", "wmul", "wshr", "imin", "imax", "iabs", NULL,
 };
 
@@ -314,8 +316,8 @@ static void print_top(Kp *k, const KExpr *e) {
 }
 
 static void print_un(Kp *k, const KExpr *e) {
-  static const char *const f32[] = {NULL, "fabsf", "sqrtf", "expf", "logf", "tanhf", "erff", "floorf"};
-  static const char *const f64[] = {NULL, "fabs", "sqrt", "exp", "log", "tanh", "erf", "floor"};
+  static const char *const f32[] = {NULL, "fabsf", "sqrtf", "expf", "logf", "tanhf", "erff", "floorf", "log1pf"};
+  static const char *const f64[] = {NULL, "fabs", "sqrt", "exp", "log", "tanh", "erf", "floor", "log1p"};
   const KExpr *a = e->a[0];
   if (e->op == KU_NOT) { call1(k, "!", a); return; }
   if (e->t == KT_I64) {

@@ -38,6 +38,7 @@ enum {
 
 typedef enum {
   KU_NEG, KU_ABS, KU_SQRT, KU_EXP, KU_LOG, KU_TANH, KU_ERF, KU_FLOOR,
+  KU_LOG1P,       /* f32 only */
   KU_NOT,         /* bool */
   KU_COUNT
 } KUnop;

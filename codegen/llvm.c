@@ -138,34 +138,38 @@ static LLVMValueRef math_begin(Gen *g, const char *name, LLVMValueRef *x) {
 
 /* exp(x): x = n ln2 + r with |r| <= ln2/2 (ln2 split hi/lo, Cody-Waite);
  * exp(r) by a degree-7 Taylor polynomial (truncation < 1e-8 relative),
- * scaled by 2^n built in the exponent bits.  Max error about 2 ulp on
- * [-87.3, 88.7]; below: 0 (flush), above: +inf; NaN propagates. */
+ * scaled by 2^n built in the exponent bits, as two factors so that n = 128
+ * stays finite and results below FLT_MIN round once, into the subnormals.
+ * Max error about 1 ulp over the whole range: x > EXP_HI (the largest float
+ * whose exp is finite): +inf; x < -104: 0; NaN propagates. */
+#define EXP_HI 88.72283172607421875
 static LLVMValueRef exp_body(Gen *g, LLVMValueRef x) {
   static const double c[] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040};
-  LLVMValueRef xc = fsel(g, LLVMRealOGT, x, cf32(g, 88.7228), cf32(g, 88.7228), x);
-  xc = fsel(g, LLVMRealOLT, xc, cf32(g, -87.3365), cf32(g, -87.3365), xc);
+  LLVMValueRef xc = fsel(g, LLVMRealOGT, x, cf32(g, EXP_HI), cf32(g, EXP_HI), x);
+  xc = fsel(g, LLVMRealOLT, xc, cf32(g, -104), cf32(g, -104), xc);
   LLVMValueRef t = f_mul(g, xc, cf32(g, 1.44269504088896341));
   LLVMValueRef n = intrinsic(g, "llvm.rint", g->f32, &t, 1);
   LLVMValueRef r = f_sub(g, xc, f_mul(g, n, cf32(g, 0.693145751953125)));
   r = f_sub(g, r, f_mul(g, n, cf32(g, 1.428606765330187045e-06)));
   LLVMValueRef p = horner(g, r, c, 8);
   LLVMValueRef ni = LLVMBuildFPToSI(g->b, n, g->i32, "");
-  /* 2^n as two factors so n = 128 (x near 88.7) stays finite */
+  /* 2^n = 2^h 2^(n-h), both normal for n in [-150, 128] */
   LLVMValueRef h = LLVMBuildAShr(g->b, ni, ci32(g, 1), "");
   LLVMValueRef s1 = LLVMBuildBitCast(g->b, LLVMBuildShl(g->b, LLVMBuildAdd(g->b, h, ci32(g, 127), ""), ci32(g, 23), ""), g->f32, "");
   LLVMValueRef s2 = LLVMBuildBitCast(g->b, LLVMBuildShl(g->b, LLVMBuildAdd(g->b, LLVMBuildSub(g->b, ni, h, ""), ci32(g, 127), ""), ci32(g, 23), ""), g->f32, "");
   LLVMValueRef y = f_mul(g, f_mul(g, p, s1), s2);
-  y = fsel(g, LLVMRealOGT, x, cf32(g, 88.7228), cf32(g, INFINITY), y);
-  y = fsel(g, LLVMRealOLT, x, cf32(g, -87.3365), cf32(g, 0), y);
+  y = fsel(g, LLVMRealOGT, x, cf32(g, EXP_HI), cf32(g, INFINITY), y);
+  y = fsel(g, LLVMRealOLT, x, cf32(g, -104), cf32(g, 0), y);
   return fsel(g, LLVMRealUNO, x, x, x, y);
 }
 
-/* log(x): x = m 2^e with m in [sqrt(.5), sqrt(2)); log(m) = 2 atanh(s),
- * s = (m-1)/(m+1), |s| < 0.172, by the odd series to s^11 (truncation
- * < 1e-9 relative).  Max error about 2 ulp for normal x; denormals are
- * scaled first; x = 0: -inf; x < 0: NaN; +inf: +inf. */
+/* log(x): x = m 2^e with m in [sqrt(.5), sqrt(2)); with f = m - 1 (exact)
+ * and s = f/(2 + f), log(m) = f - (f^2/2 - s (f^2/2 + R(s^2))), R the
+ * minimax polynomial of fdlibm's logf (|error| < 2^-25.7), so the only
+ * large terms are exact.  Max error 1 ulp; denormals are scaled first;
+ * x = 0: -inf; x < 0: NaN; +inf: +inf. */
 static LLVMValueRef log_body(Gen *g, LLVMValueRef x) {
-  static const double c[] = {2.0, 2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11};
+  static const double lg[] = {0.66666662693, 0.40000972152, 0.28498786688, 0.24279078841};
   LLVMValueRef small = LLVMBuildFCmp(g->b, LLVMRealOLT, x, cf32(g, 1.17549435e-38), "");
   LLVMValueRef xs = LLVMBuildSelect(g->b, small, f_mul(g, x, cf32(g, 16777216.0)), x, "");
   LLVMValueRef bits = LLVMBuildBitCast(g->b, xs, g->i32, "");
@@ -176,20 +180,38 @@ static LLVMValueRef log_body(Gen *g, LLVMValueRef x) {
   LLVMValueRef m = LLVMBuildBitCast(g->b, mb, g->f32, "");
   LLVMValueRef ef = LLVMBuildSIToFP(g->b, e, g->f32, "");
   ef = LLVMBuildSelect(g->b, small, f_sub(g, ef, cf32(g, 24)), ef, "");
-  LLVMValueRef s = f_div(g, f_sub(g, m, cf32(g, 1)), f_add(g, m, cf32(g, 1)));
-  LLVMValueRef s2 = f_mul(g, s, s);
-  LLVMValueRef lm = f_mul(g, s, horner(g, s2, c, 6));
-  LLVMValueRef y = f_add(g, f_mul(g, ef, cf32(g, 0.693145751953125)), f_add(g, lm, f_mul(g, ef, cf32(g, 1.428606765330187045e-06))));
+  LLVMValueRef f = f_sub(g, m, cf32(g, 1));
+  LLVMValueRef s = f_div(g, f, f_add(g, cf32(g, 2), f));
+  LLVMValueRef z = f_mul(g, s, s), w = f_mul(g, z, z);
+  LLVMValueRef r = f_add(g, f_mul(g, z, f_add(g, cf32(g, lg[0]), f_mul(g, w, cf32(g, lg[2])))),
+                         f_mul(g, w, f_add(g, cf32(g, lg[1]), f_mul(g, w, cf32(g, lg[3])))));
+  LLVMValueRef hfsq = f_mul(g, cf32(g, 0.5), f_mul(g, f, f));
+  /* ln2 split: the high part has 16 significant bits, so e*hi is exact */
+  LLVMValueRef y = f_add(g, f_mul(g, s, f_add(g, hfsq, r)), f_mul(g, ef, cf32(g, 1.428606765330187045e-06)));
+  y = f_add(g, f_add(g, f_sub(g, y, hfsq), f), f_mul(g, ef, cf32(g, 0.693145751953125)));
   y = fsel(g, LLVMRealOEQ, x, cf32(g, 0), cf32(g, -INFINITY), y);
   y = fsel(g, LLVMRealOLT, x, cf32(g, 0), cf32(g, NAN), y);
   y = fsel(g, LLVMRealOEQ, x, cf32(g, INFINITY), x, y);
   return fsel(g, LLVMRealUNO, x, x, x, y);
 }
 
+/* log1p(x) = log(u) + c/u, u = 1 + x rounded and c = x - (u - 1) (or
+ * 1 - (u - x) when u > 2, where x is the larger term) its rounding error, so
+ * small x keep every digit (u = 1: x exactly).  Max error about 2 ulp;
+ * x = -1: -inf; below: NaN; +inf: +inf; NaN propagates. */
+static LLVMValueRef log1p_body(Gen *g, LLVMValueRef x) {
+  LLVMValueRef one = cf32(g, 1), u = f_add(g, one, x);
+  LLVMValueRef c = fsel(g, LLVMRealOGT, u, cf32(g, 2), f_sub(g, one, f_sub(g, u, x)), f_sub(g, x, f_sub(g, u, one)));
+  LLVMValueRef y = f_add(g, log_body(g, u), f_div(g, c, u));
+  y = fsel(g, LLVMRealOEQ, x, cf32(g, INFINITY), x, y);
+  return fsel(g, LLVMRealOEQ, x, cf32(g, -1), cf32(g, -INFINITY), y);
+}
+
 /* tanh(x): |x| < 0.3: odd Taylor series to x^13 (truncation < 1e-10, no
  * cancellation); else 1 - 2/(exp(2|x|)+1) with the sign of x (the
  * subtraction from 1 costs at most ~2 ulp(1)/0.29 < 5e-7 relative); large
- * |x| gives exp = inf and so +-1 exactly.  Max relative error < 5e-7. */
+ * |x| gives exp = inf and so +-1 exactly.  Max error 2 ulp (measured at
+ * 0.3 by tests/test_math.c). */
 static LLVMValueRef tanh_body(Gen *g, LLVMValueRef x) {
   static const double c[] = {1.0, -1.0 / 3, 2.0 / 15, -17.0 / 315, 62.0 / 2835, -1382.0 / 155925,
                              21844.0 / 6081075};
@@ -202,27 +224,29 @@ static LLVMValueRef tanh_body(Gen *g, LLVMValueRef x) {
   return fsel(g, LLVMRealOLT, ax, cf32(g, 0.3), ps, big);
 }
 
-/* erf(x): |x| < 0.5: 2/sqrt(pi) times the odd Maclaurin series to x^11
- * (truncation < 2e-8); else Abramowitz-Stegun 7.1.26, 1 - (a1 t + ... +
- * a5 t^5) exp(-x^2), t = 1/(1 + p|x|), max abs error 1.5e-7, with the sign
- * of x.  Max absolute error < 3e-7 with f32 rounding (tested vs libm). */
+/* erf(x): |x| < 1: x + x P(x^2), P a least-squares fit of erf(x)/x - 1 on
+ * Chebyshev nodes (relative error 1.4e-9); 1 <= |x| < 4: 1 - exp(-x^2)
+ * Q(t), t = 1/(1 + |x|/2), Q a fit of erfc(x) exp(x^2) (relative error
+ * 4e-10; the rounding of x^2 costs erfc at most 1e-8 absolute), with the
+ * sign of x; beyond: +-1 (erf(3.92) rounds to 1).  Max error 1 ulp. */
 static LLVMValueRef erf_body(Gen *g, LLVMValueRef x) {
-  static const double s[] = {1.12837916709551257, -0.37612638903183752, 0.11283791670955126,
-                             -0.02686617064513125, 0.00522397762544218, -0.00085483270234508};
-  static const double a[] = {0, 0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429};
+  static const double p[] = {0.1283791665100529, -0.3761262884332524, 0.11283612428246279, -0.026854808537287167,
+                             0.005190053577974918, -0.0008024354130074518, 7.898210212256562e-05};
+  static const double q[] = {-0.00015454404812370164, 0.2849170167817817, 0.2596666813353009, 0.34784374245809474,
+                             -0.10361797194665336, 0.5631671102830716, -0.4710499255479977, 0.11928063002293258};
   LLVMValueRef ax = fabs_(g, x);
-  LLVMValueRef ps = f_mul(g, x, horner(g, f_mul(g, x, x), s, 6));
-  LLVMValueRef t = f_div(g, cf32(g, 1), f_add(g, cf32(g, 1), f_mul(g, ax, cf32(g, 0.3275911))));
+  LLVMValueRef small = f_add(g, x, f_mul(g, x, horner(g, f_mul(g, x, x), p, 7)));
+  LLVMValueRef t = f_div(g, cf32(g, 1), f_add(g, cf32(g, 1), f_mul(g, ax, cf32(g, 0.5))));
   LLVMValueRef e = exp_body(g, LLVMBuildFNeg(g->b, f_mul(g, ax, ax), ""));
-  LLVMValueRef y = f_sub(g, cf32(g, 1), f_mul(g, horner(g, t, a, 6), e));
-  LLVMValueRef args[2] = {y, x};
+  LLVMValueRef y = f_sub(g, cf32(g, 1), f_mul(g, e, horner(g, t, q, 8)));
+  LLVMValueRef args[2] = {fsel(g, LLVMRealOGE, ax, cf32(g, 4), cf32(g, 1), y), x};
   LLVMValueRef big = intrinsic(g, "llvm.copysign", g->f32, args, 2);
-  return fsel(g, LLVMRealOLT, ax, cf32(g, 0.5), ps, big);
+  return fsel(g, LLVMRealOLT, ax, cf32(g, 1), small, big);
 }
 
 static void make_math(Gen *g) {
   static const struct { int op; const char *name; LLVMValueRef (*body)(Gen *, LLVMValueRef); } fns[] = {
-    {KU_EXP, "nndc_expf", exp_body}, {KU_LOG, "nndc_logf", log_body},
+    {KU_EXP, "nndc_expf", exp_body}, {KU_LOG, "nndc_logf", log_body}, {KU_LOG1P, "nndc_log1pf", log1p_body},
     {KU_TANH, "nndc_tanhf", tanh_body}, {KU_ERF, "nndc_erff", erf_body},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
@@ -261,7 +285,7 @@ static LLVMValueRef ex_un(Gen *g, const KExpr *e) {
   case KU_SQRT: return intrinsic(g, "llvm.sqrt", t, &x, 1);
   case KU_FLOOR: return intrinsic(g, "llvm.floor", t, &x, 1);
   case KU_NOT: return LLVMBuildNot(g->b, x, "");
-  case KU_EXP: case KU_LOG: case KU_TANH: case KU_ERF:
+  case KU_EXP: case KU_LOG: case KU_LOG1P: case KU_TANH: case KU_ERF:
     if (e->t == KT_F32) {
       LLVMTypeRef ft = LLVMFunctionType(g->f32, &g->f32, 1, 0);
       return LLVMBuildCall2(g->b, ft, g->math[e->op], &x, 1, "");

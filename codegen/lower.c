@@ -199,6 +199,28 @@ int lower_collapse(int64_t *dims, int r, int64_t (*st)[MAX_RANK], int nst) {
 /* Loaded operand value in float: i32 operands are converted by value. */
 static KExpr *as_f(L *l, KExpr *x) { return cast(l, KT_F32, x); }
 
+/* The elementwise ops compute what PyTorch's float32 CPU kernels compute,
+ * in their order of operations, so that they agree to a few ulp over the
+ * whole range (tests/test_math.c), also where PyTorch's formula rounds an
+ * intermediate that a later step cancels (elu's exp(x) - 1 near 0, gelu's
+ * 1 + erf in the negative tail); gelu's erf is the exact one. */
+
+/* x ** p: PyTorch's special exponents are products, quotients and square
+ * roots (2: x*x, 3: x*x*x, -2: 1/(x*x), 0.5: sqrt, -0.5: 1/sqrt, -1: 1/x),
+ * which overflow, underflow and treat -0 and -inf as those do; other
+ * exponents are powf. */
+static KExpr *pow_value(L *l, KExpr *x, double p) {
+  KExpr *one = cf(l, 1), *sq = mul(l, x, x);
+  if (p == 1) return x;
+  if (p == 2) return sq;
+  if (p == 3) return mul(l, sq, x);
+  if (p == -2) return bin(l, KB_DIV, one, sq);
+  if (p == -1) return bin(l, KB_DIV, one, x);
+  if (p == 0.5) return un(l, KU_SQRT, x);
+  if (p == -0.5) return bin(l, KB_DIV, one, un(l, KU_SQRT, x));
+  return bin(l, KB_POW, x, cf(l, p));
+}
+
 static KExpr *ew_value(L *l, const Node *n, KExpr **x) {
   const double *f = n->a.f;
   KExpr *z = cf(l, 0), *one = cf(l, 1);
@@ -214,27 +236,25 @@ static KExpr *ew_value(L *l, const Node *n, KExpr **x) {
     return f01(l, bin(l, map[n->op - OP_EQ], a, b));
   }
   case OP_NEG: return un(l, KU_NEG, x[0]);
-  case OP_POW:
-    if (f[0] == 2) return mul(l, x[0], x[0]);
-    if (f[0] == 1) return x[0];
-    return bin(l, KB_POW, x[0], cf(l, f[0]));
-  case OP_RELU: return sel(l, bin(l, KB_GT, x[0], z), x[0], z);
+  case OP_POW: return pow_value(l, x[0], f[0]);
+  case OP_RELU: return sel(l, bin(l, KB_LE, x[0], z), z, x[0]);   /* NaN passes */
   case OP_SIGMOID: return bin(l, KB_DIV, one, add(l, one, un(l, KU_EXP, un(l, KU_NEG, x[0]))));
   case OP_TANH: return un(l, KU_TANH, x[0]);
   case OP_EXP: return un(l, KU_EXP, x[0]);
   case OP_LOG: return un(l, KU_LOG, x[0]);
   case OP_SQRT: return un(l, KU_SQRT, x[0]);
   case OP_ABS: return un(l, KU_ABS, x[0]);
-  case OP_SOFTPLUS:
-    return sel(l, bin(l, KB_GT, x[0], cf(l, 20)), x[0], un(l, KU_LOG, add(l, one, un(l, KU_EXP, x[0]))));
-  case OP_ELU:
+  case OP_SOFTPLUS: return sel(l, bin(l, KB_GT, x[0], cf(l, 20)), x[0], un(l, KU_LOG1P, un(l, KU_EXP, x[0])));
+  case OP_ELU:   /* exp(x) - 1, not expm1: PyTorch's result near 0 is that rounding */
     return sel(l, bin(l, KB_GT, x[0], z), x[0],
                mul(l, cf(l, f[0]), bin(l, KB_SUB, un(l, KU_EXP, x[0]), one)));
   case OP_LEAKY_RELU: return sel(l, bin(l, KB_GT, x[0], z), x[0], mul(l, x[0], cf(l, f[0])));
-  case OP_GELU:
+  case OP_GELU:   /* PyTorch's erf here is an approximation (1.5e-7); KU_ERF is right to an ulp */
     return mul(l, mul(l, x[0], cf(l, 0.5)),
                add(l, one, un(l, KU_ERF, mul(l, x[0], cf(l, 0.70710678118654752440)))));
-  case OP_CLAMP: return bin(l, KB_MIN, bin(l, KB_MAX, x[0], cf(l, f[0])), cf(l, f[1]));
+  case OP_CLAMP:   /* NaN passes */
+    return sel(l, bin(l, KB_LT, x[0], cf(l, f[0])), cf(l, f[0]),
+               sel(l, bin(l, KB_GT, x[0], cf(l, f[1])), cf(l, f[1]), x[0]));
   case OP_ERF: return un(l, KU_ERF, x[0]);
   case OP_SIGN:
     return sel(l, bin(l, KB_GT, x[0], z), one, sel(l, bin(l, KB_LT, x[0], z), cf(l, -1), z));
@@ -578,8 +598,11 @@ static void lower_one_hot(L *l, const Node *n) {
   store(l, at, buf_of(l, n), add(l, muli(l, r, C), c), f01(l, bin(l, KB_EQ, y, c)));
 }
 
-/* CROSS_ENTROPY: mean over rows of logsumexp(x[n]) - x[n, y[n]]; a label
- * outside [0, C) is a run-time error. */
+/* CROSS_ENTROPY: mean over rows of logsumexp(x[n]) - x[n, y[n]], as
+ * PyTorch's log_softmax rounds it: log(s) - (x[n, y] - m) with m the row's
+ * max and s the sum of exp(x - m) (both terms >= 0, so a confident row's
+ * small loss is not cancelled against m); a label outside [0, C) is a
+ * run-time error. */
 static void lower_cross_entropy(L *l, const Node *n) {
   int64_t N = n->in[0]->shape.dim[0], C = n->in[0]->shape.dim[1];
   int xb = buf_of(l, n->in[0]), tot, m, s, y;
@@ -598,7 +621,7 @@ static void lower_cross_entropy(L *l, const Node *n) {
   in = loopv(l, &row, &a2, C, 0);
   set(l, in, s, add(l, var(l, s), un(l, KU_EXP, bin(l, KB_SUB, load(l, xb, add(l, base, a2)), var(l, m)))));
   KExpr *xy = load(l, xb, add(l, base, clampi(l, var(l, y), C)));
-  KExpr *li = bin(l, KB_SUB, add(l, un(l, KU_LOG, var(l, s)), var(l, m)), xy);
+  KExpr *li = bin(l, KB_SUB, un(l, KU_LOG, var(l, s)), bin(l, KB_SUB, xy, var(l, m)));
   set(l, row, tot, add(l, var(l, tot), cast(l, KT_F64, li)));
   store(l, at, buf_of(l, n), ci(l, 0), bin(l, KB_DIV, var(l, tot), cd(l, (double)N)));
   l->kg.k->errfmt = "label %lld out of range [0, %lld)";
@@ -619,9 +642,12 @@ static void lower_loss(L *l, const Node *n) {
     KExpr *d = bin(l, KB_SUB, a, b);
     v = mul(l, d, d);
   } else {
+    /* PyTorch's (1 - t) z + max(-z, 0) + log(exp(-max(-z, 0)) + exp(-z - max(-z, 0))),
+     * the log's argument being 1 + exp(-|z|); z - z t would cancel for t near 1 */
     KExpr *z = cf(l, 0), *one = cf(l, 1);
     KExpr *lg = un(l, KU_LOG, add(l, one, un(l, KU_EXP, un(l, KU_NEG, un(l, KU_ABS, a)))));
-    v = add(l, bin(l, KB_SUB, bin(l, KB_MAX, a, z), mul(l, a, b)), lg);
+    KExpr *lin = add(l, mul(l, bin(l, KB_SUB, one, b), a), bin(l, KB_MAX, un(l, KU_NEG, a), z));
+    v = add(l, lin, lg);
   }
   set(l, in, acc, add(l, var(l, acc), cast(l, KT_F64, v)));
   store(l, at, buf_of(l, n), ci(l, 0), bin(l, KB_DIV, var(l, acc), cd(l, (double)N)));

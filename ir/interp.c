@@ -128,12 +128,25 @@ static int k_binary(K *k) {
   return 0;
 }
 
+/* x ** p in float as PyTorch computes it: products, quotients and square
+ * roots for its special exponents (their overflow, underflow, -0 and -inf
+ * are those of the products), powf otherwise. */
+static float pow_f32(float x, double p) {
+  if (p == 2) return x * x;
+  if (p == 3) return x * x * x;
+  if (p == -2) return 1 / (x * x);
+  if (p == -1) return 1 / x;
+  if (p == 0.5) return sqrtf(x);
+  if (p == -0.5) return 1 / sqrtf(x);
+  return powf(x, (float)p);
+}
+
 static double unary(const Node *n, double x) {
   const double *f = n->a.f;
   switch (n->op) {
   case OP_NEG: return -x;
-  case OP_POW: return f[0] == 2 ? (float)x * (float)x : powf((float)x, (float)f[0]);
-  case OP_RELU: return x > 0 ? x : 0;
+  case OP_POW: return pow_f32((float)x, f[0]);
+  case OP_RELU: return x <= 0 ? 0 : x;   /* NaN passes, as in PyTorch */
   case OP_SIGMOID: return 1 / (1 + exp(-x));
   case OP_TANH: return tanh(x);
   case OP_EXP: return exp(x);

@@ -46,7 +46,7 @@ static int fold_value(const Node *n, const float *x, float *out) {
   case OP_MINIMUM: *out = x[0] < x[1] ? x[0] : x[1]; return 1;
   case OP_NEG: *out = -x[0]; return 1;
   case OP_ABS: *out = fabsf(x[0]); return 1;
-  case OP_RELU: *out = x[0] > 0 ? x[0] : 0; return 1;
+  case OP_RELU: *out = x[0] <= 0 ? 0 : x[0]; return 1;       /* NaN passes, -0 gives 0 */
   case OP_EXPAND: *out = x[0]; return 1;
   default: return 0;
   }
