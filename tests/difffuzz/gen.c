@@ -660,9 +660,12 @@ static GVal *image(Gen *g) {
   GVal *y = pick(g, 2, 3);
   if (!y) return x;
   int64_t d[4] = {y->d[0], 1, y->d[1], y->rank == 3 ? y->d[2] : 1};
+  GVal *v;
   if (y->rank == 3)
-    return assign(g, 4, d, y->mag, y->depth + 1, "reshape(%s, [dim(%s, 0), 1, dim(%s, 1), dim(%s, 2)])", y->name, y->name, y->name, y->name);
-  return assign(g, 4, d, y->mag, y->depth + 1, "reshape(%s, [dim(%s, 0), 1, dim(%s, 1), 1])", y->name, y->name, y->name);
+    v = assign(g, 4, d, y->mag, y->depth + 1, "reshape(%s, [dim(%s, 0), 1, dim(%s, 1), dim(%s, 2)])", y->name, y->name, y->name, y->name);
+  else v = assign(g, 4, d, y->mag, y->depth + 1, "reshape(%s, [dim(%s, 0), 1, dim(%s, 1), 1])", y->name, y->name, y->name);
+  if (v && y->alias && y->mag <= 16) v->alias = 1;
+  return v;
 }
 
 static GVal *st_conv(Gen *g) {
