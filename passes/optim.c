@@ -7,6 +7,11 @@
  * listed in g->updates.  The update rules themselves (torch.optim 1.13) are
  * the reference kernels in ir/interp_update.c and their lowerings.
  *
+ * An output, metric or loss that is a param, or a reshape of one, would
+ * alias the param's buffer, which its update writes in place: it becomes a
+ * copy made before the updates (float() of an f32 tensor is one), so every
+ * engine returns the values of the batch before the update (nndc.h).
+ *
  * Requires: pass_autodiff.  Preserves every existing node.
  */
 #include <string.h>
@@ -87,6 +92,12 @@ static void add_update(Graph *g, int i, const Attr *a) {
   g->updates[g->nupdates++] = u;
 }
 
+static Node *before_update(Graph *g, Node *n) {
+  const Node *x = n;
+  while (x->op == OP_RESHAPE) x = x->in[0];
+  return x->op == OP_PARAM ? ir_un(g, OP_CAST, n) : n;
+}
+
 int pass_optim(Diag *d, Graph *g) {
   Loc none = {0};
   if (!g->grads && g->nparams > 0) {
@@ -97,6 +108,10 @@ int pass_optim(Diag *d, Graph *g) {
     diag_error(d, none, "unknown optimizer kind %d", (int)g->train.opt.kind);
     return -1;
   }
+  /* the copies first: kernels run in node order */
+  for (int i = 0; i < g->noutputs; i++) g->outputs[i].node = before_update(g, g->outputs[i].node);
+  for (int i = 0; i < g->nmetrics; i++) g->metrics[i].node = before_update(g, g->metrics[i].node);
+  if (g->loss) g->loss = before_update(g, g->loss);
   Attr a = optim_attr(&g->train.opt);
   for (int i = 0; i < g->nparams; i++) add_update(g, i, &a);
   return 0;

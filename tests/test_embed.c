@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "nndc.h"
 #include "tests/util.h"
 
 static const char prog[] =
@@ -169,4 +170,34 @@ Test(embed, install_layout) {
   cr_expect(strstr(out, "-lLLVM-"), "%s", out);
   free(out);
   free(dir);
+}
+
+/* A training step's outputs are the batch's values before the update, also
+ * an output that is a param or a reshape of one (whose buffer the update
+ * writes in place): on the JIT and on the interpreter. */
+Test(embed, training_step_outputs_are_before_the_update) {
+  const char *src = "input x: f32[2, 3]\nparam p: f32[3, 2] = normal(0, 0.5)\noutput o1 = p\n"
+                    "output o2 = reshape(p, [6])\nloss = mean((x @ p) * (x @ p))\n"
+                    "train {\n  optimizer = sgd(lr=0.5)\n}\n";
+  for (int e = 0; e < 2; e++) {
+    nndc_options o = {0};
+    o.engine = e ? NNDC_ENGINE_INTERP : NNDC_ENGINE_JIT;
+    o.training = 1;
+    nndc_model *m = nndc_compile_string("before.nnd", src, &o);
+    cr_assert(nndc_ok(m), "%s", nndc_errors(m));
+    float x[6] = {1, -2, 0.5f, 3, 0.25f, -1}, before[6];
+    cr_assert_eq(nndc_bind_input(m, "x", x), 0, "%s", nndc_errors(m));
+    memcpy(before, nndc_param(m, "p", NULL), sizeof before);
+    cr_assert_eq(nndc_train_step(m), 0, "%s", nndc_errors(m));
+    const float *o1 = nndc_output(m, "o1", NULL), *o2 = nndc_output(m, "o2", NULL), *after = nndc_param(m, "p", NULL);
+    cr_assert(o1 && o2 && after, "%s", nndc_errors(m));
+    int moved = 0;
+    for (int i = 0; i < 6; i++) {
+      cr_expect_eq(o1[i], before[i], "engine %d: o1[%d] = %g, the param before the step is %g", e, i, o1[i], before[i]);
+      cr_expect_eq(o2[i], before[i], "engine %d: o2[%d] = %g, the param before the step is %g", e, i, o2[i], before[i]);
+      moved += after[i] != before[i];
+    }
+    cr_expect_gt(moved, 0, "the step moved no weight");
+    nndc_free(m);
+  }
 }

@@ -28,7 +28,7 @@ typedef struct GVal {
   int64_t d[4];
   double mag;          /* rough bound of |value| */
   int depth;           /* ops since inputs and params */
-  int alias;           /* a param, or a reshape of one (pending/README.md: not output) */
+  int alias;           /* a param, or a reshape of one (its output is a copy before the update) */
 } GVal;
 
 typedef struct Buf {
@@ -932,8 +932,6 @@ static void outputs(Gen *g) {
   int n = 1 + rnd(g, 3);
   for (int i = 0; i < n; i++) {
     GVal *x = chance(g, 50) ? &g->v[g->nv - 1 - rnd(g, g->nv < 3 ? g->nv : 3)] : pick(g, 0, 4);
-    /* a param or a reshape of one is read after the update (pending/README.md) */
-    if (x->alias) continue;
     if (x->rank >= 1 && x->depth <= 1 && chance(g, 30)) {
       put(&g->body, "output o%d = argmax(%s, axis=%d)\n", ++g->nout, x->name, rnd(g, x->rank));
       use(g, GF_argmax);
