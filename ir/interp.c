@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ir.h"
-#include "runtime/runtime.h"
 
 void interp_init(Interp *it, const Graph *g) {
   size_t n = g->nnodes > 0 ? (size_t)g->nnodes : 1;

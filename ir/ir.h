@@ -1,6 +1,6 @@
-/* ir.h - the tensor IR shared by every stage, and the small utilities every
- * stage uses (arena, diagnostics).  Sections are named after the files that
- * implement them.
+/* ir.h - the tensor IR shared by every stage, over the support layer every
+ * stage uses (support/support.h: arena, diagnostics, RNG).  Sections are
+ * named after the files that implement them.
  *
  * A Graph is a list of Nodes in topological order; every node has a concrete
  * shape (symbolic dims are bound by the frontend before the graph is built)
@@ -13,67 +13,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* ---------------------------------------------------------------- arena.c */
-
-/* A bump allocator: blocks are never freed one by one; arena_free releases all. */
-typedef struct ArenaBlock ArenaBlock;
-typedef struct Arena {
-  ArenaBlock *head; /* newest block first */
-} Arena;
-
-void  arena_init(Arena *a);
-void  arena_free(Arena *a);
-void *arena_alloc(Arena *a, size_t size);        /* zeroed, 16-byte aligned; aborts on OOM */
-char *arena_strdup(Arena *a, const char *s);
-char *arena_strndup(Arena *a, const char *s, size_t n);
-char *arena_printf(Arena *a, const char *fmt, ...)
-  __attribute__((format(printf, 2, 3)));
-
-/* Internal faults (broken invariants, never user errors) abort with the place. */
-#define NNDC_ASSERT(c) \
-  do { if (!(c)) nndc_fatal(__FILE__, __LINE__, #c); } while (0)
-_Noreturn void nndc_fatal(const char *file, int line, const char *what);
-
-/* ------------------------------------------------------ diag.c (frontend/) */
-
-/* A source file kept for the life of a Diag, so diagnostics can quote lines. */
-typedef struct Source {
-  char *path;          /* as given by the user (owned) */
-  char *text;          /* contents, NUL-terminated (owned) */
-  size_t len;          /* bytes of text, not counting the NUL */
-  struct Source *next;
-} Source;
-
-/* A position in a source file; src == NULL means "no position". */
-typedef struct Loc {
-  const Source *src;
-  int line, col;       /* 1-based; col counts bytes */
-} Loc;
-
-/* The diagnostics sink.  Messages accumulate as text in buf; the CLI prints
- * them.  Library code reports here and returns failure; it never prints. */
-typedef struct Diag {
-  int nerrors, nwarnings;
-  char *buf;           /* all messages so far, NUL-terminated (owned) */
-  size_t len, cap;
-  Source *sources;     /* every file read (owned) */
-} Diag;
-
-void diag_init(Diag *d);
-void diag_free(Diag *d);
-/* "FILE:LINE:COL: error: MSG\n<source line>\n<spaces>^\n" (no position: "nndc: error: MSG") */
-void diag_error(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void diag_warn(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void diag_note(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* An error about a file with no line: "PATH: error: MSG". */
-void diag_file_error(Diag *d, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void diag_vreport(Diag *d, const char *kind, Loc loc, const char *fmt, va_list ap);
-/* Registers a source text (copied) and returns it; NULL + error if unreadable. */
-Source *diag_add_source(Diag *d, const char *path, const char *text, size_t len);
-/* Reads a file into a new Source; on failure reports at `from` and returns NULL. */
-Source *diag_read_source(Diag *d, const char *path, Loc from);
-void diag_clear(Diag *d);   /* forget messages (after the CLI printed them) */
+#include "support/support.h"
 
 /* ---------------------------------------------------------------- graph.c */
 

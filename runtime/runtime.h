@@ -1,7 +1,7 @@
-/* runtime.h - what runs a compiled model: data files (npy.c, idx.c,
- * safetensors.c), batches (data.c), the counter-based RNG and initializers
- * (rng.c), the engines that execute a graph (engine.c: interpreter or JIT,
- * program.c: the JIT's compiled program), checkpoints and the training loop
+/* runtime.h - what runs a compiled model: parameter initializers (init.c),
+ * data files (npy.c, idx.c, safetensors.c), batches (data.c), the engine that
+ * executes a graph (engine.c: the reference interpreter of ir/ or the JIT'ed
+ * program of codegen/jit.c), checkpoints (ckpt.c) and the training loop
  * (train.c).  Nothing here prints or exits: errors go to the Diag. */
 #ifndef NNDC_RUNTIME_H
 #define NNDC_RUNTIME_H
@@ -9,34 +9,10 @@
 #include <stdio.h>
 #include "../ir/ir.h"
 
-/* ------------------------------------------------------------------ rng.c */
+/* ----------------------------------------------------------------- init.c */
 
-/* Counter-based RNG: every draw is a pure function of (seed, stream, index),
- * so values do not depend on thread count, engine or order of evaluation. */
-static inline uint64_t rng_mix(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-static inline uint64_t rng_bits(uint64_t seed, uint64_t stream, uint64_t i) {
-  return rng_mix(rng_mix(seed ^ rng_mix(stream)) + i);
-}
-/* Uniform in [0, 1) with 24 random bits (exact in f32). */
-static inline float rng_uniform(uint64_t seed, uint64_t stream, uint64_t i) {
-  return (float)(rng_bits(seed, stream, i) >> 40) * (1.0f / 16777216.0f);
-}
-/* Dropout: element i of the mask of dropout node `key` at optimizer step
- * `step` is kept when its uniform draw is >= p; kept values scale by 1/(1-p). */
-static inline uint64_t rng_dropout_stream(uint64_t key, int64_t step) {
-  return rng_mix(key * 0x100000001B3ull ^ (uint64_t)step) ^ 0xD50u;
-}
-static inline int rng_dropout_keep(uint64_t seed, uint64_t key, int64_t step, uint64_t i, float p) {
-  return rng_uniform(seed, rng_dropout_stream(key, step), i) >= p;
-}
-uint64_t rng_name_key(const char *name);       /* FNV-1a of a param name */
-float rng_normal(uint64_t seed, uint64_t stream, uint64_t i); /* Box-Muller on draws 2i, 2i+1 */
-/* Fills out[numel] for PARAM p by its Init (spec 7, PyTorch fan-in/fan-out). */
+/* Initializers on the counter-based RNG of support.h (rng_uniform, rng_normal).
+ * Fills out[numel] for PARAM p by its Init (spec 7, PyTorch fan-in/fan-out). */
 void rng_init_param(const Node *p, uint64_t seed, float *out);
 /* Fan-in and fan-out as torch.nn.init computes them ([in,out] matrices: fan_in = in). */
 void rng_fans(const Shape *s, double *fan_in, double *fan_out);

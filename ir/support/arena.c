@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "ir.h"
+#include "support.h"
 
 struct ArenaBlock {
   ArenaBlock *next;

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "frontend.h"
+#include "support.h"
 
 void diag_init(Diag *d) { memset(d, 0, sizeof *d); }
 
