@@ -5,9 +5,17 @@
 #define NNDC_CODEGEN_H
 
 #include "../ir/ir.h"
-#include "../runtime/runtime.h"
 
 typedef struct JitProgram JitProgram;
+
+/* Per-kernel profile entry (jit_profile; runtime/engine.c and `nndc bench` report it). */
+typedef struct KernelProf {
+  const char *name;    /* e.g. "matmul+add+relu" */
+  Loc loc;             /* source line of the first node */
+  double seconds;      /* accumulated */
+  double flops;        /* per run */
+  int64_t calls;
+} KernelProf;
 
 /* Compiles the nodes that roots[0..nroots) need (updates among the roots run
  * for their side effects).  threads: 0 = all cores.  Returns NULL after

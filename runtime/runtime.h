@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include "../ir/ir.h"
+#include "../codegen/codegen.h"   /* KernelProf */
 
 /* ----------------------------------------------------------------- init.c */
 
@@ -89,15 +90,6 @@ typedef struct EngineOpts {
   int profile;         /* collect per-kernel times (bench) */
 } EngineOpts;
 
-/* Per-kernel profile entry (bench). */
-typedef struct KernelProf {
-  const char *name;    /* e.g. "matmul+add+relu" */
-  Loc loc;             /* source line of the first node */
-  double seconds;      /* accumulated */
-  double flops;        /* per run */
-  int64_t calls;
-} KernelProf;
-
 typedef struct Engine Engine;
 /* Compiles g to compute roots[0..nroots) (their values stay readable after a
  * run); every F_UPDATE node among the roots runs for its side effects.
@@ -107,7 +99,7 @@ Engine *engine_new(Diag *d, Graph *g, Node *const *roots, int nroots, const Engi
 void  engine_bind(Engine *e, const Node *leaf, void *data);
 int   engine_run(Engine *e, Diag *d, const RunCtx *ctx);
 void *engine_value(Engine *e, const Node *n);  /* a root's or leaf's data after a run */
-/* Profile and timing of compilation (NULL/0 for the interpreter). */
+/* Profile (codegen.h's KernelProf) and timing of compilation (NULL/0 for the interpreter). */
 const KernelProf *engine_profile(Engine *e, int *n);
 double engine_compile_seconds(Engine *e);
 size_t engine_peak_bytes(Engine *e);
