@@ -29,7 +29,6 @@
 #include <string.h>
 #include "codegen.h"
 #include "kir.h"
-#include "../passes/passes.h"
 
 /* ------------------------------------------------------------ text buffer */
 
@@ -1075,7 +1074,7 @@ static int lower(Emit *e, Prog *pr, const Graph *g, int train, const char *prefi
   }
   pr->g = g;
   pr->prefix = prefix;
-  pr->kp = passes_lower(e->d, e->a, g, roots, n);  /* the JIT's kernels: simplified, fused, planned */
+  pr->kp = codegen_lower(e->d, e->a, g, roots, n);  /* the JIT's kernels: simplified, fused, planned */
   if (!pr->kp) return -1;
   name_buffers(e->a, pr);
   return 0;

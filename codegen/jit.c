@@ -17,7 +17,6 @@
 #include <time.h>
 #include "codegen.h"
 #include "kir.h"
-#include "../passes/passes.h"
 
 struct JitProgram {
   Arena arena;         /* owns the kernel IR */
@@ -73,7 +72,7 @@ JitProgram *jit_compile(Diag *d, Graph *g, Node *const *roots, int nroots, int t
   arena_init(&p->arena);
   p->threads = threads > 0 ? threads : omp_get_max_threads();
   p->profile = profile;
-  p->kp = passes_lower(d, &p->arena, g, roots, nroots);  /* simplify, fuse, lower, plan */
+  p->kp = codegen_lower(d, &p->arena, g, roots, nroots);  /* simplify, fuse, lower, plan */
   if (!p->kp) {
     jit_free(p);
     return NULL;

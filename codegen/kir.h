@@ -152,7 +152,7 @@ typedef struct KProgram {
   Kernel **kernels; int nkernels;
   int *node_buf;      /* [graph nnodes] buffer of each node, -1 if not computed */
   int *own_buf;       /* the same indexed by the ids of the graph that was lowered
-                       * (after passes_lower, node_buf is by the caller's ids) */
+                       * (after codegen_lower, node_buf is by the caller's ids) */
   size_t arena_bytes; /* size of the one block holding KB_ARENA and KB_CONST buffers */
   int target;         /* the TargetKind it was lowered for (tile widths) */
 } KProgram;
@@ -291,5 +291,24 @@ void conv_im2col(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, int
 void conv_im2row(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, int64_t S, int64_t P, int xb, int colb);
 void conv_col2im(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, int64_t S, int64_t P, int dcolb, int dxb);
 void conv_rows(KGen *g, const Shape *ys, int yb, int ob);
+
+/* ----------------------------------------------------------------- plan.c */
+
+/* Memory planning of a lowered program: gives every KB_ARENA buffer an arena
+ * offset by liveness (first to last kernel that loads or stores it), reusing
+ * freed space best-fit; the buffers of nodes among roots[0..nroots) (of the
+ * graph p was lowered from) and CONST buffers live to the end, so roots stay
+ * readable after a run.  Sets p->arena_bytes. */
+void plan_memory(KProgram *p, Node *const *roots, int nroots);
+
+/* --------------------------------------------------------------- driver.c */
+
+/* A backend's way in: copies g into arena a (the caller's graph is never
+ * changed, so the interpreter stays the oracle on it), optimizes the copy
+ * keeping roots (passes_optimize_ex), lowers it with lower_program, plans
+ * memory with plan_memory, and returns the program with node_buf indexed by
+ * the ids of g (a node merged into another maps to its buffer).  NULL after
+ * reporting. */
+KProgram *codegen_lower(Diag *d, Arena *a, const Graph *g, Node *const *roots, int nroots);
 
 #endif

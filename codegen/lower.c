@@ -5,7 +5,7 @@
  * filled at compile time, leaves are bound by the caller, interior members
  * of a fused group have none) and emits the kernels of each computing node
  * with the semantics of the reference interpreter (ir/interp.c); the
- * planner (passes/plan.c) then gives the buffers offsets by liveness.
+ * planner (plan.c) then gives the buffers offsets by liveness.
  * Elementwise ops collapse contiguous dims so the common case is one flat
  * PARALLEL|VECTOR loop.  Products go through gemm.c (with a packing kernel
  * and scratch buffer before them when gemm.c asks, made once per operand);

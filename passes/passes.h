@@ -59,21 +59,9 @@ char *fuse_print(const Graph *g, Arena *a);
 /* The optimizing pipeline: pass_simplify, pass_fuse (ir_verify after each in
  * debug builds).  Returns 0 or -1 after reporting. */
 int passes_optimize(Diag *d, Graph *g);
-/* The JIT's path: copies g into arena a (the caller's graph is never changed,
- * so the interpreter stays the oracle on it), optimizes the copy keeping
- * roots, lowers it with lower_program, plans memory with plan_memory, and
- * returns the program with node_buf indexed by the ids of g (a node merged
- * into another maps to its buffer).  NULL after reporting. */
-struct KProgram;
-struct KProgram *passes_lower(Diag *d, Arena *a, const Graph *g, Node *const *roots, int nroots);
-
-/* ---------------------------------------------------------------- plan.c */
-
-/* Memory planning of a lowered program (codegen/kir.h): gives every KB_ARENA
- * buffer an arena offset by liveness (first to last kernel that loads or
- * stores it), reusing freed space best-fit; the buffers of nodes among
- * roots[0..nroots) (of the graph p was lowered from) and CONST buffers live to
- * the end, so roots stay readable after a run.  Sets p->arena_bytes. */
-void plan_memory(struct KProgram *p, Node *const *roots, int nroots);
+/* The same, also keeping roots[0..nroots) alive and following track[0..ntrack)
+ * to their representatives (pass_simplify_ex); the graph's fuse groups are
+ * recomputed for the roots.  Returns 0 or -1 after reporting. */
+int passes_optimize_ex(Diag *d, Graph *g, Node **roots, int nroots, Node **track, int ntrack);
 
 #endif

@@ -632,7 +632,7 @@ Test(jit_targets, every_model_compiles_for_every_target, .timeout = 600) {
         target_set(tk);
         Arena a;
         arena_init(&a);
-        KProgram *p = passes_lower(&t->d, &a, &t->g, roots, n);
+        KProgram *p = codegen_lower(&t->d, &a, &t->g, roots, n);
         cr_assert(p, "%s", t->d.buf ? t->d.buf : "");
         cr_expect_eq(p->target, tk);
         size_t bytes = llvm_compile_object(&t->d, p);

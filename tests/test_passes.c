@@ -1,7 +1,7 @@
 /* test_passes.c - the exact result of each graph pass on small graphs, in
  * the spirit of Lua's code.lua: pass_simplify (every fold, bit-exact with
  * the interpreter, every identity, CSE, DCE), pass_fuse (the groups, what
- * stays alone), the kernels that passes_lower makes for a small MLP's
+ * stays alone), the kernels that codegen_lower makes for a small MLP's
  * forward pass and training step, plan_memory (exact offsets of a hand-made
  * program, arena reuse on a long chain, no two live buffers overlapping in
  * a whole training step), and the training step `nndc ir --stage opt` dumps. */
@@ -574,7 +574,7 @@ static int mlp_roots(T *t, Node **roots) {
   return n;
 }
 
-/* The MLP's program through passes_lower (arena pa); *tp receives the graph. */
+/* The MLP's program through codegen_lower (arena pa); *tp receives the graph. */
 static KProgram *mlp_program(Arena *pa, int train, T **tp, Node **roots, int *nroots) {
   T *t = t_src(MLP, train);
   if (train) {
@@ -582,7 +582,7 @@ static KProgram *mlp_program(Arena *pa, int train, T **tp, Node **roots, int *nr
     cr_assert_eq(pass_optim(&t->d, &t->g), 0, "%s", t->d.buf ? t->d.buf : "");
   }
   *nroots = mlp_roots(t, roots);
-  KProgram *p = passes_lower(&t->d, pa, &t->g, roots, *nroots);
+  KProgram *p = codegen_lower(&t->d, pa, &t->g, roots, *nroots);
   cr_assert(p, "%s", t->d.buf ? t->d.buf : "");
   *tp = t;
   return p;
@@ -676,7 +676,7 @@ Test(lower, fused_group_kernel) {
   Arena pa;
   arena_init(&pa);
   Node *root = t->g.outputs[0].node;
-  KProgram *p = passes_lower(&t->d, &pa, &t->g, &root, 1);
+  KProgram *p = codegen_lower(&t->d, &pa, &t->g, &root, 1);
   cr_assert(p, "%s", t->d.buf ? t->d.buf : "");
   cr_expect_str_eq(opnames(&pa, p), "add+relu+mul");
   const int *nb = p->node_buf;  /* x 0, z 1, const 2, add 3, relu 4, const 5, mul 6 */
@@ -705,7 +705,7 @@ Test(lower, matmul_epilogue_kernel) {
   Arena pa;
   arena_init(&pa);
   Node *root = t->g.outputs[0].node;
-  KProgram *p = passes_lower(&t->d, &pa, &t->g, &root, 1);
+  KProgram *p = codegen_lower(&t->d, &pa, &t->g, &root, 1);
   cr_assert(p, "%s", t->d.buf ? t->d.buf : "");
   cr_expect_str_eq(opnames(&pa, p), "matmul+add+relu+mul");
   const int *nb = p->node_buf;  /* x 0, W 1, b 2, matmul 3, add 4, relu 5, const 6, mul 7 */
@@ -755,7 +755,7 @@ Test(lower, transposes_fold_into_products) {
   Arena pa;
   arena_init(&pa);
   Node *root = t->g.outputs[0].node;
-  KProgram *p = passes_lower(&t->d, &pa, &t->g, &root, 1);
+  KProgram *p = codegen_lower(&t->d, &pa, &t->g, &root, 1);
   cr_assert(p, "%s", t->d.buf ? t->d.buf : "");
   /* h is used twice, so a^T @ W is a kernel of its own; relu(h) @ V joins
    * the mul, h @ V (a second product) does not; V is packed once */
@@ -773,14 +773,14 @@ Test(lower, sums_of_products_and_shared_transposes) {
   Arena pa;
   arena_init(&pa);
   Node *root = t->g.outputs[0].node;
-  KProgram *p = passes_lower(&t->d, &pa, &t->g, &root, 1);
+  KProgram *p = codegen_lower(&t->d, &pa, &t->g, &root, 1);
   cr_assert(p, "%s", t->d.buf ? t->d.buf : "");
   cr_expect_str_eq(opnames(&pa, p), "pack matmul pack matmul+add matmul+add");
   util_graph_free(t);
   t = t_src("input a: f32[8, 16]\nparam W: f32[12, 16]\noutput y = a @ transpose(W)\n"
             "output z = relu(a) @ transpose(W)\n", 0);
   Node *two[2] = {t->g.outputs[0].node, t->g.outputs[1].node};
-  p = passes_lower(&t->d, &pa, &t->g, two, 2);
+  p = codegen_lower(&t->d, &pa, &t->g, two, 2);
   cr_assert(p, "%s", t->d.buf ? t->d.buf : "");
   cr_expect_str_eq(opnames(&pa, p), "pack matmul relu matmul");
   cr_assert_eq(passes_optimize(&t->d, &t->g), 0);
@@ -801,7 +801,7 @@ Test(lower, convolutions_are_products) {
   Arena pa;
   arena_init(&pa);
   Node *root = t->g.updates[0];
-  KProgram *p = passes_lower(&t->d, &pa, &t->g, &root, 1);
+  KProgram *p = codegen_lower(&t->d, &pa, &t->g, &root, 1);
   cr_assert(p, "%s", t->d.buf ? t->d.buf : "");
   /* CSE leaves one conv2d, one gradient of it (added to itself) */
   cr_expect_str_eq(opnames(&pa, p), "im2col pack conv2d expand+mul im2row rows pack conv2d_bwd_w add sgd_update");
@@ -988,7 +988,7 @@ Test(plan, a_chain_reuses_two_buffers) {
   T *t = chain(&last, all);
   Arena pa;
   arena_init(&pa);
-  KProgram *p = passes_lower(&t->d, &pa, &t->g, &last, 1);
+  KProgram *p = codegen_lower(&t->d, &pa, &t->g, &last, 1);
   cr_assert(p);
   cr_expect_str_eq(opnames(&pa, p), "pack matmul softmax matmul softmax matmul softmax matmul softmax matmul "
                                     "softmax matmul softmax");
@@ -1016,13 +1016,13 @@ Test(plan, roots_are_never_shared) {
   Arena pa;
   arena_init(&pa);
   Node *two[2] = {all[3], last};
-  KProgram *p = passes_lower(&t->d, &pa, &t->g, two, 2);
+  KProgram *p = codegen_lower(&t->d, &pa, &t->g, two, 2);
   cr_assert(p);
   cr_expect_eq(check_plan(p, two, 2), 13 * 4096);
   cr_expect_eq(p->arena_bytes, 4 * 4096);
   size_t mid = p->bufs[p->node_buf[all[3]->id]].offset;
   for (int i = 4; i < 12; i++) cr_expect_neq(p->bufs[p->node_buf[all[i]->id]].offset, mid, "%%%d reuses the root", i);
-  p = passes_lower(&t->d, &pa, &t->g, all, 12);
+  p = codegen_lower(&t->d, &pa, &t->g, all, 12);
   cr_assert(p);
   cr_expect_eq(check_plan(p, all, 12), 13 * 4096);
   cr_expect_eq(p->arena_bytes, 12 * 4096);  /* the last transpose reuses W's packed copy */
@@ -1099,7 +1099,7 @@ Test(pipeline, tiny_training_step_groups) {
   Node *upd = t->g.updates[0];
   Arena pa;
   arena_init(&pa);
-  KProgram *p = passes_lower(&t->d, &pa, &t->g, (Node *[]){t->g.loss, upd}, 2);
+  KProgram *p = codegen_lower(&t->d, &pa, &t->g, (Node *[]){t->g.loss, upd}, 2);
   cr_assert(p, "%s", t->d.buf ? t->d.buf : "");
   cr_expect_str_eq(opnames(&pa, p), "mul relu+mul mean expand+div+mul+gt+mul+mul sum sgd_update");
   check_plan(p, (Node *[]){t->g.loss, upd}, 2);

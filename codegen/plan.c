@@ -13,8 +13,7 @@
  * arena's initial zeros.
  */
 #include <stdlib.h>
-#include "passes.h"
-#include "../codegen/kir.h"
+#include "kir.h"
 
 /* Liveness of one buffer, in kernel indices. */
 typedef struct Live {
