@@ -1,4 +1,6 @@
-/* api.c - the public embedding API (include/nndc.h) over the library.
+/* api.c - the public embedding API (include/nndc.h) over the library: the
+ * top layer, above every stage (it drives frontend, passes and runtime), so
+ * it lives beside include/ at the root rather than in any stage's folder.
  *
  * A model handle owns one arena holding the forward graph (training = 0) and,
  * with options.training, the training graph (training = 1, after
@@ -11,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "nndc.h"
-#include "../frontend/frontend.h"
-#include "../passes/passes.h"
-#include "runtime.h"
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+#include "runtime/runtime.h"
 
 struct nndc_model {
   Arena a;
