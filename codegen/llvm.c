@@ -764,13 +764,9 @@ static void emit_kernel(Gen *g, const Kernel *k, Sig *sg, BodyTab *t, const char
  * the others (elementwise, reductions, products on the shared micro-kernel,
  * updates) are as fast from a vectorize-only pipeline at a third of the
  * compile time.  Each set is a module of its own. */
-static int kernel_heavy(const Kernel *k) {
-  switch (k->node->op) {
-  case OP_CONV2D: case OP_CONV2D_BWD_X: case OP_CONV2D_BWD_W:
-  case OP_MAXPOOL2D: case OP_MAXPOOL2D_BWD: case OP_AVGPOOL2D: case OP_AVGPOOL2D_BWD: return 1;
-  default: return 0;
-  }
-}
+/* ops.def's heavy column: window loops (convolution, pooling) gain from
+ * the full O3 pipeline; the rest compile faster with LIGHT_PIPELINE. */
+static int kernel_heavy(const Kernel *k) { return op_info[k->node->op].heavy; }
 
 static const char LIGHT_PIPELINE[] =
   "always-inline,function(sroa,early-cse,simplifycfg,instcombine<no-verify-fixpoint>,loop-simplify,lcssa,"

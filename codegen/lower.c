@@ -259,7 +259,7 @@ static KExpr *ew_value(L *l, const Node *n, KExpr **x) {
   case OP_SIGN:
     return sel(l, bin(l, KB_GT, x[0], z), one, sel(l, bin(l, KB_LT, x[0], z), cf(l, -1), z));
   case OP_CAST: return as_f(l, x[0]);
-  case OP_EXPAND: return x[0];
+  case OP_DETACH: case OP_EXPAND: return x[0];
   default: NNDC_ASSERT(0 && "not elementwise");
   }
   return NULL;
@@ -897,31 +897,14 @@ static void update_elem(L *l, const Node *n, KStmt **at, KExpr *i, int ss, int b
   }
 }
 
-/* How each op is lowered; NULL for ops without a kernel (leaves, RESHAPE). */
+#define lower_none NULL  /* no kernel: leaves, RESHAPE (an alias) */
+
+/* How each op is lowered: ops.def's lower column names lower_<lower>. */
 typedef void (*LowerFn)(L *, const Node *);
-static const LowerFn lower_fn[] = {
-  [OP_ADD] = lower_ew, [OP_SUB] = lower_ew, [OP_MUL] = lower_ew, [OP_DIV] = lower_ew,
-  [OP_MAXIMUM] = lower_ew, [OP_MINIMUM] = lower_ew, [OP_EQ] = lower_ew, [OP_NE] = lower_ew,
-  [OP_LT] = lower_ew, [OP_LE] = lower_ew, [OP_GT] = lower_ew, [OP_GE] = lower_ew,
-  [OP_NEG] = lower_ew, [OP_POW] = lower_ew, [OP_RELU] = lower_ew, [OP_SIGMOID] = lower_ew,
-  [OP_TANH] = lower_ew, [OP_EXP] = lower_ew, [OP_LOG] = lower_ew, [OP_SQRT] = lower_ew,
-  [OP_ABS] = lower_ew, [OP_SOFTPLUS] = lower_ew, [OP_ELU] = lower_ew, [OP_LEAKY_RELU] = lower_ew,
-  [OP_GELU] = lower_ew, [OP_CLAMP] = lower_ew, [OP_ERF] = lower_ew, [OP_SIGN] = lower_ew,
-  [OP_CAST] = lower_ew,
-  [OP_SUM] = lower_reduce, [OP_MEAN] = lower_reduce, [OP_MAX] = lower_reduce,
-  [OP_ARGMAX] = lower_argmax, [OP_EXPAND] = lower_ew, [OP_TRANSPOSE] = lower_transpose,
-  [OP_SLICE] = lower_slice, [OP_SLICE_BWD] = lower_slice_bwd, [OP_CONCAT] = lower_concat,
-  [OP_MATMUL] = lower_matmul, [OP_SOFTMAX] = lower_softmax, [OP_LOG_SOFTMAX] = lower_softmax,
-  [OP_DROPOUT] = lower_dropout, [OP_ONE_HOT] = lower_one_hot,
-  [OP_CROSS_ENTROPY] = lower_cross_entropy, [OP_MSE] = lower_loss, [OP_BCE_LOGITS] = lower_loss,
-  [OP_CONV2D] = lower_conv, [OP_CONV2D_BWD_X] = lower_conv,
-  [OP_CONV2D_BWD_W] = lower_conv, [OP_MAXPOOL2D] = lower_pool,
-  [OP_MAXPOOL2D_BWD] = lower_pool_bwd, [OP_AVGPOOL2D] = lower_pool, [OP_AVGPOOL2D_BWD] = lower_pool_bwd,
-  [OP_OPT_SGD] = lower_update, [OP_OPT_ADAM] = lower_update, [OP_OPT_RMSPROP] = lower_update,
-  [OP_OPT_ADAGRAD] = lower_update,
-  [OP_COUNT] = NULL,
+static const LowerFn lower_fn[OP_COUNT] = {
+#define OP(e, name, nin, flags, shape, kernel, vjp, lower, ...) [OP_##e] = lower_##lower,
+#include "ir/ops.def"
 };
-_Static_assert(sizeof lower_fn / sizeof lower_fn[0] == OP_COUNT + 1, "lower_fn must cover ops.def");
 
 /* ---------------------------------------------------------------- program */
 

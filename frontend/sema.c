@@ -406,19 +406,12 @@ static Value op2(Sema *s, Loc loc, Op op, Node *x, Node *y, const Attr *at) {
 
 /* ------------------------------------------------------- builtins */
 
+/* An elementwise builtin of a compile-time number is a number (the
+ * interpreter's scalar evaluator; detach of a number is the number). */
 static int fold_unary(Op op, double x, double *r) {
-  switch (op) {
-  case OP_RELU: *r = x > 0 ? x : 0; return 1;
-  case OP_SIGMOID: *r = 1 / (1 + exp(-x)); return 1;
-  case OP_TANH: *r = tanh(x); return 1;
-  case OP_EXP: *r = exp(x); return 1;
-  case OP_LOG: *r = log(x); return 1;
-  case OP_SQRT: *r = sqrt(x); return 1;
-  case OP_ABS: *r = fabs(x); return 1;
-  case OP_SOFTPLUS: *r = x > 20 ? x : log1p(exp(x)); return 1;
-  case OP_GELU: *r = 0.5 * x * (1 + erf(x / sqrt(2.0))); return 1;
-  default: return 0;
-  }
+  static const double no_attrs[5];
+  *r = interp_ew(op, no_attrs, &x);
+  return 1;
 }
 
 /* relu(x) sigmoid(x) tanh(x) exp(x) log(x) sqrt(x) abs(x) softplus(x) gelu(x) */
@@ -428,10 +421,12 @@ static Value bi_unary(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
   return op1(s, call, b->op, arg_tensor(s, &arg[0]), NULL);
 }
 
-/* elu(x, alpha=1.0)  leaky_relu(x, slope=0.01) */
+/* elu(x, alpha=1.0)  leaky_relu(x, slope=0.01): the defaults of ops.def */
 static Value bi_unary_f(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
   Attr at = {0};
-  if (opt_num(s, &arg[1], b->op == OP_ELU ? 1.0 : 0.01, b->params[1], &at.f[0])) return v_err;
+  double def = 0;
+  NNDC_ASSERT(op_attr_default(b->op, b->params[1], &def) == 0);
+  if (opt_num(s, &arg[1], def, b->params[1], &at.f[0])) return v_err;
   return op1(s, call, b->op, arg_tensor(s, &arg[0]), &at);
 }
 
@@ -692,45 +687,36 @@ static Value bi_dim(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
   return v_int(arg[0].v.t->shape.dim[k]);
 }
 
-#define P1 {"x"}
-static const Builtin builtins[] = {
-  {"relu", bi_unary, OP_RELU, 1, P1},           {"sigmoid", bi_unary, OP_SIGMOID, 1, P1},
-  {"tanh", bi_unary, OP_TANH, 1, P1},           {"exp", bi_unary, OP_EXP, 1, P1},
-  {"log", bi_unary, OP_LOG, 1, P1},             {"sqrt", bi_unary, OP_SQRT, 1, P1},
-  {"abs", bi_unary, OP_ABS, 1, P1},             {"softplus", bi_unary, OP_SOFTPLUS, 1, P1},
-  {"gelu", bi_unary, OP_GELU, 1, P1},
-  {"elu", bi_unary_f, OP_ELU, 1, {"x", "alpha"}},
-  {"leaky_relu", bi_unary_f, OP_LEAKY_RELU, 1, {"x", "slope"}},
-  {"clamp", bi_clamp, OP_CLAMP, 3, {"x", "lo", "hi"}},
-  {"maximum", bi_binary, OP_MAXIMUM, 2, {"a", "b"}},
-  {"minimum", bi_binary, OP_MINIMUM, 2, {"a", "b"}},
-  {"sum", bi_reduce, OP_SUM, 1, {"x", "axis", "keepdims"}},
-  {"mean", bi_reduce, OP_MEAN, 1, {"x", "axis", "keepdims"}},
-  {"max", bi_reduce, OP_MAX, 1, {"x", "axis", "keepdims"}},
-  {"argmax", bi_axis, OP_ARGMAX, 1, {"x", "axis"}},
-  {"softmax", bi_axis, OP_SOFTMAX, 1, {"x", "axis"}},
-  {"log_softmax", bi_axis, OP_LOG_SOFTMAX, 1, {"x", "axis"}},
-  {"transpose", bi_transpose, OP_TRANSPOSE, 1, {"x", "perm"}},
-  {"reshape", bi_reshape, OP_RESHAPE, 2, {"x", "shape"}},
-  {"flatten", bi_flatten, OP_RESHAPE, 1, P1},
-  {"concat", NULL, OP_CONCAT, 0, {"axis"}},
+/* The builtin of each op users spell: ops.def's sema column names bi_<sema>
+ * and its params; bi_none marks the ops users do not spell. */
+static Value bi_none(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
+  (void)b;
+  (void)arg;
+  diag_error(s->d, call->loc, "unknown function '%s'", call->text);
+  return v_err;
+}
+#define bi_concat NULL  /* variadic operands, `axis` named: call_concat */
+
+static const Builtin op_builtins[OP_COUNT] = {
+#define OP(e, name, nin, flags, shape, kernel, vjp, lower, heavy, attrs, sema, nreq, ...) \
+  [OP_##e] = {name, bi_##sema, OP_##e, nreq, {__VA_ARGS__}},
+#include "ir/ops.def"
+};
+
+/* Builtins that are no op of their own: shorthands and compile-time values. */
+static const Builtin sugar[] = {
+  {"flatten", bi_flatten, OP_RESHAPE, 1, {"x"}},
   {"zeros", bi_fill, OP_CONST, 1, {"shape"}},
   {"ones", bi_fill, OP_CONST, 1, {"shape"}},
   {"full", bi_fill, OP_CONST, 2, {"shape", "value"}},
-  {"float", bi_float, OP_CAST, 1, P1},
-  {"dropout", bi_dropout, OP_DROPOUT, 2, {"x", "p"}},
-  {"cross_entropy", bi_loss, OP_CROSS_ENTROPY, 2, {"logits", "labels"}},
-  {"mse", bi_loss, OP_MSE, 2, {"a", "b"}},
-  {"bce_logits", bi_loss, OP_BCE_LOGITS, 2, {"z", "t"}},
-  {"conv2d", bi_conv2d, OP_CONV2D, 2, {"x", "w", "b", "stride", "padding"}},
-  {"maxpool2d", bi_pool, OP_MAXPOOL2D, 2, {"x", "size", "stride"}},
-  {"avgpool2d", bi_pool, OP_AVGPOOL2D, 2, {"x", "size", "stride"}},
   {"dim", bi_dim, OP_INPUT, 2, {"x", "k"}},
 };
 
 static const Builtin *find_builtin(const char *name) {
-  for (size_t k = 0; k < sizeof builtins / sizeof *builtins; k++)
-    if (!strcmp(builtins[k].name, name)) return &builtins[k];
+  for (int k = 0; k < OP_COUNT; k++)
+    if (op_builtins[k].fn != bi_none && !strcmp(op_builtins[k].name, name)) return &op_builtins[k];
+  for (size_t k = 0; k < sizeof sugar / sizeof *sugar; k++)
+    if (!strcmp(sugar[k].name, name)) return &sugar[k];
   return NULL;
 }
 

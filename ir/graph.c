@@ -16,12 +16,28 @@
 #include "ir.h"
 
 const OpInfo op_info[OP_COUNT] = {
-#define OP(e, name, nin, flags) {name, nin, flags},
+#define OP(e, name, nin, flags, shape, kernel, vjp, lower, heavy, attrs, ...) {name, nin, flags, heavy, attrs},
 #include "ops.def"
 };
 _Static_assert(sizeof(op_info) / sizeof(op_info[0]) == OP_COUNT, "op_info covers ops.def");
-_Static_assert(OP_COUNT == 62, "a new op needs a shape rule here, a kernel in interp.c, "
-                               "a gradient rule and a lowering");
+
+int op_attr_default(Op op, const char *name, double *v) {
+  if ((int)op < 0 || op >= OP_COUNT) return -1;
+  size_t n = strlen(name);
+  for (const char *p = op_info[op].attrs; *p;) {
+    const char *end = strchr(p, ' ');
+    if (!end) end = p + strlen(p);
+    const char *colon = memchr(p, ':', (size_t)(end - p));
+    if (colon && (size_t)(colon - p) == n && !strncmp(p, name, n)) {
+      const char *d = memchr(colon + 1, ':', (size_t)(end - colon - 1));
+      if (!d) return -1;
+      *v = strtod(d + 1, NULL);
+      return 0;
+    }
+    p = *end ? end + 1 : end;
+  }
+  return -1;
+}
 
 void graph_init(Graph *g, Arena *a) {
   memset(g, 0, sizeof *g);
@@ -466,34 +482,20 @@ static int infer_update(Infer *f) {
   return 0;
 }
 
+/* The shape rule of each op: ops.def's shape column names infer_<shape>. */
+typedef int (*InferFn)(Infer *);
+static const InferFn shape_rule[OP_COUNT] = {
+#define OP(e, name, nin, flags, shape, ...) [OP_##e] = infer_##shape,
+#include "ops.def"
+};
+
 static int infer(Infer *f) {
-  int flags = op_info[f->op].flags;
   if (op_info[f->op].nin >= 0 && f->nin != op_info[f->op].nin)
     return fail(f, "%s expects %d operand%s, got %d", op_info[f->op].name, op_info[f->op].nin,
                 op_info[f->op].nin == 1 ? "" : "s", f->nin);
   for (int k = 0; k < f->nin; k++)
     if (!f->in[k]) return fail(f, "%s: missing operand", op_info[f->op].name);
-  if (flags & F_LEAF) return infer_leaf(f);
-  if (flags & F_UPDATE) return infer_update(f);
-  if (flags & F_REDUCE) return infer_reduce(f);
-  if (flags & F_EW) return f->nin == 2 ? infer_binary(f) : infer_unary(f);
-  switch (f->op) {
-  case OP_ARGMAX: return infer_argmax(f);
-  case OP_RESHAPE: return infer_reshape(f);
-  case OP_EXPAND: return infer_expand(f);
-  case OP_TRANSPOSE: return infer_transpose(f);
-  case OP_SLICE: case OP_SLICE_BWD: return infer_slice(f);
-  case OP_CONCAT: return infer_concat(f);
-  case OP_MATMUL: return infer_matmul(f);
-  case OP_SOFTMAX: case OP_LOG_SOFTMAX: return infer_softmax(f);
-  case OP_DROPOUT: return infer_dropout(f);
-  case OP_ONE_HOT: return infer_one_hot(f);
-  case OP_CROSS_ENTROPY: case OP_MSE: case OP_BCE_LOGITS: return infer_loss(f);
-  case OP_CONV2D: case OP_CONV2D_BWD_X: case OP_CONV2D_BWD_W: return infer_conv(f);
-  case OP_MAXPOOL2D: case OP_MAXPOOL2D_BWD: case OP_AVGPOOL2D: case OP_AVGPOOL2D_BWD: return infer_pool(f);
-  default: break;
-  }
-  return fail(f, "no shape rule for op '%s'", op_info[f->op].name);
+  return shape_rule[f->op](f);
 }
 
 int ir_infer(Diag *d, Loc loc, Op op, Node **in, int nin, Attr *a, DType *dt, Shape *shape) {

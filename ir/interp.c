@@ -140,9 +140,8 @@ static float pow_f32(float x, double p) {
   return powf(x, (float)p);
 }
 
-static double unary(const Node *n, double x) {
-  const double *f = n->a.f;
-  switch (n->op) {
+static double unary(Op op, const double *f, double x) {
+  switch (op) {
   case OP_NEG: return -x;
   case OP_POW: return pow_f32((float)x, f[0]);
   case OP_RELU: return x <= 0 ? 0 : x;   /* NaN passes, as in PyTorch */
@@ -159,14 +158,19 @@ static double unary(const Node *n, double x) {
   case OP_CLAMP: return x < f[0] ? f[0] : x > f[1] ? f[1] : x;
   case OP_ERF: return erf(x);
   case OP_SIGN: return (x > 0) - (x < 0);
-  case OP_CAST: return x;
+  case OP_CAST: case OP_DETACH: return x;
   default: NNDC_ASSERT(!"not a unary op");
   }
   return 0;
 }
 
+double interp_ew(Op op, const double *f, const double *x) {
+  NNDC_ASSERT(op_info[op].flags & F_EW);
+  return op_info[op].nin == 2 ? binary(op, x[0], x[1]) : unary(op, f, x[0]);
+}
+
 static int k_unary(K *k) {
-  for (int64_t i = 0; i < k->ny; i++) Y[i] = (float)unary(k->n, get(k->n->in[0], k->x[0], i));
+  for (int64_t i = 0; i < k->ny; i++) Y[i] = (float)unary(k->n->op, k->n->a.f, get(k->n->in[0], k->x[0], i));
   return 0;
 }
 
@@ -468,31 +472,17 @@ static int k_const(K *k) {
   return 0;
 }
 
+#define k_none NULL  /* leaves whose value comes from outside */
+
+/* The reference kernel of each op: ops.def's kernel column names k_<kernel>. */
+static int (*const kernel_of[OP_COUNT])(K *) = {
+#define OP(e, name, nin, flags, shape, kernel, ...) [OP_##e] = k_##kernel,
+#include "ops.def"
+};
+
 static int kernel(K *k) {
-  int flags = op_info[k->n->op].flags;
-  if (flags & F_UPDATE) return k_update(k);
-  if (flags & F_REDUCE) return k_reduce(k);
-  if (flags & F_EW) return k->n->nin == 2 ? k_binary(k) : k_unary(k);
-  switch (k->n->op) {
-  case OP_CONST: return k_const(k);
-  case OP_ARGMAX: return k_argmax(k);
-  case OP_RESHAPE: return k_copy(k);
-  case OP_EXPAND: return k_expand(k);
-  case OP_TRANSPOSE: return k_transpose(k);
-  case OP_SLICE: case OP_SLICE_BWD: return k_slice(k);
-  case OP_CONCAT: return k_concat(k);
-  case OP_MATMUL: return k_matmul(k);
-  case OP_SOFTMAX: case OP_LOG_SOFTMAX: return k_softmax(k);
-  case OP_DROPOUT: return k_dropout(k);
-  case OP_ONE_HOT: return k_one_hot(k);
-  case OP_CROSS_ENTROPY: return k_cross_entropy(k);
-  case OP_MSE: case OP_BCE_LOGITS: return k_mse_bce(k);
-  case OP_CONV2D: case OP_CONV2D_BWD_X: case OP_CONV2D_BWD_W: return k_conv(k);
-  case OP_MAXPOOL2D: case OP_MAXPOOL2D_BWD: case OP_AVGPOOL2D: case OP_AVGPOOL2D_BWD: return k_pool(k);
-  default: break;
-  }
-  NNDC_ASSERT(!"interp: op without a kernel");
-  return -1;
+  NNDC_ASSERT(kernel_of[k->n->op] && "interp: op without a kernel");
+  return kernel_of[k->n->op](k);
 }
 
 /* Computes node n into a fresh buffer; its operands are already computed. */

@@ -28,7 +28,7 @@ typedef struct Shape {
 } Shape;
 
 typedef enum {
-#define OP(e, name, nin, flags) OP_##e,
+#define OP(e, name, nin, flags, ...) OP_##e,
 #include "ops.def"
   OP_COUNT
 } Op;
@@ -41,8 +41,13 @@ typedef struct OpInfo {
   const char *name;
   int nin;      /* -1 variadic */
   int flags;
+  int heavy;    /* ops.def's heavy column: its kernels get the JIT's full pipeline */
+  const char *attrs;  /* ops.def's attrs column: "NAME:SLOT[:DEFAULT] ..." */
 } OpInfo;
 extern const OpInfo op_info[OP_COUNT];
+/* The default of attribute `name` of op (ops.def's attrs column) in *v;
+ * 0, or -1 when the op has no such attribute or it has no default. */
+int op_attr_default(Op op, const char *name, double *v);
 
 /* Attributes; which fields an op uses is written beside it in ops.def. */
 typedef struct Attr {
@@ -190,6 +195,10 @@ void interp_free(Interp *it);
 /* Runs one F_UPDATE node (torch.optim rule) on val[] in place; 0 or -1.
  * Implemented in interp_update.c. */
 int interp_update(const Node *n, void **val, const RunCtx *ctx);
+/* The value of elementwise op (F_EW but EXPAND) with attrs f at operand
+ * values x, as the interpreter computes it: the one scalar evaluator of the
+ * compiler (sema's folding of numbers, simplify's constant folding). */
+double interp_ew(Op op, const double *f, const double *x);
 
 /* Marks in mask[nnodes] every node that roots[0..n) depend on (roots too). */
 void ir_mark_deps(const Graph *g, Node *const *roots, int n, uint8_t *mask);

@@ -66,37 +66,31 @@ static void put_shape_attr(Buf *b, const Shape *s) {
   put(b, ", shape=%s", shape_str(s, DT_F32, sb, sizeof sb) + 3);
 }
 
-/* The attributes ops.def says the op uses. */
+/* The attributes ops.def's attrs column lists for the op. */
 static void put_attrs(Buf *b, const Node *n) {
   const Attr *a = &n->a;
   int r = n->nin ? n->in[0]->shape.rank : 0;
-  switch (n->op) {
-  case OP_POW: put(b, ", p=%g", a->f[0]); break;
-  case OP_ELU: put(b, ", alpha=%g", a->f[0]); break;
-  case OP_LEAKY_RELU: put(b, ", slope=%g", a->f[0]); break;
-  case OP_CLAMP: put(b, ", lo=%g, hi=%g", a->f[0], a->f[1]); break;
-  case OP_SUM: case OP_MEAN: case OP_MAX:
-    if (a->i[0]) put(b, ", axes=0x%llx", (unsigned long long)a->i[0]);
-    if (a->i[1]) put(b, ", keepdims");
-    break;
-  case OP_ARGMAX: case OP_SOFTMAX: case OP_LOG_SOFTMAX: case OP_CONCAT:
-    put(b, ", axis=%lld", (long long)a->i[0]);
-    break;
-  case OP_RESHAPE: case OP_EXPAND: case OP_ONE_HOT: case OP_AVGPOOL2D_BWD: put_shape_attr(b, &a->shape); break;
-  case OP_TRANSPOSE: put_ints(b, "perm", a->i, r); break;
-  case OP_SLICE: case OP_SLICE_BWD: put_ints(b, "start", a->i, a->shape.rank); break;
-  case OP_DROPOUT: put(b, ", p=%g, key=%lld", a->f[0], (long long)a->i[0]); break;
-  case OP_CONV2D: case OP_CONV2D_BWD_X: case OP_CONV2D_BWD_W:
-    put(b, ", stride=%lld, padding=%lld", (long long)a->i[0], (long long)a->i[1]);
-    break;
-  case OP_MAXPOOL2D: case OP_MAXPOOL2D_BWD: case OP_AVGPOOL2D:
-    put(b, ", size=%lld, stride=%lld", (long long)a->i[0], (long long)a->i[1]);
-    break;
-  case OP_OPT_SGD: put(b, ", lr=%g, momentum=%g, weight_decay=%g, nesterov=%lld", a->f[0], a->f[1], a->f[2], (long long)a->i[0]); break;
-  case OP_OPT_ADAM: put(b, ", lr=%g, beta1=%g, beta2=%g, eps=%g, weight_decay=%g%s", a->f[0], a->f[1], a->f[2], a->f[3], a->f[4], a->i[0] ? ", adamw" : ""); break;
-  case OP_OPT_RMSPROP: put(b, ", lr=%g, alpha=%g, eps=%g, momentum=%g, weight_decay=%g", a->f[0], a->f[1], a->f[2], a->f[3], a->f[4]); break;
-  case OP_OPT_ADAGRAD: put(b, ", lr=%g, eps=%g, weight_decay=%g", a->f[0], a->f[1], a->f[2]); break;
-  default: break;
+  char item[64];
+  for (const char *p = op_info[n->op].attrs; *p;) {
+    size_t len = strcspn(p, " ");
+    snprintf(item, sizeof item, "%.*s", (int)len, p);
+    p += len + (p[len] == ' ');
+    char *slot = strchr(item, ':');
+    NNDC_ASSERT(slot && "ops.def: an attribute is NAME:SLOT");
+    *slot++ = 0;
+    char *def = strchr(slot, ':');
+    if (def) *def = 0;
+    const char *name = item;
+    if (slot[0] == 'f' && slot[1] >= '0' && slot[1] <= '9') put(b, ", %s=%g", name, a->f[slot[1] - '0']);
+    else if (slot[0] == 'i' && slot[1] >= '0' && slot[1] <= '9') put(b, ", %s=%lld", name, (long long)a->i[slot[1] - '0']);
+    else if (!strcmp(slot, "mask")) {
+      if (a->i[0]) put(b, ", %s=0x%llx", name, (unsigned long long)a->i[0]);
+    } else if (!strncmp(slot, "flag", 4)) {
+      if (a->i[slot[4] - '0']) put(b, ", %s", name);
+    } else if (!strcmp(slot, "shape")) put_shape_attr(b, &a->shape);
+    else if (!strcmp(slot, "perm")) put_ints(b, name, a->i, r);
+    else if (!strcmp(slot, "start")) put_ints(b, name, a->i, a->shape.rank);
+    else NNDC_ASSERT(!"ops.def: unknown attribute slot");
   }
 }
 

@@ -413,22 +413,12 @@ static void vjp_avgpool2d_bwd(AD *ad, Node *n, Node *dy) {
 
 /* -------------------------------------------------------- rule table */
 
+#define vjp_none NULL  /* no gradient passes (F_NOGRAD) */
+
+/* The gradient rule of each op: ops.def's vjp column names vjp_<vjp>. */
 static const VjpRule rules[OP_COUNT] = {
-  [OP_ADD] = vjp_add, [OP_SUB] = vjp_sub, [OP_MUL] = vjp_mul, [OP_DIV] = vjp_div,
-  [OP_MAXIMUM] = vjp_minmax, [OP_MINIMUM] = vjp_minmax,
-  [OP_NEG] = vjp_neg, [OP_POW] = vjp_pow, [OP_RELU] = vjp_relu, [OP_SIGMOID] = vjp_sigmoid,
-  [OP_TANH] = vjp_tanh, [OP_EXP] = vjp_exp, [OP_LOG] = vjp_log, [OP_SQRT] = vjp_sqrt,
-  [OP_ABS] = vjp_abs, [OP_SOFTPLUS] = vjp_softplus, [OP_ELU] = vjp_elu,
-  [OP_LEAKY_RELU] = vjp_leaky_relu, [OP_GELU] = vjp_gelu, [OP_CLAMP] = vjp_clamp, [OP_ERF] = vjp_erf,
-  [OP_SUM] = vjp_sum, [OP_MEAN] = vjp_mean, [OP_MAX] = vjp_max,
-  [OP_RESHAPE] = vjp_reshape, [OP_EXPAND] = vjp_expand, [OP_TRANSPOSE] = vjp_transpose,
-  [OP_SLICE] = vjp_slice, [OP_SLICE_BWD] = vjp_slice_bwd, [OP_CONCAT] = vjp_concat,
-  [OP_MATMUL] = vjp_matmul, [OP_SOFTMAX] = vjp_softmax, [OP_LOG_SOFTMAX] = vjp_log_softmax,
-  [OP_DROPOUT] = vjp_dropout, [OP_CROSS_ENTROPY] = vjp_cross_entropy, [OP_MSE] = vjp_mse,
-  [OP_BCE_LOGITS] = vjp_bce_logits, [OP_CONV2D] = vjp_conv2d, [OP_CONV2D_BWD_X] = vjp_conv2d_bwd_x,
-  [OP_CONV2D_BWD_W] = vjp_conv2d_bwd_w, [OP_MAXPOOL2D] = vjp_maxpool2d,
-  [OP_MAXPOOL2D_BWD] = vjp_maxpool2d_bwd, [OP_AVGPOOL2D] = vjp_avgpool2d,
-  [OP_AVGPOOL2D_BWD] = vjp_avgpool2d_bwd,
+#define OP(e, name, nin, flags, shape, kernel, vjp, ...) [OP_##e] = vjp_##vjp,
+#include "ir/ops.def"
 };
 
 int autodiff_has_rule(Op op) { return op >= 0 && op < OP_COUNT && rules[op] != NULL; }

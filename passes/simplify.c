@@ -34,19 +34,17 @@ static int is_const_val(const Node *n, double v) { return is_uconst(n) && n->a.f
 
 /* --------------------------------------------------------------- folding */
 
-/* Value of an f32 op on uniform f32 values, computed as the interpreter does
- * (float arithmetic); 0 if the op is not folded. */
+/* Value of an f32 op on uniform f32 values, as the interpreter computes it
+ * (interp_ew); 0 if the op is not folded: only the exactly rounded ones, so
+ * a fold gives what every engine would compute. */
 static int fold_value(const Node *n, const float *x, float *out) {
   switch (n->op) {
-  case OP_ADD: *out = x[0] + x[1]; return 1;
-  case OP_SUB: *out = x[0] - x[1]; return 1;
-  case OP_MUL: *out = x[0] * x[1]; return 1;
-  case OP_DIV: *out = x[0] / x[1]; return 1;
-  case OP_MAXIMUM: *out = x[0] > x[1] ? x[0] : x[1]; return 1;  /* not fmaxf: NaN and -0 as interp.c */
-  case OP_MINIMUM: *out = x[0] < x[1] ? x[0] : x[1]; return 1;
-  case OP_NEG: *out = -x[0]; return 1;
-  case OP_ABS: *out = fabsf(x[0]); return 1;
-  case OP_RELU: *out = x[0] <= 0 ? 0 : x[0]; return 1;       /* NaN passes, -0 gives 0 */
+  case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_MAXIMUM: case OP_MINIMUM:
+  case OP_NEG: case OP_ABS: case OP_RELU: case OP_DETACH: {
+    double v[2] = {x[0], n->nin == 2 ? x[1] : 0};
+    *out = (float)interp_ew(n->op, n->a.f, v);
+    return 1;
+  }
   case OP_EXPAND: *out = x[0]; return 1;
   default: return 0;
   }
@@ -55,7 +53,7 @@ static int fold_value(const Node *n, const float *x, float *out) {
 /* Turns n into a CONST of its own shape when every operand is one. */
 static int try_fold(Node *n) {
   if (n->dt != DT_F32 || n->nin == 0 || n->nin > 2) return 0;
-  float x[2], v;
+  float x[2] = {0, 0}, v;
   for (int j = 0; j < n->nin; j++) {
     if (!is_uconst(n->in[j])) return 0;
     x[j] = (float)n->in[j]->a.f[0];

@@ -652,3 +652,22 @@ Test(autodiff_models, autoencoder) { model_case("autoencoder.nnd", 0); }
 Test(autodiff_models, lenet) { model_case("lenet.nnd", 0); }
 Test(autodiff_models, rnn) { model_case("rnn.nnd", 1); }
 Test(autodiff_models, lstm) { model_case("lstm.nnd", 1); }
+
+/* detach(x) is the identity with no gradient (spec 6): d/dw sum(w *
+ * detach(w) * r) = detach(w) * r, not 2 w r; and through detach alone none. */
+Test(autodiff, detach_stops_the_gradient) {
+  T t;
+  t_init(&t);
+  Node *w = param(&t, S1(7), -1, 1);
+  Node *r = input(&t, S1(7), -1, 1);
+  Node *dw = op(&t, OP_DETACH, w, NULL, NULL);
+  Attr a = at(0, 0, 0, 0);
+  t.g.loss = op(&t, OP_SUM, op(&t, OP_MUL, op(&t, OP_MUL, w, dw, NULL), r, NULL), NULL, &a);
+  cr_assert_eq(pass_autodiff(&t.d, &t.g), 0, "%s", t.d.buf ? t.d.buf : "");
+  Interp it;
+  run(&t, &it, t.g.grads, 1);
+  const float *g = it.val[t.g.grads[0]->id], *wv = it.val[w->id], *rv = it.val[r->id];
+  for (int i = 0; i < 7; i++) cr_expect_float_eq(g[i], wv[i] * rv[i], 1e-6, "[%d] %g, want %g", i, g[i], wv[i] * rv[i]);
+  interp_free(&it);
+  t_free(&t);
+}

@@ -432,3 +432,15 @@ Test(frontend, dump_parsed) {
   cr_assert_str_eq(s, want);
   free(dir);
 }
+
+/* detach(x): the builtin builds DETACH (an identity without gradient); of a
+ * compile-time number it is the number. */
+Test(frontend, detach_builtin) {
+  UtilGraph *t = util_graph_new();
+  cr_assert_eq(util_compile(&t->d, &t->g, "const c = detach(2.5)\ninput x: f32[3]\noutput y = detach(x) * c\n", NULL), 0,
+               "%s", t->d.buf ? t->d.buf : "");
+  int found = 0;
+  for (int i = 0; i < t->g.nnodes; i++) found += t->g.nodes[i]->op == OP_DETACH;
+  cr_expect_eq(found, 1);
+  util_graph_free(t);
+}

@@ -509,3 +509,38 @@ Test(rng, initializer_statistics) {
   free(x);
   arena_free(&a);
 }
+
+/* ops.def's rows are consistent: an op passes gradients iff it has a
+ * gradient rule (leaves aside), and every attribute spec names a known slot
+ * and, where a builtin reads a default, parses it. */
+Test(ops, rows_are_consistent) {
+  for (int op = 0; op < OP_COUNT; op++) {
+    int fl = op_info[op].flags;
+    if (fl & F_LEAF) continue;
+    cr_expect_eq(autodiff_has_rule((Op)op), !(fl & F_NOGRAD), "%s: F_NOGRAD and its vjp column disagree",
+                 op_info[op].name);
+    char spec[256];
+    snprintf(spec, sizeof spec, "%s", op_info[op].attrs);
+    for (char *item = strtok(spec, " "); item; item = strtok(NULL, " ")) {
+      char *slot = strchr(item, ':');
+      cr_assert(slot, "%s: attribute '%s' has no slot", op_info[op].name, item);
+      *slot++ = 0;
+      char *def = strchr(slot, ':');
+      if (def) *def++ = 0;
+      int ok = ((slot[0] == 'f' && slot[1] >= '0' && slot[1] <= '4') || (slot[0] == 'i' && slot[1] >= '0' && slot[1] <= '3'))
+                   ? slot[2] == 0
+                   : !strcmp(slot, "mask") || !strcmp(slot, "flag0") || !strcmp(slot, "flag1") || !strcmp(slot, "shape") ||
+                         !strcmp(slot, "perm") || !strcmp(slot, "start");
+      cr_expect(ok, "%s: attribute %s has unknown slot '%s'", op_info[op].name, item, slot);
+      double v = -1;
+      cr_expect_eq(op_attr_default((Op)op, item, &v), def ? 0 : -1, "%s: default of %s", op_info[op].name, item);
+      if (def) cr_expect_float_eq(v, strtod(def, NULL), 1e-12);
+    }
+  }
+  double v;
+  cr_expect_eq(op_attr_default(OP_ELU, "alpha", &v), 0);
+  cr_expect_float_eq(v, 1.0, 0);
+  cr_expect_eq(op_attr_default(OP_LEAKY_RELU, "slope", &v), 0);
+  cr_expect_float_eq(v, 0.01, 1e-12);
+  cr_expect_eq(op_attr_default(OP_ELU, "beta", &v), -1);
+}

@@ -221,7 +221,7 @@ Test(jit, unary_all) {
   Node *r[32];
   int n = 0;
   static const Op ops[] = {OP_NEG, OP_RELU, OP_SIGMOID, OP_TANH, OP_EXP, OP_ABS, OP_SOFTPLUS,
-                           OP_GELU, OP_ERF, OP_SIGN};
+                           OP_GELU, OP_ERF, OP_SIGN, OP_DETACH};
   for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) r[n++] = op(t, ops[i], x, NULL, NULL);
   Attr p2 = af(2, 0), p3 = af(1.5, 0), el = af(0.7, 0), lr = af(0.02, 0), cl = af(-1.5, 2);
   r[n++] = op(t, OP_POW, x, NULL, &p2);
