@@ -13,7 +13,6 @@
  * before copying any, so a failed load leaves the buffers as they were. */
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
@@ -98,23 +97,6 @@ static void rm_tree(const char *path) {
   nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static int fsync_path(const char *path) {
-  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  int r = fsync(fd);
-  close(fd);
-  return r;
-}
-
-static void fsync_parent(const char *path) {
-  char dir[PATH_MAX];
-  const char *slash = strrchr(path, '/');
-  if (!slash) snprintf(dir, sizeof dir, ".");
-  else if (slash == path) snprintf(dir, sizeof dir, "/");
-  else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-  fsync_path(dir);
-}
-
 /* ------------------------------------------------------------------ save */
 
 /* Writes every param as tmp/<name>.npy and syncs the directory. */
@@ -128,7 +110,7 @@ static int write_npy_dir(Diag *d, const char *tmp, const Graph *g, float *const 
     }
     if (npy_write(d, file, EL_F32, &p->shape, params[i])) return -1;
   }
-  if (fsync_path(tmp)) {
+  if (rt_fsync_dir(tmp)) {
     diag_error(d, (Loc){0}, "cannot sync checkpoint directory '%s': %s", tmp, strerror(errno));
     return -1;
   }
@@ -154,7 +136,7 @@ static int swap_in(Diag *d, const char *path, const char *tmp) {
     diag_error(d, (Loc){0}, "cannot move the new checkpoint into '%s': %s", path, strerror(e));
     return -1;
   }
-  fsync_parent(path);
+  rt_fsync_parent(path);
   if (had) rm_tree(old);
   return 0;
 }

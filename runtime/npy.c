@@ -369,18 +369,21 @@ static int write_full(int fd, const void *p, size_t n) {
   return 0;
 }
 
-/* fsync of the directory holding path, so the rename itself is durable. */
-static void sync_parent(const char *path) {
+int rt_fsync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int r = fsync(fd);
+  close(fd);
+  return r;
+}
+
+void rt_fsync_parent(const char *path) {
   char dir[PATH_MAX];
   const char *slash = strrchr(path, '/');
   if (!slash) snprintf(dir, sizeof dir, ".");
   else if (slash == path) snprintf(dir, sizeof dir, "/");
   else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    fsync(fd);
-    close(fd);
-  }
+  rt_fsync_dir(dir);
 }
 
 int rt_write_atomic(Diag *d, const char *path, const void *const *part, const size_t *len, int nparts) {
@@ -407,7 +410,7 @@ int rt_write_atomic(Diag *d, const char *path, const void *const *part, const si
                     strerror(e));
     return -1;
   }
-  sync_parent(path);
+  rt_fsync_parent(path);
   return 0;
 }
 

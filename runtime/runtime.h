@@ -41,6 +41,10 @@ int npy_write(Diag *d, const char *path, ElemType et, const Shape *s, const void
  * path.tmp.<pid>, fsync, rename over path; on failure the temporary is
  * removed, the previous file is unchanged, and -1 is returned after reporting. */
 int rt_write_atomic(Diag *d, const char *path, const void *const *part, const size_t *len, int nparts);
+/* fsync of a directory (0, or -1 with errno), and of the directory holding
+ * path (best effort), so that a rename into it is durable (npy.c, ckpt.c). */
+int rt_fsync_dir(const char *dir);
+void rt_fsync_parent(const char *path);
 /* Reads a whole regular file into a malloc'd buffer (caller frees); NULL after reporting. */
 uint8_t *rt_read_file(Diag *d, const char *path, size_t *n);
 /* IDX (MNIST format), optionally gzip-compressed (by content, not name). */
