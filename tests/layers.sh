@@ -3,6 +3,7 @@
 #
 #   sh tests/layers.sh ROOT        check the tree at ROOT (0: clean, 1: violations)
 #   sh tests/layers.sh --selftest  check that a tree with violations fails
+#   sh tests/layers.sh --objects OBJ...  the same order for links (see below)
 #
 # Every `#include "..."` of the library and the command line is resolved as
 # the compiler does (beside the including file, then ROOT/include and ROOT)
@@ -17,6 +18,12 @@
 # passes/.  Each violation is reported as FILE:LINE with both layers; an
 # include that resolves to no file of the tree is a violation too, so a
 # moved header cannot slip past the check.
+#
+# Includes do not show a function declared in a low layer's header and
+# defined in a higher layer (diag.c once lived in frontend/ while ir/ir.h
+# declared it); --objects checks the links: every undefined symbol of an
+# object of the library (CMakeFiles/nndc_core.dir/<source>.o) that another
+# of them defines must be defined in its own layer or one it may include.
 set -u
 
 # layer PATH (relative to ROOT) -> "name rank", or nothing outside the layers
@@ -34,11 +41,45 @@ layer() {
 }
 
 # allowed FROM TO (layer names, TO below or equal FROM): the forbidden neighbours
+forbidden="codegen:frontend runtime:frontend runtime:passes"
 allowed() {
-  case $1:$2 in
-    codegen:frontend | runtime:frontend | runtime:passes) return 1 ;;
+  case " $forbidden " in
+    *" $1:$2 "*) return 1 ;;
   esac
   return 0
+}
+
+# The links of the library objects "$@": "L OBJ LAYER RANK SOURCE" lines, then nm's
+# output, into one awk that resolves each undefined symbol to its definer.
+check_objects() {
+  for o in "$@"; do
+    src=${o#*nndc_core.dir/}
+    src=${src#./}
+    src=${src%.o}
+    set -- $(layer "$src")
+    [ $# -eq 2 ] || { echo "layers.sh: $o belongs to no layer" >&2; return 2; }
+    echo "L $o $1 $2 $src"
+  done > "$tmp/objs"
+  for o in $(cut -d' ' -f2 "$tmp/objs"); do
+    nm -g --defined-only "$o" | awk -v o="$o" 'NF == 3 { print "D", o, $3 }'
+    nm -u "$o" | awk -v o="$o" '{ print "U", o, $NF }'
+  done > "$tmp/syms"
+  cat "$tmp/objs" "$tmp/syms" | awk -v forbidden="$forbidden" '
+    BEGIN { n = split(forbidden, f, " "); for (i = 1; i <= n; i++) bad[f[i]] = 1 }
+    $1 == "L" { name[$2] = $3; rank[$2] = $4; src[$2] = $5 }
+    $1 == "D" { def[$3] = $2 }
+    $1 == "U" { use[++nu] = $2 " " $3 }
+    END {
+      for (i = 1; i <= nu; i++) {
+        split(use[i], u, " "); d = def[u[2]]
+        if (d == "") continue
+        if (rank[d] > rank[u[1]] || bad[name[u[1]] ":" name[d]]) {
+          printf "%s: %s uses %s, defined in %s of %s\n", src[u[1]], name[u[1]], u[2], src[d], name[d]
+          status = 1
+        }
+      }
+      exit status
+    }'
 }
 
 check() {
@@ -119,7 +160,16 @@ if [ "${1:-}" = --selftest ]; then
   exit 0
 fi
 
-[ $# -eq 1 ] || { echo "usage: layers.sh ROOT | --selftest" >&2; exit 2; }
+if [ "${1:-}" = --objects ]; then
+  shift
+  if check_objects "$@"; then
+    echo "layers.sh: every link of the $# library objects points down"
+    exit 0
+  fi
+  exit 1
+fi
+
+[ $# -eq 1 ] || { echo "usage: layers.sh ROOT | --selftest | --objects OBJ..." >&2; exit 2; }
 if check "$1"; then
   echo "layers.sh: every include points down"
 else
