@@ -32,44 +32,10 @@
 
 /* ------------------------------------------------------------ text buffer */
 
-typedef struct Buf {
-  char *s;
-  size_t len, cap;
-} Buf;
-
-static void buf_grow(Buf *b, size_t need) {
-  if (b->len + need + 1 <= b->cap) return;
-  size_t cap = b->cap ? b->cap : 4096;
-  while (cap < b->len + need + 1) cap *= 2;
-  char *s = realloc(b->s, cap);
-  if (!s) nndc_fatal(__FILE__, __LINE__, "out of memory");
-  b->s = s;
-  b->cap = cap;
-}
-
-static void bputs(Buf *b, const char *s) {
-  size_t n = strlen(s);
-  buf_grow(b, n);
-  memcpy(b->s + b->len, s, n + 1);
-  b->len += n;
-}
-
-__attribute__((format(printf, 2, 3)))
-static void bprintf(Buf *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  NNDC_ASSERT(n >= 0);
-  buf_grow(b, (size_t)n);
-  va_start(ap, fmt);
-  vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  b->len += (size_t)n;
-}
+/* Buf, buf_puts and buf_printf: ir/support/support.h */
 
 static void indent(Buf *b, int depth) {
-  for (int i = 0; i < depth; i++) bputs(b, "  ");
+  for (int i = 0; i < depth; i++) buf_puts(b, "  ");
 }
 
 /* ------------------------------------------------------------------ names */
@@ -266,45 +232,45 @@ static const char *ctype(KType t) {
 
 /* A float literal that C reads back as the same value. */
 static void print_float(Buf *o, double v, int f32) {
-  if (isnan(v)) { bputs(o, f32 ? "NAN" : "(double)NAN"); return; }
-  if (isinf(v)) { bputs(o, v > 0 ? (f32 ? "INFINITY" : "(double)INFINITY") : (f32 ? "(-INFINITY)" : "(-(double)INFINITY)")); return; }
+  if (isnan(v)) { buf_puts(o, f32 ? "NAN" : "(double)NAN"); return; }
+  if (isinf(v)) { buf_puts(o, v > 0 ? (f32 ? "INFINITY" : "(double)INFINITY") : (f32 ? "(-INFINITY)" : "(-(double)INFINITY)")); return; }
   char s[64];
   snprintf(s, sizeof s, f32 ? "%.9g" : "%.17g", f32 ? (double)(float)v : v);
   if (!strpbrk(s, ".e")) strcat(s, ".0");
-  bputs(o, s);
-  if (f32) bputs(o, "f");
+  buf_puts(o, s);
+  if (f32) buf_puts(o, "f");
 }
 
 static void print_int(Buf *o, int64_t v) {
-  if (v >= -((int64_t)1 << 31) && v < ((int64_t)1 << 31)) bprintf(o, v < 0 ? "(%lld)" : "%lld", (long long)v);
-  else bprintf(o, "(int64_t)0x%016llxull", (unsigned long long)v);
+  if (v >= -((int64_t)1 << 31) && v < ((int64_t)1 << 31)) buf_printf(o, v < 0 ? "(%lld)" : "%lld", (long long)v);
+  else buf_printf(o, "(int64_t)0x%016llxull", (unsigned long long)v);
 }
 
 static void print_expr(Kp *k, const KExpr *e);
 static void print_top(Kp *k, const KExpr *e);
 
 static void call1(Kp *k, const char *fn, const KExpr *a) {
-  bprintf(k->o, "%s(", fn);
+  buf_printf(k->o, "%s(", fn);
   print_top(k, a);
-  bputs(k->o, ")");
+  buf_puts(k->o, ")");
 }
 
 static void call2(Kp *k, const char *fn, const KExpr *a, const KExpr *b) {
-  bprintf(k->o, "%s(", fn);
+  buf_printf(k->o, "%s(", fn);
   print_top(k, a);
-  bputs(k->o, ", ");
+  buf_puts(k->o, ", ");
   print_top(k, b);
-  bputs(k->o, ")");
+  buf_puts(k->o, ")");
 }
 
 static void infix(Kp *k, const char *op, const KExpr *a, const KExpr *b) {
   int top = k->top;
   k->top = 0;
-  if (!top) bputs(k->o, "(");
+  if (!top) buf_puts(k->o, "(");
   print_expr(k, a);
-  bprintf(k->o, " %s ", op);
+  buf_printf(k->o, " %s ", op);
   print_expr(k, b);
-  if (!top) bputs(k->o, ")");
+  if (!top) buf_puts(k->o, ")");
 }
 
 /* Prints e as a whole statement part (index, right-hand side). */
@@ -320,7 +286,7 @@ static void print_un(Kp *k, const KExpr *e) {
   const KExpr *a = e->a[0];
   if (e->op == KU_NOT) { call1(k, "!", a); return; }
   if (e->t == KT_I64) {
-    if (e->op == KU_NEG && is_wrap(k, e)) { k->helpers->bits |= H_WSUB; bputs(k->o, "wsub(0, "); print_expr(k, a); bputs(k->o, ")"); }
+    if (e->op == KU_NEG && is_wrap(k, e)) { k->helpers->bits |= H_WSUB; buf_puts(k->o, "wsub(0, "); print_expr(k, a); buf_puts(k->o, ")"); }
     else if (e->op == KU_NEG) call1(k, "-", a);
     else if (e->op == KU_ABS) { k->helpers->bits |= H_IABS; call1(k, "iabs", a); }
     else print_expr(k, a);   /* sqrt, exp... of an integer: not produced by lower.c */
@@ -377,7 +343,7 @@ static void print_expr(Kp *k, const KExpr *e) {
   Ent *x = map_get(&k->m, e);
   if (!(e->kind == KX_BIN && x->temp < 0)) k->top = 0;   /* only infix uses it */
   if (x->temp >= 0) {
-    bprintf(k->o, "e%d", x->temp);
+    buf_printf(k->o, "e%d", x->temp);
     return;
   }
   static const char *const slot[] = {"CTX_SEED", "CTX_STEP", "CTX_TRAINING", "CTX_ERR", "CTX_ERRVAL"};
@@ -386,35 +352,35 @@ static void print_expr(Kp *k, const KExpr *e) {
     if (e->t == KT_F32 || e->t == KT_F64) print_float(k->o, e->f, e->t == KT_F32);
     else print_int(k->o, e->i);
     return;
-  case KX_VAR: bprintf(k->o, "v%d", e->var); return;
+  case KX_VAR: buf_printf(k->o, "v%d", e->var); return;
   case KX_CTX:
     NNDC_ASSERT(e->i >= 0 && e->i < KCTX_COUNT);
-    bprintf(k->o, "ctx[%s]", slot[e->i]);
+    buf_printf(k->o, "ctx[%s]", slot[e->i]);
     return;
   case KX_LOAD:
-    if (k->p->bufs[e->buf].dt == DT_I32) bputs(k->o, "(int64_t)");
-    bprintf(k->o, "%s[", k->bname[e->buf]);
+    if (k->p->bufs[e->buf].dt == DT_I32) buf_puts(k->o, "(int64_t)");
+    buf_printf(k->o, "%s[", k->bname[e->buf]);
     print_top(k, e->a[0]);
-    bputs(k->o, "]");
+    buf_puts(k->o, "]");
     return;
   case KX_UN: print_un(k, e); return;
   case KX_BIN: print_bin(k, e); return;
   case KX_SELECT:
-    bputs(k->o, "(");
+    buf_puts(k->o, "(");
     print_expr(k, e->a[0]);
-    bputs(k->o, " ? ");
+    buf_puts(k->o, " ? ");
     print_expr(k, e->a[1]);
-    bputs(k->o, " : ");
+    buf_puts(k->o, " : ");
     print_expr(k, e->a[2]);
-    bputs(k->o, ")");
+    buf_puts(k->o, ")");
     return;
   case KX_CAST:
     if (e->t == KT_BOOL) {
-      bputs(k->o, "(");
+      buf_puts(k->o, "(");
       print_expr(k, e->a[0]);
-      bputs(k->o, " != 0)");
+      buf_puts(k->o, " != 0)");
     } else {
-      bprintf(k->o, "(%s)", ctype(e->t));
+      buf_printf(k->o, "(%s)", ctype(e->t));
       print_expr(k, e->a[0]);
     }
     return;
@@ -431,9 +397,9 @@ static void hoist(Kp *k, const KExpr *e, int depth) {
   if (x->uses < 2 || !nontrivial(e)) return;
   int t = k->ntemps++;
   indent(k->o, depth);
-  bprintf(k->o, "const %s e%d = ", ctype(e->t), t);
+  buf_printf(k->o, "const %s e%d = ", ctype(e->t), t);
   print_top(k, e);
-  bputs(k->o, ";\n");
+  buf_puts(k->o, ";\n");
   map_get(&k->m, e)->temp = t;
 }
 
@@ -492,19 +458,19 @@ static void print_loop(Kp *k, const KStmt *s, int depth) {
   Buf *o = k->o;
   indent(o, depth);
   if (s->flags & KL_PARALLEL) {
-    bprintf(o, "for (int64_t v%d = lo; v%d < hi; v%d++) {  /* parallel over [0, %lld) */\n", s->var, s->var,
+    buf_printf(o, "for (int64_t v%d = lo; v%d < hi; v%d++) {  /* parallel over [0, %lld) */\n", s->var, s->var,
             s->var, (long long)k->k->par);
   } else {
-    bprintf(o, "for (int64_t v%d = ", s->var);
+    buf_printf(o, "for (int64_t v%d = ", s->var);
     print_expr(k, s->lo);
-    bprintf(o, "; v%d < ", s->var);
+    buf_printf(o, "; v%d < ", s->var);
     print_expr(k, s->hi);
-    if (s->step == 1) bprintf(o, "; v%d++) {\n", s->var);
-    else bprintf(o, "; v%d += %lld) {\n", s->var, (long long)s->step);
+    if (s->step == 1) buf_printf(o, "; v%d++) {\n", s->var);
+    else buf_printf(o, "; v%d += %lld) {\n", s->var, (long long)s->step);
   }
   print_block(k, s->body, depth + 1);
   indent(o, depth);
-  bputs(o, "}\n");
+  buf_puts(o, "}\n");
 }
 
 static void print_stmt(Kp *k, const KStmt *s, int depth) {
@@ -514,37 +480,37 @@ static void print_stmt(Kp *k, const KStmt *s, int depth) {
   case KS_LOOP: print_loop(k, s, depth); return;
   case KS_STORE:
     indent(o, depth);
-    bprintf(o, "%s[", k->bname[s->buf]);
+    buf_printf(o, "%s[", k->bname[s->buf]);
     print_top(k, s->idx);
-    bputs(o, k->p->bufs[s->buf].dt == DT_I32 ? "] = (int32_t)" : "] = ");
+    buf_puts(o, k->p->bufs[s->buf].dt == DT_I32 ? "] = (int32_t)" : "] = ");
     if (k->p->bufs[s->buf].dt == DT_I32) print_expr(k, s->val);
     else print_top(k, s->val);
-    bputs(o, ";\n");
+    buf_puts(o, ";\n");
     return;
   case KS_LET:
     indent(o, depth);
-    bprintf(o, "%s v%d = ", ctype(k->k->vtype[s->var]), s->var);
+    buf_printf(o, "%s v%d = ", ctype(k->k->vtype[s->var]), s->var);
     print_top(k, s->val);
-    bputs(o, ";\n");
+    buf_puts(o, ";\n");
     if (!k->readvar[s->var]) {
       indent(o, depth);
-      bprintf(o, "(void)v%d;\n", s->var);
+      buf_printf(o, "(void)v%d;\n", s->var);
     }
     return;
   case KS_SET:
     indent(o, depth);
-    bprintf(o, "v%d = ", s->var);
+    buf_printf(o, "v%d = ", s->var);
     print_top(k, s->val);
-    bputs(o, ";\n");
+    buf_puts(o, ";\n");
     return;
   case KS_IF:
     indent(o, depth);
-    bputs(o, "if (");
+    buf_puts(o, "if (");
     print_top(k, s->cond);
-    bputs(o, ") {\n");
+    buf_puts(o, ") {\n");
     print_block(k, s->body, depth + 1);
     indent(o, depth);
-    bputs(o, "}\n");
+    buf_puts(o, "}\n");
     return;
   case KS_TILE: {
     const KTile *t = s->tile;
@@ -557,26 +523,26 @@ static void print_stmt(Kp *k, const KStmt *s, int depth) {
       h->ntile++;
     }
     indent(o, depth);
-    bprintf(o, "tile_%dx%d_%d(&%s[", t->mr, t->nr, t->nc, k->bname[t->abuf]);
+    buf_printf(o, "tile_%dx%d_%d(&%s[", t->mr, t->nr, t->nc, k->bname[t->abuf]);
     print_top(k, t->a0);
-    bprintf(o, "], %lld, %lld, &%s[", (long long)t->ars, (long long)t->acs, k->bname[t->bbuf]);
+    buf_printf(o, "], %lld, %lld, &%s[", (long long)t->ars, (long long)t->acs, k->bname[t->bbuf]);
     print_top(k, t->b0);
-    bprintf(o, "], %lld, &%s[", (long long)t->brs, k->bname[t->cbuf]);
+    buf_printf(o, "], %lld, &%s[", (long long)t->brs, k->bname[t->cbuf]);
     print_top(k, t->c0);
-    bprintf(o, "], %lld, ", (long long)t->crs);
+    buf_printf(o, "], %lld, ", (long long)t->crs);
     print_top(k, t->klen);
-    bputs(o, ", ");
+    buf_puts(o, ", ");
     print_top(k, t->accum);
-    bputs(o, ");\n");
+    buf_puts(o, ");\n");
     return;
   }
   case KS_ERROR:
     indent(o, depth);
-    bputs(o, "ctx[CTX_ERR] = 1;\n");
+    buf_puts(o, "ctx[CTX_ERR] = 1;\n");
     indent(o, depth);
-    bputs(o, "ctx[CTX_ERRVAL] = ");
+    buf_puts(o, "ctx[CTX_ERRVAL] = ");
     print_top(k, s->val);
-    bputs(o, ";\n");
+    buf_puts(o, ";\n");
     return;
   }
 }
@@ -588,11 +554,11 @@ static void print_block(Kp *k, const KStmt *s, int depth) {
 /* "mlp.nnd:12: h = relu(x @ W1 + b1)", safe inside a C comment. */
 static void print_source_line(Buf *o, Loc loc) {
   if (!loc.src) {
-    bputs(o, "(no source line)");
+    buf_puts(o, "(no source line)");
     return;
   }
   const char *slash = strrchr(loc.src->path, '/');
-  bprintf(o, "%s:%d: ", slash ? slash + 1 : loc.src->path, loc.line);
+  buf_printf(o, "%s:%d: ", slash ? slash + 1 : loc.src->path, loc.line);
   const char *t = loc.src->text;
   for (int line = 1; line < loc.line && *t; t++)
     if (*t == '\n') line++;
@@ -601,33 +567,33 @@ static void print_source_line(Buf *o, Loc loc) {
   while (*end && *end != '\n' && *end != '\r') end++;
   while (end > t && (end[-1] == ' ' || end[-1] == '\t')) end--;
   for (const char *c = t; c < end; c++) {
-    if (*c == '*' && c[1] == '/') bputs(o, "* ");          /* would end the comment */
-    else if (*c == '/' && c[1] == '*') bputs(o, "/ ");     /* -Wcomment */
-    else if (*c == '?' && c[1] == '?') bputs(o, "? ");     /* trigraphs */
-    else if (*c == '\\') bputs(o, "\\ ");                  /* line splice */
-    else if ((unsigned char)*c < 32) bputs(o, " ");
-    else bprintf(o, "%c", *c);
+    if (*c == '*' && c[1] == '/') buf_puts(o, "* ");          /* would end the comment */
+    else if (*c == '/' && c[1] == '*') buf_puts(o, "/ ");     /* -Wcomment */
+    else if (*c == '?' && c[1] == '?') buf_puts(o, "? ");     /* trigraphs */
+    else if (*c == '\\') buf_puts(o, "\\ ");                  /* line splice */
+    else if ((unsigned char)*c < 32) buf_puts(o, " ");
+    else buf_printf(o, "%c", *c);
   }
 }
 
 static void print_shape(Buf *o, const Node *n) {
   char s[256];
-  bputs(o, shape_str(&n->shape, n->dt, s, sizeof s));
+  buf_puts(o, shape_str(&n->shape, n->dt, s, sizeof s));
 }
 
 static void print_kernel_comment(Buf *o, const KProgram *p, const Kernel *kn, const char *const *bname) {
   const Node *n = kn->node;
-  bprintf(o, "/* %s: ", kn->name);
+  buf_printf(o, "/* %s: ", kn->name);
   print_source_line(o, n->loc);
   int b = p->own_buf[n->id];
-  bprintf(o, "\n *   %s = %s(", b >= 0 ? bname[b] : "?", op_info[n->op].name);
+  buf_printf(o, "\n *   %s = %s(", b >= 0 ? bname[b] : "?", op_info[n->op].name);
   for (int j = 0; j < n->nin; j++) {
     int ib = p->own_buf[n->in[j]->id];
-    bprintf(o, "%s%s", j ? ", " : "", ib >= 0 ? bname[ib] : "?");
+    buf_printf(o, "%s%s", j ? ", " : "", ib >= 0 ? bname[ib] : "?");
   }
-  bputs(o, ") : ");
+  buf_puts(o, ") : ");
   print_shape(o, n);
-  bputs(o, " */\n");
+  buf_puts(o, " */\n");
 }
 
 static void print_kernel(Buf *o, const KProgram *p, const Kernel *kn, const char *prefix,
@@ -640,16 +606,16 @@ static void print_kernel(Buf *o, const KProgram *p, const Kernel *kn, const char
   if (!k.wrapvar || !k.readvar || !k.bused || !k.bwritten) nndc_fatal(__FILE__, __LINE__, "out of memory");
   for (int i = 0; i <= kn->nvars && scan(&k, kn->body); i++) {}
   print_kernel_comment(o, p, kn, bname);
-  bprintf(o, "static void %s_%s(void **bufs, int64_t lo, int64_t hi, int64_t *ctx) {\n", prefix, kn->name);
+  buf_printf(o, "static void %s_%s(void **bufs, int64_t lo, int64_t hi, int64_t *ctx) {\n", prefix, kn->name);
   for (int b = 0; b < p->nbufs; b++) {
     if (!k.bused[b]) continue;
     const char *t = p->bufs[b].dt == DT_I32 ? "int32_t" : "float";
-    bprintf(o, "  %s%s *%s = bufs[%d];\n", k.bwritten[b] ? "" : "const ", t, bname[b], b);
+    buf_printf(o, "  %s%s *%s = bufs[%d];\n", k.bwritten[b] ? "" : "const ", t, bname[b], b);
   }
-  if (!has_parallel(kn->body)) bputs(o, "  (void)lo;\n  (void)hi;\n");
-  if (!k.usectx) bputs(o, "  (void)ctx;\n");
+  if (!has_parallel(kn->body)) buf_puts(o, "  (void)lo;\n  (void)hi;\n");
+  if (!k.usectx) buf_puts(o, "  (void)ctx;\n");
   print_block(&k, kn->body, 1);
-  bputs(o, "}\n\n");
+  buf_puts(o, "}\n\n");
   free(k.m.t);
   free(k.wrapvar);
   free(k.readvar);
@@ -692,41 +658,41 @@ static void name_buffers(Arena *a, Prog *pr) {
 static void print_program(Buf *o, const Prog *pr, struct Helpers *helpers) {
   const KProgram *p = pr->kp;
   for (int i = 0; i < p->nkernels; i++) print_kernel(o, p, p->kernels[i], pr->prefix, pr->bname, helpers);
-  bprintf(o, "/* Runs the %d kernels in order over the bound buffers. */\n", p->nkernels);
-  bprintf(o, "static void %s_run(void **bufs, int64_t *ctx) {\n", pr->prefix);
+  buf_printf(o, "/* Runs the %d kernels in order over the bound buffers. */\n", p->nkernels);
+  buf_printf(o, "static void %s_run(void **bufs, int64_t *ctx) {\n", pr->prefix);
   for (int i = 0; i < p->nkernels; i++) {
     const Kernel *kn = p->kernels[i];
-    if (kn->par > 0) bprintf(o, "  run_par(%s_%s, bufs, %lld, ctx);\n", pr->prefix, kn->name, (long long)kn->par);
+    if (kn->par > 0) buf_printf(o, "  run_par(%s_%s, bufs, %lld, ctx);\n", pr->prefix, kn->name, (long long)kn->par);
     if (kn->par > 0) helpers->par = 1;
-    else bprintf(o, "  %s_%s(bufs, 0, 1, ctx);\n", pr->prefix, kn->name);
+    else buf_printf(o, "  %s_%s(bufs, 0, 1, ctx);\n", pr->prefix, kn->name);
   }
-  if (!p->nkernels) bputs(o, "  (void)bufs;\n  (void)ctx;\n");
-  bputs(o, "}\n\n");
+  if (!p->nkernels) buf_puts(o, "  (void)bufs;\n  (void)ctx;\n");
+  buf_puts(o, "}\n\n");
 }
 
 /* Binds every buffer of the program: leaves to the caller's structs,
  * intermediates to the workspace, constants filled there. */
 static void print_binds(Buf *o, const Prog *pr, Arena *a, struct Helpers *helpers) {
   const KProgram *p = pr->kp;
-  bprintf(o, "  void *bufs[%d];\n", p->nbufs > 0 ? p->nbufs : 1);
+  buf_printf(o, "  void *bufs[%d];\n", p->nbufs > 0 ? p->nbufs : 1);
   for (int b = 0; b < p->nbufs; b++) {
     const KBuffer *kb = &p->bufs[b];
     const Node *n = kb->node;
-    bprintf(o, "  bufs[%d] = ", b);
-    if (kb->kind != KB_LEAF) bprintf(o, "ws + %zu;", kb->offset);
-    else if (n->op == OP_INPUT) bprintf(o, "(void *)in->%s;", ident(a, n->name));
-    else if (n->op == OP_PARAM) bprintf(o, "p->%s;", ident(a, n->name));
-    else bprintf(o, "s->%s;", ident(a, n->name));
-    bprintf(o, "  /* %s ", pr->bname[b]);
+    buf_printf(o, "  bufs[%d] = ", b);
+    if (kb->kind != KB_LEAF) buf_printf(o, "ws + %zu;", kb->offset);
+    else if (n->op == OP_INPUT) buf_printf(o, "(void *)in->%s;", ident(a, n->name));
+    else if (n->op == OP_PARAM) buf_printf(o, "p->%s;", ident(a, n->name));
+    else buf_printf(o, "s->%s;", ident(a, n->name));
+    buf_printf(o, "  /* %s ", pr->bname[b]);
     print_shape(o, n);
-    bputs(o, " */\n");
+    buf_puts(o, " */\n");
   }
   for (int b = 0; b < p->nbufs; b++)
     if (p->bufs[b].kind == KB_CONST) {
       helpers->bits |= H_FILL;
-      bprintf(o, "  fill(bufs[%d], %lld, ", b, (long long)p->bufs[b].numel);
+      buf_printf(o, "  fill(bufs[%d], %lld, ", b, (long long)p->bufs[b].numel);
       print_float(o, p->bufs[b].node->a.f[0], 1);
-      bputs(o, ");\n");
+      buf_puts(o, ");\n");
     }
 }
 
@@ -748,7 +714,7 @@ static void print_copy_out(Buf *o, const Prog *pr, Arena *a) {
     int b = pr->kp->node_buf[n[i]->id];
     NNDC_ASSERT(b >= 0);
     const char *f = ident(a, name[i]);
-    bprintf(o, "  if (out->%s) memcpy(out->%s, bufs[%d], %lld * sizeof *out->%s);\n", f, f, b,
+    buf_printf(o, "  if (out->%s) memcpy(out->%s, bufs[%d], %lld * sizeof *out->%s);\n", f, f, b,
             (long long)shape_numel(&n[i]->shape), f);
   }
 }
@@ -784,16 +750,16 @@ static void print_fields(Emit *e, Buf *o, const Named *v, int n, const char *typ
   for (int i = 0; i < n; i++) {
     const Node *x = v[i].node;
     const char *t = x->dt == DT_I32 ? (type[0] == 'c' ? "const int32_t" : "int32_t") : type;
-    bprintf(o, "  %s *%s;", t, ident(e->a, v[i].name));
-    bprintf(o, "  /* %s %s ", kind, v[i].name);
+    buf_printf(o, "  %s *%s;", t, ident(e->a, v[i].name));
+    buf_printf(o, "  /* %s %s ", kind, v[i].name);
     print_shape(o, x);
-    bputs(o, " */\n");
+    buf_puts(o, " */\n");
   }
 }
 
 static void print_size_macros(Emit *e, Buf *o, const Named *v, int n, const char *kind) {
   for (int i = 0; i < n; i++)
-    bprintf(o, "#define %s_%s_%s_SIZE %lld\n", e->M, kind, upper(e->a, ident(e->a, v[i].name)),
+    buf_printf(o, "#define %s_%s_%s_SIZE %lld\n", e->M, kind, upper(e->a, ident(e->a, v[i].name)),
             (long long)shape_numel(&v[i].node->shape));
 }
 
@@ -817,9 +783,9 @@ static char *emit_header(Emit *e) {
   Buf o = {0};
   const Graph *g = e->g;
   const char *m = e->m, *M = e->M;
-  bprintf(&o, "/* %s.h - generated by `nndc emit-c` from %s.nnd: the model as portable C99.\n", m,
+  buf_printf(&o, "/* %s.h - generated by `nndc emit-c` from %s.nnd: the model as portable C99.\n", m,
           g->model_name ? g->model_name : m);
-  bputs(&o, " *\n"
+  buf_puts(&o, " *\n"
             " * Shapes are fixed at the sizes below.  The caller owns every buffer: params,\n"
             " * inputs, outputs, the workspace (scratch memory of *_workspace_size() bytes,\n"
             " * best 64-byte aligned) and, for training, the optimizer state.  Nothing is\n"
@@ -829,50 +795,50 @@ static char *emit_header(Emit *e) {
             " * not reported (the JIT reports them): they are clamped into range, so\n"
             " * check labels first.  Build with -fopenmp to run the parallel loops on\n"
             " * several threads (optional). */\n");
-  bprintf(&o, "#ifndef %s_H\n#define %s_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n", M, M);
-  bputs(&o, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
-  bputs(&o, "/* bound sizes and file-level constants */\n");
-  for (int i = 0; i < g->nsyms; i++) bprintf(&o, "#define %s_%s %lld\n", M, upper(e->a, ident(e->a, g->syms[i].name)), (long long)g->syms[i].value);
-  bputs(&o, "/* elements of each tensor */\n");
+  buf_printf(&o, "#ifndef %s_H\n#define %s_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n", M, M);
+  buf_puts(&o, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
+  buf_puts(&o, "/* bound sizes and file-level constants */\n");
+  for (int i = 0; i < g->nsyms; i++) buf_printf(&o, "#define %s_%s %lld\n", M, upper(e->a, ident(e->a, g->syms[i].name)), (long long)g->syms[i].value);
+  buf_puts(&o, "/* elements of each tensor */\n");
   int nout;
   Named *outs = outputs_named(e, g, &nout);
   print_size_macros(e, &o, g->params, g->nparams, "PARAM");
   print_size_macros(e, &o, g->inputs, g->ninputs, "INPUT");
   print_size_macros(e, &o, outs, nout, "OUTPUT");
   if (e->tg) print_size_macros(e, &o, e->tg->states, e->tg->nstates, "STATE");
-  bputs(&o, "\n/* one field per param, in declaration order */\ntypedef struct {\n");
+  buf_puts(&o, "\n/* one field per param, in declaration order */\ntypedef struct {\n");
   print_fields(e, &o, g->params, g->nparams, "float", "param");
-  if (!g->nparams) bputs(&o, "  char unused_;  /* the model has no params */\n");
-  bprintf(&o, "} %s_params;\n\ntypedef struct {\n", m);
+  if (!g->nparams) buf_puts(&o, "  char unused_;  /* the model has no params */\n");
+  buf_printf(&o, "} %s_params;\n\ntypedef struct {\n", m);
   print_fields(e, &o, g->inputs, g->ninputs, "const float", "input");
-  if (!g->ninputs) bputs(&o, "  char unused_;  /* the model has no inputs */\n");
-  bprintf(&o, "} %s_inputs;\n\n/* outputs, then the loss, then the metrics; NULL fields are skipped */\ntypedef struct {\n", m);
+  if (!g->ninputs) buf_puts(&o, "  char unused_;  /* the model has no inputs */\n");
+  buf_printf(&o, "} %s_inputs;\n\n/* outputs, then the loss, then the metrics; NULL fields are skipped */\ntypedef struct {\n", m);
   print_fields(e, &o, outs, nout, "float", "output");
-  if (!nout) bputs(&o, "  char unused_;  /* the model has no outputs */\n");
-  bprintf(&o, "} %s_outputs;\n\n", m);
-  bprintf(&o, "/* bytes of scratch memory needed by %s_forward%s%s */\nsize_t %s_workspace_size(void);\n", m,
+  if (!nout) buf_puts(&o, "  char unused_;  /* the model has no outputs */\n");
+  buf_printf(&o, "} %s_outputs;\n\n", m);
+  buf_printf(&o, "/* bytes of scratch memory needed by %s_forward%s%s */\nsize_t %s_workspace_size(void);\n", m,
           e->tg ? " and " : "", e->tg ? arena_printf(e->a, "%s_train_step", m) : "", m);
-  bprintf(&o, "void   %s_forward(const %s_params *p, const %s_inputs *in, %s_outputs *out, void *workspace);\n", m, m, m, m);
+  buf_printf(&o, "void   %s_forward(const %s_params *p, const %s_inputs *in, %s_outputs *out, void *workspace);\n", m, m, m, m);
   if (e->tg) {
     const Graph *tg = e->tg;
-    bprintf(&o, "\n/* Optimizer state: zero every buffer and step before the first\n"
+    buf_printf(&o, "\n/* Optimizer state: zero every buffer and step before the first\n"
                 " * %s_train_step.  step counts the steps taken; each call increments it\n"
                 " * first (Adam's bias correction and the dropout masks use it).  The\n"
                 " * buffers may be carved from one block of %s_state_size() bytes. */\n"
                 "typedef struct {\n  int64_t step;\n", m, m);
     print_fields(e, &o, tg->states, tg->nstates, "float", "state");
-    bprintf(&o, "} %s_state;\n\n", m);
-    bprintf(&o, "size_t %s_state_size(void);   /* bytes of all the state buffers together */\n", m);
-    bprintf(&o, "/* One optimizer step on the batch in `in` (dropout seed %llu): updates p and\n"
+    buf_printf(&o, "} %s_state;\n\n", m);
+    buf_printf(&o, "size_t %s_state_size(void);   /* bytes of all the state buffers together */\n", m);
+    buf_printf(&o, "/* One optimizer step on the batch in `in` (dropout seed %llu): updates p and\n"
                 " * s in place; out receives the outputs, loss and metrics of the batch\n"
                 " * computed before the update. */\n",
             (unsigned long long)tg->train.seed);
-    bprintf(&o, "void   %s_train_step(%s_params *p, %s_state *s, const %s_inputs *in, %s_outputs *out, void *workspace);\n",
+    buf_printf(&o, "void   %s_train_step(%s_params *p, %s_state *s, const %s_inputs *in, %s_outputs *out, void *workspace);\n",
             m, m, m, m, m);
   }
   if (e->weights)
-    bprintf(&o, "\n/* the embedded trained weights (read-only: for %s_forward only) */\nextern const %s_params %s_weights;\n", m, m, m);
-  bprintf(&o, "\n#ifdef __cplusplus\n}\n#endif\n\n#endif /* %s_H */\n", M);
+    buf_printf(&o, "\n/* the embedded trained weights (read-only: for %s_forward only) */\nextern const %s_params %s_weights;\n", m, m, m);
+  buf_printf(&o, "\n#ifdef __cplusplus\n}\n#endif\n\n#endif /* %s_H */\n", M);
   return o.s;
 }
 
@@ -887,44 +853,44 @@ static void print_tile_fn(Buf *o, const int *t) {
   /* nu: the vectors holding stored columns (the rest would be computed
    * from B's padding and never stored: no code for them at all) */
   int mr = t[0], nr = t[1], nc = t[2], L = nr >= 16 ? 8 : 4, nu = (nc + L - 1) / L;
-  bprintf(o, "static void tile_%dx%d_%d(const float *restrict A, int64_t ars, int64_t acs, const float *restrict B,\n"
+  buf_printf(o, "static void tile_%dx%d_%d(const float *restrict A, int64_t ars, int64_t acs, const float *restrict B,\n"
              "    int64_t brs, float *restrict C, int64_t crs, int64_t klen, int accum) {\n", mr, nr, nc);
-  bprintf(o, "#if defined(__GNUC__)\n  const nndc_v%d z = {0};\n", L);
+  buf_printf(o, "#if defined(__GNUC__)\n  const nndc_v%d z = {0};\n", L);
   for (int r = 0; r < mr; r++) {
-    bprintf(o, "  nndc_v%d", L);
-    for (int v = 0; v < nu; v++) bprintf(o, "%s c%d_%d = z", v ? "," : "", r, v);
-    bputs(o, ";\n");
+    buf_printf(o, "  nndc_v%d", L);
+    for (int v = 0; v < nu; v++) buf_printf(o, "%s c%d_%d = z", v ? "," : "", r, v);
+    buf_puts(o, ";\n");
   }
-  bputs(o, "  if (accum) {\n");
+  buf_puts(o, "  if (accum) {\n");
   for (int r = 0; r < mr; r++)
     for (int v = 0; v < nu; v++) {
       int w = nc - v * L < L ? nc - v * L : L;
-      if (w == L) bprintf(o, "    memcpy(&c%d_%d, C + %d * crs + %d, %d);\n", r, v, r, v * L, 4 * L);
-      else bprintf(o, "    NNDC_LDN(c%d_%d, C + %d * crs + %d, %d);\n", r, v, r, v * L, w);
+      if (w == L) buf_printf(o, "    memcpy(&c%d_%d, C + %d * crs + %d, %d);\n", r, v, r, v * L, 4 * L);
+      else buf_printf(o, "    NNDC_LDN(c%d_%d, C + %d * crs + %d, %d);\n", r, v, r, v * L, w);
     }
-  bputs(o, "  }\n  for (int64_t k = 0; k < klen; k++) {\n    const float *b = B + k * brs, *a = A + k * acs;\n");
-  for (int v = 0; v < nu; v++) bprintf(o, "    nndc_v%d b%d;\n    memcpy(&b%d, b + %d, %d);\n", L, v, v, v * L, 4 * L);
+  buf_puts(o, "  }\n  for (int64_t k = 0; k < klen; k++) {\n    const float *b = B + k * brs, *a = A + k * acs;\n");
+  for (int v = 0; v < nu; v++) buf_printf(o, "    nndc_v%d b%d;\n    memcpy(&b%d, b + %d, %d);\n", L, v, v, v * L, 4 * L);
   for (int r = 0; r < mr; r++) {
-    bprintf(o, "    {\n      const nndc_v%d av = z + a[%d * ars];\n     ", L, r);
-    for (int v = 0; v < nu; v++) bprintf(o, " c%d_%d += av * b%d;", r, v, v);
-    bputs(o, "\n    }\n");
+    buf_printf(o, "    {\n      const nndc_v%d av = z + a[%d * ars];\n     ", L, r);
+    for (int v = 0; v < nu; v++) buf_printf(o, " c%d_%d += av * b%d;", r, v, v);
+    buf_puts(o, "\n    }\n");
   }
-  bputs(o, "  }\n");
+  buf_puts(o, "  }\n");
   for (int r = 0; r < mr; r++)
     for (int v = 0; v < nu; v++) {
       int w = nc - v * L < L ? nc - v * L : L;
-      if (w == L) bprintf(o, "  memcpy(C + %d * crs + %d, &c%d_%d, %d);\n", r, v * L, r, v, 4 * L);
-      else bprintf(o, "  NNDC_STN(C + %d * crs + %d, c%d_%d, %d);\n", r, v * L, r, v, w);
+      if (w == L) buf_printf(o, "  memcpy(C + %d * crs + %d, &c%d_%d, %d);\n", r, v * L, r, v, 4 * L);
+      else buf_printf(o, "  NNDC_STN(C + %d * crs + %d, c%d_%d, %d);\n", r, v * L, r, v, w);
     }
-  bputs(o, "#else\n");
-  bprintf(o, "  float acc[%d][%d];\n", mr, nc);
-  bprintf(o, "  for (int r = 0; r < %d; r++)\n    for (int c = 0; c < %d; c++) acc[r][c] = accum ? C[r * crs + c] : 0.0f;\n",
+  buf_puts(o, "#else\n");
+  buf_printf(o, "  float acc[%d][%d];\n", mr, nc);
+  buf_printf(o, "  for (int r = 0; r < %d; r++)\n    for (int c = 0; c < %d; c++) acc[r][c] = accum ? C[r * crs + c] : 0.0f;\n",
           mr, nc);
-  bputs(o, "  for (int64_t k = 0; k < klen; k++) {\n    const float *b = B + k * brs;\n");
-  bprintf(o, "    for (int r = 0; r < %d; r++) {\n      const float a = A[r * ars + k * acs];\n"
+  buf_puts(o, "  for (int64_t k = 0; k < klen; k++) {\n    const float *b = B + k * brs;\n");
+  buf_printf(o, "    for (int r = 0; r < %d; r++) {\n      const float a = A[r * ars + k * acs];\n"
              "      for (int c = 0; c < %d; c++) acc[r][c] += a * b[c];\n    }\n  }\n", mr, nc);
-  bprintf(o, "  for (int r = 0; r < %d; r++)\n    for (int c = 0; c < %d; c++) C[r * crs + c] = acc[r][c];\n", mr, nc);
-  bputs(o, "#endif\n}\n\n");
+  buf_printf(o, "  for (int r = 0; r < %d; r++)\n    for (int c = 0; c < %d; c++) C[r * crs + c] = acc[r][c];\n", mr, nc);
+  buf_puts(o, "#endif\n}\n\n");
 }
 
 /* The 4- and 8-float vector types (4 for the generic target's 8-column
@@ -957,19 +923,19 @@ static const char *const helper_src[] = {
 };
 
 static void print_prologue(Emit *e, Buf *o) {
-  bprintf(o, "/* %s.c - generated by `nndc emit-c` from %s.nnd; see %s.h for the interface.\n"
+  buf_printf(o, "/* %s.c - generated by `nndc emit-c` from %s.nnd; see %s.h for the interface.\n"
              " *\n"
              " * Each kernel below computes one node of the model's graph and carries its\n"
              " * source line.  Kernels take the buffer table (bufs), the range [lo, hi) of\n"
              " * their parallel loop, and the run context (seed, step, training flag).\n"
              " * This is the program the nndc JIT compiles, printed as C. */\n",
           e->m, e->g->model_name ? e->g->model_name : e->m, e->m);
-  bprintf(o, "#include <math.h>\n#include <stdint.h>\n#include <stddef.h>\n#include <string.h>\n"
+  buf_printf(o, "#include <math.h>\n#include <stdint.h>\n#include <stddef.h>\n#include <string.h>\n"
              "#ifdef _OPENMP\n#include <omp.h>\n#endif\n#include \"%s.h\"\n\n", e->m);
-  bputs(o, "enum { CTX_SEED, CTX_STEP, CTX_TRAINING, CTX_ERR, CTX_ERRVAL, CTX_COUNT };\n\n");
-  bputs(o, "typedef void (*kernel_fn)(void **bufs, int64_t lo, int64_t hi, int64_t *ctx);\n\n");
+  buf_puts(o, "enum { CTX_SEED, CTX_STEP, CTX_TRAINING, CTX_ERR, CTX_ERRVAL, CTX_COUNT };\n\n");
+  buf_puts(o, "typedef void (*kernel_fn)(void **bufs, int64_t lo, int64_t hi, int64_t *ctx);\n\n");
   if (e->helpers.par)
-    bputs(o, "/* Runs kernel k over [0, par) split across the OpenMP threads (each element\n"
+    buf_puts(o, "/* Runs kernel k over [0, par) split across the OpenMP threads (each element\n"
              " * of the parallel loop is independent, so any split gives the same result). */\n"
              "static void run_par(kernel_fn k, void **bufs, int64_t par, int64_t *ctx) {\n"
              "#ifdef _OPENMP\n"
@@ -983,11 +949,11 @@ static void print_prologue(Emit *e, Buf *o) {
              "  k(bufs, 0, par, ctx);\n"
              "#endif\n"
              "}\n\n");
-  if (e->helpers.bits) bputs(o, "/* helpers: kernel IR integers wrap like u64; min and max as the interpreter */\n");
+  if (e->helpers.bits) buf_puts(o, "/* helpers: kernel IR integers wrap like u64; min and max as the interpreter */\n");
   for (size_t i = 0; i < sizeof helper_src / sizeof *helper_src; i++)
-    if (e->helpers.bits & (1u << i)) bputs(o, helper_src[i]);
-  if (e->helpers.bits) bputs(o, "\n");
-  if (e->helpers.ntile) bputs(o, tile_prelude);
+    if (e->helpers.bits & (1u << i)) buf_puts(o, helper_src[i]);
+  if (e->helpers.bits) buf_puts(o, "\n");
+  if (e->helpers.ntile) buf_puts(o, tile_prelude);
   for (int i = 0; i < e->helpers.ntile; i++) print_tile_fn(o, e->helpers.tile[i]);
 }
 
@@ -996,64 +962,64 @@ static void print_weights(Emit *e, Buf *o) {
   for (int i = 0; i < g->nparams; i++) {
     int64_t n = shape_numel(&g->params[i].node->shape);
     const float *w = e->weights[i];
-    bprintf(o, "/* %s ", g->params[i].name);
+    buf_printf(o, "/* %s ", g->params[i].name);
     print_shape(o, g->params[i].node);
-    bprintf(o, " */\nstatic const float %s_w_%s[%lld] = {", e->m, ident(e->a, g->params[i].name), (long long)n);
+    buf_printf(o, " */\nstatic const float %s_w_%s[%lld] = {", e->m, ident(e->a, g->params[i].name), (long long)n);
     for (int64_t j = 0; j < n; j++) {
-      bputs(o, j % 8 ? " " : "\n  ");
+      buf_puts(o, j % 8 ? " " : "\n  ");
       print_float(o, w[j], 1);
-      bputs(o, ",");
+      buf_puts(o, ",");
     }
-    bputs(o, "\n};\n\n");
+    buf_puts(o, "\n};\n\n");
   }
-  bprintf(o, "/* forward never writes params, so casting away const is safe */\nconst %s_params %s_weights = {", e->m, e->m);
+  buf_printf(o, "/* forward never writes params, so casting away const is safe */\nconst %s_params %s_weights = {", e->m, e->m);
   for (int i = 0; i < g->nparams; i++)
-    bprintf(o, "%s\n  (float *)%s_w_%s", i ? "," : "", e->m, ident(e->a, g->params[i].name));
-  if (!g->nparams) bputs(o, "0");
-  bputs(o, "\n};\n\n");
+    buf_printf(o, "%s\n  (float *)%s_w_%s", i ? "," : "", e->m, ident(e->a, g->params[i].name));
+  if (!g->nparams) buf_puts(o, "0");
+  buf_puts(o, "\n};\n\n");
 }
 
 static char *emit_source(Emit *e) {
   Buf body = {0}, o = {0};
   const char *m = e->m;
-  bprintf(&body, "/* ---- forward: %d kernels, %zu bytes of workspace ---- */\n\n", e->fwd.kp->nkernels,
+  buf_printf(&body, "/* ---- forward: %d kernels, %zu bytes of workspace ---- */\n\n", e->fwd.kp->nkernels,
           e->fwd.kp->arena_bytes);
   print_program(&body, &e->fwd, &e->helpers);
   size_t ws = e->fwd.kp->arena_bytes;
   if (e->tg) {
-    bprintf(&body, "/* ---- training step: %d kernels, %zu bytes of workspace ---- */\n\n", e->train.kp->nkernels,
+    buf_printf(&body, "/* ---- training step: %d kernels, %zu bytes of workspace ---- */\n\n", e->train.kp->nkernels,
             e->train.kp->arena_bytes);
     print_program(&body, &e->train, &e->helpers);
     if (e->train.kp->arena_bytes > ws) ws = e->train.kp->arena_bytes;
   }
   Buf fns = {0};
-  bprintf(&fns, "size_t %s_workspace_size(void) { return %zu; }\n\n", m, ws);
-  bprintf(&fns, "void %s_forward(const %s_params *p, const %s_inputs *in, %s_outputs *out, void *workspace) {\n", m, m, m, m);
-  bputs(&fns, "  char *ws = workspace;\n");
-  bprintf(&fns, "  int64_t ctx[CTX_COUNT] = {(int64_t)%lluull, 1, 0, 0, 0};  /* seed, step, training */\n",
+  buf_printf(&fns, "size_t %s_workspace_size(void) { return %zu; }\n\n", m, ws);
+  buf_printf(&fns, "void %s_forward(const %s_params *p, const %s_inputs *in, %s_outputs *out, void *workspace) {\n", m, m, m, m);
+  buf_puts(&fns, "  char *ws = workspace;\n");
+  buf_printf(&fns, "  int64_t ctx[CTX_COUNT] = {(int64_t)%lluull, 1, 0, 0, 0};  /* seed, step, training */\n",
           (unsigned long long)e->g->train.seed);
   print_binds(&fns, &e->fwd, e->a, &e->helpers);
-  bputs(&fns, "  (void)p;\n  (void)in;\n  (void)ws;\n");
-  bputs(&fns, "  fwd_run(bufs, ctx);\n");
+  buf_puts(&fns, "  (void)p;\n  (void)in;\n  (void)ws;\n");
+  buf_puts(&fns, "  fwd_run(bufs, ctx);\n");
   print_copy_out(&fns, &e->fwd, e->a);
-  bputs(&fns, "  (void)out;\n}\n");
+  buf_puts(&fns, "  (void)out;\n}\n");
   if (e->tg) {
-    bprintf(&fns, "\nsize_t %s_state_size(void) { return %zu; }\n\n", m, state_bytes(e->tg));
-    bprintf(&fns, "void %s_train_step(%s_params *p, %s_state *s, const %s_inputs *in, %s_outputs *out, void *workspace) {\n",
+    buf_printf(&fns, "\nsize_t %s_state_size(void) { return %zu; }\n\n", m, state_bytes(e->tg));
+    buf_printf(&fns, "void %s_train_step(%s_params *p, %s_state *s, const %s_inputs *in, %s_outputs *out, void *workspace) {\n",
             m, m, m, m, m);
-    bputs(&fns, "  char *ws = workspace;\n  s->step++;\n");
-    bprintf(&fns, "  int64_t ctx[CTX_COUNT] = {(int64_t)%lluull, s->step, 1, 0, 0};  /* seed, step, training */\n",
+    buf_puts(&fns, "  char *ws = workspace;\n  s->step++;\n");
+    buf_printf(&fns, "  int64_t ctx[CTX_COUNT] = {(int64_t)%lluull, s->step, 1, 0, 0};  /* seed, step, training */\n",
             (unsigned long long)e->tg->train.seed);
     print_binds(&fns, &e->train, e->a, &e->helpers);
-    bputs(&fns, "  (void)p;\n  (void)in;\n  (void)ws;\n");
-    bputs(&fns, "  train_run(bufs, ctx);\n");
+    buf_puts(&fns, "  (void)p;\n  (void)in;\n  (void)ws;\n");
+    buf_puts(&fns, "  train_run(bufs, ctx);\n");
     print_copy_out(&fns, &e->train, e->a);
-    bputs(&fns, "  (void)out;\n}\n");
+    buf_puts(&fns, "  (void)out;\n}\n");
   }
   print_prologue(e, &o);
   if (e->weights) print_weights(e, &o);
-  bputs(&o, body.s);
-  bputs(&o, fns.s);
+  buf_puts(&o, body.s);
+  buf_puts(&o, fns.s);
   free(body.s);
   free(fns.s);
   return o.s;

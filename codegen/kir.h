@@ -300,6 +300,12 @@ void conv_rows(KGen *g, const Shape *ys, int yb, int ob);
  * graph p was lowered from) and CONST buffers live to the end, so roots stay
  * readable after a run.  Sets p->arena_bytes. */
 void plan_memory(KProgram *p, Node *const *roots, int nroots);
+/* Calls fn(ctx, buf, store) for every buffer use under s, in statement
+ * order: KS_STORE targets and KS_TILE's C (store = 1), KX_LOAD sources and
+ * KS_TILE's A and B (store = 0): the one walk of the kernel IR's buffer
+ * uses (memory planning, tests). */
+typedef void (*KirBufFn)(void *ctx, int buf, int store);
+void kir_buffers(const KStmt *s, KirBufFn fn, void *ctx);
 
 /* --------------------------------------------------------------- driver.c */
 

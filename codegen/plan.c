@@ -26,28 +26,40 @@ static void touch(Live *lv, int b, int k) {
   lv[b].last = k;
 }
 
-static void walk_expr(Live *lv, const KExpr *e, int k) {
+static void buf_expr(const KExpr *e, KirBufFn fn, void *ctx) {
   if (!e) return;
-  if (e->kind == KX_LOAD) touch(lv, e->buf, k);
-  for (int j = 0; j < 3; j++) walk_expr(lv, e->a[j], k);
+  if (e->kind == KX_LOAD) fn(ctx, e->buf, 0);
+  for (int j = 0; j < 3; j++) buf_expr(e->a[j], fn, ctx);
 }
 
-static void walk_stmts(Live *lv, const KStmt *s, int k) {
+void kir_buffers(const KStmt *s, KirBufFn fn, void *ctx) {
   for (; s; s = s->next) {
-    if (s->kind == KS_STORE) touch(lv, s->buf, k);
-    if (s->kind == KS_TILE) {
+    if (s->kind == KS_STORE) fn(ctx, s->buf, 1);
+    if (s->kind == KS_TILE) {  /* loads A and B (and C when accumulating); stores C */
       const KTile *t = s->tile;
-      touch(lv, t->abuf, k), touch(lv, t->bbuf, k), touch(lv, t->cbuf, k);
-      walk_expr(lv, t->a0, k), walk_expr(lv, t->b0, k), walk_expr(lv, t->c0, k);
-      walk_expr(lv, t->klen, k), walk_expr(lv, t->accum, k);
+      fn(ctx, t->abuf, 0), fn(ctx, t->bbuf, 0), fn(ctx, t->cbuf, 1);
+      buf_expr(t->a0, fn, ctx), buf_expr(t->b0, fn, ctx), buf_expr(t->c0, fn, ctx);
+      buf_expr(t->klen, fn, ctx), buf_expr(t->accum, fn, ctx);
     }
-    walk_expr(lv, s->lo, k);
-    walk_expr(lv, s->hi, k);
-    walk_expr(lv, s->idx, k);
-    walk_expr(lv, s->val, k);
-    walk_expr(lv, s->cond, k);
-    walk_stmts(lv, s->body, k);
+    buf_expr(s->lo, fn, ctx);
+    buf_expr(s->hi, fn, ctx);
+    buf_expr(s->idx, fn, ctx);
+    buf_expr(s->val, fn, ctx);
+    buf_expr(s->cond, fn, ctx);
+    kir_buffers(s->body, fn, ctx);
   }
+}
+
+/* kir_buffers' callback: buffer b is used by the kernel being walked. */
+typedef struct Walk {
+  Live *lv;
+  int k;
+} Walk;
+
+static void on_buf(void *ctx, int b, int store) {
+  Walk *w = ctx;
+  (void)store;
+  touch(w->lv, b, w->k);
 }
 
 /* Orders buffer indices by first use (then index). */
@@ -97,7 +109,10 @@ void plan_memory(KProgram *p, Node *const *roots, int nroots) {
     lv[b].first = lv[b].last = -1;
     lv[b].size = ((size_t)p->bufs[b].numel * 4 + 63) & ~(size_t)63;
   }
-  for (int k = 0; k < nk; k++) walk_stmts(lv, p->kernels[k]->body, k);
+  for (int k = 0; k < nk; k++) {
+    Walk w = {lv, k};
+    kir_buffers(p->kernels[k]->body, on_buf, &w);
+  }
   for (int r = 0; r < nroots; r++) {
     int b = p->node_buf[roots[r]->id];
     if (b >= 0 && lv[b].first >= 0) lv[b].last = nk;

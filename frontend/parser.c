@@ -617,35 +617,12 @@ File *parse_source(Diag *d, Arena *a, const Source *src) {
 
 /* -------------------------------------------------------------- dump */
 
-typedef struct Buf {
-  char *s;
-  size_t len, cap;
-} Buf;
-
-static void bprintf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void bprintf(Buf *b, const char *fmt, ...) {
-  va_list ap, aq;
-  va_start(ap, fmt);
-  va_copy(aq, ap);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0) n = 0;
-  if (b->len + (size_t)n + 1 > b->cap) {
-    while (b->len + (size_t)n + 1 > b->cap) b->cap = b->cap ? b->cap * 2 : 1024;
-    b->s = realloc(b->s, b->cap);
-    if (!b->s) nndc_fatal(__FILE__, __LINE__, "out of memory");
-  }
-  vsnprintf(b->s + b->len, (size_t)n + 1, fmt, aq);
-  va_end(aq);
-  b->len += (size_t)n;
-}
-
 static void dump_expr(Buf *b, const Expr *e);
 
 static void dump_items(Buf *b, const Expr *e, int with_names) {
   for (int i = 0; i < e->nitems; i++) {
-    if (i) bprintf(b, ", ");
-    if (with_names && e->argnames[i]) bprintf(b, "%s=", e->argnames[i]);
+    if (i) buf_printf(b, ", ");
+    if (with_names && e->argnames[i]) buf_printf(b, "%s=", e->argnames[i]);
     dump_expr(b, e->items[i]);
   }
 }
@@ -653,104 +630,104 @@ static void dump_items(Buf *b, const Expr *e, int with_names) {
 static void dump_expr(Buf *b, const Expr *e) {
   if (!e) return;
   switch (e->kind) {
-  case EX_NUM: case EX_NAME: bprintf(b, "%s", e->text); break;
-  case EX_BOOL: bprintf(b, "%s", e->num ? "true" : "false"); break;
-  case EX_LIST: bprintf(b, "["); dump_items(b, e, 0); bprintf(b, "]"); break;
+  case EX_NUM: case EX_NAME: buf_printf(b, "%s", e->text); break;
+  case EX_BOOL: buf_printf(b, "%s", e->num ? "true" : "false"); break;
+  case EX_LIST: buf_printf(b, "["); dump_items(b, e, 0); buf_printf(b, "]"); break;
   case EX_BIN:
-    bprintf(b, "(");
+    buf_printf(b, "(");
     dump_expr(b, e->lhs);
-    bprintf(b, " %s ", e->op);
+    buf_printf(b, " %s ", e->op);
     dump_expr(b, e->rhs);
-    bprintf(b, ")");
+    buf_printf(b, ")");
     break;
-  case EX_NEG: bprintf(b, "(-"); dump_expr(b, e->lhs); bprintf(b, ")"); break;
-  case EX_CALL: bprintf(b, "%s(", e->text); dump_items(b, e, 1); bprintf(b, ")"); break;
+  case EX_NEG: buf_printf(b, "(-"); dump_expr(b, e->lhs); buf_printf(b, ")"); break;
+  case EX_CALL: buf_printf(b, "%s(", e->text); dump_items(b, e, 1); buf_printf(b, ")"); break;
   case EX_INDEX:
     dump_expr(b, e->lhs);
-    bprintf(b, "[");
+    buf_printf(b, "[");
     dump_items(b, e, 0);
-    bprintf(b, "]");
+    buf_printf(b, "]");
     break;
-  case EX_SLICE: dump_expr(b, e->lhs); bprintf(b, ":"); dump_expr(b, e->rhs); break;
+  case EX_SLICE: dump_expr(b, e->lhs); buf_printf(b, ":"); dump_expr(b, e->rhs); break;
   }
 }
 
 static void dump_type(Buf *b, const Stmt *s) {
-  bprintf(b, ": %s[", s->dt == DT_I32 ? "i32" : "f32");
+  buf_printf(b, ": %s[", s->dt == DT_I32 ? "i32" : "f32");
   for (int i = 0; i < s->ndims; i++) {
-    if (i) bprintf(b, ", ");
+    if (i) buf_printf(b, ", ");
     dump_expr(b, s->dims[i]);
   }
-  bprintf(b, "]");
+  buf_printf(b, "]");
 }
 
 static void dump_stmt(Buf *b, const Stmt *s, int ind) {
-  bprintf(b, "%*s", ind, "");
+  buf_printf(b, "%*s", ind, "");
   switch (s->kind) {
-  case ST_INPUT: bprintf(b, "input %s", s->names[0]); dump_type(b, s); break;
+  case ST_INPUT: buf_printf(b, "input %s", s->names[0]); dump_type(b, s); break;
   case ST_PARAM:
-    bprintf(b, "param %s", s->names[0]);
+    buf_printf(b, "param %s", s->names[0]);
     dump_type(b, s);
-    if (s->init) bprintf(b, " = "), dump_expr(b, s->init);
+    if (s->init) buf_printf(b, " = "), dump_expr(b, s->init);
     break;
-  case ST_CONST: bprintf(b, "const %s = ", s->names[0]); dump_expr(b, s->value); break;
+  case ST_CONST: buf_printf(b, "const %s = ", s->names[0]); dump_expr(b, s->value); break;
   case ST_OUTPUT:
-    bprintf(b, "output %s", s->names[0]);
-    if (s->value) bprintf(b, " = "), dump_expr(b, s->value);
+    buf_printf(b, "output %s", s->names[0]);
+    if (s->value) buf_printf(b, " = "), dump_expr(b, s->value);
     break;
-  case ST_LOSS: bprintf(b, "loss = "); dump_expr(b, s->value); break;
-  case ST_METRIC: bprintf(b, "metric %s = ", s->names[0]); dump_expr(b, s->value); break;
+  case ST_LOSS: buf_printf(b, "loss = "); dump_expr(b, s->value); break;
+  case ST_METRIC: buf_printf(b, "metric %s = ", s->names[0]); dump_expr(b, s->value); break;
   case ST_ASSIGN:
-    for (int i = 0; i < s->nnames; i++) bprintf(b, "%s%s", i ? ", " : "", s->names[i]);
-    bprintf(b, " = ");
+    for (int i = 0; i < s->nnames; i++) buf_printf(b, "%s%s", i ? ", " : "", s->names[i]);
+    buf_printf(b, " = ");
     dump_expr(b, s->value);
     break;
   case ST_FOR:
-    bprintf(b, "for %s in ", s->names[0]);
+    buf_printf(b, "for %s in ", s->names[0]);
     dump_expr(b, s->value);
-    bprintf(b, "..");
+    buf_printf(b, "..");
     dump_expr(b, s->hi);
-    bprintf(b, " {\n");
+    buf_printf(b, " {\n");
     for (int i = 0; i < s->nbody; i++) dump_stmt(b, s->body[i], ind + 2);
-    bprintf(b, "%*s}", ind, "");
+    buf_printf(b, "%*s}", ind, "");
     break;
   }
-  bprintf(b, "\n");
+  buf_printf(b, "\n");
 }
 
 static void dump_fn(Buf *b, const FnDef *fn) {
-  bprintf(b, "fn %s(", fn->name);
-  for (int i = 0; i < fn->nparams; i++) bprintf(b, "%s%s", i ? ", " : "", fn->params[i]);
-  bprintf(b, ") {\n");
+  buf_printf(b, "fn %s(", fn->name);
+  for (int i = 0; i < fn->nparams; i++) buf_printf(b, "%s%s", i ? ", " : "", fn->params[i]);
+  buf_printf(b, ") {\n");
   for (int i = 0; i < fn->nbody; i++) dump_stmt(b, fn->body[i], 2);
   if (fn->nrets) {
-    bprintf(b, "  return ");
+    buf_printf(b, "  return ");
     for (int i = 0; i < fn->nrets; i++) {
-      if (i) bprintf(b, ", ");
+      if (i) buf_printf(b, ", ");
       dump_expr(b, fn->rets[i]);
     }
-    bprintf(b, "\n");
+    buf_printf(b, "\n");
   }
-  bprintf(b, "}\n");
+  buf_printf(b, "}\n");
 }
 
 char *parse_dump(Arena *a, const File *f) {
   Buf b = {0};
-  bprintf(&b, "# parsed: %s\n", f->src->path);
+  buf_printf(&b, "# parsed: %s\n", f->src->path);
   for (int i = 0; i < f->nitems; i++) {
     const Item *it = &f->items[i];
     switch (it->kind) {
-    case IT_IMPORT: bprintf(&b, "import \"%s\"\n", it->path); break;
+    case IT_IMPORT: buf_printf(&b, "import \"%s\"\n", it->path); break;
     case IT_FN: dump_fn(&b, it->fn); break;
     case IT_STMT: dump_stmt(&b, it->stmt, 0); break;
     case IT_TRAIN:
-      bprintf(&b, "train {\n");
+      buf_printf(&b, "train {\n");
       for (int k = 0; k < it->nkeys; k++) {
-        bprintf(&b, "  %s = ", it->keys[k].key);
+        buf_printf(&b, "  %s = ", it->keys[k].key);
         dump_expr(&b, it->keys[k].value);
-        bprintf(&b, "\n");
+        buf_printf(&b, "\n");
       }
-      bprintf(&b, "}\n");
+      buf_printf(&b, "}\n");
       break;
     }
   }

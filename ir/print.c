@@ -12,33 +12,7 @@
 #include <string.h>
 #include "ir.h"
 
-/* A growing malloc'd string; copied into the arena when done. */
-typedef struct Buf {
-  char *s;
-  size_t len, cap;
-} Buf;
-
-static void put(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(Buf *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0) return;
-  if (b->len + (size_t)n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap * 2 : 1024;
-    while (cap < b->len + (size_t)n + 1) cap *= 2;
-    char *s = realloc(b->s, cap);
-    NNDC_ASSERT(s && "out of memory printing IR");
-    b->s = s;
-    b->cap = cap;
-  }
-  va_start(ap, fmt);
-  vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-  va_end(ap);
-  b->len += (size_t)n;
-}
-
+/* Texts are built in a Buf (support.h) and copied into the arena when done. */
 static char *finish(Buf *b, Arena *a) {
   char *r = arena_strndup(a, b->s ? b->s : "", b->len);
   free(b->s);
@@ -56,14 +30,14 @@ static const char *init_name(const Init *in, char *buf, size_t n) {
 }
 
 static void put_ints(Buf *b, const char *key, const int64_t *v, int n) {
-  put(b, ", %s=[", key);
-  for (int k = 0; k < n; k++) put(b, k ? ",%lld" : "%lld", (long long)v[k]);
-  put(b, "]");
+  buf_printf(b, ", %s=[", key);
+  for (int k = 0; k < n; k++) buf_printf(b, k ? ",%lld" : "%lld", (long long)v[k]);
+  buf_printf(b, "]");
 }
 
 static void put_shape_attr(Buf *b, const Shape *s) {
   char sb[128];
-  put(b, ", shape=%s", shape_str(s, DT_F32, sb, sizeof sb) + 3);
+  buf_printf(b, ", shape=%s", shape_str(s, DT_F32, sb, sizeof sb) + 3);
 }
 
 /* The attributes ops.def's attrs column lists for the op. */
@@ -81,12 +55,12 @@ static void put_attrs(Buf *b, const Node *n) {
     char *def = strchr(slot, ':');
     if (def) *def = 0;
     const char *name = item;
-    if (slot[0] == 'f' && slot[1] >= '0' && slot[1] <= '9') put(b, ", %s=%g", name, a->f[slot[1] - '0']);
-    else if (slot[0] == 'i' && slot[1] >= '0' && slot[1] <= '9') put(b, ", %s=%lld", name, (long long)a->i[slot[1] - '0']);
+    if (slot[0] == 'f' && slot[1] >= '0' && slot[1] <= '9') buf_printf(b, ", %s=%g", name, a->f[slot[1] - '0']);
+    else if (slot[0] == 'i' && slot[1] >= '0' && slot[1] <= '9') buf_printf(b, ", %s=%lld", name, (long long)a->i[slot[1] - '0']);
     else if (!strcmp(slot, "mask")) {
-      if (a->i[0]) put(b, ", %s=0x%llx", name, (unsigned long long)a->i[0]);
+      if (a->i[0]) buf_printf(b, ", %s=0x%llx", name, (unsigned long long)a->i[0]);
     } else if (!strncmp(slot, "flag", 4)) {
-      if (a->i[slot[4] - '0']) put(b, ", %s", name);
+      if (a->i[slot[4] - '0']) buf_printf(b, ", %s", name);
     } else if (!strcmp(slot, "shape")) put_shape_attr(b, &a->shape);
     else if (!strcmp(slot, "perm")) put_ints(b, name, a->i, r);
     else if (!strcmp(slot, "start")) put_ints(b, name, a->i, a->shape.rank);
@@ -97,72 +71,72 @@ static void put_attrs(Buf *b, const Node *n) {
 static void put_loc(Buf *b, Loc l) {
   if (!l.src) return;
   const char *p = l.src->path, *slash = strrchr(p, '/');
-  put(b, "  # %s:%d:%d", slash ? slash + 1 : p, l.line, l.col);
+  buf_printf(b, "  # %s:%d:%d", slash ? slash + 1 : p, l.line, l.col);
 }
 
 static void put_node(Buf *b, const Node *n) {
   char sb[128], ib[96];
-  put(b, "%%%d = %s(", n->id, op_info[n->op].name);
-  if (n->op == OP_CONST) put(b, "%g", n->a.f[0]);
-  else if (op_info[n->op].flags & F_LEAF) put(b, "\"%s\"", n->name ? n->name : "");
-  if (n->op == OP_PARAM) put(b, ", %s", init_name(&n->init, ib, sizeof ib));
-  for (int k = 0; k < n->nin; k++) put(b, k ? ", %%%d" : "%%%d", n->in[k]->id);
+  buf_printf(b, "%%%d = %s(", n->id, op_info[n->op].name);
+  if (n->op == OP_CONST) buf_printf(b, "%g", n->a.f[0]);
+  else if (op_info[n->op].flags & F_LEAF) buf_printf(b, "\"%s\"", n->name ? n->name : "");
+  if (n->op == OP_PARAM) buf_printf(b, ", %s", init_name(&n->init, ib, sizeof ib));
+  for (int k = 0; k < n->nin; k++) buf_printf(b, k ? ", %%%d" : "%%%d", n->in[k]->id);
   put_attrs(b, n);   /* every op with attributes has operands, so ", " reads right */
-  put(b, ") : %s", shape_str(&n->shape, n->dt, sb, sizeof sb));
+  buf_printf(b, ") : %s", shape_str(&n->shape, n->dt, sb, sizeof sb));
   put_loc(b, n->loc);
-  put(b, "\n");
+  buf_printf(b, "\n");
 }
 
 static void put_named(Buf *b, const char *role, const Named *v, int n) {
   for (int i = 0; i < n; i++)
-    if (v[i].node) put(b, "%s %s = %%%d\n", role, v[i].name, v[i].node->id);
+    if (v[i].node) buf_printf(b, "%s %s = %%%d\n", role, v[i].name, v[i].node->id);
 }
 
 char *ir_print(const Graph *g, Arena *a) {
   Buf b = {0};
   for (int i = 0; i < g->nnodes; i++) put_node(&b, g->nodes[i]);
   put_named(&b, "output", g->outputs, g->noutputs);
-  if (g->loss) put(&b, "loss = %%%d\n", g->loss->id);
+  if (g->loss) buf_printf(&b, "loss = %%%d\n", g->loss->id);
   put_named(&b, "metric", g->metrics, g->nmetrics);
   for (int i = 0; g->grads && i < g->nparams; i++)
-    if (g->grads[i]) put(&b, "grad %s = %%%d\n", g->params[i].name, g->grads[i]->id);
+    if (g->grads[i]) buf_printf(&b, "grad %s = %%%d\n", g->params[i].name, g->grads[i]->id);
   for (int i = 0; g->updates && i < g->nupdates; i++)
-    if (g->updates[i]) put(&b, "update %%%d\n", g->updates[i]->id);
+    if (g->updates[i]) buf_printf(&b, "update %%%d\n", g->updates[i]->id);
   return finish(&b, a);
 }
 
 /* Node label text: op, name or attrs, shape; quotes escaped for DOT. */
 static void put_dot_label(Buf *b, const Node *n) {
   char sb[128];
-  put(b, "%%%d %s", n->id, op_info[n->op].name);
+  buf_printf(b, "%%%d %s", n->id, op_info[n->op].name);
   if (n->name) {
-    put(b, " ");
-    for (const char *p = n->name; *p; p++) put(b, *p == '"' || *p == '\\' ? "\\%c" : "%c", *p);
+    buf_printf(b, " ");
+    for (const char *p = n->name; *p; p++) buf_printf(b, *p == '"' || *p == '\\' ? "\\%c" : "%c", *p);
   }
-  put(b, "\\n%s", shape_str(&n->shape, n->dt, sb, sizeof sb));
+  buf_printf(b, "\\n%s", shape_str(&n->shape, n->dt, sb, sizeof sb));
 }
 
 /* Role k (an output, the loss or a metric) as an ellipse fed by its node. */
 static void put_dot_role(Buf *b, int k, const char *role, const char *name, const Node *n) {
   if (!n) return;
-  put(b, "  r%d [shape=ellipse, label=\"%s%s%s\"];\n  n%d -> r%d;\n", k, role, name ? " " : "",
+  buf_printf(b, "  r%d [shape=ellipse, label=\"%s%s%s\"];\n  n%d -> r%d;\n", k, role, name ? " " : "",
       name ? name : "", n->id, k);
 }
 
 char *ir_print_dot(const Graph *g, Arena *a) {
   Buf b = {0};
-  put(&b, "digraph nndc {\n  node [shape=box, fontname=\"monospace\"];\n");
+  buf_printf(&b, "digraph nndc {\n  node [shape=box, fontname=\"monospace\"];\n");
   for (int i = 0; i < g->nnodes; i++) {
     const Node *n = g->nodes[i];
-    put(&b, "  n%d [label=\"", n->id);
+    buf_printf(&b, "  n%d [label=\"", n->id);
     put_dot_label(&b, n);
-    put(&b, "\"%s];\n", op_info[n->op].flags & F_LEAF ? ", style=rounded" : "");
-    for (int k = 0; k < n->nin; k++) put(&b, "  n%d -> n%d;\n", n->in[k]->id, n->id);
+    buf_printf(&b, "\"%s];\n", op_info[n->op].flags & F_LEAF ? ", style=rounded" : "");
+    for (int k = 0; k < n->nin; k++) buf_printf(&b, "  n%d -> n%d;\n", n->in[k]->id, n->id);
   }
   int k = 0;
   for (int i = 0; i < g->noutputs; i++) put_dot_role(&b, k++, "output", g->outputs[i].name, g->outputs[i].node);
   put_dot_role(&b, k++, "loss", NULL, g->loss);
   for (int i = 0; i < g->nmetrics; i++) put_dot_role(&b, k++, "metric", g->metrics[i].name, g->metrics[i].node);
-  put(&b, "}\n");
+  buf_printf(&b, "}\n");
   return finish(&b, a);
 }

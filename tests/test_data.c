@@ -12,13 +12,13 @@
 #define FMNIST "/usr/share/datasets/fashion-mnist/"
 
 /* An IDX file in memory: type code, dims, big-endian payload. */
-typedef struct Buf {
+typedef struct Bytes {
   uint8_t *p;
   size_t n;
-} Buf;
+} Bytes;
 
-static Buf make_idx(int code, int rank, const uint32_t *dims, const uint8_t *payload, size_t bytes) {
-  Buf b = {calloc(1, 4 + 4 * (size_t)rank + bytes + 1), 4 + 4 * (size_t)rank + bytes};
+static Bytes make_idx(int code, int rank, const uint32_t *dims, const uint8_t *payload, size_t bytes) {
+  Bytes b = {calloc(1, 4 + 4 * (size_t)rank + bytes + 1), 4 + 4 * (size_t)rank + bytes};
   b.p[2] = (uint8_t)code;
   b.p[3] = (uint8_t)rank;
   for (int i = 0; i < rank; i++)
@@ -27,10 +27,10 @@ static Buf make_idx(int code, int rank, const uint32_t *dims, const uint8_t *pay
   return b;
 }
 
-static Buf gzip_buf(Buf in) {
+static Bytes gzip_buf(Bytes in) {
   z_stream z = {0};
   cr_assert_eq(deflateInit2(&z, 9, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY), Z_OK);
-  Buf out = {malloc(deflateBound(&z, in.n) + 64), 0};
+  Bytes out = {malloc(deflateBound(&z, in.n) + 64), 0};
   z.next_in = in.p;
   z.avail_in = (uInt)in.n;
   z.next_out = out.p;
@@ -41,7 +41,7 @@ static Buf gzip_buf(Buf in) {
   return out;
 }
 
-static void read_ok(Buf b, Array *a) {
+static void read_ok(Bytes b, Array *a) {
   Diag d;
   diag_init(&d);
   int r = idx_read_mem(&d, "t.idx", b.p, b.n, a);
@@ -49,7 +49,7 @@ static void read_ok(Buf b, Array *a) {
   diag_free(&d);
 }
 
-static void expect_bad(Buf b, const char *want) {
+static void expect_bad(Bytes b, const char *want) {
   Diag d;
   diag_init(&d);
   Array a;
@@ -87,9 +87,9 @@ Test(idx, every_type_raw_and_gz) {
   };
   for (size_t k = 0; k < sizeof c / sizeof c[0]; k++)
     for (int gz = 0; gz < 2; gz++) {
-      Buf b = make_idx(c[k].code, 2, dims, c[k].payload, c[k].bytes);
+      Bytes b = make_idx(c[k].code, 2, dims, c[k].payload, c[k].bytes);
       if (gz) {
-        Buf z = gzip_buf(b);
+        Bytes z = gzip_buf(b);
         free(b.p);
         b = z;
         cr_assert_eq(b.p[0], 0x1f);
@@ -109,7 +109,7 @@ Test(idx, every_type_raw_and_gz) {
 Test(idx, hostile) {
   uint32_t dims[2] = {2, 3};
   uint8_t pay[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-  Buf b = make_idx(0x08, 2, dims, pay, 6);
+  Bytes b = make_idx(0x08, 2, dims, pay, 6);
   b.p[0] = 1;
   expect_bad(b, "not an IDX file (bad magic 0x01000802)");
   b.p[0] = 0;
@@ -139,7 +139,7 @@ Test(idx, hostile) {
   uint32_t big[1] = {0xffffffff};
   b = make_idx(0x08, 1, big, pay, 8);
   expect_bad(b, "truncated: header says 4294967295 bytes");
-  Buf z = gzip_buf(b);
+  Bytes z = gzip_buf(b);
   expect_bad(z, "truncated");
   free(z.p);
   free(b.p);
@@ -149,8 +149,8 @@ Test(idx, truncated_and_corrupt_gzip) {
   uint32_t dims[1] = {3000};
   uint8_t pay[3000];
   for (int i = 0; i < 3000; i++) pay[i] = (uint8_t)(i * 7 % 251);
-  Buf b = make_idx(0x08, 1, dims, pay, sizeof pay);
-  Buf z = gzip_buf(b);
+  Bytes b = make_idx(0x08, 1, dims, pay, sizeof pay);
+  Bytes z = gzip_buf(b);
   Array a;
   read_ok(z, &a);
   cr_assert_eq(memcmp(a.data, pay, sizeof pay), 0);
@@ -172,9 +172,9 @@ Test(idx, truncated_and_corrupt_gzip) {
   expect_bad(z, "incorrect data check");
   z.p[full - 8] ^= 1;
   /* a gzip whose payload holds one byte more than the header says */
-  Buf b2 = make_idx(0x08, 1, dims, pay, sizeof pay);
+  Bytes b2 = make_idx(0x08, 1, dims, pay, sizeof pay);
   b2.n += 1;
-  Buf z2 = gzip_buf(b2);
+  Bytes z2 = gzip_buf(b2);
   expect_bad(z2, "more data than the header describes");
   free(z2.p);
   free(b2.p);
@@ -189,7 +189,7 @@ Test(idx, truncated_gz_file) {
   uint32_t dims[1] = {5000};
   uint8_t pay[5000];
   for (int i = 0; i < 5000; i++) pay[i] = (uint8_t)(i % 10);
-  Buf b = make_idx(0x08, 1, dims, pay, sizeof pay);
+  Bytes b = make_idx(0x08, 1, dims, pay, sizeof pay);
   gzFile g = gzopen(path, "wb");
   cr_assert(g);
   cr_assert_eq(gzwrite(g, b.p, (unsigned)b.n), (int)b.n);

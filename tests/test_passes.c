@@ -630,44 +630,15 @@ typedef struct Uses {
   uint8_t *touched;        /* NULL, or [nbufs]: set for every buffer used */
 } Uses;
 
-static void uses_expr(Uses *u, const KExpr *e) {
-  if (!e) return;
-  if (e->kind == KX_LOAD) {
-    if (u->nload < 8) u->load[u->nload] = e->buf;
-    if (u->touched) u->touched[e->buf] = 1;
-    u->nload++;
-  }
-  for (int j = 0; j < 3; j++) uses_expr(u, e->a[j]);
+static void on_use(void *ctx, int b, int store) {
+  Uses *u = ctx;
+  int *n = store ? &u->nstore : &u->nload, *v = store ? u->store : u->load;
+  if (*n < 8) v[*n] = b;
+  if (u->touched) u->touched[b] = 1;
+  (*n)++;
 }
 
-static void uses_stmts(Uses *u, const KStmt *s) {
-  for (; s; s = s->next) {
-    if (s->kind == KS_STORE) {
-      if (u->nstore < 8) u->store[u->nstore] = s->buf;
-      if (u->touched) u->touched[s->buf] = 1;
-      u->nstore++;
-    }
-    if (s->kind == KS_TILE) {  /* loads A and B, and C when accumulating; stores C */
-      const KTile *t = s->tile;
-      int ld[2] = {t->abuf, t->bbuf};
-      for (int j = 0; j < 2; j++) {
-        if (u->nload < 8) u->load[u->nload] = ld[j];
-        if (u->touched) u->touched[ld[j]] = 1;
-        u->nload++;
-      }
-      if (u->nstore < 8) u->store[u->nstore] = t->cbuf;
-      if (u->touched) u->touched[t->cbuf] = 1;
-      u->nstore++;
-      uses_expr(u, t->a0), uses_expr(u, t->b0), uses_expr(u, t->c0), uses_expr(u, t->klen), uses_expr(u, t->accum);
-    }
-    uses_expr(u, s->lo);
-    uses_expr(u, s->hi);
-    uses_expr(u, s->idx);
-    uses_expr(u, s->val);
-    uses_expr(u, s->cond);
-    uses_stmts(u, s->body);
-  }
-}
+static void uses_stmts(Uses *u, const KStmt *s) { kir_buffers(s, on_use, u); }
 
 /* The group's kernel stores only its root, loads each external operand
  * once, and its interior members have no buffer. */

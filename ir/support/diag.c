@@ -30,29 +30,21 @@ void diag_free(Diag *d) {
   memset(d, 0, sizeof *d);
 }
 
+/* Messages accumulate in the Diag's text, a Buf by other names. */
 static void append(Diag *d, const char *s, size_t n) {
-  if (d->len + n + 1 > d->cap) {
-    size_t cap = d->cap ? d->cap : 256;
-    while (cap < d->len + n + 1) cap *= 2;
-    char *b = realloc(d->buf, cap);
-    if (!b) nndc_fatal(__FILE__, __LINE__, "out of memory");
-    d->buf = b;
-    d->cap = cap;
-  }
-  memcpy(d->buf + d->len, s, n);
-  d->len += n;
-  d->buf[d->len] = 0;
+  Buf b = {d->buf, d->len, d->cap};
+  buf_put(&b, s, n);
+  d->buf = b.s, d->len = b.len, d->cap = b.cap;
 }
 
 static void appendf(Diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void appendf(Diag *d, const char *fmt, ...) {
-  char tmp[512];
+  Buf b = {d->buf, d->len, d->cap};
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  buf_vprintf(&b, fmt, ap);
   va_end(ap);
-  if (n < 0) return;
-  append(d, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+  d->buf = b.s, d->len = b.len, d->cap = b.cap;
 }
 
 /* Quotes the line of loc (at most 200 columns of it) and a caret under col. */

@@ -32,6 +32,20 @@ char *arena_printf(Arena *a, const char *fmt, ...)
   do { if (!(c)) nndc_fatal(__FILE__, __LINE__, #c); } while (0)
 _Noreturn void nndc_fatal(const char *file, int line, const char *what);
 
+/* ------------------------------------------------------------------ buf.c */
+
+/* A growing NUL-terminated text (s is NULL until the first append); every
+ * text the compiler builds (diagnostics, IR dumps, C source, JSON) uses it. */
+typedef struct Buf {
+  char *s;
+  size_t len, cap;
+} Buf;
+
+void buf_put(Buf *b, const char *s, size_t n);   /* aborts on OOM */
+void buf_puts(Buf *b, const char *s);
+void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_vprintf(Buf *b, const char *fmt, va_list ap);
+
 /* ----------------------------------------------------------------- diag.c */
 
 /* A source file kept for the life of a Diag, so diagnostics can quote lines. */
