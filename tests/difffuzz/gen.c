@@ -604,7 +604,7 @@ static GVal *st_concat(Gen *g) {
   int a = rnd(g, x->rank), nops = 2 + chance(g, 30);
   int64_t d[4], tot = x->d[a];
   for (int k = 0; k < x->rank; k++) d[k] = x->d[k];
-  char e[512], o[128];
+  char e[1024], o[400];
   double m = x->mag;
   size_t n = (size_t)snprintf(e, sizeof e, "concat(%s", x->name);
   for (int i = 1; i < nops; i++) {
