@@ -194,12 +194,16 @@ static int norm_axis(Infer *f, int64_t *axis, int rank) {
   return 0;
 }
 
+/* INPUT, PARAM, STATE, CONST: no operands; the shape is Attr.shape (or
+ * the declaration's), e.g. x is [N, 784]. */
 static int infer_leaf(Infer *f) {
   f->shape = f->a->shape;
   f->dt = DT_F32;
   return check_shape(f, &f->shape);
 }
 
+/* a [..., M, N] (op) b [..., 1, N] -> out [..., M, N]: NumPy broadcasting
+ * of the two shapes; comparisons take i32 operands too, out is f32. */
 static int infer_binary(Infer *f) {
   char b1[SBUF], b2[SBUF];
   int cmp = f->op >= OP_EQ && f->op <= OP_GE;
@@ -211,6 +215,7 @@ static int infer_binary(Infer *f) {
   return 0;
 }
 
+/* x [d0, ..., dk] -> out [d0, ..., dk] (f32; CAST takes an i32 x). */
 static int infer_unary(Infer *f) {
   if (f->op != OP_CAST && want_f32(f, 0)) return -1;
   f->shape = f->in[0]->shape;
@@ -218,6 +223,8 @@ static int infer_unary(Infer *f) {
   return 0;
 }
 
+/* x [A, B, C] with axis mask {1} -> out [A, C], or [A, 1, C] with keepdims;
+ * mask 0 reduces every axis (out []). */
 static int infer_reduce(Infer *f) {
   const Shape *s = &f->in[0]->shape;
   uint64_t mask = (uint64_t)f->a->i[0];
@@ -239,6 +246,7 @@ static int infer_reduce(Infer *f) {
   return 0;
 }
 
+/* x [N, C], axis 1 -> out i32 [N]: the axis is dropped. */
 static int infer_argmax(Infer *f) {
   const Shape *s = &f->in[0]->shape;
   if (want_f32(f, 0)) return -1;
@@ -251,6 +259,7 @@ static int infer_argmax(Infer *f) {
   return 0;
 }
 
+/* x [d0, ...] -> out Attr.shape, with the same number of elements. */
 static int infer_reshape(Infer *f) {
   char b1[SBUF], b2[SBUF];
   if (check_shape(f, &f->a->shape)) return -1;
@@ -262,6 +271,7 @@ static int infer_reshape(Infer *f) {
   return 0;
 }
 
+/* x [1, N] -> out Attr.shape [M, N]: broadcast x to the shape. */
 static int infer_expand(Infer *f) {
   char b1[SBUF], b2[SBUF];
   Shape r;
@@ -274,6 +284,8 @@ static int infer_expand(Infer *f) {
   return 0;
 }
 
+/* x [d0, d1, d2] with perm (2, 0, 1) -> out [d2, d0, d1]: out.dim[k] =
+ * x.dim[perm[k]]. */
 static int infer_transpose(Infer *f) {
   const Shape *s = &f->in[0]->shape;
   int seen[MAX_RANK] = {0};
@@ -307,6 +319,7 @@ static int infer_slice(Infer *f) {
   return 0;
 }
 
+/* x0 [A, B0, C], x1 [A, B1, C], ... along axis 1 -> out [A, B0 + B1 + ..., C]. */
 static int infer_concat(Infer *f) {
   char b1[SBUF], b2[SBUF];
   if (f->nin < 1) return fail(f, "concat needs at least one operand");
@@ -327,6 +340,8 @@ static int infer_concat(Infer *f) {
   return check_shape(f, &f->shape);
 }
 
+/* a [M, K] @ b [K, N] -> [M, N]; a [B, M, K] @ b [B, K, N] -> [B, M, N];
+ * a [B, M, K] @ b [K, N] -> [B, M, N]. */
 static int infer_matmul(Infer *f) {
   const Node *x = f->in[0], *y = f->in[1];
   char b1[SBUF], b2[SBUF];
@@ -344,6 +359,7 @@ static int infer_matmul(Infer *f) {
   return check_shape(f, &f->shape);
 }
 
+/* x [N, C] -> out [N, C], normalized along Attr.i[0]. */
 static int infer_softmax(Infer *f) {
   if (want_f32(f, 0)) return -1;
   if (norm_axis(f, &f->a->i[0], f->in[0]->shape.rank)) return -1;
@@ -352,6 +368,7 @@ static int infer_softmax(Infer *f) {
   return 0;
 }
 
+/* x [d0, ...] -> out [d0, ...]: the mask keeps x's shape. */
 static int infer_dropout(Infer *f) {
   if (want_f32(f, 0)) return -1;
   if (!(f->a->f[0] >= 0 && f->a->f[0] < 1))
@@ -361,6 +378,7 @@ static int infer_dropout(Infer *f) {
   return 0;
 }
 
+/* labels i32 [N] -> out f32 Attr.shape [N, C]. */
 static int infer_one_hot(Infer *f) {
   const Node *x = f->in[0];
   char b1[SBUF], b2[SBUF];
@@ -375,6 +393,8 @@ static int infer_one_hot(Infer *f) {
   return 0;
 }
 
+/* cross_entropy: logits [N, C], labels i32 [N] -> out []; mse and
+ * bce_logits: a [d...], b [d...] (one shape) -> out []. */
 static int infer_loss(Infer *f) {
   const Node *x = f->in[0], *y = f->in[1];
   char b1[SBUF], b2[SBUF];
@@ -417,6 +437,9 @@ static int conv_shape(Infer *f, const Shape *x, const Shape *w, Shape *out) {
   return check_shape(f, out);
 }
 
+/* CONV2D: x [N, C, H, W], w [O, C, KH, KW] -> y [N, O, OH, OW], OH = (H +
+ * 2 padding - KH) / stride + 1; CONV2D_BWD_X: dy, w -> x's Attr.shape;
+ * CONV2D_BWD_W: x, dy -> w's Attr.shape. */
 static int infer_conv(Infer *f) {
   Shape o;
   char b1[SBUF], b2[SBUF];
@@ -454,6 +477,8 @@ static int pool_shape(Infer *f, const Shape *x, Shape *out) {
   return 0;
 }
 
+/* POOL: x [N, C, H, W] -> y [N, C, OH, OW], OH = (H - size) / stride + 1;
+ * the _BWD ops give x's shape. */
 static int infer_pool(Infer *f) {
   Shape o;
   char b1[SBUF], b2[SBUF];
@@ -469,7 +494,8 @@ static int infer_pool(Infer *f) {
   return 0;
 }
 
-/* p, g and every state operand have one shape. */
+/* p [d...], g [d...], states [d...] (one shape) -> out []: the update
+ * writes p and the states in place. */
 static int infer_update(Infer *f) {
   char b1[SBUF], b2[SBUF];
   if (want_all_f32(f)) return -1;

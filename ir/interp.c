@@ -117,6 +117,7 @@ static double binary(Op op, double a, double b) {
   return 0;
 }
 
+/* y[i] = a[bcast(i)] (op) b[bcast(i)]: a [..., M, N], b [..., 1, N] -> y [..., M, N] */
 static int k_binary(K *k) {
   const Node *a = k->n->in[0], *b = k->n->in[1];
   for (int64_t i = 0; i < k->ny; i++) {
@@ -169,6 +170,7 @@ double interp_ew(Op op, const double *f, const double *x) {
   return op_info[op].nin == 2 ? binary(op, x[0], x[1]) : unary(op, f, x[0]);
 }
 
+/* y[i] = f(x[i]): x [d...] -> y [d...] */
 static int k_unary(K *k) {
   for (int64_t i = 0; i < k->ny; i++) Y[i] = (float)unary(k->n->op, k->n->a.f, get(k->n->in[0], k->x[0], i));
   return 0;
@@ -185,6 +187,7 @@ static int64_t reduce_offset(const Shape *in, uint64_t mask, int64_t i) {
   return off;
 }
 
+/* x [A, B, C], mask {1} -> y [A, C]: y[a, c] = sum/mean/max over b of x[a, b, c] */
 static int k_reduce(K *k) {
   const Shape *in = &k->n->in[0]->shape;
   uint64_t mask = (uint64_t)k->n->a.i[0];
@@ -211,6 +214,7 @@ static void around(const Shape *s, int axis, int64_t *outer, int64_t *n, int64_t
   *n = s->dim[axis];
 }
 
+/* x [N, C], axis 1 -> y i32 [N]: the first index of the largest */
 static int k_argmax(K *k) {
   int64_t outer, n, inner;
   around(&k->n->in[0]->shape, (int)k->n->a.i[0], &outer, &n, &inner);
@@ -227,11 +231,13 @@ static int k_argmax(K *k) {
 
 /* -------------------------------------------------------------- shapes */
 
+/* RESHAPE: x [d...] -> y [e...], the same elements in C order */
 static int k_copy(K *k) {
   memcpy(k->y, k->x[0], sizeof(float) * (size_t)k->ny);
   return 0;
 }
 
+/* x [1, N] -> y [M, N]: y[m, n] = x[0, n] (broadcast) */
 static int k_expand(K *k) {
   const uint32_t *x = k->x[0];
   uint32_t *y = k->y;
@@ -239,6 +245,7 @@ static int k_expand(K *k) {
   return 0;
 }
 
+/* x [d0, d1, d2], perm (2, 0, 1) -> y [d2, d0, d1]: y[i, j, k] = x[j, k, i] */
 static int k_transpose(K *k) {
   const Shape *in = &k->n->in[0]->shape;
   int64_t st[MAX_RANK], idx[MAX_RANK];
@@ -274,6 +281,7 @@ static int k_slice(K *k) {
   return 0;
 }
 
+/* x0 [A, B0, C], x1 [A, B1, C] along 1 -> y [A, B0 + B1, C] */
 static int k_concat(K *k) {
   int ax = (int)k->n->a.i[0];
   int64_t outer, n, inner, base = 0;
@@ -294,6 +302,7 @@ static int k_concat(K *k) {
 
 /* -------------------------------------------------------------- matrix */
 
+/* a [B, M, K] @ b [B, K, N] -> y [B, M, N] (b may be [K, N]): sums in double */
 static int k_matmul(K *k) {
   const Shape *a = &k->n->in[0]->shape, *b = &k->n->in[1]->shape;
   int64_t batch = a->rank == 3 ? a->dim[0] : 1;
@@ -312,6 +321,7 @@ static int k_matmul(K *k) {
 
 /* -------------------------------------------------------------- neural */
 
+/* x [N, C] along 1 -> y [N, C]: exp(x - max) / sum, or its log */
 static int k_softmax(K *k) {
   int64_t outer, n, inner;
   around(&k->n->shape, (int)k->n->a.i[0], &outer, &n, &inner);
@@ -329,6 +339,7 @@ static int k_softmax(K *k) {
   return 0;
 }
 
+/* x [d...] -> y [d...]: x / (1 - p) where rng(seed, key, step, i) >= p, else 0 */
 static int k_dropout(K *k) {
   double p = k->n->a.f[0];
   if (!k->ctx->training || p == 0) return k_copy(k);
@@ -339,6 +350,7 @@ static int k_dropout(K *k) {
   return 0;
 }
 
+/* labels i32 [N] -> y [N, C]: y[n, c] = labels[n] == c */
 static int k_one_hot(K *k) {
   const int32_t *x = k->x[0];
   int64_t c = k->n->shape.dim[k->n->shape.rank - 1], rows = c ? k->ny / c : 0;
@@ -348,6 +360,7 @@ static int k_one_hot(K *k) {
   return 0;
 }
 
+/* logits [N, C], labels i32 [N] -> y []: mean over n of logsumexp(x[n]) - x[n, y[n]] */
 static int k_cross_entropy(K *k) {
   const Shape *s = &k->n->in[0]->shape;
   int64_t N = s->dim[0], C = s->dim[1];
@@ -368,6 +381,7 @@ static int k_cross_entropy(K *k) {
   return 0;
 }
 
+/* a [d...], b [d...] -> y []: mean of (a - b)^2, or of bce_logits(a, b) */
 static int k_mse_bce(K *k) {
   int64_t n = shape_numel(&k->n->in[0]->shape);
   double total = 0;
@@ -416,6 +430,7 @@ static int conv_loop(const Shape *xs, const Shape *ws, const Shape *ys, int64_t 
   return 0;
 }
 
+/* x [N, C, H, W], w [O, C, KH, KW] -> y [N, O, OH, OW] (and the two gradients) */
 static int k_conv(K *k) {
   const Node *n = k->n;
   int64_t s = n->a.i[0], p = n->a.i[1];
@@ -456,6 +471,7 @@ static int k_pool(K *k) {
   return 0;
 }
 
+/* p [d...], g [d...], states [d...]: one torch.optim step in place (interp_update.c) */
 static int k_update(K *k) {
   if (interp_update(k->n, k->val, k->ctx)) {
     diag_error(k->d, k->n->loc, "%s failed", op_info[k->n->op].name);
@@ -467,6 +483,7 @@ static int k_update(K *k) {
 
 /* ------------------------------------------------------------- driver */
 
+/* y [Attr.shape] = Attr.f[0] everywhere */
 static int k_const(K *k) {
   for (int64_t i = 0; i < k->ny; i++) Y[i] = (float)k->n->a.f[0];
   return 0;
