@@ -559,6 +559,14 @@ Node *ir_build(Graph *g, Op op, Node **in, int nin, const Attr *a, Loc loc) {
   return n;
 }
 
+void ir_roles(Graph *g, void (*fn)(void *ctx, Node **slot), void *ctx) {
+  for (int i = 0; i < g->noutputs; i++) fn(ctx, &g->outputs[i].node);
+  for (int i = 0; i < g->nmetrics; i++) fn(ctx, &g->metrics[i].node);
+  fn(ctx, &g->loss);
+  for (int i = 0; g->grads && i < g->nparams; i++) fn(ctx, &g->grads[i]);
+  for (int i = 0; g->updates && i < g->nupdates; i++) fn(ctx, &g->updates[i]);
+}
+
 Node *ir_un(Graph *g, Op op, Node *x) { return ir_build(g, op, &x, 1, NULL, x->loc); }
 
 Node *ir_bin(Graph *g, Op op, Node *x, Node *y) {

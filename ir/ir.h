@@ -144,6 +144,10 @@ Node *ir_reshape(Graph *g, Node *x, const Shape *s);
 Node *ir_expand(Graph *g, Node *x, const Shape *s);
 Node *ir_sum_to(Graph *g, Node *x, const Shape *s);   /* undo broadcasting: reduce x to shape s */
 Node *ir_build(Graph *g, Op op, Node **in, int nin, const Attr *a, Loc loc); /* aborting ir_op */
+/* Calls fn(ctx, slot) for every role of g that names a node: outputs,
+ * metrics, the loss, gradients and updates (slot may be rewritten; *slot
+ * may be NULL): the one walk of a graph's roles for the passes. */
+void ir_roles(Graph *g, void (*fn)(void *ctx, Node **slot), void *ctx);
 
 int64_t shape_numel(const Shape *s);                 /* product of dims (1 for a scalar) */
 int shape_eq(const Shape *a, const Shape *b);

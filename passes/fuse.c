@@ -38,18 +38,14 @@ static int swaps_last_two(const Node *t) {
   return t->a.i[r - 2] == r - 1 && t->a.i[r - 1] == r - 2;
 }
 
-static void pin(uint8_t *pinned, const Node *n) {
-  if (n) pinned[n->id] = 1;
+static void pin(void *pinned, Node **n) {
+  if (*n) ((uint8_t *)pinned)[(*n)->id] = 1;
 }
 
 /* pinned[id] = 1 for every node whose value must stay in a buffer of its own. */
-static void pin_roles(const Graph *g, uint8_t *pinned, Node *const *roots, int nroots) {
-  for (int i = 0; i < g->noutputs; i++) pin(pinned, g->outputs[i].node);
-  for (int i = 0; i < g->nmetrics; i++) pin(pinned, g->metrics[i].node);
-  for (int i = 0; g->grads && i < g->nparams; i++) pin(pinned, g->grads[i]);
-  for (int i = 0; g->updates && i < g->nupdates; i++) pin(pinned, g->updates[i]);
-  for (int i = 0; i < nroots; i++) pin(pinned, roots[i]);
-  pin(pinned, g->loss);
+static void pin_roles(Graph *g, uint8_t *pinned, Node *const *roots, int nroots) {
+  ir_roles(g, pin, pinned);
+  for (int i = 0; i < nroots; i++) pinned[roots[i]->id] = 1;
 }
 
 int pass_fuse(Diag *d, Graph *g, Node *const *roots, int nroots) {

@@ -132,21 +132,17 @@ static Node *cse(S *s, Node *n) {
 
 /* ------------------------------------------------------------------- DCE */
 
-static void keep(uint8_t *live, const Node *n) {
-  if (n) live[n->id] = 1;
+static void keep(void *live, Node **n) {
+  if (*n) ((uint8_t *)live)[(*n)->id] = 1;
 }
 
 /* live[id] for every node the roles, roots and leaves need (after rep). */
-static void mark_live(const Graph *g, uint8_t *live, Node *const *roots, int nroots) {
-  for (int i = 0; i < g->ninputs; i++) keep(live, g->inputs[i].node);
-  for (int i = 0; i < g->nparams; i++) keep(live, g->params[i].node);
-  for (int i = 0; i < g->nstates; i++) keep(live, g->states[i].node);
-  for (int i = 0; i < g->noutputs; i++) keep(live, g->outputs[i].node);
-  for (int i = 0; i < g->nmetrics; i++) keep(live, g->metrics[i].node);
-  for (int i = 0; g->grads && i < g->nparams; i++) keep(live, g->grads[i]);
-  for (int i = 0; g->updates && i < g->nupdates; i++) keep(live, g->updates[i]);
-  for (int i = 0; i < nroots; i++) keep(live, roots[i]);
-  keep(live, g->loss);
+static void mark_live(Graph *g, uint8_t *live, Node *const *roots, int nroots) {
+  for (int i = 0; i < g->ninputs; i++) live[g->inputs[i].node->id] = 1;
+  for (int i = 0; i < g->nparams; i++) live[g->params[i].node->id] = 1;
+  for (int i = 0; i < g->nstates; i++) live[g->states[i].node->id] = 1;
+  for (int i = 0; i < nroots; i++) live[roots[i]->id] = 1;
+  ir_roles(g, keep, live);
   for (int i = g->nnodes - 1; i >= 0; i--) {
     const Node *n = g->nodes[i];
     if (!live[i]) continue;
@@ -154,16 +150,12 @@ static void mark_live(const Graph *g, uint8_t *live, Node *const *roots, int nro
   }
 }
 
-static Node *rep_or_null(S *s, Node *n) { return n ? rep_of(s, n) : NULL; }
+static void to_rep(void *s, Node **n) {
+  if (*n) *n = rep_of(s, *n);
+}
 
 /* Points every role of the graph at its representative. */
-static void remap_roles(S *s, Graph *g) {
-  for (int i = 0; i < g->noutputs; i++) g->outputs[i].node = rep_or_null(s, g->outputs[i].node);
-  for (int i = 0; i < g->nmetrics; i++) g->metrics[i].node = rep_or_null(s, g->metrics[i].node);
-  for (int i = 0; g->grads && i < g->nparams; i++) g->grads[i] = rep_or_null(s, g->grads[i]);
-  for (int i = 0; g->updates && i < g->nupdates; i++) g->updates[i] = rep_or_null(s, g->updates[i]);
-  g->loss = rep_or_null(s, g->loss);
-}
+static void remap_roles(S *s, Graph *g) { ir_roles(g, to_rep, s); }
 
 /* Replaces n's operands by their representatives, copying the operand array
  * (it may be shared with another node). */
