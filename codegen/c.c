@@ -979,6 +979,22 @@ static void print_weights(Emit *e, Buf *o) {
   buf_puts(o, "\n};\n\n");
 }
 
+
+/* The body of an entry point (forward or train_step) after its opening
+ * line: the context (seed, step and training flag as C text), the buffer
+ * table, the kernels, the copies out. */
+static void print_entry(Emit *e, Buf *o, Prog *pr, const char *pre, const char *step_training, uint64_t seed) {
+  buf_puts(o, "  char *ws = workspace;\n");
+  buf_puts(o, pre);
+  buf_printf(o, "  int64_t ctx[CTX_COUNT] = {(int64_t)%lluull, %s, 0, 0};  /* seed, step, training */\n",
+             (unsigned long long)seed, step_training);
+  print_binds(o, pr, e->a, &e->helpers);
+  buf_puts(o, "  (void)p;\n  (void)in;\n  (void)ws;\n");
+  buf_printf(o, "  %s_run(bufs, ctx);\n", pr->prefix);
+  print_copy_out(o, pr, e->a);
+  buf_puts(o, "  (void)out;\n}\n");
+}
+
 static char *emit_source(Emit *e) {
   Buf body = {0}, o = {0};
   const char *m = e->m;
@@ -995,26 +1011,12 @@ static char *emit_source(Emit *e) {
   Buf fns = {0};
   buf_printf(&fns, "size_t %s_workspace_size(void) { return %zu; }\n\n", m, ws);
   buf_printf(&fns, "void %s_forward(const %s_params *p, const %s_inputs *in, %s_outputs *out, void *workspace) {\n", m, m, m, m);
-  buf_puts(&fns, "  char *ws = workspace;\n");
-  buf_printf(&fns, "  int64_t ctx[CTX_COUNT] = {(int64_t)%lluull, 1, 0, 0, 0};  /* seed, step, training */\n",
-          (unsigned long long)e->g->train.seed);
-  print_binds(&fns, &e->fwd, e->a, &e->helpers);
-  buf_puts(&fns, "  (void)p;\n  (void)in;\n  (void)ws;\n");
-  buf_puts(&fns, "  fwd_run(bufs, ctx);\n");
-  print_copy_out(&fns, &e->fwd, e->a);
-  buf_puts(&fns, "  (void)out;\n}\n");
+  print_entry(e, &fns, &e->fwd, "", "1, 0", e->g->train.seed);
   if (e->tg) {
     buf_printf(&fns, "\nsize_t %s_state_size(void) { return %zu; }\n\n", m, state_bytes(e->tg));
     buf_printf(&fns, "void %s_train_step(%s_params *p, %s_state *s, const %s_inputs *in, %s_outputs *out, void *workspace) {\n",
             m, m, m, m, m);
-    buf_puts(&fns, "  char *ws = workspace;\n  s->step++;\n");
-    buf_printf(&fns, "  int64_t ctx[CTX_COUNT] = {(int64_t)%lluull, s->step, 1, 0, 0};  /* seed, step, training */\n",
-            (unsigned long long)e->tg->train.seed);
-    print_binds(&fns, &e->train, e->a, &e->helpers);
-    buf_puts(&fns, "  (void)p;\n  (void)in;\n  (void)ws;\n");
-    buf_puts(&fns, "  train_run(bufs, ctx);\n");
-    print_copy_out(&fns, &e->train, e->a);
-    buf_puts(&fns, "  (void)out;\n}\n");
+    print_entry(e, &fns, &e->train, "  s->step++;\n", "s->step, 1", e->tg->train.seed);
   }
   print_prologue(e, &o);
   if (e->weights) print_weights(e, &o);

@@ -580,21 +580,18 @@ Node *ir_scalar(Graph *g, double v) {
   return ir_const(g, none, &s, v);
 }
 
-Node *ir_reshape(Graph *g, Node *x, const Shape *s) {
+/* RESHAPE or EXPAND of x to s; x itself when it has that shape. */
+static Node *to_shape(Graph *g, Op op, Node *x, const Shape *s) {
   if (shape_eq(&x->shape, s)) return x;
   Attr a;
   memset(&a, 0, sizeof a);
   a.shape = *s;
-  return ir_build(g, OP_RESHAPE, &x, 1, &a, x->loc);
+  return ir_build(g, op, &x, 1, &a, x->loc);
 }
 
-Node *ir_expand(Graph *g, Node *x, const Shape *s) {
-  if (shape_eq(&x->shape, s)) return x;
-  Attr a;
-  memset(&a, 0, sizeof a);
-  a.shape = *s;
-  return ir_build(g, OP_EXPAND, &x, 1, &a, x->loc);
-}
+Node *ir_reshape(Graph *g, Node *x, const Shape *s) { return to_shape(g, OP_RESHAPE, x, s); }
+
+Node *ir_expand(Graph *g, Node *x, const Shape *s) { return to_shape(g, OP_EXPAND, x, s); }
 
 /* Sums the axes broadcasting added (leading) or stretched (size 1 in s),
  * keeping dims, then reshapes to s. */
