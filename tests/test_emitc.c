@@ -46,23 +46,6 @@ typedef struct Ref {
   int64_t nstepout, nstepparams;  /* where the params and the states start in step */
 } Ref;
 
-/* The C field name of a model name (codegen/c.c's rule, restated). */
-static char *ident(const char *s) {
-  static const char *const kw[] = {"int", "float", "double", "char", "for", "if", "while", "return", NULL};
-  char *r = malloc(strlen(s) + 2);
-  strcpy(r, s);
-  for (char *c = r; *c; c++)
-    if (!isalnum((unsigned char)*c)) *c = '_';
-  for (int i = 0; kw[i]; i++)
-    if (!strcmp(r, kw[i])) strcat(r, "_");
-  return r;
-}
-
-static char *upper(const char *s) {
-  char *r = ident(s);
-  for (char *c = r; *c; c++) *c = (char)toupper((unsigned char)*c);
-  return r;
-}
 
 static int out_nodes(const Graph *g, Node **n, const char **name) {
   int k = 0;
@@ -199,7 +182,7 @@ static void put(Text *t, const char *fmt, ...) {
  * results and the updated params to argv[2], all as raw 4-byte values. */
 static char *driver(const Ref *r, const char *m, int train, int embedded) {
   const Graph *g = &r->g;
-  char *M = upper(m);
+  char *M = util_c_upper(m);
   Text t = {0};
   put(&t, "#include <stdio.h>\n#include <stdlib.h>\n#include \"%s.h\"\n\n", m);
   put(&t, "static void *rd(FILE *f, size_t n) {\n  void *p = malloc(n * 4 + 4);\n"
@@ -208,14 +191,14 @@ static char *driver(const Ref *r, const char *m, int train, int embedded) {
   put(&t, "  void *ws = malloc(%s_workspace_size() + 64);\n", m);
   put(&t, "  if (argc != 3 || !(f = fopen(argv[1], \"rb\")) || !(o = fopen(argv[2], \"wb\"))) return 2;\n");
   for (int i = 0; i < g->nparams; i++) {
-    char *id = ident(g->params[i].name), *U = upper(g->params[i].name);
+    char *id = util_c_ident(g->params[i].name), *U = util_c_upper(g->params[i].name);
     if (embedded) put(&t, "  p.%s = %s_weights.%s;\n  (void)rd(f, %s_PARAM_%s_SIZE);\n", id, m, id, M, U);
     else put(&t, "  p.%s = rd(f, %s_PARAM_%s_SIZE);\n", id, M, U);
     free(id);
     free(U);
   }
   for (int i = 0; i < g->ninputs; i++) {
-    char *id = ident(g->inputs[i].name), *U = upper(g->inputs[i].name);
+    char *id = util_c_ident(g->inputs[i].name), *U = util_c_upper(g->inputs[i].name);
     put(&t, "  in.%s = rd(f, %s_INPUT_%s_SIZE);\n", id, M, U);
     free(id);
     free(U);
@@ -224,14 +207,14 @@ static char *driver(const Ref *r, const char *m, int train, int embedded) {
   const char *names[64];
   int n = out_nodes(g, nodes, names);
   for (int i = 0; i < n; i++) {
-    char *id = ident(names[i]), *U = upper(names[i]);
+    char *id = util_c_ident(names[i]), *U = util_c_upper(names[i]);
     put(&t, "  out.%s = malloc(%s_OUTPUT_%s_SIZE * 4);\n", id, M, U);
     free(id);
     free(U);
   }
   Text wr = {0};
   for (int i = 0; i < n; i++) {
-    char *id = ident(names[i]), *U = upper(names[i]);
+    char *id = util_c_ident(names[i]), *U = util_c_upper(names[i]);
     put(&wr, "  fwrite(out.%s, 4, %s_OUTPUT_%s_SIZE, o);\n", id, M, U);
     free(id);
     free(U);
@@ -241,7 +224,7 @@ static char *driver(const Ref *r, const char *m, int train, int embedded) {
     const Graph *tg = &r->tg;
     put(&t, "  %s_state s;\n  s.step = 0;\n", m);
     for (int i = 0; i < tg->nstates; i++) {
-      char *id = ident(tg->states[i].name), *U = upper(tg->states[i].name);
+      char *id = util_c_ident(tg->states[i].name), *U = util_c_upper(tg->states[i].name);
       put(&t, "  s.%s = calloc(%s_STATE_%s_SIZE, 4);\n", id, M, U);
       free(id);
       free(U);
@@ -249,13 +232,13 @@ static char *driver(const Ref *r, const char *m, int train, int embedded) {
     put(&t, "  %s_train_step(&p, &s, &in, &out, ws);\n%s", m, wr.s ? wr.s : "");
     put(&t, "  if (s.step != 1) return 4;\n");
     for (int i = 0; i < g->nparams; i++) {
-      char *id = ident(g->params[i].name), *U = upper(g->params[i].name);
+      char *id = util_c_ident(g->params[i].name), *U = util_c_upper(g->params[i].name);
       put(&t, "  fwrite(p.%s, 4, %s_PARAM_%s_SIZE, o);\n", id, M, U);
       free(id);
       free(U);
     }
     for (int i = 0; i < tg->nstates; i++) {
-      char *id = ident(tg->states[i].name), *U = upper(tg->states[i].name);
+      char *id = util_c_ident(tg->states[i].name), *U = util_c_upper(tg->states[i].name);
       put(&t, "  fwrite(s.%s, 4, %s_STATE_%s_SIZE, o);\n", id, M, U);
       free(id);
       free(U);

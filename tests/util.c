@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <ctype.h>
 #include <math.h>
 #include "util.h"
 
@@ -75,4 +76,21 @@ void util_graph_free(UtilGraph *t) {
   diag_free(&t->d);
   arena_free(&t->a);
   free(t);
+}
+
+char *util_c_ident(const char *s) {
+  static const char *const kw[] = {"int", "float", "double", "char", "for", "if", "while", "return", NULL};
+  char *r = malloc(strlen(s) + 2);
+  strcpy(r, s);
+  for (char *c = r; *c; c++)
+    if (!isalnum((unsigned char)*c)) *c = '_';
+  for (int i = 0; kw[i]; i++)
+    if (!strcmp(r, kw[i])) strcat(r, "_");
+  return r;
+}
+
+char *util_c_upper(const char *s) {
+  char *r = util_c_ident(s);
+  for (char *c = r; *c; c++) *c = (char)toupper((unsigned char)*c);
+  return r;
 }

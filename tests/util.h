@@ -26,6 +26,10 @@ typedef struct UtilGraph {
 } UtilGraph;
 UtilGraph *util_graph_new(void);
 void util_graph_free(UtilGraph *t);
+/* The C field name of a model name (codegen/c.c's rule, restated for the
+ * drivers of emitted C), and its upper-case form; malloc'd. */
+char *util_c_ident(const char *s);
+char *util_c_upper(const char *s);
 /* Fills x[n] with deterministic values in [lo, hi). */
 void util_fill(float *x, int64_t n, uint64_t seed, float lo, float hi);
 

@@ -257,23 +257,6 @@ done:
 
 /* ------------------------------------------------------------- emitted C */
 
-/* The C field name of a model name (codegen/c.c's rule, as tests/test_emitc.c restates it). */
-static char *ident(const char *s) {
-  static const char *const kw[] = {"int", "float", "double", "char", "for", "if", "while", "return", NULL};
-  char *r = malloc(strlen(s) + 2);
-  strcpy(r, s);
-  for (char *c = r; *c; c++)
-    if (!isalnum((unsigned char)*c)) *c = '_';
-  for (int i = 0; kw[i]; i++)
-    if (!strcmp(r, kw[i])) strcat(r, "_");
-  return r;
-}
-
-static char *upper(const char *s) {
-  char *r = ident(s);
-  for (char *c = r; *c; c++) *c = (char)toupper((unsigned char)*c);
-  return r;
-}
 
 typedef struct Text {
   char *s;
@@ -298,7 +281,7 @@ static void tput(Text *t, const char *fmt, ...) {
 typedef enum { F_READ_PARAM, F_READ_INPUT, F_ALLOC_OUT, F_WRITE_OUT, F_ALLOC_STATE, F_WRITE_PARAM, F_WRITE_STATE } Field;
 
 static void field(Text *t, Field f, const char *name) {
-  char *id = ident(name), *U = upper(name);
+  char *id = util_c_ident(name), *U = util_c_upper(name);
   switch (f) {
   case F_READ_PARAM: tput(t, "  p.%s = rd(f, FZ_PARAM_%s_SIZE);\n", id, U); break;
   case F_READ_INPUT: tput(t, "  in.%s = rd(f, FZ_INPUT_%s_SIZE);\n", id, U); break;
