@@ -17,9 +17,7 @@
 #define MAXLEAF 16
 
 typedef struct T {
-  Arena arena;
-  Graph g;
-  Diag d;
+  UtilGraph u;
   Node *leaf[MAXLEAF];     /* INPUT and PARAM leaves, bound to data[] */
   void *data[MAXLEAF];
   int nleaf;
@@ -31,9 +29,7 @@ typedef struct T {
 
 static void t_init(T *t) {
   memset(t, 0, sizeof *t);
-  arena_init(&t->arena);
-  graph_init(&t->g, &t->arena);
-  diag_init(&t->d);
+  util_graph_init(&t->u);
   t->ctx = (RunCtx){1234, 1, 0};
   t->eps = 1e-2;
   t->atol = 1e-3;
@@ -42,8 +38,7 @@ static void t_init(T *t) {
 
 static void t_free(T *t) {
   for (int i = 0; i < t->nleaf; i++) free(t->data[i]);
-  diag_free(&t->d);
-  arena_free(&t->arena);
+  util_graph_fini(&t->u);
 }
 
 static Node *t_bind(T *t, Node *n, void *data) {
@@ -64,11 +59,11 @@ static void add_param(Graph *g, Node *p) {
 static Node *param(T *t, Shape s, float lo, float hi) {
   char name[16];
   snprintf(name, sizeof name, "p%d", t->nleaf);
-  Node *p = ir_leaf(&t->g, (Loc){0}, OP_PARAM, DT_F32, &s, name);
+  Node *p = ir_leaf(&t->u.g, (Loc){0}, OP_PARAM, DT_F32, &s, name);
   int64_t n = shape_numel(&s);
   float *x = malloc(sizeof(float) * (size_t)(n ? n : 1));
   util_fill(x, n, 100 + (uint64_t)t->nleaf, lo, hi);
-  add_param(&t->g, p);
+  add_param(&t->u.g, p);
   return t_bind(t, p, x);
 }
 
@@ -90,7 +85,7 @@ static Node *param_distinct(T *t, Shape s) {
 }
 
 static Node *input(T *t, Shape s, float lo, float hi) {
-  Node *p = ir_leaf(&t->g, (Loc){0}, OP_INPUT, DT_F32, &s, "in");
+  Node *p = ir_leaf(&t->u.g, (Loc){0}, OP_INPUT, DT_F32, &s, "in");
   int64_t n = shape_numel(&s);
   float *x = malloc(sizeof(float) * (size_t)(n ? n : 1));
   util_fill(x, n, 500 + (uint64_t)t->nleaf, lo, hi);
@@ -98,7 +93,7 @@ static Node *input(T *t, Shape s, float lo, float hi) {
 }
 
 static Node *labels(T *t, Shape s, int classes) {
-  Node *p = ir_leaf(&t->g, (Loc){0}, OP_INPUT, DT_I32, &s, "labels");
+  Node *p = ir_leaf(&t->u.g, (Loc){0}, OP_INPUT, DT_I32, &s, "labels");
   int64_t n = shape_numel(&s);
   int32_t *x = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
   for (int64_t i = 0; i < n; i++) x[i] = (int32_t)((i * 7 + 3) % classes);
@@ -107,8 +102,8 @@ static Node *labels(T *t, Shape s, int classes) {
 
 static Node *op(T *t, Op o, Node *x, Node *y, const Attr *a) {
   Node *in[2] = {x, y};
-  Node *n = ir_op(&t->g, &t->d, (Loc){0}, o, in, y ? 2 : 1, a);
-  cr_assert(n, "building %s failed: %s", op_info[o].name, t->d.buf ? t->d.buf : "");
+  Node *n = ir_op(&t->u.g, &t->u.d, (Loc){0}, o, in, y ? 2 : 1, a);
+  cr_assert(n, "building %s failed: %s", op_info[o].name, t->u.d.buf ? t->u.d.buf : "");
   return n;
 }
 
@@ -121,19 +116,19 @@ static Attr at(double f0, double f1, int64_t i0, int64_t i1) {
 
 /* Runs the graph for `root` with every leaf bound; returns the interpreter. */
 static void run(T *t, Interp *it, Node *const *roots, int nroots) {
-  uint8_t *want = calloc((size_t)t->g.nnodes, 1);
-  ir_mark_deps(&t->g, roots, nroots, want);
-  interp_init(it, &t->g);
+  uint8_t *want = calloc((size_t)t->u.g.nnodes, 1);
+  ir_mark_deps(&t->u.g, roots, nroots, want);
+  interp_init(it, &t->u.g);
   for (int i = 0; i < t->nleaf; i++) it->val[t->leaf[i]->id] = t->data[i];
-  int rc = interp_run(it, &t->d, want, &t->ctx);
+  int rc = interp_run(it, &t->u.d, want, &t->ctx);
   free(want);
-  cr_assert_eq(rc, 0, "interp failed: %s", t->d.buf ? t->d.buf : "");
+  cr_assert_eq(rc, 0, "interp failed: %s", t->u.d.buf ? t->u.d.buf : "");
 }
 
 static double eval_loss(T *t) {
   Interp it;
-  run(t, &it, &t->g.loss, 1);
-  double l = ((float *)it.val[t->g.loss->id])[0];
+  run(t, &it, &t->u.g.loss, 1);
+  double l = ((float *)it.val[t->u.g.loss->id])[0];
   interp_free(&it);
   return l;
 }
@@ -180,9 +175,9 @@ static int pick(const float *g, int64_t n, int64_t *el, int max) {
 
 /* Differentiates g->loss (already set) and checks every param. */
 static void check_loss(T *t, int max_el) {
-  Graph *g = &t->g;
-  cr_assert_eq(pass_autodiff(&t->d, g), 0, "autodiff failed: %s", t->d.buf ? t->d.buf : "");
-  cr_assert_eq(ir_verify(g, &t->d), 0, "verify: %s", t->d.buf ? t->d.buf : "");
+  Graph *g = &t->u.g;
+  cr_assert_eq(pass_autodiff(&t->u.d, g), 0, "autodiff failed: %s", t->u.d.buf ? t->u.d.buf : "");
+  cr_assert_eq(ir_verify(g, &t->u.d), 0, "verify: %s", t->u.d.buf ? t->u.d.buf : "");
   Interp it;
   run(t, &it, g->grads, g->nparams);
   int bad = 0;
@@ -205,7 +200,7 @@ static void check_loss(T *t, int max_el) {
 static void check(T *t, Node *y) {
   Node *r = input(t, y->shape, -1, 1);
   Attr a = at(0, 0, 0, 0);
-  t->g.loss = op(t, OP_SUM, op(t, OP_MUL, y, r, NULL), NULL, &a);
+  t->u.g.loss = op(t, OP_SUM, op(t, OP_MUL, y, r, NULL), NULL, &a);
   check_loss(t, 64);
 }
 
@@ -352,12 +347,12 @@ Test(autodiff, max_ties_split_evenly) {
   Attr all = at(0, 0, 0, 0), ax1 = at(0, 0, 2, 0);
   Node *m1 = op(&t, OP_MAX, p, NULL, &all);
   Node *m2 = op(&t, OP_SUM, op(&t, OP_MAX, p, NULL, &ax1), NULL, &all);
-  t.g.loss = op(&t, OP_ADD, m1, m2, NULL);
-  cr_assert_eq(pass_autodiff(&t.d, &t.g), 0);
+  t.u.g.loss = op(&t, OP_ADD, m1, m2, NULL);
+  cr_assert_eq(pass_autodiff(&t.u.d, &t.u.g), 0);
   Interp it;
-  run(&t, &it, t.g.grads, 1);
+  run(&t, &it, t.u.g.grads, 1);
   float want[6] = {0, 1, 1, 0.5f, 0.5f, 0};
-  cr_expect(util_compare("max ties", it.val[t.g.grads[0]->id], want, 6, 1e-6, 0) <= 1);
+  cr_expect(util_compare("max ties", it.val[t.u.g.grads[0]->id], want, 6, 1e-6, 0) <= 1);
   interp_free(&it);
   t_free(&t);
 }
@@ -417,7 +412,7 @@ Test(autodiff, concat_three_operands) {
   in[1] = input(&t, S3(2, 1, 3), -1, 1);
   in[2] = param(&t, S3(2, 4, 3), -1, 1);
   Attr a = at(0, 0, 1, 0);
-  Node *c = ir_op(&t.g, &t.d, (Loc){0}, OP_CONCAT, in, 3, &a);
+  Node *c = ir_op(&t.u.g, &t.u.d, (Loc){0}, OP_CONCAT, in, 3, &a);
   cr_assert(c);
   check(&t, c);
   t_free(&t);
@@ -456,8 +451,8 @@ Test(autodiff, dropout_training) {
   check(&t, y);
   /* and it does drop: some gradients are 0, the rest 1/(1-p) times R */
   Interp it;
-  run(&t, &it, t.g.grads, 1);
-  const float *gp = it.val[t.g.grads[0]->id], *r = t.data[1];
+  run(&t, &it, t.u.g.grads, 1);
+  const float *gp = it.val[t.u.g.grads[0]->id], *r = t.data[1];
   int zeros = 0;
   for (int i = 0; i < 42; i++) {
     if (gp[i] == 0) zeros++;
@@ -560,18 +555,18 @@ Test(autodiff, unused_param_and_locations) {
   Loc l7 = {&src, 7, 1}, l9 = {&src, 9, 1};
   Node *p = param(&t, S1(3), -1, 1), *q = param(&t, S2(2, 2), -1, 1);
   (void)q;
-  Node *y = ir_op(&t.g, &t.d, l7, OP_TANH, &p, 1, NULL);
+  Node *y = ir_op(&t.u.g, &t.u.d, l7, OP_TANH, &p, 1, NULL);
   Attr all = at(0, 0, 0, 0);
-  t.g.loss = ir_op(&t.g, &t.d, l9, OP_SUM, &y, 1, &all);
-  int nfwd = t.g.nnodes;
-  cr_assert_eq(pass_autodiff(&t.d, &t.g), 0);
-  Node *gq = t.g.grads[1];
+  t.u.g.loss = ir_op(&t.u.g, &t.u.d, l9, OP_SUM, &y, 1, &all);
+  int nfwd = t.u.g.nnodes;
+  cr_assert_eq(pass_autodiff(&t.u.d, &t.u.g), 0);
+  Node *gq = t.u.g.grads[1];
   cr_expect_eq(gq->op, OP_CONST);
   cr_expect_eq(gq->a.f[0], 0.0);
   cr_expect(shape_eq(&gq->shape, &q->shape));
   int saw7 = 0;
-  for (int i = nfwd; i < t.g.nnodes; i++) {
-    Node *n = t.g.nodes[i];
+  for (int i = nfwd; i < t.u.g.nnodes; i++) {
+    Node *n = t.u.g.nodes[i];
     if (n == gq) continue;
     cr_expect(n->loc.line == 7 || n->loc.line == 9, "node %d (%s) at line %d", i, op_info[n->op].name,
               n->loc.line);
@@ -585,15 +580,15 @@ Test(autodiff, no_loss_is_an_error) {
   T t;
   t_init(&t);
   param(&t, S1(3), -1, 1);
-  cr_expect_eq(pass_autodiff(&t.d, &t.g), -1);
-  cr_expect_eq(t.d.nerrors, 1);
+  cr_expect_eq(pass_autodiff(&t.u.d, &t.u.g), -1);
+  cr_expect_eq(t.u.d.nerrors, 1);
   t_free(&t);
 }
 
 /* ---------------------------------------------------------- models */
 
 static void fill_model_params(T *t) {
-  Graph *g = &t->g;
+  Graph *g = &t->u.g;
   for (int i = 0; i < g->nparams; i++) {
     Node *p = g->params[i].node;
     int64_t n = shape_numel(&p->shape);
@@ -606,7 +601,7 @@ static void fill_model_params(T *t) {
 }
 
 static void fill_model_inputs(T *t) {
-  Graph *g = &t->g;
+  Graph *g = &t->u.g;
   for (int i = 0; i < g->ninputs; i++) {
     Node *in = g->inputs[i].node;
     int64_t n = shape_numel(&in->shape);
@@ -629,8 +624,8 @@ static void model_case(const char *file, int small_t) {
   snprintf(path, sizeof path, "%s/models/%s", NNDC_SHARED_DIR, file);
   Define defs[3] = {{"N", 3, 1}, {"T", 3, 1}, {"H", 6, 1}};
   BuildOpts o = {defs, small_t ? 3 : 1, NULL, 0, 0, 0};
-  cr_assert_eq(fe_compile_file(&t.d, &t.g, path, &o), 0, "%s: %s", file, t.d.buf ? t.d.buf : "");
-  cr_assert(t.g.loss, "%s has a loss", file);
+  cr_assert_eq(fe_compile_file(&t.u.d, &t.u.g, path, &o), 0, "%s: %s", file, t.u.d.buf ? t.u.d.buf : "");
+  cr_assert(t.u.g.loss, "%s has a loss", file);
   fill_model_params(&t);
   fill_model_inputs(&t);
   /* relu and maxpool kinks lie closer than any usable step to some of the
@@ -662,11 +657,11 @@ Test(autodiff, detach_stops_the_gradient) {
   Node *r = input(&t, S1(7), -1, 1);
   Node *dw = op(&t, OP_DETACH, w, NULL, NULL);
   Attr a = at(0, 0, 0, 0);
-  t.g.loss = op(&t, OP_SUM, op(&t, OP_MUL, op(&t, OP_MUL, w, dw, NULL), r, NULL), NULL, &a);
-  cr_assert_eq(pass_autodiff(&t.d, &t.g), 0, "%s", t.d.buf ? t.d.buf : "");
+  t.u.g.loss = op(&t, OP_SUM, op(&t, OP_MUL, op(&t, OP_MUL, w, dw, NULL), r, NULL), NULL, &a);
+  cr_assert_eq(pass_autodiff(&t.u.d, &t.u.g), 0, "%s", t.u.d.buf ? t.u.d.buf : "");
   Interp it;
-  run(&t, &it, t.g.grads, 1);
-  const float *g = it.val[t.g.grads[0]->id], *wv = it.val[w->id], *rv = it.val[r->id];
+  run(&t, &it, t.u.g.grads, 1);
+  const float *g = it.val[t.u.g.grads[0]->id], *wv = it.val[w->id], *rv = it.val[r->id];
   for (int i = 0; i < 7; i++) cr_expect_float_eq(g[i], wv[i] * rv[i], 1e-6, "[%d] %g, want %g", i, g[i], wv[i] * rv[i]);
   interp_free(&it);
   t_free(&t);

@@ -14,24 +14,19 @@
 
 /* One test graph and everything it owns. */
 typedef struct T {
-  Arena a;
-  Graph g;
-  Diag d;
+  UtilGraph u;
   Interp it;
   int started;
 } T;
 
 static void t_init(T *t) {
-  arena_init(&t->a);
-  graph_init(&t->g, &t->a);
-  diag_init(&t->d);
+  util_graph_init(&t->u);
   t->started = 0;
 }
 
 static void t_free(T *t) {
   if (t->started) interp_free(&t->it);
-  diag_free(&t->d);
-  arena_free(&t->a);
+  util_graph_fini(&t->u);
 }
 
 static Shape shp(int rank, const int64_t *dims) {
@@ -52,9 +47,9 @@ static void load(const char *name, Array *arr) {
 }
 
 static int run(T *t, const uint8_t *want, const RunCtx *ctx) {
-  if (!t->started) interp_init(&t->it, &t->g);
+  if (!t->started) interp_init(&t->it, &t->u.g);
   t->started = 1;
-  return interp_run(&t->it, &t->d, want, ctx);
+  return interp_run(&t->it, &t->u.d, want, ctx);
 }
 
 /* Builds op over the golden operands of case `name`, runs it, and compares
@@ -68,19 +63,19 @@ static void golden(const char *name, Op op, int nin, const Attr *a, double tol) 
   for (int k = 0; k < nin; k++) {
     snprintf(buf, sizeof buf, "%s_x%d", name, k);
     load(buf, &in[k]);
-    leaf[k] = ir_leaf(&t.g, NOLOC, OP_INPUT, in[k].et == EL_I32 ? DT_I32 : DT_F32, &in[k].shape, buf);
+    leaf[k] = ir_leaf(&t.u.g, NOLOC, OP_INPUT, in[k].et == EL_I32 ? DT_I32 : DT_F32, &in[k].shape, buf);
   }
   snprintf(buf, sizeof buf, "%s_y", name);
   load(buf, &y);
-  Node *n = ir_op(&t.g, &t.d, NOLOC, op, leaf, nin, a);
-  cr_assert(n, "%s: %s", name, t.d.buf ? t.d.buf : "");
+  Node *n = ir_op(&t.u.g, &t.u.d, NOLOC, op, leaf, nin, a);
+  cr_assert(n, "%s: %s", name, t.u.d.buf ? t.u.d.buf : "");
   cr_assert(shape_eq(&n->shape, &y.shape), "%s: inferred shape differs from torch's", name);
   cr_assert_eq(n->dt, y.et == EL_I32 ? DT_I32 : DT_F32, "%s: dtype", name);
-  cr_assert(ir_verify(&t.g, &t.d) == 0, "%s: %s", name, t.d.buf);
-  interp_init(&t.it, &t.g);
+  cr_assert(ir_verify(&t.u.g, &t.u.d) == 0, "%s: %s", name, t.u.d.buf);
+  interp_init(&t.it, &t.u.g);
   t.started = 1;
   for (int k = 0; k < nin; k++) t.it.val[leaf[k]->id] = in[k].data;
-  cr_assert_eq(interp_run(&t.it, &t.d, NULL, NULL), 0, "%s: %s", name, t.d.buf ? t.d.buf : "");
+  cr_assert_eq(interp_run(&t.it, &t.u.d, NULL, NULL), 0, "%s: %s", name, t.u.d.buf ? t.u.d.buf : "");
   int64_t cnt = shape_numel(&y.shape);
   if (y.et == EL_I32) {
     cr_assert_eq(memcmp(t.it.val[n->id], y.data, (size_t)cnt * 4), 0, "%s: i32 values differ", name);
@@ -172,8 +167,8 @@ Test(interp, argmax) {
   t_init(&t);
   Array x;
   load("argmax_a2_x0", &x);
-  Node *in = ir_leaf(&t.g, NOLOC, OP_INPUT, DT_F32, &x.shape, "x");
-  Node *n = ir_op(&t.g, &t.d, NOLOC, OP_ARGMAX, &in, 1, &a);
+  Node *in = ir_leaf(&t.u.g, NOLOC, OP_INPUT, DT_F32, &x.shape, "x");
+  Node *n = ir_op(&t.u.g, &t.u.d, NOLOC, OP_ARGMAX, &in, 1, &a);
   cr_assert(n && n->a.i[0] == 2 && n->dt == DT_I32);
   array_free(&x);
   t_free(&t);
@@ -205,14 +200,14 @@ Test(interp, reshape_keeps_order) {
   T t;
   t_init(&t);
   Shape s = SHAPE(3, 5), s2 = SHAPE(5, 1, 3);
-  Node *x = ir_leaf(&t.g, NOLOC, OP_INPUT, DT_F32, &s, "x");
-  Node *r = ir_reshape(&t.g, x, &s2);
+  Node *x = ir_leaf(&t.u.g, NOLOC, OP_INPUT, DT_F32, &s, "x");
+  Node *r = ir_reshape(&t.u.g, x, &s2);
   float xv[15];
   for (int i = 0; i < 15; i++) xv[i] = (float)i * 0.5f;
-  interp_init(&t.it, &t.g);
+  interp_init(&t.it, &t.u.g);
   t.started = 1;
   t.it.val[x->id] = xv;
-  cr_assert_eq(interp_run(&t.it, &t.d, NULL, NULL), 0);
+  cr_assert_eq(interp_run(&t.it, &t.u.d, NULL, NULL), 0);
   cr_assert(shape_eq(&r->shape, &s2));
   cr_assert_eq(memcmp(t.it.val[r->id], xv, sizeof xv), 0);
   t_free(&t);
@@ -222,8 +217,8 @@ Test(interp, sum_to_undoes_broadcast) {
   T t;
   t_init(&t);
   Shape s = SHAPE(2, 3, 4), to = SHAPE(3, 1);
-  Node *x = ir_leaf(&t.g, NOLOC, OP_INPUT, DT_F32, &s, "x");
-  Node *r = ir_sum_to(&t.g, x, &to);
+  Node *x = ir_leaf(&t.u.g, NOLOC, OP_INPUT, DT_F32, &s, "x");
+  Node *r = ir_sum_to(&t.u.g, x, &to);
   cr_assert(shape_eq(&r->shape, &to));
   float xv[24];
   for (int i = 0; i < 24; i++) xv[i] = (float)i;
@@ -275,21 +270,21 @@ Test(interp, cross_entropy_label_out_of_range) {
   T t;
   t_init(&t);
   Shape ls = SHAPE(2, 10), ys = SHAPE(2);
-  Node *in[2] = {ir_leaf(&t.g, NOLOC, OP_INPUT, DT_F32, &ls, "logits"),
-                 ir_leaf(&t.g, NOLOC, OP_INPUT, DT_I32, &ys, "y")};
-  Node *ce = ir_op(&t.g, &t.d, NOLOC, OP_CROSS_ENTROPY, in, 2, NULL);
+  Node *in[2] = {ir_leaf(&t.u.g, NOLOC, OP_INPUT, DT_F32, &ls, "logits"),
+                 ir_leaf(&t.u.g, NOLOC, OP_INPUT, DT_I32, &ys, "y")};
+  Node *ce = ir_op(&t.u.g, &t.u.d, NOLOC, OP_CROSS_ENTROPY, in, 2, NULL);
   cr_assert(ce);
   float logits[20] = {0};
   int32_t lab[2] = {3, 12};
   run(&t, NULL, NULL);
-  diag_clear(&t.d);
+  diag_clear(&t.u.d);
   t.it.val[in[0]->id] = logits;
   t.it.val[in[1]->id] = lab;
   cr_assert_eq(run(&t, NULL, NULL), -1);
-  cr_assert(strstr(t.d.buf, "label 12 out of range [0, 10)"), "%s", t.d.buf);
+  cr_assert(strstr(t.u.d.buf, "label 12 out of range [0, 10)"), "%s", t.u.d.buf);
   lab[1] = 9;
-  diag_clear(&t.d);
-  cr_assert_eq(run(&t, NULL, NULL), 0, "%s", t.d.buf);
+  diag_clear(&t.u.d);
+  cr_assert_eq(run(&t, NULL, NULL), 0, "%s", t.u.d.buf);
   cr_assert_float_eq(*(float *)t.it.val[ce->id], logf(10), 1e-5);   /* uniform logits */
   t_free(&t);
 }
@@ -302,17 +297,17 @@ Test(interp, cross_entropy_label_out_of_range) {
 static const float *dropout_run(T *t, Node **x, double p, int64_t key, const RunCtx *ctx, float *ones) {
   if (!*x) {
     Shape s = SHAPE(DN);
-    *x = ir_leaf(&t->g, NOLOC, OP_INPUT, DT_F32, &s, "x");
+    *x = ir_leaf(&t->u.g, NOLOC, OP_INPUT, DT_F32, &s, "x");
     Attr a = attr();
     a.f[0] = p;
     a.i[0] = key;
-    cr_assert(ir_op(&t->g, &t->d, NOLOC, OP_DROPOUT, x, 1, &a));
-    interp_init(&t->it, &t->g);
+    cr_assert(ir_op(&t->u.g, &t->u.d, NOLOC, OP_DROPOUT, x, 1, &a));
+    interp_init(&t->it, &t->u.g);
     t->started = 1;
     t->it.val[(*x)->id] = ones;
   }
-  cr_assert_eq(interp_run(&t->it, &t->d, NULL, ctx), 0);
-  return t->it.val[t->g.nnodes - 1];
+  cr_assert_eq(interp_run(&t->it, &t->u.d, NULL, ctx), 0);
+  return t->it.val[t->u.g.nnodes - 1];
 }
 
 static int64_t nkept(const float *y) {
@@ -403,10 +398,10 @@ Test(interp, unfed_input_is_an_error) {
   T t;
   t_init(&t);
   Shape s = SHAPE(4);
-  Node *x = ir_leaf(&t.g, NOLOC, OP_INPUT, DT_F32, &s, "x");
-  ir_un(&t.g, OP_RELU, x);
+  Node *x = ir_leaf(&t.u.g, NOLOC, OP_INPUT, DT_F32, &s, "x");
+  ir_un(&t.u.g, OP_RELU, x);
   cr_assert_eq(run(&t, NULL, NULL), -1);
-  cr_assert(strstr(t.d.buf, "input 'x' is not fed"), "%s", t.d.buf);
+  cr_assert(strstr(t.u.d.buf, "input 'x' is not fed"), "%s", t.u.d.buf);
   t_free(&t);
 }
 
@@ -414,17 +409,17 @@ Test(interp, want_mask_and_rerun) {
   T t;
   t_init(&t);
   Shape s = SHAPE(4);
-  Node *x = ir_leaf(&t.g, NOLOC, OP_INPUT, DT_F32, &s, "x");
-  Node *y = ir_leaf(&t.g, NOLOC, OP_INPUT, DT_F32, &s, "y");
-  Node *r = ir_bin(&t.g, OP_MUL, ir_un(&t.g, OP_RELU, x), ir_scalar(&t.g, 3));
-  Node *e = ir_un(&t.g, OP_EXP, y);   /* y is not fed: must not be needed */
-  uint8_t *want = calloc((size_t)t.g.nnodes, 1);
+  Node *x = ir_leaf(&t.u.g, NOLOC, OP_INPUT, DT_F32, &s, "x");
+  Node *y = ir_leaf(&t.u.g, NOLOC, OP_INPUT, DT_F32, &s, "y");
+  Node *r = ir_bin(&t.u.g, OP_MUL, ir_un(&t.u.g, OP_RELU, x), ir_scalar(&t.u.g, 3));
+  Node *e = ir_un(&t.u.g, OP_EXP, y);   /* y is not fed: must not be needed */
+  uint8_t *want = calloc((size_t)t.u.g.nnodes, 1);
   want[r->id] = 1;
   float xv[4] = {-1, 2, -3, 4};
   run(&t, want, NULL);
-  diag_clear(&t.d);
+  diag_clear(&t.u.d);
   t.it.val[x->id] = xv;
-  cr_assert_eq(run(&t, want, NULL), 0, "%s", t.d.buf);
+  cr_assert_eq(run(&t, want, NULL), 0, "%s", t.u.d.buf);
   cr_assert_null(t.it.val[e->id]);
   const float *rv = t.it.val[r->id];
   cr_assert(rv[0] == 0 && rv[1] == 6 && rv[2] == 0 && rv[3] == 12);
@@ -433,7 +428,7 @@ Test(interp, want_mask_and_rerun) {
   cr_assert_eq(run(&t, want, NULL), 0);
   rv = t.it.val[r->id];
   cr_assert(rv[0] == 3 && rv[3] == 0);
-  ir_mark_deps(&t.g, &e, 1, want);
+  ir_mark_deps(&t.u.g, &e, 1, want);
   cr_assert(want[y->id] && want[e->id] && want[x->id]);
   free(want);
   t_free(&t);
@@ -443,17 +438,17 @@ Test(interp, const_fill_and_sgd_update_delegated) {
   T t;
   t_init(&t);
   Shape s = SHAPE(3);
-  Node *p = ir_leaf(&t.g, NOLOC, OP_PARAM, DT_F32, &s, "w");
-  Node *st = ir_leaf(&t.g, NOLOC, OP_STATE, DT_F32, &s, "w.buf");
-  Node *g = ir_const(&t.g, NOLOC, &s, 2.0);
+  Node *p = ir_leaf(&t.u.g, NOLOC, OP_PARAM, DT_F32, &s, "w");
+  Node *st = ir_leaf(&t.u.g, NOLOC, OP_STATE, DT_F32, &s, "w.buf");
+  Node *g = ir_const(&t.u.g, NOLOC, &s, 2.0);
   Attr a = attr();
   a.f[0] = 0.5;   /* lr, no momentum */
   Node *in[3] = {p, g, st};
-  Node *u = ir_op(&t.g, &t.d, NOLOC, OP_OPT_SGD, in, 3, &a);
-  cr_assert(u && u->shape.rank == 0, "%s", t.d.buf ? t.d.buf : "");
+  Node *u = ir_op(&t.u.g, &t.u.d, NOLOC, OP_OPT_SGD, in, 3, &a);
+  cr_assert(u && u->shape.rank == 0, "%s", t.u.d.buf ? t.u.d.buf : "");
   float pv[3] = {1, 2, 3}, sv[3] = {0, 0, 0};
   run(&t, NULL, NULL);
-  cr_assert(strstr(t.d.buf, "param 'w' is not fed"), "%s", t.d.buf);
+  cr_assert(strstr(t.u.d.buf, "param 'w' is not fed"), "%s", t.u.d.buf);
   t.it.val[p->id] = pv;
   t.it.val[st->id] = sv;
   RunCtx ctx = {0, 1, 1};

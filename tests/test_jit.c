@@ -15,23 +15,18 @@
 
 /* A graph under test with its arena and diagnostics. */
 typedef struct T {
-  Arena a;
-  Graph g;
-  Diag d;
+  UtilGraph u;
   float lo[4096], hi[4096]; /* fill range of each leaf by node id */
 } T;
 
 static T *t_new(void) {
   T *t = calloc(1, sizeof *t);
-  arena_init(&t->a);
-  graph_init(&t->g, &t->a);
-  diag_init(&t->d);
+  util_graph_init(&t->u);
   return t;
 }
 
 static void t_free(T *t) {
-  diag_free(&t->d);
-  arena_free(&t->a);
+  util_graph_fini(&t->u);
   free(t);
 }
 
@@ -42,8 +37,8 @@ static Shape shp(int rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
 
 static Node *leaf(T *t, Op op, DType dt, Shape s, float lo, float hi) {
   char name[32];
-  snprintf(name, sizeof name, "l%d", t->g.nnodes);
-  Node *n = ir_leaf(&t->g, (Loc){0}, op, dt, &s, name);
+  snprintf(name, sizeof name, "l%d", t->u.g.nnodes);
+  Node *n = ir_leaf(&t->u.g, (Loc){0}, op, dt, &s, name);
   t->lo[n->id] = lo;
   t->hi[n->id] = hi;
   return n;
@@ -53,8 +48,8 @@ static Node *in(T *t, Shape s, float lo, float hi) { return leaf(t, OP_INPUT, DT
 
 static Node *op(T *t, Op o, Node *a, Node *b, const Attr *at) {
   Node *x[2] = {a, b};
-  Node *n = ir_op(&t->g, &t->d, (Loc){0}, o, x, b ? 2 : 1, at);
-  cr_assert(n, "ir_op %s failed: %s", op_info[o].name, t->d.buf ? t->d.buf : "");
+  Node *n = ir_op(&t->u.g, &t->u.d, (Loc){0}, o, x, b ? 2 : 1, at);
+  cr_assert(n, "ir_op %s failed: %s", op_info[o].name, t->u.d.buf ? t->u.d.buf : "");
   return n;
 }
 
@@ -78,8 +73,8 @@ typedef struct Bound {
 
 static Bound *bind_leaves(T *t) {
   Bound *b = calloc(1, sizeof *b);
-  for (int i = 0; i < t->g.nnodes; i++) {
-    const Node *n = t->g.nodes[i];
+  for (int i = 0; i < t->u.g.nnodes; i++) {
+    const Node *n = t->u.g.nodes[i];
     if (n->op != OP_INPUT && n->op != OP_PARAM && n->op != OP_STATE) continue;
     int64_t bytes = shape_numel(&n->shape) * 4;
     b->v[0][i] = leaf_data(t, n, 7);
@@ -116,20 +111,20 @@ static double leaf_outlier;
 static void check_steps(T *t, Node **roots, int nroots, int threads, double tol, int steps, int training) {
   Bound *b = bind_leaves(t);
   Interp it;
-  interp_init(&it, &t->g);
-  uint8_t *want = calloc((size_t)t->g.nnodes + 1, 1);
-  ir_mark_deps(&t->g, roots, nroots, want);
-  JitProgram *p = jit_compile(&t->d, &t->g, roots, nroots, threads, 0);
-  cr_assert(p, "jit_compile failed: %s", t->d.buf ? t->d.buf : "");
-  for (int i = 0; i < t->g.nnodes; i++) {
+  interp_init(&it, &t->u.g);
+  uint8_t *want = calloc((size_t)t->u.g.nnodes + 1, 1);
+  ir_mark_deps(&t->u.g, roots, nroots, want);
+  JitProgram *p = jit_compile(&t->u.d, &t->u.g, roots, nroots, threads, 0);
+  cr_assert(p, "jit_compile failed: %s", t->u.d.buf ? t->u.d.buf : "");
+  for (int i = 0; i < t->u.g.nnodes; i++) {
     if (!b->v[0][i]) continue;
     it.val[i] = b->v[0][i];
-    jit_bind(p, t->g.nodes[i], b->v[1][i]);
+    jit_bind(p, t->u.g.nodes[i], b->v[1][i]);
   }
   for (int s = 1; s <= steps; s++) {
     RunCtx ctx = {.seed = 42, .step = s, .training = training};
-    cr_assert_eq(interp_run(&it, &t->d, want, &ctx), 0, "interp: %s", t->d.buf ? t->d.buf : "");
-    cr_assert_eq(jit_run(p, &t->d, &ctx), 0, "jit: %s", t->d.buf ? t->d.buf : "");
+    cr_assert_eq(interp_run(&it, &t->u.d, want, &ctx), 0, "interp: %s", t->u.d.buf ? t->u.d.buf : "");
+    cr_assert_eq(jit_run(p, &t->u.d, &ctx), 0, "jit: %s", t->u.d.buf ? t->u.d.buf : "");
   }
   for (int r = 0; r < nroots; r++) {
     const Node *n = roots[r];
@@ -139,11 +134,11 @@ static void check_steps(T *t, Node **roots, int nroots, int threads, double tol,
     double e = cmp_node(label, n, jit_value(p, n), it.val[n->id], tol);
     cr_expect(e <= 1, "%s: JIT differs from the interpreter (worst %g)", label, e);
   }
-  for (int i = 0; i < t->g.nnodes; i++) {
+  for (int i = 0; i < t->u.g.nnodes; i++) {
     if (!b->v[0][i]) continue;
     char label[64];
     snprintf(label, sizeof label, "leaf %%%d", i);
-    const Node *x = t->g.nodes[i];
+    const Node *x = t->u.g.nodes[i];
     if (leaf_outlier && x->dt == DT_F32) {
       /* RMSprop divides g by about |g|: where g is a rounding-level residue
        * the step is noise-sized (up to 10 lr), so a few elements (0.5%) may
@@ -293,12 +288,12 @@ Test(jit, shapes) {
   r[n++] = op(t, OP_SLICE_BWD, s, NULL, &sb);
   Node *cat[3] = {x, y, x};
   Attr c1 = ai(1, 0);
-  r[n++] = ir_op(&t->g, &t->d, (Loc){0}, OP_CONCAT, cat, 3, &c1);
+  r[n++] = ir_op(&t->u.g, &t->u.d, (Loc){0}, OP_CONCAT, cat, 3, &c1);
   Node *cat0[2] = {x, x};
   Attr c0 = ai(0, 0);
-  r[n++] = ir_op(&t->g, &t->d, (Loc){0}, OP_CONCAT, cat0, 2, &c0);
+  r[n++] = ir_op(&t->u.g, &t->u.d, (Loc){0}, OP_CONCAT, cat0, 2, &c0);
   Attr c2 = ai(2, 0);
-  r[n++] = ir_op(&t->g, &t->d, (Loc){0}, OP_CONCAT, cat0, 2, &c2);
+  r[n++] = ir_op(&t->u.g, &t->u.d, (Loc){0}, OP_CONCAT, cat0, 2, &c2);
   Node *lab = leaf(t, OP_INPUT, DT_I32, shp(1, 31, 0, 0, 0), -1, 11);
   Attr oh = ai(0, 0);
   oh.shape = shp(2, 31, 10, 0, 0);
@@ -345,18 +340,18 @@ Test(jit, cross_entropy_label_error) {
   Node *lg = in(t, shp(2, 4, 10, 0, 0), -5, 5);
   Node *lab = leaf(t, OP_INPUT, DT_I32, shp(1, 4, 0, 0, 0), 0, 10);
   Node *ce = op(t, OP_CROSS_ENTROPY, lg, lab, NULL);
-  JitProgram *p = jit_compile(&t->d, &t->g, &ce, 1, 1, 0);
+  JitProgram *p = jit_compile(&t->u.d, &t->u.g, &ce, 1, 1, 0);
   cr_assert(p);
   float x[40] = {0};
   int32_t y[4] = {1, 2, 10, 3};
   jit_bind(p, lg, x);
   jit_bind(p, lab, y);
   RunCtx ctx = {0, 1, 0};
-  cr_assert_eq(jit_run(p, &t->d, &ctx), -1);
-  cr_assert(strstr(t->d.buf, "label 10 out of range [0, 10)"), "got: %s", t->d.buf);
+  cr_assert_eq(jit_run(p, &t->u.d, &ctx), -1);
+  cr_assert(strstr(t->u.d.buf, "label 10 out of range [0, 10)"), "got: %s", t->u.d.buf);
   y[2] = 9;
-  diag_clear(&t->d);
-  cr_assert_eq(jit_run(p, &t->d, &ctx), 0);
+  diag_clear(&t->u.d);
+  cr_assert_eq(jit_run(p, &t->u.d, &ctx), 0);
   cr_assert(fabsf(*(float *)jit_value(p, ce) - logf(10)) < 1e-5f);
   jit_free(p);
   t_free(t);
@@ -417,7 +412,7 @@ static void check_update(Op o, const double *f, int64_t i0) {
   memset(&a, 0, sizeof a);
   for (int k = 0; k < 6; k++) a.f[k] = f[k];
   a.i[0] = i0;
-  Node *u = ir_op(&t->g, &t->d, (Loc){0}, o, x, nin, &a);
+  Node *u = ir_op(&t->u.g, &t->u.d, (Loc){0}, o, x, nin, &a);
   cr_assert(u);
   check_steps(t, &u, 1, 2, 1e-5, 3, 0);
   t_free(t);
@@ -451,12 +446,12 @@ Test(jit, threads_identical) {
   float *av = leaf_data(t, a, 1), *wv = leaf_data(t, w, 2);
   float *out[2][2];
   for (int k = 0; k < 2; k++) {
-    JitProgram *p = jit_compile(&t->d, &t->g, r, 2, k + 1, 1);
+    JitProgram *p = jit_compile(&t->u.d, &t->u.g, r, 2, k + 1, 1);
     cr_assert(p);
     jit_bind(p, a, av);
     jit_bind(p, w, wv);
     RunCtx ctx = {0, 1, 0};
-    cr_assert_eq(jit_run(p, &t->d, &ctx), 0);
+    cr_assert_eq(jit_run(p, &t->u.d, &ctx), 0);
     for (int j = 0; j < 2; j++) {
       out[k][j] = malloc(67 * 129 * 4);
       memcpy(out[k][j], jit_value(p, r[j]), 67 * 129 * 4);
@@ -498,13 +493,13 @@ Test(jit, vector_math_bounds) {
     pv[i] = ldexpf(1.0f + (float)(i % 1000) / 1000.0f, i / 1000 - 126);  /* 2^-126 .. 2^74 */
   }
   pv[0] = 1e-40f;  /* a denormal */
-  JitProgram *p = jit_compile(&t->d, &t->g, r, 4, 1, 0);
+  JitProgram *p = jit_compile(&t->u.d, &t->u.g, r, 4, 1, 0);
   cr_assert(p);
   jit_bind(p, x, xv);
   jit_bind(p, px, pv);
   jit_bind(p, tx, tv);
   RunCtx ctx = {0, 1, 0};
-  cr_assert_eq(jit_run(p, &t->d, &ctx), 0);
+  cr_assert_eq(jit_run(p, &t->u.d, &ctx), 0);
   double worst[4] = {0};
   for (int k = 0; k < 4; k++) {
     const float *y = jit_value(p, r[k]);
@@ -541,7 +536,7 @@ Test(jit, vectorizes) {
   fflush(stderr);
   dup2(fd, 2);
   setenv("NNDC_DUMP_LLVM", "1", 1);
-  JitProgram *p = jit_compile(&t->d, &t->g, &r, 1, 1, 0);
+  JitProgram *p = jit_compile(&t->u.d, &t->u.g, &r, 1, 1, 0);
   unsetenv("NNDC_DUMP_LLVM");
   fflush(stderr);
   dup2(saved, 2);
@@ -572,14 +567,14 @@ static T *training_step(const char *file, const Define *defs, int ndefs, Node **
   BuildOpts o = {.defs = defs, .ndefs = ndefs, .training = 1};
   char path[512];
   snprintf(path, sizeof path, "%s/models/%s", NNDC_SHARED_DIR, file);
-  cr_assert_eq(fe_compile_file(&t->d, &t->g, path, &o), 0, "%s", t->d.buf);
-  cr_assert_eq(pass_autodiff(&t->d, &t->g), 0, "%s", t->d.buf);
-  cr_assert_eq(pass_optim(&t->d, &t->g), 0, "%s", t->d.buf);
+  cr_assert_eq(fe_compile_file(&t->u.d, &t->u.g, path, &o), 0, "%s", t->u.d.buf);
+  cr_assert_eq(pass_autodiff(&t->u.d, &t->u.g), 0, "%s", t->u.d.buf);
+  cr_assert_eq(pass_optim(&t->u.d, &t->u.g), 0, "%s", t->u.d.buf);
   int n = 0;
-  roots[n++] = t->g.loss;
-  for (int i = 0; i < t->g.noutputs && n < 48; i++) roots[n++] = t->g.outputs[i].node;
-  for (int i = 0; i < t->g.nmetrics && n < 48; i++) roots[n++] = t->g.metrics[i].node;
-  for (int i = 0; i < t->g.nupdates && n < 64; i++) roots[n++] = t->g.updates[i];
+  roots[n++] = t->u.g.loss;
+  for (int i = 0; i < t->u.g.noutputs && n < 48; i++) roots[n++] = t->u.g.outputs[i].node;
+  for (int i = 0; i < t->u.g.nmetrics && n < 48; i++) roots[n++] = t->u.g.metrics[i].node;
+  for (int i = 0; i < t->u.g.nupdates && n < 64; i++) roots[n++] = t->u.g.updates[i];
   cr_assert(n < 64, "too many roots");
   *n_out = n;
   return t;
@@ -589,8 +584,8 @@ static void model_train_steps(const char *file, const Define *defs, int ndefs, d
   Node *roots[64];
   int n;
   T *t = training_step(file, defs, ndefs, roots, &n);
-  for (int i = 0; i < t->g.nnodes; i++) {
-    const Node *x = t->g.nodes[i];
+  for (int i = 0; i < t->u.g.nnodes; i++) {
+    const Node *x = t->u.g.nodes[i];
     t->lo[i] = x->op == OP_STATE ? 0 : -0.1f;
     t->hi[i] = x->op == OP_STATE ? 0 : 0.1f;
     if (x->op == OP_INPUT && x->dt == DT_I32) t->lo[i] = 0, t->hi[i] = 10;
@@ -632,11 +627,11 @@ Test(jit_targets, every_model_compiles_for_every_target, .timeout = 600) {
         target_set(tk);
         Arena a;
         arena_init(&a);
-        KProgram *p = codegen_lower(&t->d, &a, &t->g, roots, n);
-        cr_assert(p, "%s", t->d.buf ? t->d.buf : "");
+        KProgram *p = codegen_lower(&t->u.d, &a, &t->u.g, roots, n);
+        cr_assert(p, "%s", t->u.d.buf ? t->u.d.buf : "");
         cr_expect_eq(p->target, tk);
-        size_t bytes = llvm_compile_object(&t->d, p);
-        cr_expect_gt(bytes, 0, "%s for %s: %s", models[mi], target_name(tk), t->d.buf ? t->d.buf : "");
+        size_t bytes = llvm_compile_object(&t->u.d, p);
+        cr_expect_gt(bytes, 0, "%s for %s: %s", models[mi], target_name(tk), t->u.d.buf ? t->u.d.buf : "");
         arena_free(&a);
       }
       target_set(-1);
@@ -648,13 +643,13 @@ Test(jit_targets, every_model_compiles_for_every_target, .timeout = 600) {
 Test(jit_targets, unrunnable_target_refused) {
   if (target_host() == TARGET_AVX512) cr_skip_test("this host runs every target");
   T *t = t_new();
-  cr_assert_eq(util_compile(&t->d, &t->g, "input x: f32[4, 3]\noutput y = relu(x) @ transpose(x)\n", NULL), 0);
-  Node *r = t->g.outputs[0].node;
+  cr_assert_eq(util_compile(&t->u.d, &t->u.g, "input x: f32[4, 3]\noutput y = relu(x) @ transpose(x)\n", NULL), 0);
+  Node *r = t->u.g.outputs[0].node;
   target_set(TARGET_AVX512);
-  JitProgram *p = jit_compile(&t->d, &t->g, &r, 1, 1, 0);
+  JitProgram *p = jit_compile(&t->u.d, &t->u.g, &r, 1, 1, 0);
   target_set(-1);
   cr_expect_null(p);
-  cr_expect(t->d.buf && strstr(t->d.buf, "cannot execute code for target 'avx512'"), "%s", t->d.buf ? t->d.buf : "");
+  cr_expect(t->u.d.buf && strstr(t->u.d.buf, "cannot execute code for target 'avx512'"), "%s", t->u.d.buf ? t->u.d.buf : "");
   jit_free(p);
   t_free(t);
 }

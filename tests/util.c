@@ -63,18 +63,26 @@ void util_fill(float *x, int64_t n, uint64_t seed, float lo, float hi) {
   for (int64_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * rng_uniform(seed, 77, (uint64_t)i);
 }
 
-UtilGraph *util_graph_new(void) {
-  UtilGraph *t = calloc(1, sizeof *t);
-  if (!t) abort();
+void util_graph_init(UtilGraph *t) {
   arena_init(&t->a);
   graph_init(&t->g, &t->a);
   diag_init(&t->d);
+}
+
+void util_graph_fini(UtilGraph *t) {
+  diag_free(&t->d);
+  arena_free(&t->a);
+}
+
+UtilGraph *util_graph_new(void) {
+  UtilGraph *t = calloc(1, sizeof *t);
+  if (!t) abort();
+  util_graph_init(t);
   return t;
 }
 
 void util_graph_free(UtilGraph *t) {
-  diag_free(&t->d);
-  arena_free(&t->a);
+  util_graph_fini(t);
   free(t);
 }
 

@@ -25,6 +25,9 @@ typedef struct UtilGraph {
   Diag d;
 } UtilGraph;
 UtilGraph *util_graph_new(void);
+/* The same in place, for fixtures that hold a UtilGraph with more fields. */
+void util_graph_init(UtilGraph *t);
+void util_graph_fini(UtilGraph *t);
 void util_graph_free(UtilGraph *t);
 /* The C field name of a model name (codegen/c.c's rule, restated for the
  * drivers of emitted C), and its upper-case form; malloc'd. */
