@@ -260,6 +260,7 @@ static KExpr *ew_value(L *l, const Node *n, KExpr **x) {
     return sel(l, bin(l, KB_GT, x[0], z), one, sel(l, bin(l, KB_LT, x[0], z), cf(l, -1), z));
   case OP_CAST: return as_f(l, x[0]);
   case OP_DETACH: case OP_EXPAND: return x[0];
+  case OP_WHERE: return sel(l, bin(l, KB_NE, as_f(l, x[0]), z), as_f(l, x[1]), as_f(l, x[2]));
   default: NNDC_ASSERT(0 && "not elementwise");
   }
   return NULL;
@@ -272,13 +273,13 @@ KExpr *lower_ew_value(Arena *a, const Node *n, KExpr **x) {
 
 /* Elementwise ops and EXPAND: one nest over the (collapsed) output shape. */
 static void lower_ew(L *l, const Node *n) {
-  int64_t dims[MAX_RANK], st[3][MAX_RANK];
+  int64_t dims[MAX_RANK], st[4][MAX_RANK];
   int r = n->shape.rank, nst = n->nin + 1;
   memcpy(dims, n->shape.dim, sizeof dims);
   for (int j = 0; j < n->nin; j++) lower_bcast_strides(&n->in[j]->shape, dims, r, st[j]);
   lower_bcast_strides(&n->shape, dims, r, st[n->nin]);
   r = lower_collapse(dims, r, st, nst);
-  KExpr *ve[MAX_RANK], *x[2];
+  KExpr *ve[MAX_RANK], *x[3];
   KStmt **at = nest(l, &l->kg.k->body, dims, r, r > 0, ve);
   for (int j = 0; j < n->nin; j++) x[j] = load(l, buf_of(l, n->in[j]), strided(l, ve, st[j], r));
   store(l, at, buf_of(l, n), strided(l, ve, st[n->nin], r), ew_value(l, n, x));

@@ -78,7 +78,7 @@ static KExpr *members(F *f, KGen *g, KStmt ***at, KExpr *const *ve, int r, KExpr
   for (int i = 0; i <= f->root; i++) {
     const Node *m = f->g->nodes[i];
     if (!ew_member(f, m)) continue;
-    KExpr *x[2] = {NULL, NULL};
+    KExpr *x[3] = {NULL, NULL, NULL};
     for (int j = 0; j < m->nin; j++) {
       const Node *o = m->in[j];
       if (o == f->mm) x[j] = acc;

@@ -406,6 +406,16 @@ static Value op2(Sema *s, Loc loc, Op op, Node *x, Node *y, const Attr *at) {
 
 /* ------------------------------------------------------- builtins */
 
+/* where(c, a, b): of three numbers a number */
+static Value bi_where(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
+  (void)b;
+  if (is_num(arg[0].v) && is_num(arg[1].v) && is_num(arg[2].v))
+    return num_of(arg[0].v) != 0 ? arg[1].v : arg[2].v;
+  Node *in[3] = {arg_tensor(s, &arg[0]), arg_tensor(s, &arg[1]), arg_tensor(s, &arg[2])};
+  if (!in[0] || !in[1] || !in[2]) return v_err;
+  return v_tensor(ir_op(s->g, s->d, call->loc, OP_WHERE, in, 3, NULL));
+}
+
 /* An elementwise builtin of a compile-time number is a number (the
  * interpreter's scalar evaluator; detach of a number is the number). */
 static int fold_unary(Op op, double x, double *r) {
@@ -864,6 +874,7 @@ static Value eval_name(Sema *s, Expr *e) {
     if (v.kind == V_INT) sym_record(s, e->text, v.i);
     return v;
   }
+  if (!strcmp(e->text, "inf")) return v_float(INFINITY);   /* the builtin constant (spec 6), unless bound */
   if (map_get(&s->fns, e->text) || find_builtin(e->text))
     diag_error(s->d, e->loc, "'%s' is a function; call it as %s(...)", e->text, e->text);
   else

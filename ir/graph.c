@@ -215,6 +215,19 @@ static int infer_binary(Infer *f) {
   return 0;
 }
 
+/* c [N, 1], a [N, M], b [] -> out [N, M]: the three broadcast; a and b are
+ * f32, the condition c f32 or i32 (nonzero picks a). */
+static int infer_where(Infer *f) {
+  char b1[SBUF], b2[SBUF], b3[SBUF];
+  if (want_f32(f, 1) || want_f32(f, 2)) return -1;
+  Shape s;
+  if (!shape_broadcast(&f->in[0]->shape, &f->in[1]->shape, &s) || !shape_broadcast(&s, &f->in[2]->shape, &f->shape))
+    return fail(f, "shape mismatch in 'where': %s, %s and %s cannot broadcast", sstr(f->in[0], b1), sstr(f->in[1], b2),
+                sstr(f->in[2], b3));
+  f->dt = DT_F32;
+  return 0;
+}
+
 /* x [d0, ..., dk] -> out [d0, ..., dk] (f32; CAST takes an i32 x). */
 static int infer_unary(Infer *f) {
   if (f->op != OP_CAST && want_f32(f, 0)) return -1;

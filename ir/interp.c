@@ -167,7 +167,18 @@ static double unary(Op op, const double *f, double x) {
 
 double interp_ew(Op op, const double *f, const double *x) {
   NNDC_ASSERT(op_info[op].flags & F_EW);
+  if (op == OP_WHERE) return x[0] != 0 ? x[1] : x[2];
   return op_info[op].nin == 2 ? binary(op, x[0], x[1]) : unary(op, f, x[0]);
+}
+
+/* y[i] = c[bcast(i)] != 0 ? a[bcast(i)] : b[bcast(i)]: c [N, 1], a [N, M], b [] -> y [N, M] */
+static int k_where(K *k) {
+  for (int64_t i = 0; i < k->ny; i++) {
+    double v[3];
+    for (int j = 0; j < 3; j++) v[j] = get(k->n->in[j], k->x[j], bcast_offset(&k->n->shape, &k->n->in[j]->shape, i));
+    Y[i] = (float)(v[0] != 0 ? v[1] : v[2]);
+  }
+  return 0;
 }
 
 /* y[i] = f(x[i]): x [d...] -> y [d...] */

@@ -131,6 +131,16 @@ static void vjp_div(AD *ad, Node *n, Node *dy) {
   if (needs(ad, b)) acc_sum(ad, b, un(ad, OP_NEG, mul(ad, dy, dvd(ad, n, b))));
 }
 
+/* where(c, a, b): a takes dy where c is nonzero, b elsewhere; c none. */
+static void vjp_where(AD *ad, Node *n, Node *dy) {
+  Node *zero = ir_scalar(ad->g, 0);
+  for (int j = 1; j < 3; j++)
+    if (needs(ad, n->in[j])) {
+      Node *in[3] = {n->in[0], j == 1 ? dy : zero, j == 1 ? zero : dy};
+      acc_sum(ad, n->in[j], ir_build(ad->g, OP_WHERE, in, 3, NULL, n->loc));
+    }
+}
+
 /* maximum/minimum: the winner takes dy, ties split it evenly. */
 static void vjp_minmax(AD *ad, Node *n, Node *dy) {
   Node *a = n->in[0], *b = n->in[1];

@@ -666,3 +666,17 @@ Test(autodiff, detach_stops_the_gradient) {
   interp_free(&it);
   t_free(&t);
 }
+
+/* where(c > 0, a, b): a gets dy where the condition holds, b elsewhere,
+ * each summed back over its broadcast axes; the condition none. */
+Test(autodiff, where_broadcast) {
+  T t;
+  t_init(&t);
+  Node *a = param(&t, S2(4, 5), -1, 1), *b = param(&t, S1(5), -1, 1);
+  Node *c = input(&t, S2(4, 1), -1, 1);
+  Node *in[3] = {op(&t, OP_GT, c, ir_scalar(&t.u.g, 0), NULL), a, b};
+  Node *w = ir_op(&t.u.g, &t.u.d, (Loc){0}, OP_WHERE, in, 3, NULL);
+  cr_assert(w, "%s", t.u.d.buf ? t.u.d.buf : "");
+  check(&t, w);
+  t_free(&t);
+}

@@ -444,3 +444,21 @@ Test(frontend, detach_builtin) {
   cr_expect_eq(found, 1);
   util_graph_free(t);
 }
+
+/* where(c, a, b): the builtin with broadcasting, a number of three numbers,
+ * and a clear error when the shapes cannot broadcast. */
+Test(frontend, where_builtin) {
+  UtilGraph *t = util_graph_new();
+  cr_assert_eq(util_compile(&t->d, &t->g,
+                            "const k = where(1, 2.5, 3)\ninput x: f32[4, 3]\ninput m: f32[4, 1]\n"
+                            "output y = where(m > 0, x, k) + where(x > 0, 0, -inf)\n", NULL), 0,
+               "%s", t->d.buf ? t->d.buf : "");
+  int found = 0;
+  for (int i = 0; i < t->g.nnodes; i++) found += t->g.nodes[i]->op == OP_WHERE;
+  cr_expect_eq(found, 2);
+  util_graph_free(t);
+  t = util_graph_new();
+  cr_expect_neq(util_compile(&t->d, &t->g, "input x: f32[4, 3]\ninput m: f32[5]\noutput y = where(m, x, x)\n", NULL), 0);
+  cr_expect(t->d.buf && strstr(t->d.buf, "cannot broadcast"), "%s", t->d.buf ? t->d.buf : "");
+  util_graph_free(t);
+}

@@ -653,3 +653,24 @@ Test(jit_targets, unrunnable_target_refused) {
   jit_free(p);
   t_free(t);
 }
+
+/* where(c, a, b) with the three broadcast, an f32 or i32 condition, alone
+ * and fused with its operands' elementwise producers (a group of three
+ * external operands). */
+Test(jit, where_broadcast) {
+  T *t = t_new();
+  Node *a = in(t, shp(2, 3, 17, 0, 0), -2, 2), *b = in(t, shp(1, 17, 0, 0, 0), -2, 2);
+  Node *c = in(t, shp(2, 3, 1, 0, 0), -1, 1);
+  Node *ic = leaf(t, OP_INPUT, DT_I32, shp(1, 17, 0, 0, 0), 0, 2);
+  Node *zero = ir_scalar(&t->u.g, 0);
+  Node *w1[3] = {op(t, OP_GT, c, zero, NULL), a, b};
+  Node *w2[3] = {ic, op(t, OP_RELU, a, NULL, NULL), op(t, OP_MUL, b, b, NULL)};
+  Node *w3[3] = {c, zero, a};
+  Node *r[3];
+  r[0] = ir_op(&t->u.g, &t->u.d, (Loc){0}, OP_WHERE, w1, 3, NULL);
+  r[1] = ir_op(&t->u.g, &t->u.d, (Loc){0}, OP_WHERE, w2, 3, NULL);
+  r[2] = ir_op(&t->u.g, &t->u.d, (Loc){0}, OP_WHERE, w3, 3, NULL);
+  cr_assert(r[0] && r[1] && r[2], "%s", t->u.d.buf ? t->u.d.buf : "");
+  check(t, r, 3, 1e-6);
+  t_free(t);
+}

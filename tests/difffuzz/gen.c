@@ -305,7 +305,7 @@ static GVal *st_binary(Gen *g) {
   int dy;
   operand(g, x, y, sizeof y, &my, &dy, 1);
   int depth = (x->depth > dy ? x->depth : dy) + 1;
-  switch (rnd(g, 8)) {
+  switch (rnd(g, 9)) {
   case 0: use(g, GF_binary); return assign(g, x->rank, x->d, x->mag + my, depth, "%s + %s", x->name, y);
   case 1: use(g, GF_binary); return assign(g, x->rank, x->d, x->mag + my, depth, "%s - %s", y, x->name);
   case 2: use(g, GF_binary); return assign(g, x->rank, x->d, x->mag * my, depth, "%s * %s", x->name, y);
@@ -313,6 +313,7 @@ static GVal *st_binary(Gen *g) {
   case 4: use(g, GF_div); return assign(g, x->rank, x->d, my, depth, "%s / (1 + %s * %s)", y, x->name, x->name);
   case 5: use(g, GF_max_min); return assign(g, x->rank, x->d, x->mag + my, depth, "maximum(%s, %s)", x->name, y);
   case 6: use(g, GF_max_min); return assign(g, x->rank, x->d, x->mag + my, depth, "minimum(%s, %s)", y, x->name);
+  case 7: use(g, GF_binary); return assign(g, x->rank, x->d, x->mag + my, depth, "where(%s > 0, %s, %s)", y, x->name, y);
   default: use(g, GF_binary); return assign(g, x->rank, x->d, x->mag * 0.5 + my, depth, "0.5 * %s + %s", x->name, y);
   }
 }
