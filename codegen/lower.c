@@ -572,6 +572,17 @@ static KExpr *mix(L *l, KExpr *z) {
 }
 
 /* DROPOUT: mask element i kept when rng_dropout_keep(seed, key, step, i, p). */
+/* TRIL: x [..., H, W] -> y: y[i] = (i % W) - (i / W % H) <= k ? x[i] : fill. */
+static void lower_tril(L *l, const Node *n) {
+  int64_t H = n->shape.dim[n->shape.rank - 2], W = n->shape.dim[n->shape.rank - 1];
+  KExpr *i;
+  KStmt **at = &l->kg.k->body;
+  at = loop_or_zero(l, &at, &i, numel(n), KL_PARALLEL | KL_VECTOR);
+  KExpr *c = bin(l, KB_REM, i, ci(l, W)), *r = bin(l, KB_REM, bin(l, KB_DIV, i, ci(l, W)), ci(l, H));
+  KExpr *keep = bin(l, KB_LE, bin(l, KB_SUB, c, r), ci(l, n->a.i[0]));
+  store(l, at, buf_of(l, n), i, sel(l, keep, load(l, buf_of(l, n->in[0]), i), cf(l, n->a.f[0])));
+}
+
 static void lower_dropout(L *l, const Node *n) {
   float p = (float)n->a.f[0];
   int64_t key = n->a.i[0];

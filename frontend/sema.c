@@ -406,6 +406,15 @@ static Value op2(Sema *s, Loc loc, Op op, Node *x, Node *y, const Attr *at) {
 
 /* ------------------------------------------------------- builtins */
 
+/* tril(x, k=0, fill=0): the defaults of ops.def */
+static Value bi_tril(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
+  Attr at = {0};
+  double k0 = 0, f0 = 0;
+  NNDC_ASSERT(op_attr_default(b->op, "k", &k0) == 0 && op_attr_default(b->op, "fill", &f0) == 0);
+  if (opt_int(s, &arg[1], (int64_t)k0, "k", &at.i[0]) || opt_num(s, &arg[2], f0, "fill", &at.f[0])) return v_err;
+  return op1(s, call, OP_TRIL, arg_tensor(s, &arg[0]), &at);
+}
+
 /* where(c, a, b): of three numbers a number */
 static Value bi_where(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
   (void)b;

@@ -228,6 +228,16 @@ static int infer_where(Infer *f) {
   return 0;
 }
 
+/* x [..., H, W] -> out [..., H, W] (f32, rank 2 at least). */
+static int infer_tril(Infer *f) {
+  char b[SBUF];
+  if (want_f32(f, 0)) return -1;
+  if (f->in[0]->shape.rank < 2) return fail(f, "tril needs a tensor of rank 2 or more, got %s", sstr(f->in[0], b));
+  f->shape = f->in[0]->shape;
+  f->dt = DT_F32;
+  return 0;
+}
+
 /* x [d0, ..., dk] -> out [d0, ..., dk] (f32; CAST takes an i32 x). */
 static int infer_unary(Infer *f) {
   if (f->op != OP_CAST && want_f32(f, 0)) return -1;

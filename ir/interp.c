@@ -171,6 +171,17 @@ double interp_ew(Op op, const double *f, const double *x) {
   return op_info[op].nin == 2 ? binary(op, x[0], x[1]) : unary(op, f, x[0]);
 }
 
+/* x [..., H, W] -> y [..., H, W]: y[..., r, c] = c - r <= k ? x[..., r, c] : fill */
+static int k_tril(K *k) {
+  const Shape *s = &k->n->shape;
+  int64_t H = s->dim[s->rank - 2], W = s->dim[s->rank - 1];
+  for (int64_t i = 0; i < k->ny; i++) {
+    int64_t c = i % W, r = i / W % H;
+    Y[i] = c - r <= k->n->a.i[0] ? X0[i] : (float)k->n->a.f[0];
+  }
+  return 0;
+}
+
 /* y[i] = c[bcast(i)] != 0 ? a[bcast(i)] : b[bcast(i)]: c [N, 1], a [N, M], b [] -> y [N, M] */
 static int k_where(K *k) {
   for (int64_t i = 0; i < k->ny; i++) {

@@ -131,6 +131,13 @@ static void vjp_div(AD *ad, Node *n, Node *dy) {
   if (needs(ad, b)) acc_sum(ad, b, un(ad, OP_NEG, mul(ad, dy, dvd(ad, n, b))));
 }
 
+/* tril(x, k, fill): the kept elements take dy, the filled ones nothing. */
+static void vjp_tril(AD *ad, Node *n, Node *dy) {
+  Attr a = n->a;
+  a.f[0] = 0;
+  acc(ad, n->in[0], op1(ad, OP_TRIL, dy, &a));
+}
+
 /* where(c, a, b): a takes dy where c is nonzero, b elsewhere; c none. */
 static void vjp_where(AD *ad, Node *n, Node *dy) {
   Node *zero = ir_scalar(ad->g, 0);

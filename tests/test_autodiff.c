@@ -680,3 +680,15 @@ Test(autodiff, where_broadcast) {
   check(&t, w);
   t_free(&t);
 }
+
+/* tril: dy flows to the kept elements only. */
+Test(autodiff, tril) {
+  for (int k = -1; k <= 2; k++) {
+    T t;
+    t_init(&t);
+    Node *a = param(&t, S3(2, 4, 5), -1, 1);
+    Attr at_ = at(0.5, 0, k, 0);
+    check(&t, op(&t, OP_TRIL, a, NULL, &at_));
+    t_free(&t);
+  }
+}

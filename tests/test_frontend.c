@@ -4,6 +4,7 @@
  * shadowing, imports, -D consts, folding, indexing, the train block and the
  * parsed dump. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -460,5 +461,38 @@ Test(frontend, where_builtin) {
   t = util_graph_new();
   cr_expect_neq(util_compile(&t->d, &t->g, "input x: f32[4, 3]\ninput m: f32[5]\noutput y = where(m, x, x)\n", NULL), 0);
   cr_expect(t->d.buf && strstr(t->d.buf, "cannot broadcast"), "%s", t->d.buf ? t->d.buf : "");
+  util_graph_free(t);
+}
+
+/* tril(x, k=0, fill=0): the values (col - row <= k kept), the defaults, a
+ * causal mask with fill=-inf, and the rank error. */
+Test(frontend, tril_builtin) {
+  UtilGraph *t = util_graph_new();
+  cr_assert_eq(util_compile(&t->d, &t->g, "input x: f32[2, 3, 4]\noutput y = tril(x)\noutput z = tril(x, k=1, fill=-inf)\n",
+                            NULL), 0, "%s", t->d.buf ? t->d.buf : "");
+  const Node *y = t->g.outputs[0].node, *z = t->g.outputs[1].node;
+  cr_expect_eq(y->op, OP_TRIL);
+  cr_expect_eq(y->a.i[0], 0);
+  cr_expect_eq(y->a.f[0], 0);
+  cr_expect_eq(z->a.i[0], 1);
+  cr_expect(isinf(z->a.f[0]) && z->a.f[0] < 0);
+  float xv[24], *want = malloc(24 * 4);
+  for (int i = 0; i < 24; i++) xv[i] = (float)i + 1, want[i] = (i % 4) - (i / 4 % 3) <= 1 ? xv[i] : -INFINITY;
+  Interp it;
+  interp_init(&it, &t->g);
+  it.val[t->g.inputs[0].node->id] = xv;
+  RunCtx ctx = {1, 1, 0};
+  cr_assert_eq(interp_run(&it, &t->d, NULL, &ctx), 0, "%s", t->d.buf ? t->d.buf : "");
+  const float *zv = it.val[z->id], *yv = it.val[y->id];
+  for (int i = 0; i < 24; i++) {
+    cr_expect_eq(zv[i], want[i], "z[%d] = %g, want %g", i, zv[i], want[i]);
+    cr_expect_eq(yv[i], (i % 4) - (i / 4 % 3) <= 0 ? xv[i] : 0.0f, "y[%d] = %g", i, yv[i]);
+  }
+  interp_free(&it);
+  free(want);
+  util_graph_free(t);
+  t = util_graph_new();
+  cr_expect_neq(util_compile(&t->d, &t->g, "input x: f32[4]\noutput y = tril(x)\n", NULL), 0);
+  cr_expect(t->d.buf && strstr(t->d.buf, "rank 2 or more"), "%s", t->d.buf ? t->d.buf : "");
   util_graph_free(t);
 }

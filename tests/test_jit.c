@@ -674,3 +674,20 @@ Test(jit, where_broadcast) {
   check(t, r, 3, 1e-6);
   t_free(t);
 }
+
+/* tril over the last two axes of odd and square shapes, every k sign. */
+Test(jit, tril_every_k) {
+  T *t = t_new();
+  Node *x = in(t, shp(3, 2, 5, 7, 0), -2, 2), *sq = in(t, shp(2, 16, 16, 0, 0), -2, 2);
+  Node *r[6];
+  int n = 0;
+  static const int64_t ks[] = {0, -1, 3};
+  for (int i = 0; i < 3; i++) {
+    Attr a = af(i == 1 ? -1e9 : 0.25, 0);
+    a.i[0] = ks[i];
+    r[n++] = op(t, OP_TRIL, x, NULL, &a);
+    r[n++] = op(t, OP_TRIL, sq, NULL, &a);
+  }
+  check(t, r, n, 1e-6);
+  t_free(t);
+}

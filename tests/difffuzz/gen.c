@@ -207,7 +207,7 @@ static GVal *st_unary(Gen *g) {
   double m = x->mag;
   char e[256];
   GenFeature f = GF_unary;
-  switch (rnd(g, 23)) {
+  switch (rnd(g, 24)) {
   case 0: snprintf(e, sizeof e, "relu(%s)", n); break;
   case 1: snprintf(e, sizeof e, "sigmoid(%s)", n); m = 1; break;
   case 2: snprintf(e, sizeof e, "tanh(%s)", n); m = 1; break;
@@ -236,6 +236,10 @@ static GVal *st_unary(Gen *g) {
   case 19: snprintf(e, sizeof e, "(abs(%s) + 0.1) ** 0.5", n); f = GF_pow; m = sqrt(m) + 0.4; break;
   case 20: snprintf(e, sizeof e, "(abs(%s) + 0.5) ** -1", n); f = GF_pow; m = 2; break;
   case 21: snprintf(e, sizeof e, "%s * detach(tanh(%s))", n, n); break;   /* the gradient sees one factor */
+  case 22:
+    if (x->rank >= 2) snprintf(e, sizeof e, "tril(%s, k=%d, fill=%.2g)", n, rnd(g, 5) - 2, frnd(g, -1, 1));
+    else snprintf(e, sizeof e, "relu(%s)", n);
+    break;
   default:
     if (m > 4) snprintf(e, sizeof e, "tanh(%s) ** 2", n), m = 1;
     else snprintf(e, sizeof e, "%s ** 2", n), m = m * m;
