@@ -572,6 +572,45 @@ static KExpr *mix(L *l, KExpr *z) {
 }
 
 /* DROPOUT: mask element i kept when rng_dropout_keep(seed, key, step, i, p). */
+/* EMBEDDING: table [V, D], ids [P...] -> y [P..., D]: rows copied, positions
+ * in parallel; an id outside [0, V) stops the run (the read is clamped). */
+static void lower_embedding(L *l, const Node *n) {
+  int64_t V = n->in[0]->shape.dim[0], D = n->in[0]->shape.dim[1], P = shape_numel(&n->in[1]->shape);
+  int id;
+  KExpr *p, *d;
+  KStmt **at = &l->kg.k->body;
+  KStmt **row = loopv(l, &at, &p, P, KL_PARALLEL);
+  row = let(l, row, &id, load(l, buf_of(l, n->in[1]), p));
+  KStmt **err = if_(l, &row, bin(l, KB_OR, bin(l, KB_LT, var(l, id), ci(l, 0)), bin(l, KB_GE, var(l, id), ci(l, V))));
+  kg_error(&l->kg, err, var(l, id));
+  KStmt **col = loopv(l, &row, &d, D, KL_VECTOR);
+  store(l, col, buf_of(l, n), add(l, muli(l, p, D), d),
+        load(l, buf_of(l, n->in[0]), add(l, muli(l, clampi(l, var(l, id), V), D), d)));
+  l->kg.k->errfmt = "embedding: id %lld out of range [0, %lld)";
+  l->kg.k->errarg = V;
+}
+
+/* EMBEDDING_BWD: dy [P..., D], ids [P...] -> dtable [V, D]: columns in
+ * parallel, each zeroed and then summed over the positions in order, so
+ * the result does not depend on the threads (ids outside [0, V) add
+ * nothing: the forward pass has stopped on them). */
+static void lower_embedding_bwd(L *l, const Node *n) {
+  int64_t V = n->shape.dim[0], D = n->shape.dim[1], P = shape_numel(&n->in[1]->shape);
+  int id;
+  KExpr *d, *v, *p;
+  int ob = buf_of(l, n);
+  KStmt **at = &l->kg.k->body;
+  KStmt **col = loopv(l, &at, &d, D, KL_PARALLEL);
+  KStmt **z = loopv(l, &col, &v, V, 0);
+  store(l, z, ob, add(l, muli(l, v, D), d), cf(l, 0));
+  KStmt **pos = loopv(l, &col, &p, P, 0);
+  pos = let(l, pos, &id, load(l, buf_of(l, n->in[1]), p));
+  KStmt **in = if_(l, &pos, bin(l, KB_AND, bin(l, KB_GE, var(l, id), ci(l, 0)), bin(l, KB_LT, var(l, id), ci(l, V))));
+  KExpr *o = add(l, muli(l, var(l, id), D), d);
+  store(l, in, ob, o, add(l, load(l, ob, o), load(l, buf_of(l, n->in[0]), add(l, muli(l, p, D), d))));
+  l->kg.k->flops = (double)P * (double)D;
+}
+
 /* TRIL: x [..., H, W] -> y: y[i] = (i % W) - (i / W % H) <= k ? x[i] : fill. */
 static void lower_tril(L *l, const Node *n) {
   int64_t H = n->shape.dim[n->shape.rank - 2], W = n->shape.dim[n->shape.rank - 1];

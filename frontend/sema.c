@@ -406,6 +406,12 @@ static Value op2(Sema *s, Loc loc, Op op, Node *x, Node *y, const Attr *at) {
 
 /* ------------------------------------------------------- builtins */
 
+/* embedding(table, ids) */
+static Value bi_embedding(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
+  (void)b;
+  return op2(s, call->loc, OP_EMBEDDING, arg_tensor(s, &arg[0]), arg_tensor(s, &arg[1]), NULL);
+}
+
 /* tril(x, k=0, fill=0): the defaults of ops.def */
 static Value bi_tril(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
   Attr at = {0};

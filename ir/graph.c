@@ -238,6 +238,33 @@ static int infer_tril(Infer *f) {
   return 0;
 }
 
+/* EMBEDDING: table [V, D], ids i32 [A, B] -> out [A, B, D]. */
+static int infer_embedding(Infer *f) {
+  char b1[SBUF], b2[SBUF];
+  const Shape *t = &f->in[0]->shape, *ids = &f->in[1]->shape;
+  if (want_f32(f, 0)) return -1;
+  if (t->rank != 2 || f->in[1]->dt != DT_I32 || ids->rank >= MAX_RANK)
+    return fail(f, "embedding needs a table f32[V, D] and ids i32[...], got %s and %s", sstr(f->in[0], b1),
+                sstr(f->in[1], b2));
+  f->shape = *ids;
+  f->shape.dim[f->shape.rank++] = t->dim[1];
+  f->dt = DT_F32;
+  return check_shape(f, &f->shape);
+}
+
+/* EMBEDDING_BWD: dy [A, B, D], ids i32 [A, B] -> the table's Attr.shape [V, D]. */
+static int infer_embedding_bwd(Infer *f) {
+  char b1[SBUF], b2[SBUF];
+  const Shape *dy = &f->in[0]->shape, *ids = &f->in[1]->shape, *t = &f->a->shape;
+  int ok = f->in[0]->dt == DT_F32 && f->in[1]->dt == DT_I32 && t->rank == 2 && dy->rank == ids->rank + 1 &&
+           dy->dim[dy->rank - 1] == t->dim[1];
+  for (int k = 0; ok && k < ids->rank; k++) ok = dy->dim[k] == ids->dim[k];
+  if (!ok) return fail(f, "embedding_bwd: %s does not match ids %s", sstr(f->in[0], b1), sstr(f->in[1], b2));
+  f->shape = *t;
+  f->dt = DT_F32;
+  return 0;
+}
+
 /* x [d0, ..., dk] -> out [d0, ..., dk] (f32; CAST takes an i32 x). */
 static int infer_unary(Infer *f) {
   if (f->op != OP_CAST && want_f32(f, 0)) return -1;

@@ -171,6 +171,35 @@ double interp_ew(Op op, const double *f, const double *x) {
   return op_info[op].nin == 2 ? binary(op, x[0], x[1]) : unary(op, f, x[0]);
 }
 
+/* table [V, D], ids i32 [P...] -> y [P..., D]: y[p, :] = table[ids[p], :] */
+static int k_embedding(K *k) {
+  int64_t V = k->n->in[0]->shape.dim[0], D = k->n->in[0]->shape.dim[1], P = shape_numel(&k->n->in[1]->shape);
+  const int32_t *ids = k->x[1];
+  for (int64_t p = 0; p < P; p++) {
+    if (ids[p] < 0 || ids[p] >= V) {
+      diag_error(k->d, k->n->loc, "embedding: id %d out of range [0, %lld)", (int)ids[p], (long long)V);
+      return -1;
+    }
+    memcpy(Y + p * D, X0 + (int64_t)ids[p] * D, (size_t)D * sizeof(float));
+  }
+  return 0;
+}
+
+/* dy [P..., D], ids i32 [P...] -> y [V, D]: y[v, :] = sum over p with
+ * ids[p] = v of dy[p, :], added in position order (in double) */
+static int k_embedding_bwd(K *k) {
+  int64_t V = k->n->shape.dim[0], D = k->n->shape.dim[1], P = shape_numel(&k->n->in[1]->shape);
+  const int32_t *ids = k->x[1];
+  double *acc = calloc((size_t)(V * D + 1), sizeof *acc);
+  NNDC_ASSERT(acc);
+  for (int64_t p = 0; p < P; p++)
+    if (ids[p] >= 0 && ids[p] < V)
+      for (int64_t d = 0; d < D; d++) acc[(int64_t)ids[p] * D + d] += X0[p * D + d];
+  for (int64_t i = 0; i < V * D; i++) Y[i] = (float)acc[i];
+  free(acc);
+  return 0;
+}
+
 /* x [..., H, W] -> y [..., H, W]: y[..., r, c] = c - r <= k ? x[..., r, c] : fill */
 static int k_tril(K *k) {
   const Shape *s = &k->n->shape;

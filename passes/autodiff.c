@@ -131,6 +131,20 @@ static void vjp_div(AD *ad, Node *n, Node *dy) {
   if (needs(ad, b)) acc_sum(ad, b, un(ad, OP_NEG, mul(ad, dy, dvd(ad, n, b))));
 }
 
+/* embedding(table, ids): the table's rows gather dy (ids: none). */
+static void vjp_embedding(AD *ad, Node *n, Node *dy) {
+  if (!needs(ad, n->in[0])) return;
+  Attr a = attr_with_shape(n, &n->in[0]->shape);
+  Node *in[2] = {dy, n->in[1]};
+  acc(ad, n->in[0], ir_build(ad->g, OP_EMBEDDING_BWD, in, 2, &a, n->loc));
+}
+
+/* embedding_bwd is linear in dy: its adjoint gathers the rows again. */
+static void vjp_embedding_bwd(AD *ad, Node *n, Node *dy) {
+  Node *in[2] = {dy, n->in[1]};
+  acc(ad, n->in[0], ir_build(ad->g, OP_EMBEDDING, in, 2, NULL, n->loc));
+}
+
 /* tril(x, k, fill): the kept elements take dy, the filled ones nothing. */
 static void vjp_tril(AD *ad, Node *n, Node *dy) {
   Attr a = n->a;

@@ -692,3 +692,13 @@ Test(autodiff, tril) {
     t_free(&t);
   }
 }
+
+/* embedding: the table's rows receive dy, added over repeated ids. */
+Test(autodiff, embedding) {
+  T t;
+  t_init(&t);
+  Node *tab = param(&t, S2(5, 3), -1, 1);
+  Node *ids = labels(&t, S2(2, 7), 5);
+  check(&t, op(&t, OP_EMBEDDING, tab, ids, NULL));
+  t_free(&t);
+}

@@ -404,3 +404,34 @@ Test(cli, bench_json_reports_every_field, .timeout = 300) {
   cr_expect(strstr(o, "GFLOP/s"), "%s", o);
   free(o);
 }
+
+/* embedding: an id outside [0, V) stops the run with an error that names
+ * the op and its source line, on both engines; in range, both agree. */
+Test(cli, embedding_id_out_of_range) {
+  char *dir = util_tmpdir(), m[600], ids[600];
+  snprintf(m, sizeof m, "%s/emb.nnd", dir);
+  cr_assert_eq(util_write_file(m, "input ids: i32[N, 3]\nparam table: f32[5, 4] = normal(0, 1)\n"
+                                  "output y = embedding(table, ids)\n"), 0);
+  snprintf(ids, sizeof ids, "%s/ids.npy", dir);
+  Shape s = {2, {2, 3}};
+  write_i32(ids, &s, 5);
+  for (int e = 0; e < 2; e++) {
+    int st;
+    char *o = nndc(&st, "run %s --engine %s --feed ids=%s --out %s", m, e ? "jit" : "interp", ids, dir);
+    cr_expect_eq(st, 0, "%s", o);
+    free(o);
+  }
+  int32_t bad[6] = {0, 1, 2, 3, 4, 6};
+  Diag d;
+  diag_init(&d);
+  cr_assert_eq(npy_write(&d, ids, EL_I32, &s, bad), 0);
+  diag_free(&d);
+  for (int e = 0; e < 2; e++) {
+    int st;
+    char *o = nndc(&st, "run %s --engine %s --feed ids=%s --out %s", m, e ? "jit" : "interp", ids, dir);
+    cr_expect_eq(st, 1, "%s", o);
+    cr_expect(strstr(o, "emb.nnd:3:") && strstr(o, "id 6 out of range [0, 5)"), "%s", o);
+    free(o);
+  }
+  free(dir);
+}

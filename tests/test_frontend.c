@@ -496,3 +496,23 @@ Test(frontend, tril_builtin) {
   cr_expect(t->d.buf && strstr(t->d.buf, "rank 2 or more"), "%s", t->d.buf ? t->d.buf : "");
   util_graph_free(t);
 }
+
+/* embedding(table, ids): [V, D] and i32 [...] give [..., D]; a clear
+ * error for f32 ids or a table that is not a matrix. */
+Test(frontend, embedding_builtin) {
+  UtilGraph *t = util_graph_new();
+  cr_assert_eq(util_compile(&t->d, &t->g, "input ids: i32[2, 3]\nparam e: f32[10, 4]\noutput y = embedding(e, ids)\n", NULL),
+               0, "%s", t->d.buf ? t->d.buf : "");
+  const Node *y = t->g.outputs[0].node;
+  cr_expect_eq(y->op, OP_EMBEDDING);
+  cr_expect(y->shape.rank == 3 && y->shape.dim[0] == 2 && y->shape.dim[1] == 3 && y->shape.dim[2] == 4);
+  util_graph_free(t);
+  static const char *const bad[] = {"input ids: f32[2]\nparam e: f32[10, 4]\noutput y = embedding(e, ids)\n",
+                                    "input ids: i32[2]\nparam e: f32[10]\noutput y = embedding(e, ids)\n"};
+  for (int i = 0; i < 2; i++) {
+    t = util_graph_new();
+    cr_expect_neq(util_compile(&t->d, &t->g, bad[i], NULL), 0);
+    cr_expect(t->d.buf && strstr(t->d.buf, "embedding needs a table f32[V, D] and ids i32[...]"), "%s", t->d.buf ? t->d.buf : "");
+    util_graph_free(t);
+  }
+}

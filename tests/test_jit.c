@@ -691,3 +691,25 @@ Test(jit, tril_every_k) {
   check(t, r, n, 1e-6);
   t_free(t);
 }
+
+/* embedding's gather and its row-summing gradient (repeated ids, odd and
+ * aligned widths, ids of rank 0 to 2). */
+Test(jit, embedding_and_gradient) {
+  T *t = t_new();
+  Node *tab = in(t, shp(2, 7, 13, 0, 0), -2, 2), *tab16 = in(t, shp(2, 5, 16, 0, 0), -2, 2);
+  Node *ids = leaf(t, OP_INPUT, DT_I32, shp(2, 3, 11, 0, 0), 0, 7);
+  Node *ids0 = leaf(t, OP_INPUT, DT_I32, shp(0, 0, 0, 0, 0), 0, 5);
+  Node *ids1 = leaf(t, OP_INPUT, DT_I32, shp(1, 40, 0, 0, 0), 0, 5);
+  Node *dy = in(t, shp(3, 3, 11, 13, 0), -1, 1), *dy1 = in(t, shp(2, 40, 16, 0, 0), -1, 1);
+  Node *r[5];
+  r[0] = op(t, OP_EMBEDDING, tab, ids, NULL);
+  r[1] = op(t, OP_EMBEDDING, tab16, ids0, NULL);
+  r[2] = op(t, OP_EMBEDDING, tab16, ids1, NULL);
+  Attr a = af(0, 0);
+  a.shape = tab->shape;
+  r[3] = op(t, OP_EMBEDDING_BWD, dy, ids, &a);
+  a.shape = tab16->shape;
+  r[4] = op(t, OP_EMBEDDING_BWD, dy1, ids1, &a);
+  check(t, r, 5, 1e-6);
+  t_free(t);
+}
