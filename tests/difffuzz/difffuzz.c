@@ -98,7 +98,9 @@ static void parse(Opts *o, int argc, char **argv) {
 /* Splits the target list; the JIT gets those the host executes. */
 static void targets(const char *list, const char **all, int *nall, const char **jit, int *njit) {
   *nall = *njit = 0;
-  char *s = strdup(list), *save = NULL;
+  static char s[512];   /* the names live as long as the run */
+  char *save = NULL;
+  snprintf(s, sizeof s, "%s", list);
   for (char *t = strtok_r(s, ",", &save); t && *nall < MAXT; t = strtok_r(NULL, ",", &save)) {
     all[(*nall)++] = t;
     int runs = 1;
