@@ -571,7 +571,6 @@ static KExpr *mix(L *l, KExpr *z) {
   return bin(l, KB_XOR, z, bin(l, KB_SHR, z, ci(l, 31)));
 }
 
-/* DROPOUT: mask element i kept when rng_dropout_keep(seed, key, step, i, p). */
 /* EMBEDDING: table [V, D], ids [P...] -> y [P..., D]: rows copied, positions
  * in parallel; an id outside [0, V) stops the run (the read is clamped). */
 static void lower_embedding(L *l, const Node *n) {
@@ -620,6 +619,38 @@ static void lower_tril(L *l, const Node *n) {
   KExpr *c = bin(l, KB_REM, i, ci(l, W)), *r = bin(l, KB_REM, bin(l, KB_DIV, i, ci(l, W)), ci(l, H));
   KExpr *keep = bin(l, KB_LE, bin(l, KB_SUB, c, r), ci(l, n->a.i[0]));
   store(l, at, buf_of(l, n), i, sel(l, keep, load(l, buf_of(l, n->in[0]), i), cf(l, n->a.f[0])));
+}
+
+/* RAND, RANDN: element i of noise node `key` at the step in the run
+ * context: u = (rng_bits(seed, rng_noise_stream(key, step), i) >> 40 +
+ * 1/2) / 2^24 in (0, 1); RAND gives rng_uniform's draw (top 24 bits /
+ * 2^24, in [0, 1)), RANDN
+ * sqrt(2) erfinv(2u - 1) (rng_normal_of in ir/support/support.h, the same
+ * float formula: the engines agree to the rounding of log and sqrt). */
+static void lower_noise(L *l, const Node *n) {
+  KExpr *i;
+  KStmt **at = &l->kg.k->body;
+  at = loop_or_zero(l, &at, &i, numel(n), n->shape.rank ? KL_PARALLEL | KL_VECTOR : 0);
+  KExpr *stream = bin(l, KB_XOR, mix(l, bin(l, KB_XOR, ci(l, n->a.i[0] * (int64_t)0x100000001B3ull), ctxv(l, KCTX_STEP))),
+                      ci(l, 0xA015E));
+  KExpr *bits = mix(l, add(l, mix(l, bin(l, KB_XOR, ctxv(l, KCTX_SEED), mix(l, stream))), i));
+  KExpr *top = cast(l, KT_F32, bin(l, KB_SHR, bits, ci(l, 40)));
+  if (n->op == OP_RAND) {
+    store(l, at, buf_of(l, n), i, mul(l, top, cf(l, 1.0 / 16777216.0)));
+    return;
+  }
+  KExpr *u = mul(l, add(l, top, cf(l, 0.5)), cf(l, 1.0 / 16777216.0));
+  KExpr *x = bin(l, KB_SUB, mul(l, u, cf(l, 2)), cf(l, 1));
+  KExpr *w = un(l, KU_NEG, un(l, KU_LOG, mul(l, mul(l, u, cf(l, 4)), bin(l, KB_SUB, cf(l, 1), u))));
+  static const double lo[] = {2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087,
+                              -0.00125372503, -0.00417768164, 0.246640727, 1.50140941};
+  static const double hi[] = {-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773,
+                              -0.0076224613, 0.00943887047, 1.00167406, 2.83297682};
+  KExpr *wl = bin(l, KB_SUB, w, cf(l, 2.5)), *wh = bin(l, KB_SUB, un(l, KU_SQRT, w), cf(l, 3));
+  KExpr *pl = cf(l, lo[0]), *ph = cf(l, hi[0]);
+  for (int k = 1; k < 9; k++) pl = add(l, cf(l, lo[k]), mul(l, pl, wl)), ph = add(l, cf(l, hi[k]), mul(l, ph, wh));
+  KExpr *p = sel(l, bin(l, KB_LT, w, cf(l, 5)), pl, ph);
+  store(l, at, buf_of(l, n), i, mul(l, mul(l, p, x), cf(l, 1.41421356237309504880)));
 }
 
 static void lower_dropout(L *l, const Node *n) {

@@ -406,6 +406,14 @@ static Value op2(Sema *s, Loc loc, Op op, Node *x, Node *y, const Attr *at) {
 
 /* ------------------------------------------------------- builtins */
 
+/* rand(shape), randn(shape): noise with a key of its own (dropout's counter) */
+static Value bi_noise(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
+  Attr at = {0};
+  if (get_shape(s, arg[0].v, arg[0].e, &at.shape, NULL)) return v_err;
+  at.i[0] = ++s->dropout_key;
+  return v_tensor(ir_op(s->g, s->d, call->loc, b->op, NULL, 0, &at));
+}
+
 /* embedding(table, ids) */
 static Value bi_embedding(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
   (void)b;

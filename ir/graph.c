@@ -265,6 +265,13 @@ static int infer_embedding_bwd(Infer *f) {
   return 0;
 }
 
+/* RAND, RANDN: no operands -> out Attr.shape. */
+static int infer_noise(Infer *f) {
+  f->shape = f->a->shape;
+  f->dt = DT_F32;
+  return check_shape(f, &f->shape);
+}
+
 /* x [d0, ..., dk] -> out [d0, ..., dk] (f32; CAST takes an i32 x). */
 static int infer_unary(Infer *f) {
   if (f->op != OP_CAST && want_f32(f, 0)) return -1;

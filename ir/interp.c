@@ -200,6 +200,15 @@ static int k_embedding_bwd(K *k) {
   return 0;
 }
 
+/* RAND, RANDN -> y [Attr.shape]: element i of stream (seed, key, step) */
+static int k_noise(K *k) {
+  uint64_t stream = rng_noise_stream((uint64_t)k->n->a.i[0], k->ctx->step);
+  for (int64_t i = 0; i < k->ny; i++)
+    Y[i] = k->n->op == OP_RAND ? rng_uniform(k->ctx->seed, stream, (uint64_t)i)
+                               : rng_normal_of(rng_bits(k->ctx->seed, stream, (uint64_t)i));
+  return 0;
+}
+
 /* x [..., H, W] -> y [..., H, W]: y[..., r, c] = c - r <= k ? x[..., r, c] : fill */
 static int k_tril(K *k) {
   const Shape *s = &k->n->shape;

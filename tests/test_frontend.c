@@ -516,3 +516,21 @@ Test(frontend, embedding_builtin) {
     util_graph_free(t);
   }
 }
+
+/* rand(shape) and randn(shape): nodes of that shape, each call its own key. */
+Test(frontend, noise_builtins) {
+  UtilGraph *t = util_graph_new();
+  cr_assert_eq(util_compile(&t->d, &t->g, "input x: f32[2, 3]\noutput a = x + randn([2, 3])\noutput b = rand([dim(x, 0), 3])\n"
+                            "output c = rand([2, 3])\n", NULL), 0, "%s", t->d.buf ? t->d.buf : "");
+  int64_t keys[3];
+  int n = 0;
+  for (int i = 0; i < t->g.nnodes; i++) {
+    const Node *x = t->g.nodes[i];
+    if (x->op != OP_RAND && x->op != OP_RANDN) continue;
+    cr_expect(x->shape.rank == 2 && x->shape.dim[0] == 2 && x->shape.dim[1] == 3);
+    if (n < 3) keys[n++] = x->a.i[0];
+  }
+  cr_expect_eq(n, 3);
+  cr_expect(keys[0] != keys[1] && keys[1] != keys[2] && keys[0] != keys[2]);
+  util_graph_free(t);
+}

@@ -457,3 +457,41 @@ Test(interp, const_fill_and_sgd_update_delegated) {
   cr_assert_eq(*(float *)t.it.val[u->id], 0);
   t_free(&t);
 }
+
+/* rand is uniform on [0, 1) and randn standard normal (moments of 2^16
+ * draws), fresh at every step, the same for the same (seed, step). */
+Test(interp, noise_moments_and_steps) {
+  T t;
+  t_init(&t);
+  Attr a = attr();
+  a.shape = (Shape){1, {65536}};
+  a.i[0] = 3;
+  Node *u = ir_op(&t.u.g, &t.u.d, (Loc){0}, OP_RAND, NULL, 0, &a);
+  a.i[0] = 4;
+  Node *z = ir_op(&t.u.g, &t.u.d, (Loc){0}, OP_RANDN, NULL, 0, &a);
+  cr_assert(u && z, "%s", t.u.d.buf ? t.u.d.buf : "");
+  float *first = malloc(65536 * sizeof *first);
+  for (int step = 1; step <= 2; step++) {
+    Interp it;
+    interp_init(&it, &t.u.g);
+    RunCtx ctx = {42, step, 1};
+    cr_assert_eq(interp_run(&it, &t.u.d, NULL, &ctx), 0, "%s", t.u.d.buf ? t.u.d.buf : "");
+    const float *uv = it.val[u->id], *zv = it.val[z->id];
+    double su = 0, sz = 0, sz2 = 0, lo = 1, hi = 0;
+    int same = 0;
+    for (int i = 0; i < 65536; i++) {
+      su += uv[i], sz += zv[i], sz2 += (double)zv[i] * zv[i];
+      lo = fmin(lo, uv[i]), hi = fmax(hi, uv[i]);
+      if (step == 1) first[i] = zv[i];
+      else same += first[i] == zv[i];
+    }
+    cr_expect(lo >= 0 && hi < 1, "rand outside [0, 1): %g %g", lo, hi);
+    cr_expect(fabs(su / 65536 - 0.5) < 0.01, "rand mean %g", su / 65536);
+    cr_expect(fabs(sz / 65536) < 0.02, "randn mean %g", sz / 65536);
+    cr_expect(fabs(sqrt(sz2 / 65536) - 1) < 0.02, "randn std %g", sqrt(sz2 / 65536));
+    if (step == 2) cr_expect_lt(same, 100, "step 2 drew step 1's values (%d equal)", same);
+    interp_free(&it);
+  }
+  free(first);
+  t_free(&t);
+}

@@ -713,3 +713,21 @@ Test(jit, embedding_and_gradient) {
   check(t, r, 5, 1e-6);
   t_free(t);
 }
+
+/* rand and randn: the JIT draws what the interpreter draws (seed, key,
+ * step, element), on 1 and 2 threads, over several steps. */
+Test(jit, noise_draws_as_the_interpreter) {
+  T *t = t_new();
+  Attr a = af(0, 0);
+  a.shape = shp(2, 33, 17, 0, 0);
+  a.i[0] = 7;
+  Node *r[3];
+  r[0] = ir_op(&t->u.g, &t->u.d, (Loc){0}, OP_RAND, NULL, 0, &a);
+  a.i[0] = 8;
+  r[1] = ir_op(&t->u.g, &t->u.d, (Loc){0}, OP_RANDN, NULL, 0, &a);
+  a.shape = shp(1, 1000, 0, 0, 0);
+  r[2] = ir_op(&t->u.g, &t->u.d, (Loc){0}, OP_RANDN, NULL, 0, &a);
+  cr_assert(r[0] && r[1] && r[2], "%s", t->u.d.buf ? t->u.d.buf : "");
+  check_steps(t, r, 3, 2, 1e-5, 3, 0);
+  t_free(t);
+}

@@ -164,7 +164,7 @@ int cmd_run(Cli *c, Diag *d) {
   if (!e) fail(d);
   for (int i = 0; i < g.nparams; i++) engine_bind(e, g.params[i].node, ms.params[i]);
   for (int i = 0; i < ds.n; i++) engine_bind(e, ds.inputs[i], ds.arrays[i].data);
-  RunCtx ctx = {g.train.seed, 1, 0};
+  RunCtx ctx = {c->has_seed ? c->seed : 0, 1, 0};   /* noise draws with --seed, default 0 (spec 6) */
   if (engine_run(e, d, &ctx)) fail(d);
   const char *dir = c->out ? c->out : ".";
   make_dir(d, dir);

@@ -20,3 +20,15 @@ float rng_normal(uint64_t seed, uint64_t stream, uint64_t i) {
   if (u1 < 1e-12) u1 = 1e-12;
   return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
 }
+
+float rng_normal_of(uint64_t bits) {
+  static const float lo[] = {2.81022636e-08f, 3.43273939e-07f, -3.5233877e-06f, -4.39150654e-06f, 0.00021858087f,
+                             -0.00125372503f, -0.00417768164f, 0.246640727f, 1.50140941f};
+  static const float hi[] = {-0.000200214257f, 0.000100950558f, 0.00134934322f, -0.00367342844f, 0.00573950773f,
+                             -0.0076224613f, 0.00943887047f, 1.00167406f, 2.83297682f};
+  float u = ((float)(bits >> 40) + 0.5f) * (1.0f / 16777216.0f);
+  float x = u * 2.0f - 1.0f, w = -logf(u * 4.0f * (1.0f - u));
+  float wl = w - 2.5f, wh = sqrtf(w) - 3.0f, pl = lo[0], ph = hi[0];
+  for (int k = 1; k < 9; k++) pl = lo[k] + pl * wl, ph = hi[k] + ph * wh;
+  return (w < 5.0f ? pl : ph) * x * 1.41421356237309504880f;
+}

@@ -113,6 +113,14 @@ static inline uint64_t rng_dropout_stream(uint64_t key, int64_t step) {
 static inline int rng_dropout_keep(uint64_t seed, uint64_t key, int64_t step, uint64_t i, float p) {
   return rng_uniform(seed, rng_dropout_stream(key, step), i) >= p;
 }
+/* Noise (rand, randn): node `key` at step `step` draws from its own stream;
+ * RANDN's element i is sqrt(2) erfinv(2u - 1) of u = (top 24 bits + 1/2) /
+ * 2^24, erfinv by Giles' single-precision approximation (float arithmetic;
+ * the lowering builds the same formula in kernel IR). */
+static inline uint64_t rng_noise_stream(uint64_t key, int64_t step) {
+  return rng_mix(key * 0x100000001B3ull ^ (uint64_t)step) ^ 0xA015Eu;
+}
+float rng_normal_of(uint64_t bits);
 uint64_t rng_name_key(const char *name);       /* FNV-1a of a param name */
 float rng_normal(uint64_t seed, uint64_t stream, uint64_t i); /* Box-Muller on draws 2i, 2i+1 */
 

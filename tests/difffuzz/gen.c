@@ -207,7 +207,7 @@ static GVal *st_unary(Gen *g) {
   double m = x->mag;
   char e[256];
   GenFeature f = GF_unary;
-  switch (rnd(g, 24)) {
+  switch (rnd(g, 25)) {
   case 0: snprintf(e, sizeof e, "relu(%s)", n); break;
   case 1: snprintf(e, sizeof e, "sigmoid(%s)", n); m = 1; break;
   case 2: snprintf(e, sizeof e, "tanh(%s)", n); m = 1; break;
@@ -236,6 +236,13 @@ static GVal *st_unary(Gen *g) {
   case 19: snprintf(e, sizeof e, "(abs(%s) + 0.1) ** 0.5", n); f = GF_pow; m = sqrt(m) + 0.4; break;
   case 20: snprintf(e, sizeof e, "(abs(%s) + 0.5) ** -1", n); f = GF_pow; m = 2; break;
   case 21: snprintf(e, sizeof e, "%s * detach(tanh(%s))", n, n); break;   /* the gradient sees one factor */
+  case 23: {   /* noise: the same draws on every engine for the run's seed and step */
+    char sh[200];
+    shape_text(x, sh, sizeof sh);
+    if (rnd(g, 2)) snprintf(e, sizeof e, "%s + 0.5 * randn(%s)", n, sh), m += 2;
+    else snprintf(e, sizeof e, "%s * rand(%s)", n, sh);
+    break;
+  }
   case 22:
     if (x->rank >= 2) snprintf(e, sizeof e, "tril(%s, k=%d, fill=%.2g)", n, rnd(g, 5) - 2, frnd(g, -1, 1));
     else snprintf(e, sizeof e, "relu(%s)", n);
