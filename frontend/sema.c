@@ -647,8 +647,69 @@ static Value bi_dropout(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
 }
 
 /* cross_entropy(logits, labels)  mse(a, b)  bce_logits(z, t) */
+/* A shape of n dims of s from dims[k]. */
+static Shape dims_of(const int64_t *d, int n) {
+  Shape r = {n, {0}};
+  for (int k = 0; k < n; k++) r.dim[k] = d[k];
+  return r;
+}
+
+/* cross_entropy(logits [..., C], labels i32 [...]) over leading positions
+ * is the mean over all of them: both flatten to [P, C] and [P]. */
 static Value bi_loss(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
-  return op2(s, call->loc, b->op, arg_tensor(s, &arg[0]), arg_tensor(s, &arg[1]), NULL);
+  Node *x = arg_tensor(s, &arg[0]), *y = arg_tensor(s, &arg[1]);
+  if (x && y && b->op == OP_CROSS_ENTROPY && x->shape.rank > 2 && y->shape.rank == x->shape.rank - 1) {
+    int same = 1;
+    for (int k = 0; k < y->shape.rank; k++) same &= x->shape.dim[k] == y->shape.dim[k];
+    if (same) {
+      int64_t P = shape_numel(&y->shape), d2[2] = {P, x->shape.dim[x->shape.rank - 1]};
+      Shape s2 = dims_of(d2, 2), s1 = dims_of(d2, 1);
+      x = ir_reshape(s->g, x, &s2);
+      y = ir_reshape(s->g, y, &s1);
+    }
+  }
+  return op2(s, call->loc, b->op, x, y, NULL);
+}
+
+/* a @ b beyond MATMUL's own forms ([M,K]@[K,N], [B,M,K]@[B,K,N],
+ * [B,M,K]@[K,N]): a [..., M, K] @ b [K, N] flattens a's leading axes into
+ * the rows; otherwise the leading axes of both broadcast (EXPAND), flatten
+ * into one batch axis for a batched product, and the result takes them
+ * back: a [A..., M, K] @ b [B..., K, N] -> [broadcast(A, B)..., M, N]. */
+static Value matmul(Sema *s, Loc loc, Node *a, Node *b) {
+  if (!a || !b) return v_err;
+  int ra = a->shape.rank, rb = b->shape.rank;
+  int direct = (ra == 2 && rb == 2) || (ra == 3 && rb == 2) || (ra == 3 && rb == 3 && a->shape.dim[0] == b->shape.dim[0]);
+  if (direct || ra < 2 || rb < 2 || a->dt != DT_F32 || b->dt != DT_F32 || a->shape.dim[ra - 1] != b->shape.dim[rb - 2])
+    return op2(s, loc, OP_MATMUL, a, b, NULL);   /* the direct forms, and every error, from the shape rule */
+  int64_t M = a->shape.dim[ra - 2], K = a->shape.dim[ra - 1], N = b->shape.dim[rb - 1];
+  Shape la = dims_of(a->shape.dim, ra - 2), lb = dims_of(b->shape.dim, rb - 2), lead;
+  if (!shape_broadcast(&la, &lb, &lead) || lead.rank + 2 > MAX_RANK) {
+    char b1[128], b2[128];
+    diag_error(s->d, loc, "matmul: the batch axes of %s and %s cannot broadcast", shape_str(&a->shape, a->dt, b1, sizeof b1),
+               shape_str(&b->shape, b->dt, b2, sizeof b2));
+    return v_err;
+  }
+  int64_t B = shape_numel(&lead);
+  Shape out = lead;
+  out.dim[out.rank++] = M;
+  out.dim[out.rank++] = N;
+  Node *y;
+  if (rb == 2) {
+    int64_t d[2] = {B * M, K};
+    Shape s2 = dims_of(d, 2);
+    Node *in[2] = {ir_reshape(s->g, a, &s2), b};
+    y = ir_op(s->g, s->d, loc, OP_MATMUL, in, 2, NULL);
+  } else {
+    Shape ta = lead, tb = lead;
+    ta.dim[ta.rank++] = M, ta.dim[ta.rank++] = K;
+    tb.dim[tb.rank++] = K, tb.dim[tb.rank++] = N;
+    int64_t da[3] = {B, M, K}, db[3] = {B, K, N};
+    Shape a3 = dims_of(da, 3), b3 = dims_of(db, 3);
+    Node *in[2] = {ir_reshape(s->g, ir_expand(s->g, a, &ta), &a3), ir_reshape(s->g, ir_expand(s->g, b, &tb), &b3)};
+    y = ir_op(s->g, s->d, loc, OP_MATMUL, in, 2, NULL);
+  }
+  return y ? v_tensor(ir_reshape(s->g, y, &out)) : v_err;
 }
 
 /* concat(a, b, ..., axis=0): positional operands are gathered by eval_call */
@@ -976,6 +1037,7 @@ static Value eval_bin(Sema *s, Expr *e) {
     if (!x) return v_err;
     return v_tensor(ir_op(s->g, s->d, e->loc, OP_POW, &x, 1, &at));
   }
+  if (op == OP_MATMUL) return matmul(s, e->loc, to_tensor(s, a, e->lhs->loc), to_tensor(s, b, e->rhs->loc));
   return op2(s, e->loc, op, to_tensor(s, a, e->lhs->loc), to_tensor(s, b, e->rhs->loc), NULL);
 }
 

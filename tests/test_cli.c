@@ -435,3 +435,59 @@ Test(cli, embedding_id_out_of_range) {
   }
   free(dir);
 }
+
+/* `@` with broadcast leading batch axes ([2,1,3,4] @ [5,4,2] -> [2,5,3,2])
+ * and cross_entropy over leading positions ([2,3,C] logits, [2,3] labels =
+ * the flattened [6,C] loss), on both engines against naive loops. */
+Test(cli, batched_matmul_and_positional_cross_entropy) {
+  char *dir = util_tmpdir(), m[600], pa[600], pb[600], pl[600], y[600];
+  snprintf(m, sizeof m, "%s/mm.nnd", dir);
+  cr_assert_eq(util_write_file(m, "input a: f32[2, 1, 3, 4]\ninput b: f32[5, 4, 2]\ninput l: i32[2, 3]\n"
+                                  "output y = a @ b\nloss = cross_entropy(sum(a, axis=1), l)\n"), 0);
+  snprintf(pa, sizeof pa, "%s/a.npy", dir);
+  snprintf(pb, sizeof pb, "%s/b.npy", dir);
+  snprintf(pl, sizeof pl, "%s/l.npy", dir);
+  Shape sa = {4, {2, 1, 3, 4}}, sb = {3, {5, 4, 2}}, sl = {2, {2, 3}};
+  write_f32(pa, &sa, 11, -1, 1);
+  write_f32(pb, &sb, 12, -1, 1);
+  write_i32(pl, &sl, 4);
+  float a[24], b[40];
+  util_fill(a, 24, 11, -1, 1);
+  util_fill(b, 40, 12, -1, 1);
+  double want_loss = 0;
+  for (int p = 0; p < 6; p++) {   /* logits row p = a[i, 0, r, :], label (p*7+3) % 4 */
+    const float *x = a + p * 4;
+    int lab = (p * 7 + 3) % 4;
+    double mx = x[0], se = 0;
+    for (int c = 1; c < 4; c++) mx = fmax(mx, x[c]);
+    for (int c = 0; c < 4; c++) se += exp(x[c] - mx);
+    want_loss += (log(se) + mx - x[lab]) / 6;
+  }
+  for (int e = 0; e < 2; e++) {
+    int st;
+    char *o = nndc(&st, "run %s --engine %s --feed a=%s --feed b=%s --feed l=%s --out %s", m, e ? "jit" : "interp", pa, pb,
+                   pl, dir);
+    cr_expect_eq(st, 0, "%s", o);
+    double loss = 0;
+    const char *lp = strstr(o, "loss = ");
+    cr_assert(lp, "%s", o);
+    loss = strtod(lp + 7, NULL);
+    cr_expect(fabs(loss - want_loss) < 1e-5 * (1 + fabs(want_loss)), "loss %g, want %g", loss, want_loss);
+    free(o);
+    snprintf(y, sizeof y, "%s/y.npy", dir);
+    int64_t n;
+    float *v = read_f32(y, &n);
+    cr_assert_eq(n, 60);
+    for (int i = 0; i < 2; i++)
+      for (int j = 0; j < 5; j++)
+        for (int r = 0; r < 3; r++)
+          for (int c = 0; c < 2; c++) {
+            double w = 0;
+            for (int k = 0; k < 4; k++) w += (double)a[(i * 3 + r) * 4 + k] * b[(j * 4 + k) * 2 + c];
+            float g = v[((i * 5 + j) * 3 + r) * 2 + c];
+            cr_expect(fabs(g - w) < 1e-5, "y[%d,%d,%d,%d] = %g, want %g", i, j, r, c, g, w);
+          }
+    free(v);
+  }
+  free(dir);
+}

@@ -534,3 +534,18 @@ Test(frontend, noise_builtins) {
   cr_expect(keys[0] != keys[1] && keys[1] != keys[2] && keys[0] != keys[2]);
   util_graph_free(t);
 }
+
+/* `@` broadcasts leading batch axes; axes that cannot broadcast are an error. */
+Test(frontend, matmul_batch_broadcast_shapes) {
+  UtilGraph *t = util_graph_new();
+  cr_assert_eq(util_compile(&t->d, &t->g, "input a: f32[7, 2, 3, 4]\ninput b: f32[2, 4, 5]\ninput c: f32[4, 6]\n"
+                            "output y = a @ b\noutput z = a @ c\n", NULL), 0, "%s", t->d.buf ? t->d.buf : "");
+  const Shape *y = &t->g.outputs[0].node->shape, *z = &t->g.outputs[1].node->shape;
+  cr_expect(y->rank == 4 && y->dim[0] == 7 && y->dim[1] == 2 && y->dim[2] == 3 && y->dim[3] == 5);
+  cr_expect(z->rank == 4 && z->dim[0] == 7 && z->dim[1] == 2 && z->dim[2] == 3 && z->dim[3] == 6);
+  util_graph_free(t);
+  t = util_graph_new();
+  cr_expect_neq(util_compile(&t->d, &t->g, "input a: f32[7, 2, 3, 4]\ninput b: f32[3, 4, 5]\noutput y = a @ b\n", NULL), 0);
+  cr_expect(t->d.buf && strstr(t->d.buf, "cannot broadcast"), "%s", t->d.buf ? t->d.buf : "");
+  util_graph_free(t);
+}
