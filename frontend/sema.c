@@ -767,6 +767,54 @@ static Value bi_pool(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
 }
 
 /* dim(x, k): a compile-time integer */
+/* layer_norm(x, w, b, eps=1e-5), layer_norm(x, eps=1e-5) over the last axis,
+ * as torch.nn.functional.layer_norm (biased variance), composed of existing
+ * ops: d = x - mean(x), y = d / sqrt(mean(d * d) + eps), then y * w + b.
+ * (Not yet the one fused kernel of issue 12.) */
+static Value bi_layer_norm(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
+  (void)b;
+  double eps = 1e-5;
+  Node *x = arg_tensor(s, &arg[0]);
+  if (!x || opt_num(s, &arg[3], 1e-5, "eps", &eps)) return v_err;
+  if (x->dt != DT_F32 || x->shape.rank < 1) {
+    diag_error(s->d, arg[0].e->loc, "layer_norm needs an f32 tensor of rank 1 or more");
+    return v_err;
+  }
+  if ((arg[1].e == NULL) != (arg[2].e == NULL)) {
+    diag_error(s->d, call->loc, "layer_norm takes both w and b, or neither");
+    return v_err;
+  }
+  int64_t D = x->shape.dim[x->shape.rank - 1];
+  Attr red = {0};
+  red.i[0] = (int64_t)1 << (x->shape.rank - 1);
+  red.i[1] = 1;
+  Shape sc = {0, {0}};
+  Node *m = ir_op(s->g, s->d, call->loc, OP_MEAN, &x, 1, &red);
+  if (!m) return v_err;
+  Node *in2[2] = {x, m};
+  Node *d = ir_op(s->g, s->d, call->loc, OP_SUB, in2, 2, NULL);
+  Node *dd[2] = {d, d};
+  Node *sq = ir_op(s->g, s->d, call->loc, OP_MUL, dd, 2, NULL);
+  Node *v = ir_op(s->g, s->d, call->loc, OP_MEAN, &sq, 1, &red);
+  Node *ve[2] = {v, ir_const(s->g, call->loc, &sc, eps)};
+  Node *den = ir_op(s->g, s->d, call->loc, OP_ADD, ve, 2, NULL);
+  den = ir_op(s->g, s->d, call->loc, OP_SQRT, &den, 1, NULL);
+  Node *q[2] = {d, den};
+  Node *y = ir_op(s->g, s->d, call->loc, OP_DIV, q, 2, NULL);
+  if (!y) return v_err;
+  if (!arg[1].e) return v_tensor(y);
+  Node *w = arg_tensor(s, &arg[1]), *bb = arg_tensor(s, &arg[2]);
+  if (!w || !bb) return v_err;
+  if (w->shape.rank != 1 || w->shape.dim[0] != D || bb->shape.rank != 1 || bb->shape.dim[0] != D) {
+    diag_error(s->d, call->loc, "layer_norm: w and b must have shape [%lld] (the last axis of x)", (long long)D);
+    return v_err;
+  }
+  Node *yw[2] = {y, w};
+  Node *t = ir_op(s->g, s->d, call->loc, OP_MUL, yw, 2, NULL);
+  Node *tb[2] = {t, bb};
+  return t ? v_tensor(ir_op(s->g, s->d, call->loc, OP_ADD, tb, 2, NULL)) : v_err;
+}
+
 static Value bi_dim(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
   int64_t k;
   (void)b;
@@ -804,6 +852,7 @@ static const Builtin sugar[] = {
   {"ones", bi_fill, OP_CONST, 1, {"shape"}},
   {"full", bi_fill, OP_CONST, 2, {"shape", "value"}},
   {"dim", bi_dim, OP_INPUT, 2, {"x", "k"}},
+  {"layer_norm", bi_layer_norm, OP_MEAN, 1, {"x", "w", "b", "eps"}},
 };
 
 static const Builtin *find_builtin(const char *name) {

@@ -491,3 +491,51 @@ Test(cli, batched_matmul_and_positional_cross_entropy) {
   }
   free(dir);
 }
+
+/* layer_norm(x, w, b, eps) and layer_norm(x) over the last axis, on both
+ * engines, against torch.nn.functional.layer_norm's formula (biased
+ * variance) in double; its argument errors. */
+Test(cli, layer_norm_values_and_errors) {
+  char *dir = util_tmpdir(), m[600], px[600], py[600];
+  snprintf(m, sizeof m, "%s/ln.nnd", dir);
+  cr_assert_eq(util_write_file(m, "input x: f32[3, 2, 5]\nparam w: f32[5] = normal(0, 1)\nparam b: f32[5] = normal(0, 1)\n"
+                                  "output y = layer_norm(x, eps=1e-3)\noutput z = layer_norm(x, w, b)\n"), 0);
+  snprintf(px, sizeof px, "%s/x.npy", dir);
+  Shape sx = {3, {3, 2, 5}};
+  write_f32(px, &sx, 21, -3, 3);
+  float x[30];
+  util_fill(x, 30, 21, -3, 3);
+  for (int e = 0; e < 2; e++) {
+    int st;
+    char *o = nndc(&st, "run %s --engine %s --feed x=%s --out %s", m, e ? "jit" : "interp", px, dir);
+    cr_expect_eq(st, 0, "%s", o);
+    free(o);
+    snprintf(py, sizeof py, "%s/y.npy", dir);
+    int64_t n;
+    float *y = read_f32(py, &n);
+    cr_assert_eq(n, 30);
+    for (int r = 0; r < 6; r++) {
+      double mean = 0, var = 0;
+      for (int k = 0; k < 5; k++) mean += x[r * 5 + k] / 5.0;
+      for (int k = 0; k < 5; k++) var += (x[r * 5 + k] - mean) * (x[r * 5 + k] - mean) / 5.0;
+      for (int k = 0; k < 5; k++) {
+        double want = (x[r * 5 + k] - mean) / sqrt(var + 1e-3);
+        cr_expect(fabs(y[r * 5 + k] - want) < 1e-5, "engine %d y[%d] = %g, want %g", e, r * 5 + k, y[r * 5 + k], want);
+      }
+    }
+    free(y);
+  }
+  static const char *const bad[][2] = {
+    {"input x: f32[3, 5]\nparam w: f32[5]\noutput y = layer_norm(x, w)\n", "both w and b, or neither"},
+    {"input x: f32[3, 5]\nparam w: f32[4]\nparam b: f32[4]\noutput y = layer_norm(x, w, b)\n", "must have shape [5]"},
+  };
+  for (int i = 0; i < 2; i++) {
+    cr_assert_eq(util_write_file(m, bad[i][0]), 0);
+    int st;
+    char *o = nndc(&st, "check %s", m);
+    cr_expect_eq(st, 1, "%s", o);
+    cr_expect(strstr(o, bad[i][1]), "%s", o);
+    free(o);
+  }
+  free(dir);
+}
