@@ -158,24 +158,7 @@ static void write_data(const Ref *r, const char *path) {
   fclose(f);
 }
 
-typedef struct Text {
-  char *s;
-  size_t n;
-} Text;
-
-__attribute__((format(printf, 2, 3)))
-static void put(Text *t, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char *x = NULL;
-  int k = vasprintf(&x, fmt, ap);
-  va_end(ap);
-  cr_assert(k >= 0);
-  t->s = realloc(t->s, t->n + (size_t)k + 1);
-  memcpy(t->s + t->n, x, (size_t)k + 1);
-  t->n += (size_t)k;
-  free(x);
-}
+/* Texts: the library's Buf (buf_printf). */
 
 /* A driver for the emitted model m: reads params (unless `embedded`) and
  * inputs from argv[1], writes forward results, then (train) the step's
@@ -183,23 +166,23 @@ static void put(Text *t, const char *fmt, ...) {
 static char *driver(const Ref *r, const char *m, int train, int embedded) {
   const Graph *g = &r->g;
   char *M = util_c_upper(m);
-  Text t = {0};
-  put(&t, "#include <stdio.h>\n#include <stdlib.h>\n#include \"%s.h\"\n\n", m);
-  put(&t, "static void *rd(FILE *f, size_t n) {\n  void *p = malloc(n * 4 + 4);\n"
+  Buf t = {0};
+  buf_printf(&t, "#include <stdio.h>\n#include <stdlib.h>\n#include \"%s.h\"\n\n", m);
+  buf_printf(&t, "static void *rd(FILE *f, size_t n) {\n  void *p = malloc(n * 4 + 4);\n"
           "  if (!p || fread(p, 4, n, f) != n) exit(3);\n  return p;\n}\n\n");
-  put(&t, "int main(int argc, char **argv) {\n  FILE *f, *o;\n  %s_params p;\n  %s_inputs in;\n  %s_outputs out;\n", m, m, m);
-  put(&t, "  void *ws = malloc(%s_workspace_size() + 64);\n", m);
-  put(&t, "  if (argc != 3 || !(f = fopen(argv[1], \"rb\")) || !(o = fopen(argv[2], \"wb\"))) return 2;\n");
+  buf_printf(&t, "int main(int argc, char **argv) {\n  FILE *f, *o;\n  %s_params p;\n  %s_inputs in;\n  %s_outputs out;\n", m, m, m);
+  buf_printf(&t, "  void *ws = malloc(%s_workspace_size() + 64);\n", m);
+  buf_printf(&t, "  if (argc != 3 || !(f = fopen(argv[1], \"rb\")) || !(o = fopen(argv[2], \"wb\"))) return 2;\n");
   for (int i = 0; i < g->nparams; i++) {
     char *id = util_c_ident(g->params[i].name), *U = util_c_upper(g->params[i].name);
-    if (embedded) put(&t, "  p.%s = %s_weights.%s;\n  (void)rd(f, %s_PARAM_%s_SIZE);\n", id, m, id, M, U);
-    else put(&t, "  p.%s = rd(f, %s_PARAM_%s_SIZE);\n", id, M, U);
+    if (embedded) buf_printf(&t, "  p.%s = %s_weights.%s;\n  (void)rd(f, %s_PARAM_%s_SIZE);\n", id, m, id, M, U);
+    else buf_printf(&t, "  p.%s = rd(f, %s_PARAM_%s_SIZE);\n", id, M, U);
     free(id);
     free(U);
   }
   for (int i = 0; i < g->ninputs; i++) {
     char *id = util_c_ident(g->inputs[i].name), *U = util_c_upper(g->inputs[i].name);
-    put(&t, "  in.%s = rd(f, %s_INPUT_%s_SIZE);\n", id, M, U);
+    buf_printf(&t, "  in.%s = rd(f, %s_INPUT_%s_SIZE);\n", id, M, U);
     free(id);
     free(U);
   }
@@ -208,43 +191,43 @@ static char *driver(const Ref *r, const char *m, int train, int embedded) {
   int n = out_nodes(g, nodes, names);
   for (int i = 0; i < n; i++) {
     char *id = util_c_ident(names[i]), *U = util_c_upper(names[i]);
-    put(&t, "  out.%s = malloc(%s_OUTPUT_%s_SIZE * 4);\n", id, M, U);
+    buf_printf(&t, "  out.%s = malloc(%s_OUTPUT_%s_SIZE * 4);\n", id, M, U);
     free(id);
     free(U);
   }
-  Text wr = {0};
+  Buf wr = {0};
   for (int i = 0; i < n; i++) {
     char *id = util_c_ident(names[i]), *U = util_c_upper(names[i]);
-    put(&wr, "  fwrite(out.%s, 4, %s_OUTPUT_%s_SIZE, o);\n", id, M, U);
+    buf_printf(&wr, "  fwrite(out.%s, 4, %s_OUTPUT_%s_SIZE, o);\n", id, M, U);
     free(id);
     free(U);
   }
-  put(&t, "  %s_forward(&p, &in, &out, ws);\n%s", m, wr.s ? wr.s : "");
+  buf_printf(&t, "  %s_forward(&p, &in, &out, ws);\n%s", m, wr.s ? wr.s : "");
   if (train) {
     const Graph *tg = &r->tg;
-    put(&t, "  %s_state s;\n  s.step = 0;\n", m);
+    buf_printf(&t, "  %s_state s;\n  s.step = 0;\n", m);
     for (int i = 0; i < tg->nstates; i++) {
       char *id = util_c_ident(tg->states[i].name), *U = util_c_upper(tg->states[i].name);
-      put(&t, "  s.%s = calloc(%s_STATE_%s_SIZE, 4);\n", id, M, U);
+      buf_printf(&t, "  s.%s = calloc(%s_STATE_%s_SIZE, 4);\n", id, M, U);
       free(id);
       free(U);
     }
-    put(&t, "  %s_train_step(&p, &s, &in, &out, ws);\n%s", m, wr.s ? wr.s : "");
-    put(&t, "  if (s.step != 1) return 4;\n");
+    buf_printf(&t, "  %s_train_step(&p, &s, &in, &out, ws);\n%s", m, wr.s ? wr.s : "");
+    buf_printf(&t, "  if (s.step != 1) return 4;\n");
     for (int i = 0; i < g->nparams; i++) {
       char *id = util_c_ident(g->params[i].name), *U = util_c_upper(g->params[i].name);
-      put(&t, "  fwrite(p.%s, 4, %s_PARAM_%s_SIZE, o);\n", id, M, U);
+      buf_printf(&t, "  fwrite(p.%s, 4, %s_PARAM_%s_SIZE, o);\n", id, M, U);
       free(id);
       free(U);
     }
     for (int i = 0; i < tg->nstates; i++) {
       char *id = util_c_ident(tg->states[i].name), *U = util_c_upper(tg->states[i].name);
-      put(&t, "  fwrite(s.%s, 4, %s_STATE_%s_SIZE, o);\n", id, M, U);
+      buf_printf(&t, "  fwrite(s.%s, 4, %s_STATE_%s_SIZE, o);\n", id, M, U);
       free(id);
       free(U);
     }
   }
-  put(&t, "  return fclose(o) != 0;\n}\n");
+  buf_printf(&t, "  return fclose(o) != 0;\n}\n");
   free(wr.s);
   free(M);
   return t.s;

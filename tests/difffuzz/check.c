@@ -258,38 +258,19 @@ done:
 /* ------------------------------------------------------------- emitted C */
 
 
-typedef struct Text {
-  char *s;
-  size_t n;
-} Text;
-
-__attribute__((format(printf, 2, 3)))
-static void tput(Text *t, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char *x = NULL;
-  int k = vasprintf(&x, fmt, ap);
-  va_end(ap);
-  if (k < 0) abort();
-  t->s = realloc(t->s, t->n + (size_t)k + 1);
-  memcpy(t->s + t->n, x, (size_t)k + 1);
-  t->n += (size_t)k;
-  free(x);
-}
-
 /* Field `kind` of every name of v (params, inputs, outputs, states) as "  EXPR;\n" lines. */
 typedef enum { F_READ_PARAM, F_READ_INPUT, F_ALLOC_OUT, F_WRITE_OUT, F_ALLOC_STATE, F_WRITE_PARAM, F_WRITE_STATE } Field;
 
-static void field(Text *t, Field f, const char *name) {
+static void field(Buf *t, Field f, const char *name) {
   char *id = util_c_ident(name), *U = util_c_upper(name);
   switch (f) {
-  case F_READ_PARAM: tput(t, "  p.%s = rd(f, FZ_PARAM_%s_SIZE);\n", id, U); break;
-  case F_READ_INPUT: tput(t, "  in.%s = rd(f, FZ_INPUT_%s_SIZE);\n", id, U); break;
-  case F_ALLOC_OUT: tput(t, "  out.%s = malloc(FZ_OUTPUT_%s_SIZE * 4 + 4);\n", id, U); break;
-  case F_WRITE_OUT: tput(t, "  fwrite(out.%s, 4, FZ_OUTPUT_%s_SIZE, o);\n", id, U); break;
-  case F_ALLOC_STATE: tput(t, "  s.%s = calloc(FZ_STATE_%s_SIZE + 1, 4);\n", id, U); break;
-  case F_WRITE_PARAM: tput(t, "  fwrite(p.%s, 4, FZ_PARAM_%s_SIZE, o);\n", id, U); break;
-  case F_WRITE_STATE: tput(t, "  fwrite(s.%s, 4, FZ_STATE_%s_SIZE, o);\n", id, U); break;
+  case F_READ_PARAM: buf_printf(t, "  p.%s = rd(f, FZ_PARAM_%s_SIZE);\n", id, U); break;
+  case F_READ_INPUT: buf_printf(t, "  in.%s = rd(f, FZ_INPUT_%s_SIZE);\n", id, U); break;
+  case F_ALLOC_OUT: buf_printf(t, "  out.%s = malloc(FZ_OUTPUT_%s_SIZE * 4 + 4);\n", id, U); break;
+  case F_WRITE_OUT: buf_printf(t, "  fwrite(out.%s, 4, FZ_OUTPUT_%s_SIZE, o);\n", id, U); break;
+  case F_ALLOC_STATE: buf_printf(t, "  s.%s = calloc(FZ_STATE_%s_SIZE + 1, 4);\n", id, U); break;
+  case F_WRITE_PARAM: buf_printf(t, "  fwrite(p.%s, 4, FZ_PARAM_%s_SIZE, o);\n", id, U); break;
+  case F_WRITE_STATE: buf_printf(t, "  fwrite(s.%s, 4, FZ_STATE_%s_SIZE, o);\n", id, U); break;
   }
   free(id);
   free(U);
@@ -302,25 +283,25 @@ static char *driver(const Prog *p, int steps) {
   Node *nodes[256];
   const char *names[256];
   int n = out_nodes(g, nodes, names);
-  Text t = {0}, wr = {0};
-  tput(&t, "#include <stdio.h>\n#include <stdlib.h>\n#include \"fz.h\"\n\n");
-  tput(&t, "static void *rd(FILE *f, size_t n) {\n  void *p = malloc(n * 4 + 4);\n"
+  Buf t = {0}, wr = {0};
+  buf_printf(&t, "#include <stdio.h>\n#include <stdlib.h>\n#include \"fz.h\"\n\n");
+  buf_printf(&t, "static void *rd(FILE *f, size_t n) {\n  void *p = malloc(n * 4 + 4);\n"
            "  if (!p || fread(p, 4, n, f) != n) exit(3);\n  return p;\n}\n\n");
-  tput(&t, "int main(int argc, char **argv) {\n  FILE *f, *o;\n  fz_params p;\n  fz_inputs in;\n  fz_outputs out;\n"
+  buf_printf(&t, "int main(int argc, char **argv) {\n  FILE *f, *o;\n  fz_params p;\n  fz_inputs in;\n  fz_outputs out;\n"
            "  fz_state s;\n  int k;\n  void *ws = malloc(fz_workspace_size() + 64);\n"
            "  if (argc != 3 || !(f = fopen(argv[1], \"rb\")) || !(o = fopen(argv[2], \"wb\"))) return 2;\n");
   for (int i = 0; i < g->nparams; i++) field(&t, F_READ_PARAM, g->params[i].name);
   for (int i = 0; i < g->ninputs; i++) field(&t, F_READ_INPUT, g->inputs[i].name);
   for (int i = 0; i < n; i++) field(&t, F_ALLOC_OUT, names[i]);
   for (int i = 0; i < n; i++) field(&wr, F_WRITE_OUT, names[i]);
-  tput(&t, "  fz_forward(&p, &in, &out, ws);\n%s", wr.s ? wr.s : "");
-  tput(&t, "  s.step = 0;\n");
+  buf_printf(&t, "  fz_forward(&p, &in, &out, ws);\n%s", wr.s ? wr.s : "");
+  buf_printf(&t, "  s.step = 0;\n");
   for (int i = 0; i < tg->nstates; i++) field(&t, F_ALLOC_STATE, tg->states[i].name);
-  tput(&t, "  for (k = 0; k < %d; k++) {\n    fz_train_step(&p, &s, &in, &out, ws);\n%s  }\n", steps, wr.s ? wr.s : "");
-  tput(&t, "  if (s.step != %d) return 4;\n", steps);
+  buf_printf(&t, "  for (k = 0; k < %d; k++) {\n    fz_train_step(&p, &s, &in, &out, ws);\n%s  }\n", steps, wr.s ? wr.s : "");
+  buf_printf(&t, "  if (s.step != %d) return 4;\n", steps);
   for (int i = 0; i < g->nparams; i++) field(&t, F_WRITE_PARAM, g->params[i].name);
   for (int i = 0; i < tg->nstates; i++) field(&t, F_WRITE_STATE, tg->states[i].name);
-  tput(&t, "  return fclose(o) != 0;\n}\n");
+  buf_printf(&t, "  return fclose(o) != 0;\n}\n");
   free(wr.s);
   return t.s;
 }
