@@ -261,6 +261,7 @@ static KExpr *ew_value(L *l, const Node *n, KExpr **x) {
   case OP_CAST: return as_f(l, x[0]);
   case OP_DETACH: case OP_EXPAND: return x[0];
   case OP_WHERE: return sel(l, bin(l, KB_NE, as_f(l, x[0]), z), as_f(l, x[1]), as_f(l, x[2]));
+  case OP_NORMALIZE: return bin(l, KB_DIV, bin(l, KB_SUB, x[0], x[1]), un(l, KU_SQRT, add(l, x[2], cf(l, f[0]))));
   default: NNDC_ASSERT(0 && "not elementwise");
   }
   return NULL;
@@ -561,6 +562,78 @@ static void lower_softmax(L *l, const Node *n) {
   else v = bin(l, KB_SUB, d, un(l, KU_LOG, var(l, s)));
   store(l, in, ob, idx, v);
   l->kg.k->flops = 4.0 * (double)numel(n);
+}
+
+/* The statistics' groups of x over mask as [P, G, Q]: element (p, g, q) at
+ * (p G + g) Q + q, group g's statistics at g.  The kept axes (of extent
+ * above 1) must be adjacent: layer_norm's leading axes, batch_norm's axis 1. */
+static int norm_split(const Shape *s, uint64_t mask, int64_t *P, int64_t *G, int64_t *Q) {
+  if (mask == 0) mask = ((uint64_t)1 << s->rank) - 1;
+  int a = -1, b = -1;
+  for (int k = 0; k < s->rank; k++)
+    if (!(mask >> k & 1) && s->dim[k] != 1) b = k, a = a < 0 ? k : a;
+  *P = *G = *Q = 1;
+  for (int k = 0; k < s->rank; k++) {
+    if (a < 0 || k < a) *P *= s->dim[k];
+    else if (k > b) *Q *= s->dim[k];
+    else if ((mask >> k & 1) && s->dim[k] != 1) return -1;
+    else *G *= s->dim[k];
+  }
+  return 0;
+}
+
+/* Loops over (p, q) of a group after *at, which advances past them. */
+static KStmt **pq_loops(L *l, KStmt ***at, KExpr **p, KExpr **q, int64_t P, int64_t Q, int qflags) {
+  if (P == 1) {
+    *p = ci(l, 0);
+    return loopv(l, at, q, Q, qflags);
+  }
+  KStmt **b = loopv(l, at, p, P, 0);
+  return loop_or_zero(l, &b, q, Q, qflags);
+}
+
+/* VAR(x, mean): per group (PARALLEL) the mean of (x - mean)^2 in f64.
+ * NORMALIZE_BWD(gy, x, mean, var): per group, with r = 1/sqrt(var + eps)
+ * and xhat = (x - mean) r, the sums of gy and gy xhat (f64) in one pass,
+ * then dx = r (gy - sum(gy)/n - xhat sum(gy xhat)/n) in a second. */
+static void lower_norm(L *l, const Node *n) {
+  int isvar = n->op == OP_VAR;
+  const Node *x = n->in[isvar ? 0 : 1], *mean = n->in[isvar ? 1 : 2];
+  int64_t P, G, Q;
+  int split = norm_split(&x->shape, (uint64_t)n->a.i[0], &P, &G, &Q);
+  NNDC_ASSERT(split == 0 && "sema normalizes over axes around adjacent kept ones only");
+  double cnt = (double)P * (double)Q;
+  int xb = buf_of(l, x), ob = buf_of(l, n), m, r = -1, s1, s2 = -1, ga, gb;
+  KExpr *g, *p, *q;
+  KStmt **at = &l->kg.k->body;
+  KStmt **grp = loopv(l, &at, &g, G, KL_PARALLEL);
+  grp = let(l, grp, &m, load(l, buf_of(l, mean), g));
+  if (!isvar)
+    grp = let(l, grp, &r, bin(l, KB_DIV, cf(l, 1), un(l, KU_SQRT, add(l, load(l, buf_of(l, n->in[3]), g), cf(l, n->a.f[0])))));
+  grp = let(l, grp, &s1, cd(l, 0));
+  if (!isvar) grp = let(l, grp, &s2, cd(l, 0));
+  KStmt **in = pq_loops(l, &grp, &p, &q, P, Q, 0);
+  KExpr *idx = add(l, muli(l, add(l, muli(l, p, G), g), Q), q);
+  KExpr *d = bin(l, KB_SUB, load(l, xb, idx), var(l, m));
+  if (isvar) {
+    KExpr *dd = cast(l, KT_F64, d);
+    set(l, in, s1, add(l, var(l, s1), mul(l, dd, dd)));
+    store(l, grp, ob, g, cast(l, KT_F32, bin(l, KB_DIV, var(l, s1), cd(l, cnt))));
+    l->kg.k->flops = 3.0 * (double)numel(x);
+    return;
+  }
+  KExpr *gy = load(l, buf_of(l, n->in[0]), idx);
+  in = set(l, in, s1, add(l, var(l, s1), cast(l, KT_F64, gy)));
+  set(l, in, s2, add(l, var(l, s2), cast(l, KT_F64, mul(l, gy, mul(l, d, var(l, r))))));
+  grp = let(l, grp, &ga, cast(l, KT_F32, bin(l, KB_DIV, var(l, s1), cd(l, cnt))));
+  grp = let(l, grp, &gb, cast(l, KT_F32, bin(l, KB_DIV, var(l, s2), cd(l, cnt))));
+  KExpr *p2, *q2;
+  in = pq_loops(l, &grp, &p2, &q2, P, Q, KL_VECTOR);
+  idx = add(l, muli(l, add(l, muli(l, p2, G), g), Q), q2);
+  KExpr *xh = mul(l, bin(l, KB_SUB, load(l, xb, idx), var(l, m)), var(l, r));
+  KExpr *t = bin(l, KB_SUB, bin(l, KB_SUB, load(l, buf_of(l, n->in[0]), idx), var(l, ga)), mul(l, xh, var(l, gb)));
+  store(l, in, ob, idx, mul(l, var(l, r), t));
+  l->kg.k->flops = 10.0 * (double)numel(x);
 }
 
 /* splitmix64's finalizer (rng_mix in runtime.h) in kernel IR. */
@@ -973,6 +1046,13 @@ static void update_elem(L *l, const Node *n, KStmt **at, KExpr *i, int ss, int b
     at = store(l, at, sb, i, var(l, s));
     KExpr *sd = add(l, un(l, KU_SQRT, var(l, s)), cf(l, eps));
     store(l, at, pb, i, add(l, P, bin(l, KB_DIV, mul(l, cf(l, -lr), G), sd)));
+    break;
+  }
+  case OP_RUNNING_STATS: {  /* f: momentum; i[0] count; p, g: running mean and variance */
+    double mom = f[0], c = (double)n->a.i[0];
+    KExpr *bm = load(l, buf_of(l, n->in[2]), i), *bv = load(l, buf_of(l, n->in[3]), i);
+    at = store(l, at, pb, i, add(l, mul(l, bm, cf(l, mom)), mul(l, P, cf(l, 1 - mom))));
+    store(l, at, gb, i, add(l, mul(l, bv, cf(l, mom * c / (c - 1))), mul(l, var(l, g), cf(l, 1 - mom))));
     break;
   }
   default: NNDC_ASSERT(0);

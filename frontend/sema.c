@@ -132,6 +132,8 @@ typedef struct Sema {
   Map fed;             /* symbol -> int64_t*: first dim of an input that is fed */
   Map *globals, *frame;
   const char *prefix;  /* inside a layer: "h1" or "enc.h1"; NULL at file level */
+  Expr *rhs;           /* the call that is the whole right-hand side of the assignment being run */
+  const char *rhs_name;  /* its first assigned name */
   int depth;           /* inlined calls now active */
   int dropout_key;
   int64_t steps;
@@ -766,55 +768,182 @@ static Value bi_pool(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
   return op1(s, call, b->op, arg_tensor(s, &arg[0]), &at);
 }
 
-/* dim(x, k): a compile-time integer */
+/* The statistics of x over mask as NORMALIZE(x, mean, var): mean and the
+ * biased variance in *mean and *var (keepdims), xhat returned; NULL after
+ * reporting. */
+static Node *normalized(Sema *s, Loc loc, Node *x, int64_t mask, double eps, Node **mean, Node **var) {
+  Attr red = {0};
+  red.i[0] = mask;
+  red.i[1] = 1;
+  *mean = ir_op(s->g, s->d, loc, OP_MEAN, &x, 1, &red);
+  if (!*mean) return NULL;
+  Node *mv[2] = {x, *mean};
+  *var = ir_op(s->g, s->d, loc, OP_VAR, mv, 2, &red);
+  if (!*var) return NULL;
+  Attr na = {0};
+  na.i[0] = mask;
+  na.f[0] = eps;
+  Node *in[3] = {x, *mean, *var};
+  return ir_op(s->g, s->d, loc, OP_NORMALIZE, in, 3, &na);
+}
+
+/* y * w + b with w and b ([D]) reshaped to sh (x's axis of them kept). */
+static Value affine(Sema *s, Loc loc, Node *y, Node *w, Node *b, const Shape *sh) {
+  Value wr = reshape_to(s, loc, w, sh), br = reshape_to(s, loc, b, sh);
+  if (wr.kind == V_ERR || br.kind == V_ERR) return v_err;
+  Node *yw[2] = {y, wr.t};
+  Node *t = ir_op(s->g, s->d, loc, OP_MUL, yw, 2, NULL);
+  Node *tb[2] = {t, br.t};
+  return t ? v_tensor(ir_op(s->g, s->d, loc, OP_ADD, tb, 2, NULL)) : v_err;
+}
+
+/* w and b of a normalization over channels of size D: both f32[D]. */
+static int want_affine(Sema *s, Expr *call, Arg *arg, int64_t D, Node **w, Node **b) {
+  if (!arg[1].e) return 0;
+  *w = arg_tensor(s, &arg[1]);
+  *b = arg_tensor(s, &arg[2]);
+  if (!*w || !*b) return -1;
+  for (int k = 0; k < 2; k++) {
+    const Node *t = k ? *b : *w;
+    if (t->dt != DT_F32 || t->shape.rank != 1 || t->shape.dim[0] != D) {
+      diag_error(s->d, arg[1 + k].e->loc, "%s: %s must be f32[%lld] (the %s of x), got %s", call->text, k ? "b" : "w",
+                 (long long)D, !strcmp(call->text, "layer_norm") ? "last axis" : "channels", nshp(s, t));
+      return -1;
+    }
+  }
+  return 0;
+}
+
 /* layer_norm(x, w, b, eps=1e-5), layer_norm(x, eps=1e-5) over the last axis,
- * as torch.nn.functional.layer_norm (biased variance), composed of existing
- * ops: d = x - mean(x), y = d / sqrt(mean(d * d) + eps), then y * w + b.
- * (Not yet the one fused kernel of issue 12.) */
+ * as torch.nn.functional.layer_norm (biased variance): MEAN, VAR and one
+ * NORMALIZE (whose gradient is one NORMALIZE_BWD kernel); the affine
+ * w * xhat + b fuses with the normalization into one kernel. */
 static Value bi_layer_norm(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
   (void)b;
   double eps = 1e-5;
-  Node *x = arg_tensor(s, &arg[0]);
+  Node *x = arg_tensor(s, &arg[0]), *w = NULL, *bb = NULL, *mean, *var;
   if (!x || opt_num(s, &arg[3], 1e-5, "eps", &eps)) return v_err;
   if (x->dt != DT_F32 || x->shape.rank < 1) {
-    diag_error(s->d, arg[0].e->loc, "layer_norm needs an f32 tensor of rank 1 or more");
+    diag_error(s->d, arg[0].e->loc, "layer_norm needs an f32 tensor of rank 1 or more, got %s", nshp(s, x));
+    return v_err;
+  }
+  if (!(eps > 0)) {
+    diag_error(s->d, arg[3].e->loc, "layer_norm: eps must be > 0, got %g", eps);
     return v_err;
   }
   if ((arg[1].e == NULL) != (arg[2].e == NULL)) {
     diag_error(s->d, call->loc, "layer_norm takes both w and b, or neither");
     return v_err;
   }
-  int64_t D = x->shape.dim[x->shape.rank - 1];
-  Attr red = {0};
-  red.i[0] = (int64_t)1 << (x->shape.rank - 1);
-  red.i[1] = 1;
-  Shape sc = {0, {0}};
-  Node *m = ir_op(s->g, s->d, call->loc, OP_MEAN, &x, 1, &red);
-  if (!m) return v_err;
-  Node *in2[2] = {x, m};
-  Node *d = ir_op(s->g, s->d, call->loc, OP_SUB, in2, 2, NULL);
-  Node *dd[2] = {d, d};
-  Node *sq = ir_op(s->g, s->d, call->loc, OP_MUL, dd, 2, NULL);
-  Node *v = ir_op(s->g, s->d, call->loc, OP_MEAN, &sq, 1, &red);
-  Node *ve[2] = {v, ir_const(s->g, call->loc, &sc, eps)};
-  Node *den = ir_op(s->g, s->d, call->loc, OP_ADD, ve, 2, NULL);
-  den = ir_op(s->g, s->d, call->loc, OP_SQRT, &den, 1, NULL);
-  Node *q[2] = {d, den};
-  Node *y = ir_op(s->g, s->d, call->loc, OP_DIV, q, 2, NULL);
+  int r = x->shape.rank;
+  int64_t D = x->shape.dim[r - 1];
+  if (want_affine(s, call, arg, D, &w, &bb)) return v_err;
+  Node *y = normalized(s, call->loc, x, (int64_t)1 << (r - 1), eps, &mean, &var);
   if (!y) return v_err;
-  if (!arg[1].e) return v_tensor(y);
-  Node *w = arg_tensor(s, &arg[1]), *bb = arg_tensor(s, &arg[2]);
-  if (!w || !bb) return v_err;
-  if (w->shape.rank != 1 || w->shape.dim[0] != D || bb->shape.rank != 1 || bb->shape.dim[0] != D) {
-    diag_error(s->d, call->loc, "layer_norm: w and b must have shape [%lld] (the last axis of x)", (long long)D);
-    return v_err;
-  }
-  Node *yw[2] = {y, w};
-  Node *t = ir_op(s->g, s->d, call->loc, OP_MUL, yw, 2, NULL);
-  Node *tb[2] = {t, bb};
-  return t ? v_tensor(ir_op(s->g, s->d, call->loc, OP_ADD, tb, 2, NULL)) : v_err;
+  if (!w) return v_tensor(y);
+  Shape sh = {1, {D}};
+  return affine(s, call->loc, y, w, bb, &sh);
 }
 
+/* A running statistic of batch_norm, the param PREFIX.name (created at its
+ * first use, shared by later calls with the same prefix, as params are). */
+static Node *running_stat(Sema *s, Loc loc, const char *prefix, const char *name, int64_t C, int ones) {
+  const char *full = arena_printf(s->a, "%s.%s", prefix, name);
+  Shape sh = {1, {C}};
+  Node *n = map_get(&s->params, full);
+  if (n && (!n->running || !shape_eq(&n->shape, &sh))) {
+    diag_error(s->d, loc, "batch_norm's running statistic '%s' clashes with the param %s %s", full, full, nshp(s, n));
+    return NULL;
+  }
+  if (!n) {
+    n = ir_leaf(s->g, loc, OP_PARAM, DT_F32, &sh, full);
+    n->init.kind = ones ? INIT_ONES : INIT_ZEROS;
+    n->running = 1;
+    map_put(s->a, &s->params, n->name, n);
+    push_named(s, &s->g->params, &s->g->nparams, &s->cap_par, n->name, n);
+  }
+  return n;
+}
+
+/* batch_norm(x, w, b, momentum=0.1, eps=1e-5), x [N, C] or [N, C, H, W], as
+ * torch.nn.BatchNorm1d/2d.  Training: the batch's statistics (MEAN, VAR,
+ * NORMALIZE as layer_norm) and a RUNNING_STATS update of PREFIX.running_mean
+ * and PREFIX.running_var (spec 6, Modes); evaluation: those two. */
+static Value bi_batch_norm(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
+  (void)b;
+  double mom = 0.1, eps = 1e-5;
+  Node *x = arg_tensor(s, &arg[0]), *w = NULL, *bb = NULL;
+  if (!x || opt_num(s, &arg[3], 0.1, "momentum", &mom) || opt_num(s, &arg[4], 1e-5, "eps", &eps)) return v_err;
+  int r = x->shape.rank;
+  if (x->dt != DT_F32 || (r != 2 && r != 4)) {
+    diag_error(s->d, arg[0].e->loc, "batch_norm needs x f32[N, C] or f32[N, C, H, W], got %s", nshp(s, x));
+    return v_err;
+  }
+  if (!(mom >= 0 && mom <= 1)) {
+    diag_error(s->d, arg[3].e->loc, "batch_norm: momentum must be in [0, 1], got %g", mom);
+    return v_err;
+  }
+  if (!(eps > 0)) {
+    diag_error(s->d, arg[4].e->loc, "batch_norm: eps must be > 0, got %g", eps);
+    return v_err;
+  }
+  int64_t C = x->shape.dim[1];
+  if (want_affine(s, call, arg, C, &w, &bb)) return v_err;
+  const char *prefix = s->prefix ? s->prefix : s->rhs == call ? s->rhs_name : NULL;
+  if (!prefix) {
+    diag_error(s->d, call->loc,
+               "batch_norm keeps running statistics named after its assignment: at file level its call must be the "
+               "whole right-hand side (h = batch_norm(...)), or inside a layer");
+    return v_err;
+  }
+  const char *key = arena_printf(s->a, "#batch_norm %s", prefix);
+  if (map_get(s->frame, key)) {
+    diag_error(s->d, call->loc,
+               "a second batch_norm with the prefix '%s' would share its running statistics; give each its own layer "
+               "or assignment", prefix);
+    return v_err;
+  }
+  map_put(s->a, s->frame, key, x);
+  Node *rm = running_stat(s, call->loc, prefix, "running_mean", C, 0);
+  Node *rv = running_stat(s, call->loc, prefix, "running_var", C, 1);
+  if (!rm || !rv) return v_err;
+  Shape ks = {r, {1, C, 1, 1}};
+  int64_t mask = r == 2 ? 1 : 0xD, count = shape_numel(&x->shape) / (C ? C : 1);
+  Node *y;
+  if (s->o->training) {
+    if (count <= 1) {
+      diag_error(s->d, call->loc, "batch_norm needs more than one value per channel in training, got x %s",
+                 nshp(s, x));
+      return v_err;
+    }
+    Node *mean, *var;
+    if (!(y = normalized(s, call->loc, x, mask, eps, &mean, &var))) return v_err;
+    Shape cs = {1, {C}};
+    Node *in[4] = {rm, rv, ir_reshape(s->g, mean, &cs), ir_reshape(s->g, var, &cs)};
+    Attr ua = {0};
+    ua.f[0] = mom;
+    ua.i[0] = count;
+    Node *u = ir_op(s->g, s->d, call->loc, OP_RUNNING_STATS, in, 4, &ua);
+    if (!u) return v_err;
+    Graph *g = s->g;
+    Node **ups = arena_alloc(s->a, sizeof *ups * (size_t)(g->nupdates + 1));
+    if (g->nupdates) memcpy(ups, g->updates, sizeof *ups * (size_t)g->nupdates);
+    ups[g->nupdates++] = u;
+    g->updates = ups;
+  } else {
+    Value m = reshape_to(s, call->loc, rm, &ks), v = reshape_to(s, call->loc, rv, &ks);
+    if (m.kind == V_ERR || v.kind == V_ERR) return v_err;
+    Shape sc = {0, {0}};
+    Node *d[2] = {x, m.t}, *ve[2] = {v.t, ir_const(s->g, call->loc, &sc, eps)};
+    Node *den = ir_op(s->g, s->d, call->loc, OP_ADD, ve, 2, NULL);
+    den = den ? ir_op(s->g, s->d, call->loc, OP_SQRT, &den, 1, NULL) : NULL;
+    Node *q[2] = {ir_op(s->g, s->d, call->loc, OP_SUB, d, 2, NULL), den};
+    if (!q[0] || !q[1] || !(y = ir_op(s->g, s->d, call->loc, OP_DIV, q, 2, NULL))) return v_err;
+  }
+  return w ? affine(s, call->loc, y, w, bb, &ks) : v_tensor(y);
+}
+
+/* dim(x, k): a compile-time integer */
 static Value bi_dim(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
   int64_t k;
   (void)b;
@@ -852,7 +981,8 @@ static const Builtin sugar[] = {
   {"ones", bi_fill, OP_CONST, 1, {"shape"}},
   {"full", bi_fill, OP_CONST, 2, {"shape", "value"}},
   {"dim", bi_dim, OP_INPUT, 2, {"x", "k"}},
-  {"layer_norm", bi_layer_norm, OP_MEAN, 1, {"x", "w", "b", "eps"}},
+  {"layer_norm", bi_layer_norm, OP_NORMALIZE, 1, {"x", "w", "b", "eps"}},
+  {"batch_norm", bi_batch_norm, OP_NORMALIZE, 3, {"x", "w", "b", "momentum", "eps"}},
 };
 
 static const Builtin *find_builtin(const char *name) {
@@ -899,12 +1029,24 @@ static Value call_builtin(Sema *s, const Builtin *b, Expr *call) {
 
 static int stmts_make_layer(Sema *s, Stmt **body, int n);
 
-/* A layer declares a param, directly or by assigning a layer call. */
+/* A call of batch_norm anywhere in e: it keeps running statistics. */
+static int calls_batch_norm(const Expr *e) {
+  if (!e) return 0;
+  if (e->kind == EX_CALL && !strcmp(e->text, "batch_norm")) return 1;
+  if (calls_batch_norm(e->lhs) || calls_batch_norm(e->rhs)) return 1;
+  for (int k = 0; k < e->nitems; k++)
+    if (calls_batch_norm(e->items[k])) return 1;
+  return 0;
+}
+
+/* A layer declares a param, directly, by calling batch_norm (its running
+ * statistics) or by assigning a layer call. */
 static int fn_is_layer(Sema *s, FnDef *fn) {
   if (fn->layer_state == 2) return fn->is_layer;
   if (fn->layer_state == 1) return 0;   /* recursion: reported when called */
   fn->layer_state = 1;
   fn->is_layer = stmts_make_layer(s, fn->body, fn->nbody);
+  for (int k = 0; k < fn->nrets && !fn->is_layer; k++) fn->is_layer = calls_batch_norm(fn->rets[k]);
   fn->layer_state = 2;
   return fn->is_layer;
 }
@@ -912,7 +1054,7 @@ static int fn_is_layer(Sema *s, FnDef *fn) {
 static int stmts_make_layer(Sema *s, Stmt **body, int n) {
   for (int i = 0; i < n; i++) {
     Stmt *st = body[i];
-    if (st->kind == ST_PARAM) return 1;
+    if (st->kind == ST_PARAM || calls_batch_norm(st->value)) return 1;
     if (st->kind == ST_FOR && stmts_make_layer(s, st->body, st->nbody)) return 1;
     if (st->kind == ST_ASSIGN && st->value->kind == EX_CALL) {
       FnDef *f = map_get(&s->fns, st->value->text);
@@ -1402,12 +1544,17 @@ static void exec_result(Sema *s, Stmt *st) {
 }
 
 static void exec_assign(Sema *s, Stmt *st) {
-  Expr *e = st->value;
+  Expr *e = st->value, *saved_rhs = s->rhs;
+  const char *saved_name = s->rhs_name;
   Value v;
+  s->rhs = e->kind == EX_CALL ? e : NULL;
+  s->rhs_name = st->names[0];
   if (e->kind == EX_CALL && map_get(&s->fns, e->text))
     v = eval_call(s, e, s->prefix ? arena_printf(s->a, "%s.%s", s->prefix, st->names[0]) : st->names[0]);
   else
     v = eval(s, e);
+  s->rhs = saved_rhs;
+  s->rhs_name = saved_name;
   int n = v.kind == V_TUPLE ? v.n : 1;
   if (v.kind == V_NONE) {
     diag_error(s->d, e->loc, "'%s' returns no value", e->kind == EX_CALL ? e->text : "this");

@@ -216,10 +216,11 @@ static int infer_binary(Infer *f) {
 }
 
 /* c [N, 1], a [N, M], b [] -> out [N, M]: the three broadcast; a and b are
- * f32, the condition c f32 or i32 (nonzero picks a). */
+ * f32, the condition c f32 or i32 (nonzero picks a).  NORMALIZE's three
+ * (x, mean, var) broadcast the same way, all f32. */
 static int infer_where(Infer *f) {
   char b1[SBUF], b2[SBUF], b3[SBUF];
-  if (want_f32(f, 1) || want_f32(f, 2)) return -1;
+  if ((f->op != OP_WHERE && want_f32(f, 0)) || want_f32(f, 1) || want_f32(f, 2)) return -1;
   Shape s;
   if (!shape_broadcast(&f->in[0]->shape, &f->in[1]->shape, &s) || !shape_broadcast(&s, &f->in[2]->shape, &f->shape))
     return fail(f, "shape mismatch in 'where': %s, %s and %s cannot broadcast", sstr(f->in[0], b1), sstr(f->in[1], b2),
@@ -299,6 +300,51 @@ static int infer_reduce(Infer *f) {
       f->shape.dim[f->shape.rank++] = 1;
   }
   if (f->op == OP_MAX && shape_numel(s) == 0) return fail(f, "max of an empty tensor");
+  f->dt = DT_F32;
+  return 0;
+}
+
+/* The keepdims shape of a reduction of x over mask (0: every axis) into *out. */
+static int keep_shape(Infer *f, const Shape *x, Shape *out) {
+  uint64_t mask = (uint64_t)f->a->i[0];
+  if (x->rank < 64 && (mask >> x->rank) != 0) return fail(f, "%s: axis out of range", op_info[f->op].name);
+  if (mask == 0) mask = ((uint64_t)1 << x->rank) - 1;
+  *out = *x;
+  for (int k = 0; k < x->rank; k++)
+    if (mask >> k & 1) out->dim[k] = 1;
+  return 0;
+}
+
+/* The statistics operands of VAR (x, mean), NORMALIZE (x, mean, var) and
+ * NORMALIZE_BWD (gy, x, mean, var) have the keepdims shape of x reduced
+ * over the mask. */
+static int want_stats(Infer *f, const Shape *x, int first) {
+  char b1[SBUF], b2[SBUF];
+  Shape k;
+  if (keep_shape(f, x, &k)) return -1;
+  for (int j = first; j < f->nin; j++)
+    if (!shape_eq(&f->in[j]->shape, &k))
+      return fail(f, "%s: statistics %s do not match %s", op_info[f->op].name, sstr(f->in[j], b1),
+                  shape_str(&k, DT_F32, b2, SBUF));
+  return 0;
+}
+
+/* VAR: x [N, C, H, W], mean [1, C, 1, 1] (mask {0, 2, 3}) -> [1, C, 1, 1]. */
+static int infer_var(Infer *f) {
+  if (want_all_f32(f) || want_stats(f, &f->in[0]->shape, 1)) return -1;
+  f->shape = f->in[1]->shape;
+  f->dt = DT_F32;
+  return 0;
+}
+
+/* NORMALIZE_BWD: gy [N, D], x [N, D], mean [N, 1], var [N, 1] -> dx [N, D]. */
+static int infer_normalize_bwd(Infer *f) {
+  char b1[SBUF], b2[SBUF];
+  if (want_all_f32(f)) return -1;
+  if (!shape_eq(&f->in[0]->shape, &f->in[1]->shape))
+    return fail(f, "normalize_bwd: gradient %s does not match x %s", sstr(f->in[0], b1), sstr(f->in[1], b2));
+  if (want_stats(f, &f->in[1]->shape, 2)) return -1;
+  f->shape = f->in[1]->shape;
   f->dt = DT_F32;
   return 0;
 }

@@ -168,6 +168,7 @@ static double unary(Op op, const double *f, double x) {
 double interp_ew(Op op, const double *f, const double *x) {
   NNDC_ASSERT(op_info[op].flags & F_EW);
   if (op == OP_WHERE) return x[0] != 0 ? x[1] : x[2];
+  if (op == OP_NORMALIZE) return (float)(((float)x[0] - (float)x[1]) / sqrt(x[2] + f[0]));
   return op_info[op].nin == 2 ? binary(op, x[0], x[1]) : unary(op, f, x[0]);
 }
 
@@ -220,12 +221,13 @@ static int k_tril(K *k) {
   return 0;
 }
 
-/* y[i] = c[bcast(i)] != 0 ? a[bcast(i)] : b[bcast(i)]: c [N, 1], a [N, M], b [] -> y [N, M] */
-static int k_where(K *k) {
+/* The three-operand elementwise ops (WHERE, NORMALIZE) through interp_ew:
+ * c [N, 1], a [N, M], b [] -> y [N, M], every operand broadcast. */
+static int k_ew3(K *k) {
   for (int64_t i = 0; i < k->ny; i++) {
     double v[3];
     for (int j = 0; j < 3; j++) v[j] = get(k->n->in[j], k->x[j], bcast_offset(&k->n->shape, &k->n->in[j]->shape, i));
-    Y[i] = (float)(v[0] != 0 ? v[1] : v[2]);
+    Y[i] = (float)interp_ew(k->n->op, k->n->a.f, v);
   }
   return 0;
 }
@@ -263,6 +265,52 @@ static int k_reduce(K *k) {
   }
   for (int64_t o = 0; o < k->ny; o++) Y[o] = (float)(k->n->op == OP_MEAN ? acc[o] / (double)cnt : acc[o]);
   free(acc);
+  return 0;
+}
+
+/* VAR: x [N, C, H, W], mean [1, C, 1, 1] (mask {0, 2, 3}) -> y [1, C, 1, 1]:
+ * the mean of (x - mean)^2 over the mask (in double). */
+static int k_var(K *k) {
+  const Shape *in = &k->n->in[0]->shape;
+  uint64_t mask = (uint64_t)k->n->a.i[0];
+  if (mask == 0) mask = ((uint64_t)1 << in->rank) - 1;
+  int64_t nin = shape_numel(in), cnt = k->ny ? nin / k->ny : 0;
+  double *acc = calloc((size_t)(k->ny ? k->ny : 1), sizeof(double));
+  if (!acc) return OOM;
+  for (int64_t i = 0; i < nin; i++) {
+    int64_t o = reduce_offset(in, mask, i);
+    double d = (double)X0[i] - X1[o];
+    acc[o] += d * d;
+  }
+  for (int64_t o = 0; o < k->ny; o++) Y[o] = (float)(acc[o] / (double)cnt);
+  free(acc);
+  return 0;
+}
+
+/* NORMALIZE_BWD: gy, x [N, D], mean, var [N, 1] (mask {1}) -> dx [N, D]:
+ * with r = 1/sqrt(var + eps) and xhat = (x - mean) r per group,
+ * dx = r (gy - mean(gy) - xhat mean(gy xhat)), the means over the group. */
+static int k_normalize_bwd(K *k) {
+  const Shape *in = &k->n->shape;
+  uint64_t mask = (uint64_t)k->n->a.i[0];
+  if (mask == 0) mask = ((uint64_t)1 << in->rank) - 1;
+  const float *gy = X0, *x = X1, *mean = k->x[2], *var = k->val[k->n->in[3]->id];
+  int64_t ng = shape_numel(&k->n->in[2]->shape), cnt = ng ? k->ny / ng : 0;
+  double *s1 = calloc((size_t)(2 * ng + 1), sizeof(double)), *s2 = s1 + ng;
+  if (!s1) return OOM;
+  double eps = k->n->a.f[0];
+  for (int64_t i = 0; i < k->ny; i++) {
+    int64_t o = reduce_offset(in, mask, i);
+    double xh = ((double)x[i] - mean[o]) / sqrt((double)var[o] + eps);
+    s1[o] += gy[i];
+    s2[o] += gy[i] * xh;
+  }
+  for (int64_t i = 0; i < k->ny; i++) {
+    int64_t o = reduce_offset(in, mask, i);
+    double r = 1 / sqrt((double)var[o] + eps), xh = ((double)x[i] - mean[o]) * r;
+    Y[i] = (float)(r * (gy[i] - s1[o] / (double)cnt - xh * s2[o] / (double)cnt));
+  }
+  free(s1);
   return 0;
 }
 

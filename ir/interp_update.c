@@ -91,6 +91,18 @@ static void adagrad(const Node *n, void **val, int64_t cnt, int64_t step) {
   }
 }
 
+/* torch.nn.BatchNorm's running statistics: r = momentum * batch + (1 -
+ * momentum) * r in double, the batch variance made unbiased (count /
+ * (count - 1)); operands running_mean, running_var, mean, var. */
+static void running_stats(const Node *n, void **val, int64_t cnt) {
+  float *rm = buf(n, val, 0), *rv = buf(n, val, 1), *m = buf(n, val, 2), *v = buf(n, val, 3);
+  double mom = n->a.f[0], c = (double)n->a.i[0], unb = c / (c - 1);
+  for (int64_t i = 0; i < cnt; i++) {
+    rm[i] = (float)(mom * m[i] + (1 - mom) * rm[i]);
+    rv[i] = (float)(mom * ((double)v[i] * unb) + (1 - mom) * rv[i]);
+  }
+}
+
 int interp_update(const Node *n, void **val, const RunCtx *ctx) {
   int64_t cnt = shape_numel(&n->in[0]->shape);
   int64_t step = ctx && ctx->step > 0 ? ctx->step : 1;
@@ -99,6 +111,7 @@ int interp_update(const Node *n, void **val, const RunCtx *ctx) {
   case OP_OPT_ADAM: adam(n, val, cnt, step); break;
   case OP_OPT_RMSPROP: rmsprop(n, val, cnt); break;
   case OP_OPT_ADAGRAD: adagrad(n, val, cnt, step); break;
+  case OP_RUNNING_STATS: running_stats(n, val, cnt); break;
   default: NNDC_ASSERT(!"interp_update: not an update op");
   }
   return 0;

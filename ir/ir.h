@@ -77,6 +77,8 @@ struct Node {
   Attr a;
   const char *name;    /* INPUT, PARAM, STATE: the name ("h1.W"); else NULL */
   Init init;           /* PARAM */
+  int running;         /* PARAM: a running statistic of batch_norm: model state, saved
+                        * and loaded with the params, never given to an optimizer */
   Loc loc;             /* where the user wrote it (autodiff: the forward node's) */
 };
 

@@ -162,6 +162,14 @@ static void vjp_where(AD *ad, Node *n, Node *dy) {
     }
 }
 
+/* normalize(x, mean, var) with mean and var the statistics of x over the
+ * mask (sema builds it so): the gradient of the whole normalization, to x
+ * alone, as one NORMALIZE_BWD; the statistics pass none (theirs is in it). */
+static void vjp_normalize(AD *ad, Node *n, Node *dy) {
+  Node *in[4] = {dy, n->in[0], n->in[1], n->in[2]};
+  acc(ad, n->in[0], ir_build(ad->g, OP_NORMALIZE_BWD, in, 4, &n->a, n->loc));
+}
+
 /* maximum/minimum: the winner takes dy, ties split it evenly. */
 static void vjp_minmax(AD *ad, Node *n, Node *dy) {
   Node *a = n->in[0], *b = n->in[1];

@@ -4,7 +4,8 @@
  * the optimizer's state buffers as STATE leaves named "<p>.<slot>" (zero
  * initialised by the runtime, kept across steps, listed in g->states) and one
  * OPT_* update node (operands: p, grad, states...; attrs as ops.def lists),
- * listed in g->updates.  The update rules themselves (torch.optim 1.13) are
+ * listed in g->updates (after batch_norm's RUNNING_STATS updates, which sema
+ * lists there; its running statistics get no optimizer).  The update rules themselves (torch.optim 1.13) are
  * the reference kernels in ir/interp_update.c and their lowerings.
  *
  * An output, metric or loss that is a param, or a reshape of one, would
@@ -113,6 +114,7 @@ int pass_optim(Diag *d, Graph *g) {
   for (int i = 0; i < g->nmetrics; i++) g->metrics[i].node = before_update(g, g->metrics[i].node);
   if (g->loss) g->loss = before_update(g, g->loss);
   Attr a = optim_attr(&g->train.opt);
-  for (int i = 0; i < g->nparams; i++) add_update(g, i, &a);
+  for (int i = 0; i < g->nparams; i++)
+    if (!g->params[i].node->running) add_update(g, i, &a);
   return 0;
 }

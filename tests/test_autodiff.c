@@ -702,3 +702,45 @@ Test(autodiff, embedding) {
   check(&t, op(&t, OP_EMBEDDING, tab, ids, NULL));
   t_free(&t);
 }
+
+/* A model's text compiled in training mode, then every param checked
+ * (loss = sum(y * r) with r a fed random input). */
+static void source_case(const char *text) {
+  T t;
+  t_init(&t);
+  BuildOpts o = {0};
+  o.training = 1;
+  cr_assert_eq(util_compile(&t.u.d, &t.u.g, text, &o), 0, "%s", t.u.d.buf ? t.u.d.buf : "");
+  fill_model_params(&t);
+  Graph *g = &t.u.g;
+  for (int i = 0; i < g->ninputs; i++) {
+    Node *in = g->inputs[i].node;
+    int64_t n = shape_numel(&in->shape);
+    float *x = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    util_fill(x, n, 500 + (uint64_t)i, -2, 2);
+    t_bind(&t, in, x);
+  }
+  t.eps = 1e-3;
+  t.atol = 2e-3;
+  t.rtol = 1e-2;
+  check_loss(&t, 24);
+  t_free(&t);
+}
+
+/* batch_norm in training mode (the batch's statistics) and layer_norm: one
+ * NORMALIZE_BWD carries the gradient through the statistics' dependence on
+ * x; finite differences of the whole composite check it, w and b too. */
+Test(autodiff, batch_norm_training) {
+  source_case("input x: f32[4, 3, 5, 3]\ninput r: f32[4, 3, 5, 3]\nparam s: f32[3, 5, 3] = uniform(0.5, 1.5)\n"
+              "param w: f32[3] = uniform(0.5, 1.5)\nparam b: f32[3] = uniform(-1, 1)\n"
+              "h = batch_norm(x * s, w, b)\nloss = sum(h * r)\n");
+  source_case("input x: f32[6, 4]\ninput r: f32[6, 4]\nparam s: f32[4] = uniform(0.5, 1.5)\n"
+              "param w: f32[4] = uniform(0.5, 1.5)\nparam b: f32[4] = uniform(-1, 1)\n"
+              "h = batch_norm(x * s, w, b, eps=1e-3)\nloss = sum(h * r)\n");
+}
+
+Test(autodiff, layer_norm) {
+  source_case("input x: f32[2, 3, 7]\ninput r: f32[2, 3, 7]\nparam s: f32[7] = uniform(0.5, 1.5)\n"
+              "param w: f32[7] = uniform(0.5, 1.5)\nparam b: f32[7] = uniform(-1, 1)\n"
+              "loss = sum(layer_norm(x * s, w, b) * r) + sum(layer_norm(x * s + b, eps=1e-3) * r)\n");
+}

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "codegen/target.h"
 #include "util.h"
 
 static const char *models[] = {"autoencoder", "deep_mlp", "lenet", "linreg", "logreg", "lstm", "mlp", "rnn"};
@@ -527,7 +528,7 @@ Test(cli, layer_norm_values_and_errors) {
   }
   static const char *const bad[][2] = {
     {"input x: f32[3, 5]\nparam w: f32[5]\noutput y = layer_norm(x, w)\n", "both w and b, or neither"},
-    {"input x: f32[3, 5]\nparam w: f32[4]\nparam b: f32[4]\noutput y = layer_norm(x, w, b)\n", "must have shape [5]"},
+    {"input x: f32[3, 5]\nparam w: f32[4]\nparam b: f32[4]\noutput y = layer_norm(x, w, b)\n", "w must be f32[5]"},
   };
   for (int i = 0; i < 2; i++) {
     cr_assert_eq(util_write_file(m, bad[i][0]), 0);
@@ -537,5 +538,96 @@ Test(cli, layer_norm_values_and_errors) {
     cr_expect(strstr(o, bad[i][1]), "%s", o);
     free(o);
   }
+  free(dir);
+}
+
+/* batch_norm over [N, C, H, W] and [N, C] and layer_norm against PyTorch
+ * (tests/golden/gen_norm.py): one training step of sgd on a batch from
+ * given params and running statistics gives torch's params and running
+ * statistics (batch statistics, the unbiased running variance, momentum),
+ * on both engines and every target the host runs; then the evaluation-mode
+ * output with the stepped state (running statistics) is torch's. */
+Test(cli, norm_against_torch) {
+  const char *G = NNDC_SRC_DIR "/tests/golden/norm";
+  static const char *const names[] = {"k", "g1", "b1", "W", "g2", "b2", "lw", "lb", "h1.running_mean",
+                                      "h1.running_var", "h2.running_mean", "h2.running_var"};
+  static const char *const runs[][2] = {{"interp", "host"}, {"jit", "generic"}, {"jit", "avx2"}, {"jit", "avx512"}};
+  char *dir = util_tmpdir(), p[900], q[900];
+  for (int e = 0; e < 4; e++) {
+    TargetKind tk = !strcmp(runs[e][1], "avx512") ? TARGET_AVX512 : !strcmp(runs[e][1], "avx2") ? TARGET_AVX2 : TARGET_GENERIC;
+    if (e > 0 && !target_host_runs(tk)) continue;
+    int st;
+    char *o = nndc(&st, "train %s/norm.nnd --data x=%s/x.npy --data y=%s/y.npy --load %s/init --save %s/s%d "
+                   "--no-shuffle --engine %s --target %s", G, G, G, G, dir, e, runs[e][0], runs[e][1]);
+    cr_assert_eq(st, 0, "%s", o);
+    free(o);
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+      snprintf(p, sizeof p, "%s/s%d/%s.npy", dir, e, names[i]);
+      snprintf(q, sizeof q, "%s/step/%s.npy", G, names[i]);
+      int64_t n, m;
+      float *got = read_f32(p, &n), *want = read_f32(q, &m);
+      cr_assert_eq(n, m);
+      char label[200];
+      snprintf(label, sizeof label, "%s/%s %s", runs[e][0], runs[e][1], names[i]);
+      cr_expect_leq(util_compare(label, got, want, n, 1e-5, 1e-4), 1.0, "%s", label);
+      free(got);
+      free(want);
+    }
+    o = nndc(&st, "run %s/norm.nnd --feed x=%s/x.npy --load %s/s%d --out %s/r%d --engine %s --target %s", G, G,
+             dir, e, dir, e, runs[e][0], runs[e][1]);
+    cr_assert_eq(st, 0, "%s", o);
+    free(o);
+    snprintf(p, sizeof p, "%s/r%d/logits.npy", dir, e);
+    snprintf(q, sizeof q, "%s/eval_logits.npy", G);
+    int64_t n, m;
+    float *got = read_f32(p, &n), *want = read_f32(q, &m);
+    cr_assert_eq(n, m);
+    cr_expect_leq(util_compare("eval logits", got, want, n, 1e-5, 1e-4), 1.0, "%s/%s", runs[e][0], runs[e][1]);
+    free(got);
+    free(want);
+  }
+  free(dir);
+}
+
+/* batch_norm's misuses: each a clean FILE:LINE:COL error. */
+Test(cli, batch_norm_errors) {
+  static const char *const bad[][2] = {
+    {"input x: f32[4, 3, 2]\nparam w: f32[3]\nparam b: f32[3]\nh = batch_norm(x, w, b)\noutput y = h\n",
+     "4:16: error: batch_norm needs x f32[N, C] or f32[N, C, H, W], got f32[4,3,2]"},
+    {"input x: f32[4, 3]\nparam w: f32[4]\nparam b: f32[3]\nh = batch_norm(x, w, b)\noutput y = h\n",
+     "4:19: error: batch_norm: w must be f32[3] (the channels of x), got f32[4]"},
+    {"input x: f32[4, 3]\nparam w: f32[3]\nparam b: f32[3]\noutput y = relu(batch_norm(x, w, b))\n",
+     "4:17: error: batch_norm keeps running statistics named after its assignment"},
+    {"input x: f32[4, 3]\nparam w: f32[3]\nparam b: f32[3]\nh = batch_norm(x, w, b, momentum=2)\noutput y = h\n",
+     "momentum must be in [0, 1], got 2"},
+    {"input x: f32[4, 3]\nparam w: f32[3]\nparam b: f32[3]\nconst e = 0\nh = batch_norm(x, w, b, eps=e)\noutput y = h\n",
+     "eps must be > 0, got 0"},
+    {"input x: f32[4, 3]\nparam w: f32[3]\nparam b: f32[3]\nh = batch_norm(x, w, b, momentum=x)\noutput y = h\n",
+     "error: momentum must be a compile-time number"},
+    {"input x: f32[4, 3]\nparam w: f32[3]\nparam b: f32[3]\nfn bn2(x, w, b) {\n  h = batch_norm(x, w, b)\n"
+     "  return batch_norm(h, w, b)\n}\nz = bn2(x, w, b)\noutput y = z\n",
+     "6:10: error: a second batch_norm with the prefix 'z' would share its running statistics"},
+    {"input x: f32[4, 3]\nparam w: f32[3]\nparam b: f32[3]\nfn blk(x, w, b) {\n  param running_mean: f32[3]\n"
+     "  return batch_norm(x, w, b) + running_mean\n}\nz = blk(x, w, b)\noutput y = z\n",
+     "running statistic 'z.running_mean' clashes with the param z.running_mean"},
+  };
+  char *dir = util_tmpdir(), m[600];
+  snprintf(m, sizeof m, "%s/bn.nnd", dir);
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    cr_assert_eq(util_write_file(m, bad[i][0]), 0);
+    int st;
+    char *o = nndc(&st, "check %s", m);
+    cr_expect_eq(st, 1, "%s", o);
+    cr_expect(strstr(o, bad[i][1]), "case %zu: %s", i, o);
+    free(o);
+  }
+  /* one value per channel cannot train (torch refuses it too) */
+  cr_assert_eq(util_write_file(m, "input x: f32[N, 3]\ninput t: f32[N, 3]\nparam w: f32[3]\nparam b: f32[3]\n"
+                                  "h = batch_norm(x, w, b)\nloss = mse(h, t)\n"), 0);
+  int st;
+  char *o = nndc(&st, "bench %s --train -D N=1 --repeats 1", m);
+  cr_expect_eq(st, 1, "%s", o);
+  cr_expect(strstr(o, "more than one value per channel"), "%s", o);
+  free(o);
   free(dir);
 }

@@ -362,6 +362,25 @@ Test(emitc, odd_names) {
   free(dir);
 }
 
+/* batch_norm (training: batch statistics and the running-statistics update
+ * in place; evaluation: the running statistics) and layer_norm.  (The tanh
+ * keeps b1's gradient from vanishing: a batch_norm right after the product
+ * would cancel any shift common to the batch, leaving rounding noise.) */
+Test(emitc, norm) {
+  char *dir = util_tmpdir(), path[1024];
+  snprintf(path, sizeof path, "%s/norm.nnd", dir);
+  cr_assert_eq(util_write_file(path,
+    "input x: f32[N, 2, 7, 5]\ninput y: i32[N]\nparam k: f32[3, 2, 3, 3]\nparam g1: f32[3] = uniform(0.5, 1.5)\n"
+    "param b1: f32[3] = uniform(-1, 1)\nparam W: f32[6, 10]\nparam g2: f32[10] = ones\nparam b2: f32[10]\n"
+    "fn block(x, w, b) {\n  return relu(batch_norm(x, w, b, momentum=0.2))\n}\n"
+    "h1 = block(conv2d(x, k, padding=1), g1, b1)\np = flatten(maxpool2d(h1, 3))\n"
+    "h2 = batch_norm(tanh(p @ W), g2, b2, eps=1e-3)\no = layer_norm(h2) + layer_norm(h2, g2, b2)\noutput logits = o\n"
+    "loss = cross_entropy(o, y)\ntrain { optimizer = sgd(lr=0.1, momentum=0.9) }\n"), 0);
+  Case c = {path, "-D N=5", {{"N", 5, 1}}, 1, "norm"};
+  check_model(&c);
+  free(dir);
+}
+
 /* --weights embeds the params: the forward pass needs none from the caller;
  * without --train the header has no state and no train_step. */
 Test(emitc, embedded_weights) {
