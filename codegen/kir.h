@@ -278,18 +278,26 @@ void gemm_lower(KGen *g, int64_t batch, int64_t M, int64_t N, int64_t K, GemmOpe
 
 /* ----------------------------------------------------------------- conv.c */
 
+/* A convolution's geometry (ops.def attrs i[0..6]): stride, padding and
+ * dilation per axis (h, w) and groups. */
+typedef struct ConvGeom {
+  int64_t s[2], p[2], d[2];  /* strides, paddings, dilations: [0] h, [1] w */
+  int64_t g;                 /* groups: w is [O, C/g, KH, KW] */
+} ConvGeom;
+ConvGeom conv_geom(const Node *n);
 /* Fills g->k (empty) with the kernel of n: CONV2D, CONV2D_BWD_X or
- * CONV2D_BWD_W; ob is n's buffer, b0 and b1 its operands'. */
+ * CONV2D_BWD_W (any geometry, any groups, no scratch); ob is n's buffer, b0
+ * and b1 its operands'. */
 void conv_lower(KGen *g, const Node *n, int ob, int b0, int b1);
-/* The GEMM formulation (lower.c): x [N,C,H,W], w [O,C,KH,KW], y [N,O,OH,OW].
+/* The GEMM formulation (lower.c; groups 1): x [N,C,H,W], w [O,C,KH,KW], y [N,O,OH,OW].
  * conv_im2col fills g->k with col[n*sn + ckk*sk + p*sp] = the input under
  * kernel element ckk = (c, kh, kw) at output position p = (oh, ow), 0 in
  * the padding; conv_col2im sums a [N, C*KH*KW, OH*OW] dcol back into dx;
  * conv_rows copies dy [N,O,P] to [N*P, O]. */
-void conv_im2col(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, int64_t S, int64_t P, int xb, int colb,
+void conv_im2col(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, const ConvGeom *cg, int xb, int colb,
                  int64_t sn, int64_t sk, int64_t sp);
-void conv_im2row(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, int64_t S, int64_t P, int xb, int colb);
-void conv_col2im(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, int64_t S, int64_t P, int dcolb, int dxb);
+void conv_im2row(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, const ConvGeom *cg, int xb, int colb);
+void conv_col2im(KGen *g, const Shape *xs, const Shape *ws, const Shape *ys, const ConvGeom *cg, int dcolb, int dxb);
 void conv_rows(KGen *g, const Shape *ys, int yb, int ob);
 
 /* ----------------------------------------------------------------- plan.c */

@@ -815,16 +815,19 @@ static void lower_loss(L *l, const Node *n) {
  *   CONV2D:       col [N, CKK, P] = im2col(x); y[n] [O, P] = w [O, CKK] @ col[n]
  *   CONV2D_BWD_X: dcol[n] [CKK, P] = w^T @ dy[n] [O, P]; dx = col2im(dcol)
  *   CONV2D_BWD_W: col [N*P, CKK] = im2row(x); dyr [N*P, O] = rows of dy;
- *                 dw [O, CKK] = dyr^T @ col (summed over n then p in order) */
+ *                 dw [O, CKK] = dyr^T @ col (summed over n then p in order)
+ * Grouped convolutions (depthwise ones included) run as conv.c's direct
+ * kernels, which sum only a group's channels. */
 static void lower_conv(L *l, const Node *n) {
   const Shape *xs, *ws, *ys;
   if (n->op == OP_CONV2D) xs = &n->in[0]->shape, ws = &n->in[1]->shape, ys = &n->shape;
   else if (n->op == OP_CONV2D_BWD_X) xs = &n->shape, ws = &n->in[1]->shape, ys = &n->in[0]->shape;
   else xs = &n->in[0]->shape, ws = &n->shape, ys = &n->in[1]->shape;
   int64_t N = xs->dim[0], C = xs->dim[1], O = ws->dim[0], CKK = C * ws->dim[2] * ws->dim[3];
-  int64_t P = ys->dim[2] * ys->dim[3], S = n->a.i[0], Pd = n->a.i[1];
+  int64_t P = ys->dim[2] * ys->dim[3];
+  ConvGeom cg = conv_geom(n);
   Kernel *k = l->kg.k;
-  if (N * C * O * P == 0 || CKK == 0) {  /* empty: the direct kernels handle it */
+  if (N * C * O * P == 0 || CKK == 0 || cg.g != 1) {  /* empty or grouped: the direct kernels */
     conv_lower(&l->kg, n, buf_of(l, n), buf_of(l, n->in[0]), buf_of(l, n->in[1]));
     return;
   }
@@ -834,7 +837,7 @@ static void lower_conv(L *l, const Node *n) {
     int col = add_scratch(l->p, n, N * CKK * P);
     pre->name = arena_printf(l->a, "k%d_im2col", n->id);
     pre->opname = "im2col";
-    conv_im2col(&l->kg, xs, ws, ys, S, Pd, buf_of(l, n->in[0]), col, CKK * P, P, 1);
+    conv_im2col(&l->kg, xs, ws, ys, &cg, buf_of(l, n->in[0]), col, CKK * P, P, 1);
     l->p->kernels[l->p->nkernels++] = pre;
     GemmOperand A = {buf_of(l, n->in[1]), 0, CKK, 1}, B = {col, CKK * P, P, 1}, Y = {buf_of(l, n), O * P, P, 1};
     lower_gemm(l, k, n, N, N, O, P, CKK, A, B, Y, NULL);
@@ -847,12 +850,12 @@ static void lower_conv(L *l, const Node *n) {
     lower_gemm(l, pre, n, N, N, CKK, P, O, A, B, D, NULL);
     l->p->kernels[l->p->nkernels++] = pre;
     build_on(l, k);
-    conv_col2im(&l->kg, xs, ws, ys, S, Pd, dcol, buf_of(l, n));
+    conv_col2im(&l->kg, xs, ws, ys, &cg, dcol, buf_of(l, n));
   } else {
     int col = add_scratch(l->p, n, N * P * CKK), rows = add_scratch(l->p, n, N * P * O);
     pre->name = arena_printf(l->a, "k%d_im2row", n->id);
     pre->opname = "im2row";
-    conv_im2row(&l->kg, xs, ws, ys, S, Pd, buf_of(l, n->in[0]), col);
+    conv_im2row(&l->kg, xs, ws, ys, &cg, buf_of(l, n->in[0]), col);
     l->p->kernels[l->p->nkernels++] = pre;
     Kernel *rk = kernel_new(l, n);
     rk->name = arena_printf(l->a, "k%d_rows", n->id);

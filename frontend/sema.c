@@ -313,7 +313,7 @@ typedef struct Arg {
   Loc loc;
 } Arg;
 
-#define MAX_ARGS 6
+#define MAX_ARGS 8
 
 typedef struct Builtin Builtin;
 typedef Value (*BuiltinFn)(Sema *s, const Builtin *b, Expr *call, Arg *arg);
@@ -727,32 +727,131 @@ static Value bi_concat_n(Sema *s, Expr *call, Node **in, int n, Arg *axis) {
   return v_tensor(ir_op(s->g, s->d, call->loc, OP_CONCAT, in, n, &at));
 }
 
-/* conv2d(x, w, b, stride=1, padding=0): bias added as b reshaped to [O,1,1] */
-static Value bi_conv2d(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
-  Attr at = {0};
-  (void)b;
-  Node *x = arg_tensor(s, &arg[0]), *w = arg_tensor(s, &arg[1]);
-  if (!x || !w || opt_int(s, &arg[3], 1, "stride", &at.i[0]) ||
-      opt_int(s, &arg[4], 0, "padding", &at.i[1]))
-    return v_err;
-  if (at.i[0] < 1 || at.i[1] < 0) {
-    diag_error(s->d, call->loc, "conv2d needs stride >= 1 and padding >= 0");
-    return v_err;
+/* stride=, padding=, dilation=, output_padding= of fname: a compile-time
+ * integer or a pair [h, w] of them, each >= lo; def for both when absent. */
+static int pair_arg(Sema *s, Arg *a, int64_t def, int64_t lo, const char *fname, const char *what, int64_t out[2]) {
+  out[0] = out[1] = def;
+  if (!a->e) return 0;
+  Loc loc[2] = {a->e->loc, a->e->loc};
+  if (a->v.kind == V_LIST) {
+    if (a->v.n != 2) {
+      diag_error(s->d, a->e->loc, "%s: %s must be an integer or a pair [h, w], got a list of %d", fname, what, a->v.n);
+      return -1;
+    }
+    for (int k = 0; k < 2; k++) {
+      if (a->e->kind == EX_LIST) loc[k] = a->e->items[k]->loc;
+      if (get_int(s, a->v.items[k], loc[k], what, &out[k])) return -1;
+    }
+  } else if (get_int(s, a->v, a->e->loc, what, &out[0])) {
+    return -1;
+  } else {
+    out[1] = out[0];
   }
-  Value y = op2(s, call->loc, OP_CONV2D, x, w, &at);
-  if (y.kind == V_ERR || !arg[2].e) return y;
-  Node *bias = arg_tensor(s, &arg[2]);
+  for (int k = 0; k < 2; k++)
+    if (out[k] < lo) {
+      diag_error(s->d, loc[k], "%s: %s must be >= %lld, got %lld", fname, what, (long long)lo, (long long)out[k]);
+      return -1;
+    }
+  return 0;
+}
+
+/* groups= of fname: a compile-time integer >= 1 (1 when absent). */
+static int groups_arg(Sema *s, Arg *a, const char *fname, int64_t *g) {
+  if (opt_int(s, a, 1, "groups", g)) return -1;
+  if (*g < 1) {
+    diag_error(s->d, a->e->loc, "%s: groups must be >= 1, got %lld", fname, (long long)*g);
+    return -1;
+  }
+  return 0;
+}
+
+/* The convolution attrs (ops.def) of the stride, padding and dilation pairs. */
+static void conv_attrs(Attr *at, const int64_t st[2], const int64_t pd[2], const int64_t dl[2], int64_t groups) {
+  at->i[0] = st[0], at->i[1] = pd[0], at->i[2] = st[1], at->i[3] = pd[1];
+  at->i[4] = dl[0], at->i[5] = dl[1], at->i[6] = groups;
+}
+
+/* y + bias b reshaped to [C,1,1], C = y's channels (arg: b's argument). */
+static Value add_channel_bias(Sema *s, Expr *call, const char *fname, Value y, Node *w, Arg *arg) {
+  if (y.kind == V_ERR || !arg->e) return y;
+  Node *bias = arg_tensor(s, arg);
   if (!bias) return v_err;
   int64_t o = y.t->shape.dim[1];
   if (bias->shape.rank != 1 || bias->shape.dim[0] != o) {
-    diag_error(s->d, arg[2].e->loc, "conv2d bias must be f32[%lld] for weights %s, got %s",
-               (long long)o, nshp(s, w), nshp(s, bias));
+    diag_error(s->d, arg->e->loc, "%s bias must be f32[%lld] for weights %s, got %s", fname, (long long)o, nshp(s, w),
+               nshp(s, bias));
     return v_err;
   }
   Shape sh = {3, {o, 1, 1}};
-  Value br = reshape_to(s, arg[2].e->loc, bias, &sh);
+  Value br = reshape_to(s, arg->e->loc, bias, &sh);
   if (br.kind == V_ERR) return v_err;
   return op2(s, call->loc, OP_ADD, y.t, br.t, NULL);
+}
+
+/* conv2d(x, w, b, stride=1, padding=0, dilation=1, groups=1) as
+ * torch.nn.functional.conv2d: x [N,C,H,W], w [O,C/groups,KH,KW]; stride,
+ * padding, dilation each an integer or a pair [h, w]; the bias is added as
+ * b reshaped to [O,1,1].  The shape rule checks channels and sizes. */
+static Value bi_conv2d(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
+  Attr at = {0};
+  int64_t st[2], pd[2], dl[2], g;
+  (void)b;
+  Node *x = arg_tensor(s, &arg[0]), *w = arg_tensor(s, &arg[1]);
+  if (!x || !w || pair_arg(s, &arg[3], 1, 1, "conv2d", "stride", st) ||
+      pair_arg(s, &arg[4], 0, 0, "conv2d", "padding", pd) || pair_arg(s, &arg[5], 1, 1, "conv2d", "dilation", dl) ||
+      groups_arg(s, &arg[6], "conv2d", &g))
+    return v_err;
+  conv_attrs(&at, st, pd, dl, g);
+  return add_channel_bias(s, call, "conv2d", op2(s, call->loc, OP_CONV2D, x, w, &at), w, &arg[2]);
+}
+
+/* conv_transpose2d(x, w, b, stride=1, padding=0, output_padding=0,
+ * groups=1, dilation=1) as torch.nn.functional.conv_transpose2d: x
+ * [N,C_in,H,W], w [C_in,C_out/groups,KH,KW] -> [N,C_out,H_out,W_out], H_out
+ * = (H-1) stride - 2 padding + dilation (KH-1) + output_padding + 1: the
+ * input gradient of conv2d(., w) (CONV2D_BWD_X) with that output shape;
+ * output_padding < stride or < dilation (torch's rule) picks among the
+ * sizes whose convolution gives H back. */
+static Value bi_conv_transpose2d(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
+  Attr at = {0};
+  int64_t st[2], pd[2], op[2], dl[2], g;
+  char bx[96], bw[96];
+  const char *fn = "conv_transpose2d";
+  (void)b;
+  Node *x = arg_tensor(s, &arg[0]), *w = arg_tensor(s, &arg[1]);
+  if (!x || !w || pair_arg(s, &arg[3], 1, 1, fn, "stride", st) || pair_arg(s, &arg[4], 0, 0, fn, "padding", pd) ||
+      pair_arg(s, &arg[5], 0, 0, fn, "output_padding", op) || groups_arg(s, &arg[6], fn, &g) ||
+      pair_arg(s, &arg[7], 1, 1, fn, "dilation", dl))
+    return v_err;
+  const Shape *xs = &x->shape, *ws = &w->shape;
+  snprintf(bx, sizeof bx, "%s", nshp(s, x));
+  snprintf(bw, sizeof bw, "%s", nshp(s, w));
+  if (x->dt != DT_F32 || w->dt != DT_F32 || xs->rank != 4 || ws->rank != 4 || ws->dim[0] != xs->dim[1]) {
+    diag_error(s->d, call->loc, "%s: expects f32 x[N,C_in,H,W] and w[C_in,C_out/groups,KH,KW], got %s and %s", fn, bx, bw);
+    return v_err;
+  }
+  if (xs->dim[1] % g) {
+    diag_error(s->d, call->loc, "%s: groups=%lld must divide the input channels (%lld)", fn, (long long)g,
+               (long long)xs->dim[1]);
+    return v_err;
+  }
+  at.shape = (Shape){4, {xs->dim[0], ws->dim[1] * g, 0, 0}};
+  for (int k = 0; k < 2; k++) {
+    if (op[k] >= st[k] && op[k] >= dl[k]) {
+      diag_error(s->d, arg[5].e->loc, "%s: output_padding %lld must be smaller than the stride (%lld) or the dilation (%lld)",
+                 fn, (long long)op[k], (long long)st[k], (long long)dl[k]);
+      return v_err;
+    }
+    int64_t n = (xs->dim[2 + k] - 1) * st[k] - 2 * pd[k] + dl[k] * (ws->dim[2 + k] - 1) + op[k] + 1;
+    if (n < 1) {
+      diag_error(s->d, call->loc, "%s: padding [%lld, %lld] leaves no output for x %s and w %s", fn, (long long)pd[0],
+                 (long long)pd[1], bx, bw);
+      return v_err;
+    }
+    at.shape.dim[2 + k] = n;
+  }
+  conv_attrs(&at, st, pd, dl, g);
+  return add_channel_bias(s, call, fn, op2(s, call->loc, OP_CONV2D_BWD_X, x, w, &at), w, &arg[2]);
 }
 
 /* maxpool2d(x, size, stride=size)  avgpool2d(x, size, stride=size) */
@@ -983,6 +1082,8 @@ static const Builtin sugar[] = {
   {"dim", bi_dim, OP_INPUT, 2, {"x", "k"}},
   {"layer_norm", bi_layer_norm, OP_NORMALIZE, 1, {"x", "w", "b", "eps"}},
   {"batch_norm", bi_batch_norm, OP_NORMALIZE, 3, {"x", "w", "b", "momentum", "eps"}},
+  {"conv_transpose2d", bi_conv_transpose2d, OP_CONV2D_BWD_X, 2,
+   {"x", "w", "b", "stride", "padding", "output_padding", "groups", "dilation"}},
 };
 
 static const Builtin *find_builtin(const char *name) {

@@ -524,29 +524,68 @@ static int64_t window_out(int64_t n, int64_t k, int64_t stride, int64_t pad) {
   return (n + 2 * pad - k) / stride + 1;
 }
 
+/* The convolution attrs (ops.def): i[0] stride_h, i[1] padding_h, i[2]
+ * stride_w, i[3] padding_w, i[4] dilation_h, i[5] dilation_w, i[6] groups.
+ * The legacy square form sets only i[0] stride and i[1] padding (i[2] == 0,
+ * never a valid stride): it is normalised in place to the full form. */
+static void conv_norm(Attr *a) {
+  if (a->i[2] != 0) return;
+  a->i[2] = a->i[0];
+  a->i[3] = a->i[1];
+  a->i[4] = a->i[5] = a->i[6] = 1;
+}
+
+/* Output size of conv2d along one axis of length n, kernel k, dilation d. */
+static int64_t conv_out(int64_t n, int64_t k, int64_t stride, int64_t pad, int64_t dil) {
+  return window_out(n, dil * (k - 1) + 1, stride, pad);
+}
+
 /* conv2d(x, w) shape into out; 0 on success. */
 static int conv_shape(Infer *f, const Shape *x, const Shape *w, Shape *out) {
   char b1[SBUF], b2[SBUF];
-  int64_t s = f->a->i[0], p = f->a->i[1];
-  if (s < 1 || p < 0) return fail(f, "conv2d: stride must be >= 1 and padding >= 0");
-  if (x->rank != 4 || w->rank != 4 || x->dim[1] != w->dim[1])
+  const int64_t *a = f->a->i;
+  int64_t g = a[6];
+  if (a[0] < 1 || a[2] < 1 || a[4] < 1 || a[5] < 1 || a[1] < 0 || a[3] < 0 || g < 1)
+    return fail(f, "conv2d: stride, dilation and groups must be >= 1 and padding >= 0");
+  if (x->rank != 4 || w->rank != 4 || (g == 1 && x->dim[1] != w->dim[1]))
     return fail(f, "conv2d: expects x[N,C,H,W] and w[O,C,KH,KW], got %s and %s",
                 shape_str(x, DT_F32, b1, SBUF), shape_str(w, DT_F32, b2, SBUF));
-  int64_t oh = window_out(x->dim[2], w->dim[2], s, p), ow = window_out(x->dim[3], w->dim[3], s, p);
-  if (oh < 1 || ow < 1)
-    return fail(f, "conv2d: kernel %s larger than padded input %s", shape_str(w, DT_F32, b2, SBUF),
-                shape_str(x, DT_F32, b1, SBUF));
+  if (x->dim[1] % g || w->dim[0] % g)
+    return fail(f, "conv2d: groups=%lld must divide the input channels (%lld) and the output channels (%lld)",
+                (long long)g, (long long)x->dim[1], (long long)w->dim[0]);
+  if (w->dim[1] != x->dim[1] / g)
+    return fail(f, "conv2d: with groups=%lld expects x[N,C,H,W] and w[O,C/%lld,KH,KW], got %s and %s", (long long)g,
+                (long long)g, shape_str(x, DT_F32, b1, SBUF), shape_str(w, DT_F32, b2, SBUF));
+  int64_t oh = conv_out(x->dim[2], w->dim[2], a[0], a[1], a[4]), ow = conv_out(x->dim[3], w->dim[3], a[2], a[3], a[5]);
+  if (oh < 1 || ow < 1) {
+    if (a[4] == 1 && a[5] == 1)
+      return fail(f, "conv2d: kernel %s larger than padded input %s", shape_str(w, DT_F32, b2, SBUF),
+                  shape_str(x, DT_F32, b1, SBUF));
+    return fail(f, "conv2d: kernel %s with dilation [%lld, %lld] larger than padded input %s",
+                shape_str(w, DT_F32, b2, SBUF), (long long)a[4], (long long)a[5], shape_str(x, DT_F32, b1, SBUF));
+  }
   *out = (Shape){4, {x->dim[0], w->dim[0], oh, ow}};
   return check_shape(f, out);
 }
 
-/* CONV2D: x [N, C, H, W], w [O, C, KH, KW] -> y [N, O, OH, OW], OH = (H +
- * 2 padding - KH) / stride + 1; CONV2D_BWD_X: dy, w -> x's Attr.shape;
- * CONV2D_BWD_W: x, dy -> w's Attr.shape. */
+/* A gradient dy of `got` positions where the convolution of x gives `full`:
+ * equal, or (conv_transpose2d with output_padding >= stride, which torch
+ * allows below the dilation) fewer by output_padding / stride rows, the
+ * outputs x's extra rows would add; the kernels read dy's extent. */
+static int conv_dy_fits(int64_t full, int64_t got, int64_t stride, int64_t dil) {
+  int64_t most = ((stride > dil ? stride : dil) - 1) / stride;
+  return got <= full && full - got <= most;
+}
+
+/* CONV2D: x [N, C, H, W], w [O, C/groups, KH, KW] -> y [N, O, OH, OW], OH =
+ * (H + 2 padding_h - dilation_h (KH - 1) - 1) / stride_h + 1 (OW alike);
+ * CONV2D_BWD_X: dy, w -> x's Attr.shape; CONV2D_BWD_W: x, dy -> w's
+ * Attr.shape. */
 static int infer_conv(Infer *f) {
   Shape o;
   char b1[SBUF], b2[SBUF];
   if (want_all_f32(f)) return -1;
+  conv_norm(f->a);
   if (f->op == OP_CONV2D) {
     if (conv_shape(f, &f->in[0]->shape, &f->in[1]->shape, &f->shape)) return -1;
     f->dt = DT_F32;
@@ -560,7 +599,10 @@ static int infer_conv(Infer *f) {
   } else {
     if (conv_shape(f, &f->in[0]->shape, &f->a->shape, &o)) return -1;
   }
-  if (!shape_eq(&o, &dy->shape))
+  const Shape *d = &dy->shape;
+  const int64_t *a = f->a->i;
+  if (d->rank != 4 || d->dim[0] != o.dim[0] || d->dim[1] != o.dim[1] || !conv_dy_fits(o.dim[2], d->dim[2], a[0], a[4]) ||
+      !conv_dy_fits(o.dim[3], d->dim[3], a[2], a[5]))
     return fail(f, "%s: gradient %s does not match the convolution output %s", op_info[f->op].name,
                 sstr(dy, b1), shape_str(&o, DT_F32, b2, SBUF));
   return 0;

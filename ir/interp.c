@@ -504,13 +504,17 @@ static int k_mse_bce(K *k) {
 /* ------------------------------------------------- convolution, pooling */
 
 /* Visits every (output position, kernel tap) pair of conv2d(x[N,C,H,W],
- * w[O,C,KH,KW]) -> y[N,O,OH,OW] inside the padded input: dir 0 computes y,
- * 1 accumulates dx from dy, 2 accumulates dw from dy. */
-static int conv_loop(const Shape *xs, const Shape *ws, const Shape *ys, int64_t stride, int64_t pad,
-                      int dir, float *x, float *w, float *y) {
+ * w[O,C/G,KH,KW]) -> y[N,O,OH,OW] inside the padded input: dir 0 computes y,
+ * 1 accumulates dx from dy, 2 accumulates dw from dy.  a is the op's
+ * i[0..6]: stride, padding per axis, dilation per axis, groups G (output
+ * channel o reads the input channels of its group, o / (O/G)).  ys is dy's
+ * shape for the gradients (it may stop short of x's last outputs). */
+static int conv_loop(const Shape *xs, const Shape *ws, const Shape *ys, const int64_t *a, int dir, float *x, float *w,
+                     float *y) {
   int64_t N = xs->dim[0], C = xs->dim[1], H = xs->dim[2], W = xs->dim[3];
-  int64_t O = ws->dim[0], KH = ws->dim[2], KW = ws->dim[3], OH = ys->dim[2], OW = ys->dim[3];
-  double *acc = dir == 0 ? NULL : calloc((size_t)(dir == 1 ? N * C * H * W : O * C * KH * KW), sizeof(double));
+  int64_t O = ws->dim[0], CG = ws->dim[1], KH = ws->dim[2], KW = ws->dim[3], OH = ys->dim[2], OW = ys->dim[3];
+  int64_t OG = O / a[6];  /* output channels per group */
+  double *acc = dir == 0 ? NULL : calloc((size_t)(dir == 1 ? N * C * H * W : O * CG * KH * KW), sizeof(double));
   if (dir != 0 && !acc) return OOM;
   for (int64_t n = 0; n < N; n++)
     for (int64_t o = 0; o < O; o++)
@@ -518,12 +522,12 @@ static int conv_loop(const Shape *xs, const Shape *ws, const Shape *ys, int64_t 
         for (int64_t ow = 0; ow < OW; ow++) {
           double s = 0;
           float *yp = &y[((n * O + o) * OH + oh) * OW + ow];
-          for (int64_t c = 0; c < C; c++)
+          for (int64_t c = 0; c < CG; c++)
             for (int64_t i = 0; i < KH; i++)
               for (int64_t j = 0; j < KW; j++) {
-                int64_t h = oh * stride - pad + i, v = ow * stride - pad + j;
+                int64_t h = oh * a[0] - a[1] + i * a[4], v = ow * a[2] - a[3] + j * a[5];
                 if (h < 0 || h >= H || v < 0 || v >= W) continue;
-                int64_t xi = ((n * C + c) * H + h) * W + v, wi = ((o * C + c) * KH + i) * KW + j;
+                int64_t xi = ((n * C + o / OG * CG + c) * H + h) * W + v, wi = ((o * CG + c) * KH + i) * KW + j;
                 if (dir == 0) s += (double)x[xi] * w[wi];
                 else if (dir == 1) acc[xi] += (double)*yp * w[wi];
                 else acc[wi] += (double)*yp * x[xi];
@@ -533,19 +537,19 @@ static int conv_loop(const Shape *xs, const Shape *ws, const Shape *ys, int64_t 
   if (dir == 1)
     for (int64_t i = 0; i < N * C * H * W; i++) x[i] = (float)acc[i];
   if (dir == 2)
-    for (int64_t i = 0; i < O * C * KH * KW; i++) w[i] = (float)acc[i];
+    for (int64_t i = 0; i < O * CG * KH * KW; i++) w[i] = (float)acc[i];
   free(acc);
   return 0;
 }
 
-/* x [N, C, H, W], w [O, C, KH, KW] -> y [N, O, OH, OW] (and the two gradients) */
+/* x [N, C, H, W], w [O, C/G, KH, KW] -> y [N, O, OH, OW] (and the two gradients) */
 static int k_conv(K *k) {
   const Node *n = k->n;
-  int64_t s = n->a.i[0], p = n->a.i[1];
+  const int64_t *at = n->a.i;
   float *a = (float *)k->x[0], *b = (float *)k->x[1];
-  if (n->op == OP_CONV2D) return conv_loop(&n->in[0]->shape, &n->in[1]->shape, &n->shape, s, p, 0, a, b, Y);
-  if (n->op == OP_CONV2D_BWD_X) return conv_loop(&n->shape, &n->in[1]->shape, &n->in[0]->shape, s, p, 1, Y, b, a);
-  return conv_loop(&n->in[0]->shape, &n->shape, &n->in[1]->shape, s, p, 2, a, Y, b);
+  if (n->op == OP_CONV2D) return conv_loop(&n->in[0]->shape, &n->in[1]->shape, &n->shape, at, 0, a, b, Y);
+  if (n->op == OP_CONV2D_BWD_X) return conv_loop(&n->shape, &n->in[1]->shape, &n->in[0]->shape, at, 1, Y, b, a);
+  return conv_loop(&n->in[0]->shape, &n->shape, &n->in[1]->shape, at, 2, a, Y, b);
 }
 
 /* Pool windows of x[N,C,H,W] (shape xs) -> y[N,C,OH,OW] (shape ys):

@@ -410,11 +410,21 @@ static void vjp_conv2d(AD *ad, Node *n, Node *dy) {
   if (needs(ad, w)) acc(ad, w, op2(ad, OP_CONV2D_BWD_W, x, dy, &aw));
 }
 
+/* y's leading part of d's shape: a conv2d of an input with rows past
+ * those dy covered (conv_transpose2d's output_padding >= stride) has more
+ * outputs than that dy. */
+static Node *crop_to(AD *ad, Node *y, const Node *d) {
+  if (shape_eq(&y->shape, &d->shape)) return y;
+  Attr a = attr_zero();
+  a.shape = d->shape;
+  return op1(ad, OP_SLICE, y, &a);
+}
+
 /* conv2d_bwd_x(d, w) is bilinear: <G, bwd_x(d, w)> = <conv2d(G, w), d>. */
 static void vjp_conv2d_bwd_x(AD *ad, Node *n, Node *dy) {
   Node *d = n->in[0], *w = n->in[1];
   Attr a = attr_with_shape(n, &w->shape);
-  if (needs(ad, d)) acc(ad, d, op2(ad, OP_CONV2D, dy, w, &a));
+  if (needs(ad, d)) acc(ad, d, crop_to(ad, op2(ad, OP_CONV2D, dy, w, &a), d));
   if (needs(ad, w)) acc(ad, w, op2(ad, OP_CONV2D_BWD_W, dy, d, &a));
 }
 
@@ -422,7 +432,7 @@ static void vjp_conv2d_bwd_x(AD *ad, Node *n, Node *dy) {
 static void vjp_conv2d_bwd_w(AD *ad, Node *n, Node *dy) {
   Node *x = n->in[0], *d = n->in[1];
   Attr a = attr_with_shape(n, &x->shape);
-  if (needs(ad, d)) acc(ad, d, op2(ad, OP_CONV2D, x, dy, &a));
+  if (needs(ad, d)) acc(ad, d, crop_to(ad, op2(ad, OP_CONV2D, x, dy, &a), d));
   if (needs(ad, x)) acc(ad, x, op2(ad, OP_CONV2D_BWD_X, d, dy, &a));
 }
 

@@ -509,6 +509,60 @@ Test(autodiff, conv2d_bwd_ops) {
   t_free(&t);
 }
 
+/* The full convolution attrs: strides, paddings, dilations (h, w), groups. */
+static Attr conv_at(int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t g) {
+  Attr a = at(0, 0, sh, ph);
+  a.i[2] = sw, a.i[3] = pw, a.i[4] = dh, a.i[5] = dw, a.i[6] = g;
+  return a;
+}
+
+static void conv_case_at(Shape sx, Shape sw, Attr a) {
+  T t;
+  t_init(&t);
+  Node *x = param(&t, sx, -1, 1), *w = param(&t, sw, -1, 1);
+  check(&t, op(&t, OP_CONV2D, x, w, &a));
+  t_free(&t);
+}
+
+Test(autodiff, conv2d_dilation_groups) {
+  conv_case_at(S4(2, 4, 7, 6), S4(6, 2, 3, 2), conv_at(2, 1, 1, 2, 2, 1, 2));  /* groups 2, dilation, per axis */
+  conv_case_at(S4(1, 3, 6, 5), S4(3, 1, 3, 3), conv_at(1, 1, 1, 1, 1, 2, 3));  /* depthwise */
+  conv_case_at(S4(1, 2, 6, 7), S4(4, 1, 2, 3), conv_at(1, 3, 0, 1, 3, 1, 2));  /* depthwise, multiplier 2 */
+}
+
+/* conv_transpose2d(x, w) is CONV2D_BWD_X(x, w) with the output shape given:
+ * H_out = (H-1) s - 2 p + d (KH-1) + op + 1; op >= s (below d) leaves
+ * outputs of conv2d(., w) past x's rows, which the gradient crops. */
+static void convt_case(Shape sx, Shape sw, Attr a, int64_t oph, int64_t opw) {
+  T t;
+  t_init(&t);
+  Node *x = param(&t, sx, -1, 1), *w = param(&t, sw, -1, 1);
+  int64_t op_[2] = {oph, opw};
+  a.shape = S4(sx.dim[0], sw.dim[1] * a.i[6], 0, 0);
+  for (int k = 0; k < 2; k++)
+    a.shape.dim[2 + k] = (sx.dim[2 + k] - 1) * a.i[2 * k] - 2 * a.i[2 * k + 1] + a.i[4 + k] * (sw.dim[2 + k] - 1) + op_[k] + 1;
+  check(&t, op(&t, OP_CONV2D_BWD_X, x, w, &a));
+  t_free(&t);
+}
+
+Test(autodiff, conv_transpose2d) {
+  convt_case(S4(1, 4, 3, 4), S4(4, 3, 3, 2), conv_at(2, 2, 1, 1, 1, 1, 2), 1, 1);  /* stride 2, op 1, groups 2 */
+  convt_case(S4(2, 2, 3, 3), S4(2, 3, 2, 3), conv_at(2, 1, 0, 1, 2, 2, 1), 1, 0);  /* dilation 2 */
+  convt_case(S4(1, 2, 4, 3), S4(2, 3, 3, 2), conv_at(1, 1, 1, 1, 2, 2, 1), 1, 1);  /* op >= stride, < dilation */
+}
+
+/* conv2d_bwd_w of a dy that stops short of x's outputs (conv_transpose2d's
+ * weight gradient when output_padding >= stride) and its double backward. */
+Test(autodiff, conv2d_bwd_w_short_dy) {
+  T t;
+  t_init(&t);
+  Node *x = param(&t, S4(1, 3, 7, 4), -1, 1), *dy = param(&t, S4(1, 2, 4, 3), -1, 1);
+  Attr a = conv_at(1, 1, 1, 1, 2, 2, 1);
+  a.shape = S4(2, 3, 3, 2);
+  check(&t, op(&t, OP_CONV2D_BWD_W, x, dy, &a));
+  t_free(&t);
+}
+
 static void pool_case(Op o, int size, int stride) {
   T t;
   t_init(&t);

@@ -631,3 +631,46 @@ Test(cli, batch_norm_errors) {
   free(o);
   free(dir);
 }
+
+/* conv2d's dilation, groups and [h, w] pairs and conv_transpose2d as the
+ * language spells them, on both engines, against the torch outputs of
+ * tests/golden/gen_ops.py (its CONV_MORE and CONVT cases, same operands). */
+Test(cli, conv_options_match_torch, .timeout = 300) {
+  static const struct { const char *name, *x, *w, *call; } cs[] = {
+    {"convm_rect", "f32[2, 3, 9, 11]", "f32[5, 3, 3, 4]", "conv2d(x, w, stride=[2, 3], padding=[1, 2], dilation=[1, 2])"},
+    {"convm_g2", "f32[2, 4, 7, 9]", "f32[6, 2, 3, 3]", "conv2d(x, w, stride=2, padding=1, groups=2)"},
+    {"convm_dw2", "f32[2, 3, 8, 7]", "f32[6, 1, 3, 3]", "conv2d(x, w, padding=[1, 0], dilation=[2, 1], groups=3)"},
+    {"convt_s2_op1", "f32[2, 4, 5, 6]", "f32[4, 3, 3, 3]", "conv_transpose2d(x, w, stride=2, padding=1, output_padding=1)"},
+    {"convt_g2", "f32[2, 4, 5, 5]", "f32[4, 3, 3, 2]", "conv_transpose2d(x, w, stride=[1, 2], padding=[0, 1], groups=2)"},
+    {"convt_dil2", "f32[2, 2, 4, 5]", "f32[2, 3, 3, 2]",
+     "conv_transpose2d(x, w, stride=2, padding=1, output_padding=[1, 0], dilation=2)"},
+    {"convt_op_dil", "f32[1, 2, 5, 4]", "f32[2, 3, 3, 2]", "conv_transpose2d(x, w, padding=1, output_padding=1, dilation=2)"},
+  };
+  char *dir = util_tmpdir(), m[600], src[600], gold[400], py[700];
+  snprintf(m, sizeof m, "%s/c.nnd", dir);
+  for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
+    snprintf(src, sizeof src, "input x: %s\ninput w: %s\noutput y = %s\n", cs[i].x, cs[i].w, cs[i].call);
+    cr_assert_eq(util_write_file(m, src), 0);
+    snprintf(gold, sizeof gold, NNDC_SRC_DIR "/tests/golden/ops/%s", cs[i].name);
+    int64_t nw;
+    snprintf(py, sizeof py, "%s_y.npy", gold);
+    float *want = read_f32(py, &nw);
+    for (int e = 0; e < 2; e++) {
+      int st;
+      char *o = nndc(&st, "run %s --engine %s --feed x=%s_x0.npy --feed w=%s_x1.npy --out %s", m, e ? "jit" : "interp",
+                     gold, gold, dir);
+      cr_expect_eq(st, 0, "%s: %s", cs[i].call, o);
+      free(o);
+      snprintf(py, sizeof py, "%s/y.npy", dir);
+      int64_t n;
+      float *y = read_f32(py, &n);
+      cr_assert_eq(n, nw, "%s: %lld values, torch has %lld", cs[i].call, (long long)n, (long long)nw);
+      char label[300];
+      snprintf(label, sizeof label, "%s engine %d", cs[i].call, e);
+      cr_expect_leq(util_compare(label, y, want, n, 1e-5, 1e-5), 1.0, "%s", label);
+      free(y);
+    }
+    free(want);
+  }
+  free(dir);
+}

@@ -294,6 +294,54 @@ Test(diag, syntax_errors_recover) {
   expect_error("output o = f(1)(2)\n", 1, 16, "a call's result cannot be called");
 }
 
+/* ------------------------------------------------------- convolutions */
+
+/* conv2d / conv_transpose2d misuse: groups, channel dims, non-constant or
+ * out-of-range stride, dilation and padding, pair lists of the wrong
+ * length, output_padding too large, a dilated kernel past the padded input,
+ * a wrong bias, no output left: each an error at its argument or call. */
+Test(diag, convolution_arguments) {
+  static const struct { const char *src; int line, col; const char *msg; } cs[] = {
+    {"input x: f32[2, 3, 8, 8]\nparam w: f32[4, 1, 3, 3]\noutput y = conv2d(x, w, groups=2)\n",
+     3, 12, "groups=2 must divide the input channels (3)"},
+    {"input x: f32[2, 4, 8, 8]\nparam w: f32[3, 2, 3, 3]\noutput y = conv2d(x, w, groups=2)\n",
+     3, 12, "and the output channels (3)"},
+    {"input x: f32[2, 4, 8, 8]\nparam w: f32[4, 4, 3, 3]\noutput y = conv2d(x, w, groups=2)\n",
+     3, 12, "w[O,C/2,KH,KW]"},
+    {"input x: f32[2, 4, 8, 8]\nparam w: f32[4, 4, 3, 3]\noutput y = conv2d(x, w, groups=0)\n",
+     3, 32, "groups must be >= 1, got 0"},
+    {"input x: f32[2, 4, 8, 8]\ninput s: f32[1]\nparam w: f32[4, 4, 3, 3]\noutput y = conv2d(x, w, stride=s)\n",
+     4, 32, "stride must be a compile-time integer"},
+    {"input x: f32[2, 4, 8, 8]\nparam w: f32[4, 4, 3, 3]\noutput y = conv2d(x, w, stride=[2, 1.5])\n",
+     3, 36, "stride must be a compile-time integer"},
+    {"input x: f32[2, 4, 8, 8]\nparam w: f32[4, 4, 3, 3]\noutput y = conv2d(x, w, stride=0)\n",
+     3, 32, "stride must be >= 1, got 0"},
+    {"input x: f32[2, 4, 8, 8]\nparam w: f32[4, 4, 3, 3]\noutput y = conv2d(x, w, dilation=[1, 0])\n",
+     3, 38, "dilation must be >= 1, got 0"},
+    {"input x: f32[2, 4, 8, 8]\nparam w: f32[4, 4, 3, 3]\noutput y = conv2d(x, w, padding=-1)\n",
+     3, 33, "padding must be >= 0, got -1"},
+    {"input x: f32[2, 4, 8, 8]\nparam w: f32[4, 4, 3, 3]\noutput y = conv2d(x, w, padding=[1, 2, 3])\n",
+     3, 33, "padding must be an integer or a pair [h, w], got a list of 3"},
+    {"input x: f32[1, 1, 5, 5]\nparam w: f32[1, 1, 3, 3]\noutput y = conv2d(x, w, dilation=3)\n",
+     3, 12, "with dilation [3, 3] larger than padded input f32[1,1,5,5]"},
+    {"input x: f32[1, 4, 5, 5]\nparam w: f32[4, 3, 3, 3]\noutput y = conv_transpose2d(x, w, stride=2, output_padding=2)\n",
+     3, 60, "output_padding 2 must be smaller than the stride (2) or the dilation (1)"},
+    {"input x: f32[1, 4, 5, 5]\nparam w: f32[4, 3, 3, 3]\nparam b: f32[4]\noutput y = conv_transpose2d(x, w, b)\n",
+     4, 35, "conv_transpose2d bias must be f32[3]"},
+    {"input x: f32[1, 3, 5, 5]\nparam w: f32[4, 3, 3, 3]\noutput y = conv_transpose2d(x, w)\n",
+     3, 12, "expects f32 x[N,C_in,H,W] and w[C_in,C_out/groups,KH,KW], got f32[1,3,5,5] and f32[4,3,3,3]"},
+    {"input x: f32[1, 4, 5, 5]\nparam w: f32[4, 3, 3, 3]\noutput y = conv_transpose2d(x, w, groups=3)\n",
+     3, 12, "groups=3 must divide the input channels (4)"},
+    {"input x: f32[1, 4, 1, 1]\nparam w: f32[4, 3, 1, 1]\noutput y = conv_transpose2d(x, w, padding=1)\n",
+     3, 12, "leaves no output"},
+  };
+  for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
+    if (i) teardown(), setup();
+    expect_error(cs[i].src, cs[i].line, cs[i].col, cs[i].msg);
+    cr_expect_eq(D.nerrors, 1, "%s", D.buf);
+  }
+}
+
 Test(diag, semantic_errors_continue_and_stop_at_20) {
   int rc = util_compile(&D, &G, "a = b\nc = d\ne = a + 1\n", NULL);
   cr_assert_eq(rc, -1);

@@ -381,6 +381,28 @@ Test(emitc, norm) {
   free(dir);
 }
 
+/* Grouped, dilated, per-axis strided and depthwise conv2d and a grouped
+ * conv_transpose2d with output_padding and a bias, forward and --train
+ * (the direct convolution kernels and the GEMM path's dilation). */
+Test(emitc, conv_variants) {
+  char *dir = util_tmpdir(), path[1024];
+  snprintf(path, sizeof path, "%s/convs.nnd", dir);
+  cr_assert_eq(util_write_file(path,
+    "input x: f32[N, 4, 9, 8]\ninput lab: i32[N]\n"
+    "param w1: f32[6, 2, 3, 3]\nparam b1: f32[6] = uniform(-1, 1)\nparam w2: f32[6, 1, 3, 3]\n"
+    "param w3: f32[6, 2, 3, 2]\nparam b3: f32[4] = uniform(-1, 1)\nparam w4: f32[3, 4, 2, 2]\n"
+    "param wf: f32[84, 10]\n"
+    "h = relu(conv2d(x, w1, b1, stride=[1, 2], padding=1, dilation=[2, 1], groups=2))\n"   /* [N,6,7,4] */
+    "h = tanh(conv2d(h, w2, padding=1, groups=6))\n"                                       /* [N,6,7,4] */
+    "u = conv_transpose2d(h, w3, b3, stride=2, padding=1, output_padding=1, groups=2)\n"  /* [N,4,14,7] */
+    "v = conv2d(u, w4, stride=2, dilation=[1, 2], padding=[0, 1])\n"                      /* [N,3,7,4] */
+    "z = flatten(v) @ wf\noutput u\nloss = cross_entropy(z, lab)\n"
+    "train { optimizer = adam(lr=0.01) }\n"), 0);
+  Case c = {path, "-D N=3", {{"N", 3, 1}}, 1, "convs"};
+  check_model(&c);
+  free(dir);
+}
+
 /* --weights embeds the params: the forward pass needs none from the caller;
  * without --train the header has no state and no train_step. */
 Test(emitc, embedded_weights) {

@@ -181,10 +181,9 @@ Test(gemm, threads_identical) {
   util_graph_free(t);
 }
 
-/* conv2d and its gradients for x [N,C,H,W], w [O,C,KH,KW], stride, padding. */
-static void conv_case(T *t, Node **r, int *n, Shape xs, Shape ws, int64_t S, int64_t P) {
+/* conv2d and its gradients for x [N,C,H,W], w [O,C/groups,KH,KW], attrs c. */
+static void conv_case_at(T *t, Node **r, int *n, Shape xs, Shape ws, Attr c) {
   Node *x = in(t, xs), *w = in(t, ws);
-  Attr c = ai(S, P);
   Node *y = op(t, OP_CONV2D, x, w, &c);
   r[(*n)++] = y;
   Node *dy = in(t, y->shape);
@@ -193,6 +192,68 @@ static void conv_case(T *t, Node **r, int *n, Shape xs, Shape ws, int64_t S, int
   bw.shape = w->shape;
   r[(*n)++] = op(t, OP_CONV2D_BWD_X, dy, w, &bx);
   r[(*n)++] = op(t, OP_CONV2D_BWD_W, x, dy, &bw);
+}
+
+/* The same for the legacy attrs: stride and padding only. */
+static void conv_case(T *t, Node **r, int *n, Shape xs, Shape ws, int64_t S, int64_t P) {
+  conv_case_at(t, r, n, xs, ws, ai(S, P));
+}
+
+/* Strides (h, w), paddings (h, w), dilations (h, w), groups. */
+static Attr conv_at(int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t g) {
+  Attr a = ai(sh, ph);
+  a.i[2] = sw, a.i[3] = pw, a.i[4] = dh, a.i[5] = dw, a.i[6] = g;
+  return a;
+}
+
+/* conv_transpose2d(x [N,C_in,H,W], w [C_in,C_out/g,KH,KW]) as CONV2D_BWD_X
+ * with output_padding (oph, opw), and its gradients: conv2d(dy, w) (x's rows
+ * and more when output_padding >= stride) and conv2d_bwd_w(dy, x). */
+static void convt_case(T *t, Node **r, int *n, Shape xs, Shape ws, Attr c, int64_t oph, int64_t opw) {
+  Node *x = in(t, xs), *w = in(t, ws);
+  int64_t opd[2] = {oph, opw};
+  c.shape = shp(4, xs.dim[0], ws.dim[1] * c.i[6], 0, 0);
+  for (int k = 0; k < 2; k++)
+    c.shape.dim[2 + k] = (xs.dim[2 + k] - 1) * c.i[2 * k] - 2 * c.i[2 * k + 1] + c.i[4 + k] * (ws.dim[2 + k] - 1) + opd[k] + 1;
+  Node *y = op(t, OP_CONV2D_BWD_X, x, w, &c);
+  r[(*n)++] = y;
+  Node *dy = in(t, y->shape);
+  Attr bw = c;
+  bw.shape = w->shape;
+  r[(*n)++] = op(t, OP_CONV2D, dy, w, &c);
+  r[(*n)++] = op(t, OP_CONV2D_BWD_W, dy, x, &bw);
+}
+
+/* Dilation, per-axis strides and paddings (the GEMM path), groups 2 and
+ * depthwise (the direct kernels), at odd and vector-aligned sizes. */
+Test(gemm, conv_dilation_groups) {
+  T *t = util_graph_new();
+  Node *r[48];
+  int n = 0;
+  conv_case_at(t, r, &n, shp(4, 2, 3, 13, 11), shp(4, 5, 3, 3, 3), conv_at(1, 1, 2, 2, 2, 2, 1));
+  conv_case_at(t, r, &n, shp(4, 2, 3, 9, 17), shp(4, 4, 3, 3, 4), conv_at(2, 3, 1, 2, 1, 2, 1));
+  conv_case_at(t, r, &n, shp(4, 2, 8, 16, 16), shp(4, 16, 8, 3, 3), conv_at(1, 2, 1, 0, 3, 1, 1));
+  conv_case_at(t, r, &n, shp(4, 2, 4, 9, 11), shp(4, 6, 2, 3, 3), conv_at(2, 1, 1, 1, 1, 2, 2));
+  conv_case_at(t, r, &n, shp(4, 2, 8, 16, 16), shp(4, 16, 4, 3, 3), conv_at(1, 1, 1, 1, 1, 1, 2));
+  conv_case_at(t, r, &n, shp(4, 3, 5, 10, 13), shp(4, 5, 1, 3, 3), conv_at(1, 2, 1, 1, 2, 1, 5));   /* depthwise */
+  conv_case_at(t, r, &n, shp(4, 2, 16, 16, 16), shp(4, 16, 1, 3, 3), conv_at(1, 1, 1, 1, 1, 1, 16));
+  conv_case_at(t, r, &n, shp(4, 1, 3, 7, 9), shp(4, 6, 1, 2, 3), conv_at(2, 1, 0, 1, 1, 3, 3));   /* multiplier 2 */
+  check(t, r, n, 5e-5);
+  util_graph_free(t);
+}
+
+Test(gemm, conv_transpose2d) {
+  T *t = util_graph_new();
+  Node *r[32];
+  int n = 0;
+  convt_case(t, r, &n, shp(4, 2, 4, 5, 6), shp(4, 4, 3, 3, 3), conv_at(2, 2, 1, 1, 1, 1, 1), 1, 1);
+  convt_case(t, r, &n, shp(4, 2, 4, 5, 5), shp(4, 4, 3, 3, 2), conv_at(1, 2, 0, 1, 1, 1, 2), 0, 1);
+  convt_case(t, r, &n, shp(4, 2, 2, 4, 5), shp(4, 2, 3, 3, 2), conv_at(2, 2, 1, 1, 2, 2, 1), 1, 0);
+  convt_case(t, r, &n, shp(4, 1, 2, 5, 4), shp(4, 2, 3, 3, 2), conv_at(1, 1, 1, 1, 2, 2, 1), 1, 1);
+  convt_case(t, r, &n, shp(4, 2, 16, 8, 8), shp(4, 16, 8, 4, 4), conv_at(2, 2, 1, 1, 1, 1, 1), 0, 0);
+  convt_case(t, r, &n, shp(4, 2, 8, 7, 7), shp(4, 8, 1, 3, 3), conv_at(2, 2, 1, 1, 1, 1, 8), 1, 1);  /* depthwise */
+  check(t, r, n, 5e-5);
+  util_graph_free(t);
 }
 
 Test(gemm, conv_stride_padding) {

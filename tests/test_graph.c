@@ -242,6 +242,29 @@ Test(graph, conv_pool_inference) {
   a.shape = w->shape;
   expect(op2(OP_CONV2D_BWD_W, x, y, &a), DT_F32, w->shape);
   expect_error(op2(OP_CONV2D_BWD_W, x, x, &a), "does not match the convolution output f32[2,6,24,24]");
+  /* the legacy attrs (stride, padding) are normalised to the full form */
+  cr_expect(y->a.i[2] == 1 && y->a.i[3] == 0 && y->a.i[4] == 1 && y->a.i[5] == 1 && y->a.i[6] == 1);
+  /* stride (2, 1), padding (1, 0), dilation (2, 3), groups 3 */
+  Node *xg = in_f(SHAPE(2, 6, 11, 13)), *wg = in_f(SHAPE(9, 2, 3, 3));
+  a = attr();
+  a.i[0] = 2, a.i[1] = 1, a.i[2] = 1, a.i[3] = 0, a.i[4] = 2, a.i[5] = 3, a.i[6] = 3;
+  Node *yg = op2(OP_CONV2D, xg, wg, &a);
+  expect(yg, DT_F32, SHAPE(2, 9, 5, 7));
+  expect_error(op2(OP_CONV2D, xg, in_f(SHAPE(9, 6, 3, 3)), &a), "w[O,C/3,KH,KW]");
+  expect_error(op2(OP_CONV2D, xg, in_f(SHAPE(8, 2, 3, 3)), &a), "groups=3 must divide");
+  a.i[5] = 7;
+  expect_error(op2(OP_CONV2D, xg, wg, &a), "with dilation [2, 7] larger than padded input");
+  a.i[5] = 3;
+  /* conv_transpose2d's output_padding >= stride (below the dilation): dy
+   * may stop output_padding / stride rows short of x's convolution */
+  a.shape = SHAPE(2, 6, 11, 14);
+  expect(op2(OP_CONV2D_BWD_X, yg, wg, &a), DT_F32, a.shape);
+  a.shape = SHAPE(2, 6, 11, 15);
+  expect(op2(OP_CONV2D_BWD_X, yg, wg, &a), DT_F32, a.shape);
+  a.shape = SHAPE(2, 6, 11, 16);
+  expect_error(op2(OP_CONV2D_BWD_X, yg, wg, &a), "does not match the convolution output f32[2,9,5,10]");
+  a.shape = SHAPE(2, 6, 13, 13);
+  expect_error(op2(OP_CONV2D_BWD_X, yg, wg, &a), "does not match the convolution output f32[2,9,6,7]");
   a = attr();
   a.i[0] = 2, a.i[1] = 2;
   Node *p = op1(OP_MAXPOOL2D, y, &a);
@@ -527,7 +550,7 @@ Test(ops, rows_are_consistent) {
       *slot++ = 0;
       char *def = strchr(slot, ':');
       if (def) *def++ = 0;
-      int ok = ((slot[0] == 'f' && slot[1] >= '0' && slot[1] <= '4') || (slot[0] == 'i' && slot[1] >= '0' && slot[1] <= '3'))
+      int ok = ((slot[0] == 'f' && slot[1] >= '0' && slot[1] <= '4') || (slot[0] == 'i' && slot[1] >= '0' && slot[1] <= '9'))
                    ? slot[2] == 0
                    : !strcmp(slot, "mask") || !strcmp(slot, "flag0") || !strcmp(slot, "flag1") || !strcmp(slot, "shape") ||
                          !strcmp(slot, "perm") || !strcmp(slot, "start");

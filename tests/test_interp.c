@@ -53,8 +53,10 @@ static int run(T *t, const uint8_t *want, const RunCtx *ctx) {
 }
 
 /* Builds op over the golden operands of case `name`, runs it, and compares
- * with NAME_y.npy: dtype and shape exactly, values within atol/rtol. */
-static void golden(const char *name, Op op, int nin, const Attr *a, double tol) {
+ * with NAME_y.npy: dtype and shape exactly, values within atol/rtol.  With
+ * crop, op's result is first sliced to the expected shape's leading part
+ * (autodiff's crop of a conv2d gradient, conv_transpose2d's output_padding). */
+static void golden_c(const char *name, Op op, int nin, const Attr *a, double tol, int crop) {
   T t;
   Array in[4], y;
   Node *leaf[4];
@@ -69,6 +71,13 @@ static void golden(const char *name, Op op, int nin, const Attr *a, double tol) 
   load(buf, &y);
   Node *n = ir_op(&t.u.g, &t.u.d, NOLOC, op, leaf, nin, a);
   cr_assert(n, "%s: %s", name, t.u.d.buf ? t.u.d.buf : "");
+  if (crop) {
+    Attr sa;
+    memset(&sa, 0, sizeof sa);
+    sa.shape = y.shape;
+    n = ir_op(&t.u.g, &t.u.d, NOLOC, OP_SLICE, &n, 1, &sa);
+    cr_assert(n, "%s: %s", name, t.u.d.buf ? t.u.d.buf : "");
+  }
   cr_assert(shape_eq(&n->shape, &y.shape), "%s: inferred shape differs from torch's", name);
   cr_assert_eq(n->dt, y.et == EL_I32 ? DT_I32 : DT_F32, "%s: dtype", name);
   cr_assert(ir_verify(&t.u.g, &t.u.d) == 0, "%s: %s", name, t.u.d.buf);
@@ -87,6 +96,8 @@ static void golden(const char *name, Op op, int nin, const Attr *a, double tol) 
   array_free(&y);
   t_free(&t);
 }
+
+static void golden(const char *name, Op op, int nin, const Attr *a, double tol) { golden_c(name, op, nin, a, tol, 0); }
 
 static Attr attr(void) {
   Attr a;
@@ -371,6 +382,60 @@ Test(interp, conv2d_and_backward) {
       snprintf(name, sizeof name, "conv_bwd_w_s%d_p%d", s, p);
       golden(name, OP_CONV2D_BWD_W, 2, &a, 1e-5);
     }
+}
+
+/* The full convolution attrs: strides, paddings, dilations (h, w), groups. */
+static Attr cattr(const int64_t v[7]) {
+  Attr a = attr();
+  for (int k = 0; k < 7; k++) a.i[k] = v[k];
+  return a;
+}
+
+/* gen_ops.py's CONV_MORE: dilation, per-axis stride and padding, groups
+ * (depthwise with multiplier 2 and plain depthwise), and the gradients. */
+Test(interp, conv2d_dilation_groups) {
+  static const struct { const char *name; int64_t a[7]; Shape x, w; } cs[] = {
+    {"convm_dil", {1, 1, 1, 1, 2, 2, 1}, {4, {2, 3, 9, 8}}, {4, {4, 3, 3, 2}}},
+    {"convm_rect", {2, 1, 3, 2, 1, 2, 1}, {4, {2, 3, 9, 11}}, {4, {5, 3, 3, 4}}},
+    {"convm_g2", {2, 1, 2, 1, 1, 1, 2}, {4, {2, 4, 7, 9}}, {4, {6, 2, 3, 3}}},
+    {"convm_dw2", {1, 1, 1, 0, 2, 1, 3}, {4, {2, 3, 8, 7}}, {4, {6, 1, 3, 3}}},
+    {"convm_dw", {2, 1, 1, 1, 1, 1, 5}, {4, {1, 5, 6, 7}}, {4, {5, 1, 3, 3}}},
+  };
+  char name[64];
+  for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
+    Attr a = cattr(cs[i].a);
+    golden(cs[i].name, OP_CONV2D, 2, &a, 1e-5);
+    a.shape = cs[i].x;
+    snprintf(name, sizeof name, "%s_bwd_x", cs[i].name);
+    golden(name, OP_CONV2D_BWD_X, 2, &a, 1e-5);
+    a.shape = cs[i].w;
+    snprintf(name, sizeof name, "%s_bwd_w", cs[i].name);
+    golden(name, OP_CONV2D_BWD_W, 2, &a, 1e-5);
+  }
+}
+
+/* conv_transpose2d as CONV2D_BWD_X with torch's output shape (stride 2 and
+ * output_padding 1, groups 2, dilation 2, output_padding >= stride below
+ * the dilation); its gradients: dx = conv2d(dy, w) (cropped to x), dw =
+ * conv2d_bwd_w(dy, x). */
+Test(interp, conv_transpose2d) {
+  static const struct { const char *name; int64_t a[7]; Shape y, w; } cs[] = {
+    {"convt_s2_op1", {2, 1, 2, 1, 1, 1, 1}, {4, {2, 3, 10, 12}}, {4, {4, 3, 3, 3}}},
+    {"convt_g2", {1, 0, 2, 1, 1, 1, 2}, {4, {2, 6, 7, 8}}, {4, {4, 3, 3, 2}}},
+    {"convt_dil2", {2, 1, 2, 1, 2, 2, 1}, {4, {2, 3, 10, 9}}, {4, {2, 3, 3, 2}}},
+    {"convt_op_dil", {1, 1, 1, 1, 2, 2, 1}, {4, {1, 3, 8, 5}}, {4, {2, 3, 3, 2}}},
+  };
+  char name[64];
+  for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
+    Attr a = cattr(cs[i].a);
+    a.shape = cs[i].y;
+    golden(cs[i].name, OP_CONV2D_BWD_X, 2, &a, 1e-5);
+    snprintf(name, sizeof name, "%s_dx", cs[i].name);
+    golden_c(name, OP_CONV2D, 2, &a, 1e-5, 1);
+    a.shape = cs[i].w;
+    snprintf(name, sizeof name, "%s_dw", cs[i].name);
+    golden(name, OP_CONV2D_BWD_W, 2, &a, 1e-5);
+  }
 }
 
 Test(interp, pooling_and_backward) {

@@ -399,6 +399,52 @@ Test(jit, conv_pool) {
   t_free(t);
 }
 
+/* Full conv attrs: strides (h, w), paddings (h, w), dilations (h, w), groups. */
+static Attr conv_at(int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t g) {
+  Attr a = ai(sh, ph);
+  a.i[2] = sw, a.i[3] = pw, a.i[4] = dh, a.i[5] = dw, a.i[6] = g;
+  return a;
+}
+
+/* conv2d with dilation, per-axis stride/padding, groups 2 and depthwise,
+ * with both gradients; conv_transpose2d (CONV2D_BWD_X of a given output
+ * shape, output_padding 1, groups 2, dilation 2) and its weight gradient. */
+Test(jit, conv_dilation_groups_transpose) {
+  T *t = t_new();
+  Node *r[32];
+  int n = 0;
+  static const struct { Shape x, w; int64_t a[7]; } cs[] = {
+    {{4, {2, 3, 11, 9}}, {4, {4, 3, 3, 2}}, {1, 2, 2, 1, 2, 3, 1}},
+    {{4, {2, 4, 9, 8}}, {4, {6, 2, 3, 3}}, {2, 1, 1, 1, 1, 2, 2}},
+    {{4, {2, 8, 8, 8}}, {4, {8, 1, 3, 3}}, {1, 1, 1, 1, 1, 1, 8}},
+  };
+  for (int i = 0; i < 3; i++) {
+    const int64_t *v = cs[i].a;
+    Attr c = conv_at(v[0], v[2], v[1], v[3], v[4], v[5], v[6]);
+    Node *x = in(t, cs[i].x, -1, 1), *w = in(t, cs[i].w, -1, 1);
+    Node *y = op(t, OP_CONV2D, x, w, &c);
+    r[n++] = y;
+    Node *dy = in(t, y->shape, -1, 1);
+    Attr bx = c, bw = c;
+    bx.shape = x->shape;
+    bw.shape = w->shape;
+    r[n++] = op(t, OP_CONV2D_BWD_X, dy, w, &bx);
+    r[n++] = op(t, OP_CONV2D_BWD_W, x, dy, &bw);
+  }
+  /* x [2,4,5,6], w [4,3,3,3], groups 2: C_out 6; stride 2, padding 1,
+   * output_padding 1, dilation (2, 1) */
+  Node *x = in(t, shp(4, 2, 4, 5, 6), -1, 1), *w = in(t, shp(4, 4, 3, 3, 3), -1, 1);
+  Attr c = conv_at(2, 2, 1, 1, 2, 1, 2);
+  c.shape = shp(4, 2, 6, 4 * 2 - 2 + 2 * 2 + 1 + 1, 5 * 2 - 2 + 2 + 1 + 1);
+  Node *y = op(t, OP_CONV2D_BWD_X, x, w, &c);
+  r[n++] = y;
+  Attr bw = c;
+  bw.shape = w->shape;
+  r[n++] = op(t, OP_CONV2D_BWD_W, in(t, y->shape, -1, 1), x, &bw);
+  check(t, r, n, 1e-5);
+  t_free(t);
+}
+
 /* One update op of kind o over a [31, 17] param, run 3 steps. */
 static void check_update(Op o, const double *f, int64_t i0) {
   T *t = t_new();

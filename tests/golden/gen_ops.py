@@ -149,9 +149,50 @@ def pool():
                 save(f"{name}_bwd_k{k}_s{s}", [dy], tx.grad.numpy())
 
 
+# conv2d with dilation, per-axis stride/padding and groups; conv_transpose2d.
+# (name, x shape, w shape, stride, padding, dilation, groups); test_interp.c
+# repeats the attributes.
+CONV_MORE = [
+    ("convm_dil", (2, 3, 9, 8), (4, 3, 3, 2), 1, 1, 2, 1),
+    ("convm_rect", (2, 3, 9, 11), (5, 3, 3, 4), (2, 3), (1, 2), (1, 2), 1),
+    ("convm_g2", (2, 4, 7, 9), (6, 2, 3, 3), 2, 1, 1, 2),
+    ("convm_dw2", (2, 3, 8, 7), (6, 1, 3, 3), 1, (1, 0), (2, 1), 3),
+    ("convm_dw", (1, 5, 6, 7), (5, 1, 3, 3), (2, 1), 1, 1, 5),
+]
+# (name, x shape, w shape, stride, padding, output_padding, groups, dilation)
+CONVT = [
+    ("convt_s2_op1", (2, 4, 5, 6), (4, 3, 3, 3), 2, 1, 1, 1, 1),
+    ("convt_g2", (2, 4, 5, 5), (4, 3, 3, 2), (1, 2), (0, 1), 0, 2, 1),
+    ("convt_dil2", (2, 2, 4, 5), (2, 3, 3, 2), 2, 1, (1, 0), 1, 2),
+    ("convt_op_dil", (1, 2, 5, 4), (2, 3, 3, 2), 1, 1, 1, 1, 2),   # output_padding >= stride, < dilation
+]
+
+
+def conv_more():
+    for name, xs, ws, st, pd, dl, g in CONV_MORE:
+        x, w = f32(*xs), f32(*ws)
+        tx, tw = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
+        y = F.conv2d(tx, tw, stride=st, padding=pd, dilation=dl, groups=g)
+        dy = f32(*y.shape)
+        y.backward(torch.from_numpy(dy))
+        save(name, [x, w], y.detach().numpy())
+        save(f"{name}_bwd_x", [dy, w], tx.grad.numpy())
+        save(f"{name}_bwd_w", [x, dy], tw.grad.numpy())
+    for name, xs, ws, st, pd, op, g, dl in CONVT:
+        x, w = f32(*xs), f32(*ws)
+        tx, tw = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
+        y = F.conv_transpose2d(tx, tw, stride=st, padding=pd, output_padding=op, groups=g, dilation=dl)
+        dy = f32(*y.shape)
+        y.backward(torch.from_numpy(dy))
+        save(name, [x, w], y.detach().numpy())
+        save(f"{name}_dx", [dy, w], tx.grad.numpy())   # conv2d(dy, w), cropped to x
+        save(f"{name}_dw", [dy, x], tw.grad.numpy())   # conv2d_bwd_w(dy, x)
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):
         if f.endswith(".npy"):
             os.remove(os.path.join(OUT, f))
     binaries(); unaries(); reductions(); shapes(); matrix(); neural(); conv(); pool()
+    conv_more()
