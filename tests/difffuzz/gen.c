@@ -749,6 +749,40 @@ static GVal *st_dropout(Gen *g) {
   return assign(g, x->rank, x->d, x->mag / (1 - p), x->depth + 1, "dropout(%s, %g)", x->name, p);
 }
 
+/* layer_norm over the last axis, with or without w and b, and batch_norm
+ * over [N, C] or [N, C, H, W] (training steps: the batch's statistics and
+ * the running-statistics update; forward runs: the running statistics). */
+static GVal *st_norm(Gen *g) {
+  GVal *x = pick(g, 1, 4);
+  if (!x) return NULL;
+  static const double epss[] = {1e-5, 1e-3, 0.1};
+  double eps = epss[rnd(g, 3)];
+  char t[1][40], opt[64] = "", e[256];
+  int64_t cnt = x->rank >= 2 ? numel(x) / (x->d[1] ? x->d[1] : 1) : 0;
+  int bn = (x->rank == 2 || x->rank == 4) && cnt > 1 && chance(g, 50);
+  int a = bn ? 1 : x->rank - 1;
+  int64_t d[1] = {x->d[a]};
+  dtext(x, a, t[0]);
+  if (eps != 1e-5 || chance(g, 20)) snprintf(opt, sizeof opt, ", eps=%g", eps);
+  if (bn) {
+    GVal *w = new_param(g, 1, t, d), *b = w ? new_param(g, 1, t, d) : NULL;
+    if (!b) return NULL;
+    if (chance(g, 30)) snprintf(opt + strlen(opt), sizeof opt - strlen(opt), ", momentum=%g", 0.05 + frnd(g, 0, 0.9));
+    use(g, GF_batch_norm);
+    snprintf(e, sizeof e, "batch_norm(%s, %s, %s%s)", x->name, w->name, b->name, opt);
+    /* a whole right-hand side, never scaled: the running statistics take its name */
+    return assign(g, x->rank, x->d, fmin(3 * w->mag * sqrt((double)cnt) + b->mag, 16), x->depth + 2, "%s", e);
+  }
+  use(g, GF_layer_norm);
+  if (chance(g, 50)) {
+    GVal *w = new_param(g, 1, t, d), *b = w ? new_param(g, 1, t, d) : NULL;
+    if (!b) return NULL;
+    snprintf(e, sizeof e, "layer_norm(%s, %s, %s%s)", x->name, w->name, b->name, opt);
+    return assign(g, x->rank, x->d, fmin(3 * w->mag * sqrt((double)d[0]) + b->mag, 16), x->depth + 2, "%s", e);
+  }
+  return assign(g, x->rank, x->d, fmin(sqrt((double)d[0]), 16), x->depth + 2, "layer_norm(%s%s)", x->name, opt);
+}
+
 static GVal *st_creation(Gen *g) {
   GVal *x = pick(g, 1, 4);
   if (!x) return NULL;
@@ -1016,7 +1050,7 @@ char *gen_program(uint64_t seed, unsigned *feat) {
     {st_unary, 14}, {st_binary, 14}, {st_compare, 2}, {st_reduce, 6}, {st_center, 3}, {st_softmax, 3},
     {st_argmax, 1}, {st_matmul, 8}, {st_transpose, 3}, {st_reshape, 4}, {st_slice, 4}, {st_concat, 3},
     {st_conv, 5}, {st_pool, 3}, {st_dropout, 2}, {st_creation, 1}, {st_const, 1}, {st_i32, 1},
-    {st_layer, 3}, {st_rnn, 2}, {st_loop, 2}, {st_fn, 2},
+    {st_layer, 3}, {st_rnn, 2}, {st_loop, 2}, {st_fn, 2}, {st_norm, 3},
   };
   int total = 0, nst = (int)(sizeof st / sizeof *st);
   for (int k = 0; k < nst; k++) total += st[k].w;
