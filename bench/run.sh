@@ -24,7 +24,9 @@ infer_reps=${INFER_REPEATS:-300}
 rounds=${ROUNDS:-3}
 skip=${SKIP:-}
 py=/usr/bin/python3
-models="mlp logreg deep_mlp lenet rnn lstm autoencoder"
+models="mlp logreg deep_mlp lenet rnn lstm autoencoder cnn_bn"
+# the shared models, then our examples beyond them (cnn_bn: batch_norm)
+model_path() { if [ -f "$root/../shared/models/$1.nnd" ]; then echo "$root/../shared/models/$1.nnd"; else echo "$root/examples/$1.nnd"; fi; }
 mkdir -p "$here/results"
 out=$here/results/$(date +%Y%m%d-%H%M%S).jsonl
 : > "$out"
@@ -46,9 +48,9 @@ for round in $(seq "$rounds"); do
 for t in $threads; do
   for m in $models; do
     echo "nndc $m, $t thread(s)" >&2
-    "$nndc" bench "$root/../shared/models/$m.nnd" --train -D N=64 --threads "$t" --repeats "$train_reps" --json |
+    "$nndc" bench "$(model_path "$m")" --train -D N=64 --threads "$t" --repeats "$train_reps" --json |
       tag models train >> "$out"
-    "$nndc" bench "$root/../shared/models/$m.nnd" -D N=1 --threads "$t" --repeats "$infer_reps" --json |
+    "$nndc" bench "$(model_path "$m")" -D N=1 --threads "$t" --repeats "$infer_reps" --json |
       tag models infer >> "$out"
   done
   echo "torch, $t thread(s)" >&2
