@@ -73,6 +73,56 @@ class Lenet(nn.Module):
         return self.f3(h)
 
 
+class CnnBn(nn.Module):
+    """examples/cnn_bn.nnd: two blocks of conv 3x3 (no bias), batch_norm,
+    relu, max pool 2; dense 3136 -> 128 with batch_norm, dropout 0.3; 10."""
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.Conv2d(32, 64, 3, padding=1, bias=False)
+        self.b1, self.b2 = nn.BatchNorm2d(32), nn.BatchNorm2d(64)
+        self.f1, self.bf = nn.Linear(3136, 128, bias=False), nn.BatchNorm1d(128)
+        self.out = nn.Linear(128, 10)
+
+    def forward(self, x):
+        a1 = F.max_pool2d(torch.relu(self.b1(self.c1(x))), 2)   # [N, 32, 14, 14]
+        a2 = F.max_pool2d(torch.relu(self.b2(self.c2(a1))), 2)  # [N, 64, 7, 7]
+        h = torch.relu(self.bf(self.f1(torch.flatten(a2, 1))))
+        return self.out(F.dropout(h, 0.3, self.training))
+
+
+class Block(nn.Module):
+    """One pre-norm encoder block of examples/transformer.nnd."""
+    def __init__(self, d=64, h=4):
+        super().__init__()
+        self.h, self.dh = h, d // h
+        self.n1, self.n2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.q, self.k, self.v, self.o = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.m1, self.m2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+
+    def heads(self, x):                                 # [N, T, D] -> [N, H, T, DH]
+        return x.reshape(x.shape[0], x.shape[1], self.h, self.dh).transpose(1, 2)
+
+    def forward(self, x):
+        a = self.n1(x)
+        s = torch.softmax(self.heads(self.q(a)) @ self.heads(self.k(a)).transpose(2, 3) / self.dh ** 0.5, -1)
+        o = (s @ self.heads(self.v(a))).transpose(1, 2).reshape(x.shape)
+        x = x + self.o(o)
+        return x + self.m2(F.gelu(self.m1(self.n2(x))))
+
+
+class Transformer(nn.Module):
+    """examples/transformer.nnd: rows of the image embedded, a learned
+    position embedding, two blocks, mean over positions, 10 classes."""
+    def __init__(self, d=64):
+        super().__init__()
+        self.e, self.pos = nn.Linear(28, d), nn.Parameter(torch.randn(28, d) * 0.02)
+        self.b1, self.b2, self.nf, self.out = Block(d), Block(d), nn.LayerNorm(d), nn.Linear(d, 10)
+
+    def forward(self, x):                               # x: [N, 28, 28]
+        h = self.b2(self.b1(self.e(x) + self.pos))
+        return self.out(self.nf(h).mean(1))
+
+
 class Rnn(nn.Module):
     def __init__(self):
         super().__init__()
@@ -121,6 +171,8 @@ MODELS = {
     "logreg": (Logreg, (784,), classify, lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)),
     "deep_mlp": (DeepMlp, (784,), classify, lambda p: torch.optim.RMSprop(p, lr=1e-3)),
     "lenet": (Lenet, (1, 28, 28), classify, lambda p: torch.optim.Adam(p, lr=1e-3)),
+    "cnn_bn": (CnnBn, (1, 28, 28), classify, lambda p: torch.optim.Adam(p, lr=1e-3)),
+    "transformer": (Transformer, (28, 28), classify, lambda p: torch.optim.Adam(p, lr=1e-3)),
     "rnn": (Rnn, (28, 28), classify, lambda p: torch.optim.Adam(p, lr=1e-3)),
     "lstm": (Lstm, (28, 28), classify, lambda p: torch.optim.Adam(p, lr=1e-3)),
     "autoencoder": (Autoencoder, (784,), reconstruct, lambda p: torch.optim.Adam(p, lr=1e-3)),
