@@ -45,6 +45,9 @@ int rt_write_atomic(Diag *d, const char *path, const void *const *part, const si
  * path (best effort), so that a rename into it is durable (npy.c, ckpt.c). */
 int rt_fsync_dir(const char *dir);
 void rt_fsync_parent(const char *path);
+/* The n images of v [n, c, h, w] (c 1 or 3, values in [0, 1]) as one PNG
+ * grid, atomically (png.c); 0, or -1 after reporting. */
+int png_write_grid(Diag *d, const char *path, const float *v, int64_t n, int64_t c, int64_t h, int64_t w);
 /* Reads a whole regular file into a malloc'd buffer (caller frees); NULL after reporting. */
 uint8_t *rt_read_file(Diag *d, const char *path, size_t *n);
 /* IDX (MNIST format), optionally gzip-compressed (by content, not name). */

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <zlib.h>
 #include "codegen/target.h"
 #include "util.h"
 
@@ -672,5 +674,75 @@ Test(cli, conv_options_match_torch, .timeout = 300) {
     }
     free(want);
   }
+  free(dir);
+}
+
+/* run --png: an output [N, 1, H, W] (and [N, H, W], [N, 3, H, W]) becomes
+ * DIR/NAME.png; the file is checked as a PNG reader would: signature, chunk
+ * CRCs (zlib's crc32), IHDR, the IDAT inflated by zlib, every pixel at its
+ * place in the grid (ceil(sqrt(N)) per row, one black pixel between). */
+static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
+Test(cli, run_png_writes_image_grids) {
+  char *dir = util_tmpdir(), m[600], px[600], pp[700];
+  snprintf(m, sizeof m, "%s/img.nnd", dir);
+  cr_assert_eq(util_write_file(m, "input x: f32[N, 20]\noutput g = reshape(x, [dim(x, 0), 1, 4, 5])\n"
+                                  "output rgb = reshape(concat(x, x, x, axis=1), [dim(x, 0), 3, 4, 5])\n"
+                                  "output flat = x * 2\n"), 0);
+  snprintf(px, sizeof px, "%s/x.npy", dir);
+  Shape sx = {2, {5, 20}};
+  write_f32(px, &sx, 3, -0.2f, 1.2f);
+  float x[100];
+  util_fill(x, 100, 3, -0.2f, 1.2f);
+  int st;
+  char *o = nndc(&st, "run %s --feed x=%s --out %s --png", m, px, dir);
+  cr_assert_eq(st, 0, "%s", o);
+  cr_expect(strstr(o, "wrote 2 images"), "%s", o);
+  free(o);
+  for (int rgb = 0; rgb < 2; rgb++) {
+    snprintf(pp, sizeof pp, "%s/%s.png", dir, rgb ? "rgb" : "g");
+    FILE *f = fopen(pp, "rb");
+    cr_assert(f, "%s", pp);
+    static uint8_t buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    cr_assert(n > 8 && !memcmp(buf, "\x89PNG\r\n\x1a\n", 8));
+    uint8_t *idat = NULL;
+    size_t idat_len = 0, at = 8;
+    uint32_t W = 0, H = 0;
+    while (at + 12 <= n) {
+      uint32_t len = rd32(buf + at);
+      cr_assert(at + 12 + len <= n);
+      uint32_t crc = (uint32_t)crc32(crc32(0, Z_NULL, 0), buf + at + 4, len + 4);
+      cr_expect_eq(crc, rd32(buf + at + 8 + len), "chunk CRC");
+      if (!memcmp(buf + at + 4, "IHDR", 4)) {
+        W = rd32(buf + at + 8), H = rd32(buf + at + 12);
+        cr_expect_eq(buf[at + 16], 8);
+        cr_expect_eq(buf[at + 17], rgb ? 2 : 0);
+      } else if (!memcmp(buf + at + 4, "IDAT", 4)) idat = buf + at + 8, idat_len = len;
+      at += 12 + len;
+    }
+    /* 5 images of 4x5: 3 per row, 2 rows, one-pixel gaps */
+    cr_assert_eq(W, 3 * 6 - 1);
+    cr_assert_eq(H, 2 * 5 - 1);
+    int c = rgb ? 3 : 1;
+    uLongf rl = (uLongf)((W * c + 1) * H);
+    uint8_t *raw = malloc(rl);
+    cr_assert_eq(uncompress(raw, &rl, idat, (uLong)idat_len), Z_OK);
+    cr_assert_eq(rl, (uLongf)((W * c + 1) * H));
+    for (int k = 0; k < 5; k++)
+      for (int y = 0; y < 4; y++)
+        for (int xx = 0; xx < 5; xx++)
+          for (int ch = 0; ch < c; ch++) {
+            float v = x[k * 20 + y * 5 + xx];
+            int want = v <= 0 ? 0 : v >= 1 ? 255 : (int)lrintf(v * 255);
+            int got = raw[(k / 3 * 5 + y) * (W * c + 1) + 1 + (k % 3 * 6 + xx) * c + ch];
+            cr_expect_eq(got, want, "image %d pixel (%d, %d)", k, y, xx);
+          }
+    cr_expect_eq(raw[4 * (W * c + 1) + 1], 0, "the gap row is black");
+    free(raw);
+  }
+  snprintf(pp, sizeof pp, "%s/flat.png", dir);
+  cr_expect(access(pp, F_OK) != 0, "a [N, 20] output is no image");
   free(dir);
 }

@@ -22,7 +22,7 @@ typedef struct Cli {
   Pair feeds[MAX_ITEMS];   int nfeeds;   /* --feed (run) and --data (train) */
   Pair tests[MAX_ITEMS];   int ntests;   /* --test */
   const char *load, *save, *out, *stage, *emit_dir, *weights;
-  int dot, grad, train, json, no_shuffle, baseline;
+  int dot, grad, train, json, no_shuffle, baseline, png;
   int64_t epochs, batch, repeats;      /* -1 / 0: not given */
   int64_t seed;
   int has_seed, threads;

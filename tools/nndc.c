@@ -2,7 +2,7 @@
  *
  *   nndc check M.nnd
  *   nndc ir M.nnd [--stage parsed|grad|opt] [--dot]
- *   nndc run M.nnd --feed NAME=FILE ... [--load P] [--out DIR] [--grad]
+ *   nndc run M.nnd --feed NAME=FILE ... [--load P] [--out DIR] [--grad] [--seed S] [--png]
  *   nndc train M.nnd --data NAME=FILE ... [--test NAME=FILE ...] [--load P] [--save P]
  *                    [--epochs E] [--batch B] [--seed S] [--no-shuffle]
  *   nndc emit-c M.nnd -o DIR [--train] [--weights P]
@@ -27,7 +27,7 @@ static void usage(void) {
         "commands:\n"
         "  check M.nnd                        parse and type-check\n"
         "  ir M.nnd [--stage parsed|grad|opt] [--dot]\n"
-        "  run M.nnd --feed NAME=FILE ... [--load P] [--out DIR] [--grad]\n"
+        "  run M.nnd --feed NAME=FILE ... [--load P] [--out DIR] [--grad] [--seed S] [--png]\n"
         "  train M.nnd --data NAME=FILE ... [--test NAME=FILE ...] [--load P] [--save P]\n"
         "              [--epochs E] [--batch B] [--seed S] [--no-shuffle]\n"
         "  emit-c M.nnd -o DIR [--train] [--weights P]\n"
@@ -112,6 +112,7 @@ static void parse_option(Cli *c, int argc, char **argv, int *i) {
       usage_error("--stage must be parsed, grad or opt, got '%s'", c->stage);
   } else if (!strcmp(a, "--dot")) c->dot = 1;
   else if (!strcmp(a, "--grad")) c->grad = 1;
+  else if (!strcmp(a, "--png")) c->png = 1;
   else if (!strcmp(a, "--train")) c->train = 1;
   else if (!strcmp(a, "--json")) c->json = 1;
   else if (!strcmp(a, "--baseline")) c->baseline = 1;

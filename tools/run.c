@@ -69,6 +69,25 @@ static void write_value(Diag *d, const char *dir, const char *name, const Node *
   if (npy_write(d, path, n->dt == DT_I32 ? EL_I32 : EL_F32, &n->shape, data)) fail(d);
 }
 
+/* run --png: every output shaped [N, 1, H, W], [N, 3, H, W] or [N, H, W]
+ * also as DIR/NAME.png, a grid of its N images (spec 9). */
+static void write_images(Diag *d, const Graph *g, Engine *e, const char *dir) {
+  int n = 0;
+  for (int i = 0; i < g->noutputs; i++) {
+    const Node *o = g->outputs[i].node;
+    const Shape *s = &o->shape;
+    int img = o->dt == DT_F32 && ((s->rank == 4 && (s->dim[1] == 1 || s->dim[1] == 3)) || s->rank == 3);
+    if (!img) continue;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.png", dir, g->outputs[i].name);
+    int64_t c = s->rank == 4 ? s->dim[1] : 1;
+    if (png_write_grid(d, path, engine_value(e, o), s->dim[0], c, s->dim[s->rank - 2], s->dim[s->rank - 1])) fail(d);
+    n++;
+  }
+  if (n) printf("wrote %d image%s to %s/\n", n, n == 1 ? "" : "s", dir);
+  else fprintf(stderr, "nndc: note: --png: no output is shaped [N, 1, H, W], [N, 3, H, W] or [N, H, W]\n");
+}
+
 /* Whether every input that node n depends on is fed. */
 static int computable(const Graph *g, Node *n, const uint8_t *fed) {
   uint8_t *mask = calloc((size_t)g->nnodes + 1, 1);
@@ -173,6 +192,7 @@ int cmd_run(Cli *c, Diag *d) {
     if (shape_numel(&w[i].node->shape) == 1 && w[i].node->dt == DT_F32)
       printf("%s = %.6g\n", w[i].file, *(float *)engine_value(e, w[i].node));
   printf("wrote %d arrays to %s/\n", nw, dir);
+  if (c->png) write_images(d, &g, e, dir);
   engine_free(e);
   model_state_free(&g, &ms);
   dataset_free(&ds);
