@@ -154,6 +154,29 @@ class Autoencoder(nn.Module):
         return code, torch.sigmoid(self.d2(torch.relu(self.d1(code))))
 
 
+class Vae(nn.Module):
+    """examples/vae.nnd: 784 -> 400 -> (mu, logvar) of 20; decoder 20 -> 400 -> 784."""
+    def __init__(self):
+        super().__init__()
+        self.h, self.mu, self.lv = nn.Linear(784, 400), nn.Linear(400, 20), nn.Linear(400, 20)
+        self.d1, self.d2 = nn.Linear(20, 400), nn.Linear(400, 784)
+
+    def forward(self, x):
+        h = torch.relu(self.h(x))
+        mu, logvar = self.mu(h), self.lv(h)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        return self.d2(torch.relu(self.d1(z))), mu, logvar
+
+
+def elbo(net, x, y):
+    """The negative ELBO per sample (vae.nnd's loss); reconstructions for inference."""
+    logits, mu, logvar = net(x)
+    if y is None:
+        return torch.sigmoid(logits)
+    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
+    return recon - 0.5 * torch.sum(1 + logvar - mu * mu - torch.exp(logvar)) / x.shape[0]
+
+
 def classify(net, x, y):
     """Loss for training, outputs (softmax probabilities) for inference."""
     logits = net(x)
@@ -173,6 +196,7 @@ MODELS = {
     "lenet": (Lenet, (1, 28, 28), classify, lambda p: torch.optim.Adam(p, lr=1e-3)),
     "cnn_bn": (CnnBn, (1, 28, 28), classify, lambda p: torch.optim.Adam(p, lr=1e-3)),
     "transformer": (Transformer, (28, 28), classify, lambda p: torch.optim.Adam(p, lr=1e-3)),
+    "vae": (Vae, (784,), elbo, lambda p: torch.optim.Adam(p, lr=1e-3)),
     "rnn": (Rnn, (28, 28), classify, lambda p: torch.optim.Adam(p, lr=1e-3)),
     "lstm": (Lstm, (28, 28), classify, lambda p: torch.optim.Adam(p, lr=1e-3)),
     "autoencoder": (Autoencoder, (784,), reconstruct, lambda p: torch.optim.Adam(p, lr=1e-3)),
