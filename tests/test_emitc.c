@@ -352,21 +352,29 @@ Test(emitc, lenet) { Case c = {"lenet", "-D N=2", {{"N", 2, 1}}, 1, NULL}; check
 Test(emitc, rnn) { Case c = {"rnn", "-D N=4 -D T=2 -D H=32", N4T2H32, 3, NULL}; check_model(&c); }
 Test(emitc, lstm) { Case c = {"lstm", "-D N=4 -D T=2 -D H=32", N4T2H32, 3, NULL}; check_model(&c); }
 
+/* A model written into a fresh directory as FILE, then check_model
+ * (state_rtol: Case's). */
+static void check_source(const char *file, const char *text, const char *defs, Define d, const char *m,
+                         double state_rtol) {
+  char *dir = util_tmpdir(), path[1024];
+  snprintf(path, sizeof path, "%s/%s", dir, file);
+  cr_assert_eq(util_write_file(path, text), 0);
+  Case c = {path, defs, {d}, 1, m, state_rtol};
+  check_model(&c);
+  free(dir);
+}
+
 /* Names that are not C identifiers as they stand: a file name starting with
  * a digit, a param called `int` and one called `v1` (the printer's own
  * variables are v<n>), a layer param h1.W; an i32 output and a clamp. */
 Test(emitc, odd_names) {
-  char *dir = util_tmpdir(), path[1024];
-  snprintf(path, sizeof path, "%s/2odd-names.nnd", dir);
-  cr_assert_eq(util_write_file(path,
+  check_source("2odd-names.nnd",
     "input x: f32[N, 3]\ninput lab: i32[N]\nparam int: f32[3, 10]\nparam v1: f32[10] = uniform(-1, 1)\n"
     "fn dense(x, units) {\n  param W: f32[dim(x, -1), units]\n  return x @ W\n}\n"
     "h1 = dense(x, 10)\nz = relu(x @ int + v1) + h1\noutput idx = argmax(z, axis=1)\n"
     "output z2 = clamp(z, -0.5, 0.5) ** 3\nloss = cross_entropy(z, lab)\n"
-    "metric acc = mean(argmax(z, axis=1) == lab)\ntrain { optimizer = sgd(lr=0.1, momentum=0.9) }\n"), 0);
-  Case c = {path, "-D N=5", {{"N", 5, 1}}, 1, "m2odd_names", 0};
-  check_model(&c);
-  free(dir);
+    "metric acc = mean(argmax(z, axis=1) == lab)\ntrain { optimizer = sgd(lr=0.1, momentum=0.9) }\n",
+               "-D N=5", (Define){"N", 5, 1}, "m2odd_names", 0);
 }
 
 /* batch_norm (training: batch statistics and the running-statistics update
@@ -374,27 +382,21 @@ Test(emitc, odd_names) {
  * keeps b1's gradient from vanishing: a batch_norm right after the product
  * would cancel any shift common to the batch, leaving rounding noise.) */
 Test(emitc, norm) {
-  char *dir = util_tmpdir(), path[1024];
-  snprintf(path, sizeof path, "%s/norm.nnd", dir);
-  cr_assert_eq(util_write_file(path,
+  check_source("norm.nnd",
     "input x: f32[N, 2, 7, 5]\ninput y: i32[N]\nparam k: f32[3, 2, 3, 3]\nparam g1: f32[3] = uniform(0.5, 1.5)\n"
     "param b1: f32[3] = uniform(-1, 1)\nparam W: f32[6, 10]\nparam g2: f32[10] = ones\nparam b2: f32[10]\n"
     "fn block(x, w, b) {\n  return relu(batch_norm(x, w, b, momentum=0.2))\n}\n"
     "h1 = block(conv2d(x, k, padding=1), g1, b1)\np = flatten(maxpool2d(h1, 3))\n"
     "h2 = batch_norm(tanh(p @ W), g2, b2, eps=1e-3)\no = layer_norm(h2) + layer_norm(h2, g2, b2)\noutput logits = o\n"
-    "loss = cross_entropy(o, y)\ntrain { optimizer = sgd(lr=0.1, momentum=0.9) }\n"), 0);
-  Case c = {path, "-D N=5", {{"N", 5, 1}}, 1, "norm", 0};
-  check_model(&c);
-  free(dir);
+    "loss = cross_entropy(o, y)\ntrain { optimizer = sgd(lr=0.1, momentum=0.9) }\n",
+               "-D N=5", (Define){"N", 5, 1}, "norm", 0);
 }
 
 /* Grouped, dilated, per-axis strided and depthwise conv2d and a grouped
  * conv_transpose2d with output_padding and a bias, forward and --train
  * (the direct convolution kernels and the GEMM path's dilation). */
 Test(emitc, conv_variants) {
-  char *dir = util_tmpdir(), path[1024];
-  snprintf(path, sizeof path, "%s/convs.nnd", dir);
-  cr_assert_eq(util_write_file(path,
+  check_source("convs.nnd",
     "input x: f32[N, 4, 9, 8]\ninput lab: i32[N]\n"
     "param w1: f32[6, 2, 3, 3]\nparam b1: f32[6] = uniform(-1, 1)\nparam w2: f32[6, 1, 3, 3]\n"
     "param w3: f32[6, 2, 3, 2]\nparam b3: f32[4] = uniform(-1, 1)\nparam w4: f32[3, 4, 2, 2]\n"
@@ -404,10 +406,8 @@ Test(emitc, conv_variants) {
     "u = conv_transpose2d(h, w3, b3, stride=2, padding=1, output_padding=1, groups=2)\n"  /* [N,4,14,7] */
     "v = conv2d(u, w4, stride=2, dilation=[1, 2], padding=[0, 1])\n"                      /* [N,3,7,4] */
     "z = flatten(v) @ wf\noutput u\nloss = cross_entropy(z, lab)\n"
-    "train { optimizer = adam(lr=0.01) }\n"), 0);
-  Case c = {path, "-D N=3", {{"N", 3, 1}}, 1, "convs", 0};
-  check_model(&c);
-  free(dir);
+    "train { optimizer = adam(lr=0.01) }\n",
+               "-D N=3", (Define){"N", 3, 1}, "convs", 0);
 }
 
 /* Our examples beyond the shared models, the CNN with batch_norm and the
@@ -417,7 +417,7 @@ Test(emitc, conv_variants) {
  * which softmax cancels), and Adam's first step turns any such residue into
  * a step of lr whose sign is noise. */
 static void example_with_sgd(const char *name, const char *defs, Define d, double state_rtol) {
-  char src[512], *dir = util_tmpdir(), path[1024];
+  char src[512], file[128];
   snprintf(src, sizeof src, "%s/examples/%s.nnd", NNDC_SRC_DIR, name);
   FILE *f = fopen(src, "rb");
   cr_assert(f, "%s", src);
@@ -426,12 +426,9 @@ static void example_with_sgd(const char *name, const char *defs, Define d, doubl
   while (fgets(line, sizeof line, f))
     buf_puts(&text, strstr(line, "optimizer = adam") ? "  optimizer = sgd(lr=0.1, momentum=0.9)\n" : line);
   fclose(f);
-  snprintf(path, sizeof path, "%s/%s.nnd", dir, name);
-  cr_assert_eq(util_write_file(path, text.s), 0);
+  snprintf(file, sizeof file, "%s.nnd", name);
+  check_source(file, text.s, defs, d, name, state_rtol);
   free(text.s);
-  Case c = {path, defs, {d}, 1, name, state_rtol};
-  check_model(&c);
-  free(dir);
 }
 
 /* A convolution's weight gradient before batch_norm sums dz * x over every

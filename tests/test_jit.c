@@ -368,6 +368,18 @@ Test(jit, dropout_bit_identical) {
   t_free(t);
 }
 
+/* conv2d(x, w) with attrs c and its two gradients (for a random dy) into r[*n..]. */
+static void conv_with_grads(T *t, Node *x, Node *w, const Attr *c, Node **r, int *n) {
+  Node *y = op(t, OP_CONV2D, x, w, c);
+  r[(*n)++] = y;
+  Node *dy = in(t, y->shape, -1, 1);
+  Attr bx = *c, bw = *c;
+  bx.shape = x->shape;
+  bw.shape = w->shape;
+  r[(*n)++] = op(t, OP_CONV2D_BWD_X, dy, w, &bx);
+  r[(*n)++] = op(t, OP_CONV2D_BWD_W, x, dy, &bw);
+}
+
 Test(jit, conv_pool) {
   T *t = t_new();
   Node *x = in(t, shp(4, 2, 3, 9, 11), -1, 1), *w = in(t, shp(4, 5, 3, 3, 3), -1, 1);
@@ -375,14 +387,7 @@ Test(jit, conv_pool) {
   int n = 0;
   for (int cfg = 0; cfg < 2; cfg++) {
     Attr c = ai(cfg ? 2 : 1, cfg ? 1 : 0);
-    Node *y = op(t, OP_CONV2D, x, w, &c);
-    r[n++] = y;
-    Node *dy = in(t, y->shape, -1, 1);
-    Attr bx = c, bw = c;
-    bx.shape = x->shape;
-    bw.shape = w->shape;
-    r[n++] = op(t, OP_CONV2D_BWD_X, dy, w, &bx);
-    r[n++] = op(t, OP_CONV2D_BWD_W, x, dy, &bw);
+    conv_with_grads(t, x, w, &c, r, &n);
   }
   for (int cfg = 0; cfg < 2; cfg++) {
     Attr pa = ai(cfg ? 3 : 2, cfg ? 2 : 2);
@@ -421,15 +426,7 @@ Test(jit, conv_dilation_groups_transpose) {
   for (int i = 0; i < 3; i++) {
     const int64_t *v = cs[i].a;
     Attr c = conv_at(v[0], v[2], v[1], v[3], v[4], v[5], v[6]);
-    Node *x = in(t, cs[i].x, -1, 1), *w = in(t, cs[i].w, -1, 1);
-    Node *y = op(t, OP_CONV2D, x, w, &c);
-    r[n++] = y;
-    Node *dy = in(t, y->shape, -1, 1);
-    Attr bx = c, bw = c;
-    bx.shape = x->shape;
-    bw.shape = w->shape;
-    r[n++] = op(t, OP_CONV2D_BWD_X, dy, w, &bx);
-    r[n++] = op(t, OP_CONV2D_BWD_W, x, dy, &bw);
+    conv_with_grads(t, in(t, cs[i].x, -1, 1), in(t, cs[i].w, -1, 1), &c, r, &n);
   }
   /* x [2,4,5,6], w [4,3,3,3], groups 2: C_out 6; stride 2, padding 1,
    * output_padding 1, dilation (2, 1) */
