@@ -712,9 +712,10 @@ static void lower_noise(L *l, const Node *n) {
     store(l, at, buf_of(l, n), i, mul(l, top, cf(l, 1.0 / 16777216.0)));
     return;
   }
-  KExpr *u = mul(l, add(l, top, cf(l, 0.5)), cf(l, 1.0 / 16777216.0));
-  KExpr *x = bin(l, KB_SUB, mul(l, u, cf(l, 2)), cf(l, 1));
-  KExpr *w = un(l, KU_NEG, un(l, KU_LOG, mul(l, mul(l, u, cf(l, 4)), bin(l, KB_SUB, cf(l, 1), u))));
+  /* x = 2u - 1 as an odd integer over 2^24, exact (rng_normal_of) */
+  KExpr *odd = addi(l, muli(l, bin(l, KB_SHR, bits, ci(l, 40)), 2), 1 - 16777216);
+  KExpr *x = mul(l, cast(l, KT_F32, odd), cf(l, 1.0 / 16777216.0));
+  KExpr *w = un(l, KU_NEG, un(l, KU_LOG, mul(l, bin(l, KB_SUB, cf(l, 1), x), add(l, cf(l, 1), x))));
   static const double lo[] = {2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087,
                               -0.00125372503, -0.00417768164, 0.246640727, 1.50140941};
   static const double hi[] = {-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773,

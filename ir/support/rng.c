@@ -26,8 +26,11 @@ float rng_normal_of(uint64_t bits) {
                              -0.00125372503f, -0.00417768164f, 0.246640727f, 1.50140941f};
   static const float hi[] = {-0.000200214257f, 0.000100950558f, 0.00134934322f, -0.00367342844f, 0.00573950773f,
                              -0.0076224613f, 0.00943887047f, 1.00167406f, 2.83297682f};
-  float u = ((float)(bits >> 40) + 0.5f) * (1.0f / 16777216.0f);
-  float x = u * 2.0f - 1.0f, w = -logf(u * 4.0f * (1.0f - u));
+  /* x = 2u - 1 = (2 top + 1 - 2^24) / 2^24: an odd integer over 2^24, exact
+   * in float for every top (u itself is not: (2^24 - 1/2) / 2^24 rounds to
+   * 1, and erfinv(1) is infinite) */
+  float x = (float)(2 * (int64_t)(bits >> 40) + 1 - 16777216) * (1.0f / 16777216.0f);
+  float w = -logf((1.0f - x) * (1.0f + x));
   float wl = w - 2.5f, wh = sqrtf(w) - 3.0f, pl = lo[0], ph = hi[0];
   for (int k = 1; k < 9; k++) pl = lo[k] + pl * wl, ph = hi[k] + ph * wh;
   return (w < 5.0f ? pl : ph) * x * 1.41421356237309504880f;

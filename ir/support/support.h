@@ -115,8 +115,9 @@ static inline int rng_dropout_keep(uint64_t seed, uint64_t key, int64_t step, ui
 }
 /* Noise (rand, randn): node `key` at step `step` draws from its own stream;
  * RANDN's element i is sqrt(2) erfinv(2u - 1) of u = (top 24 bits + 1/2) /
- * 2^24, erfinv by Giles' single-precision approximation (float arithmetic;
- * the lowering builds the same formula in kernel IR). */
+ * 2^24, 2u - 1 = (2 top + 1 - 2^24) / 2^24 formed exactly (finite for every
+ * draw, |randn| <= 5.42), erfinv by Giles' single-precision approximation
+ * (float arithmetic; the lowering builds the same formula in kernel IR). */
 static inline uint64_t rng_noise_stream(uint64_t key, int64_t step) {
   return rng_mix(key * 0x100000001B3ull ^ (uint64_t)step) ^ 0xA015Eu;
 }
