@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from torch_bench import MODELS
+from torch_bench import MODELS, elbo
 
 D = "/usr/share/datasets/fashion-mnist"
 
