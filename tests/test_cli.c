@@ -556,8 +556,8 @@ Test(cli, norm_against_torch) {
   static const char *const runs[][2] = {{"interp", "host"}, {"jit", "generic"}, {"jit", "avx2"}, {"jit", "avx512"}};
   char *dir = util_tmpdir(), p[900], q[900];
   for (int e = 0; e < 4; e++) {
-    TargetKind tk = !strcmp(runs[e][1], "avx512") ? TARGET_AVX512 : !strcmp(runs[e][1], "avx2") ? TARGET_AVX2 : TARGET_GENERIC;
-    if (e > 0 && !target_host_runs(tk)) continue;
+    int tk = target_parse(runs[e][1]);   /* runs[0] is the host: always run */
+    if (e > 0 && !target_host_runs((TargetKind)tk)) continue;
     int st;
     char *o = nndc(&st, "train %s/norm.nnd --data x=%s/x.npy --data y=%s/y.npy --load %s/init --save %s/s%d "
                    "--no-shuffle --engine %s --target %s", G, G, G, G, dir, e, runs[e][0], runs[e][1]);
@@ -759,8 +759,8 @@ Test(cli, randn_extreme_draws_are_finite) {
   static const char *const runs[][2] = {{"interp", "host"}, {"jit", "generic"}, {"jit", "avx2"}, {"jit", "avx512"}};
   static const long long seeds[] = {7137126, 48067671};
   for (int e = 0; e < 4; e++) {
-    TargetKind tk = !strcmp(runs[e][1], "avx512") ? TARGET_AVX512 : !strcmp(runs[e][1], "avx2") ? TARGET_AVX2 : TARGET_GENERIC;
-    if (e > 0 && !target_host_runs(tk)) continue;
+    int tk = target_parse(runs[e][1]);   /* runs[0] is the host: always run */
+    if (e > 0 && !target_host_runs((TargetKind)tk)) continue;
     for (int s = 0; s < 2; s++) {
       int st;
       char *o = nndc(&st, "run %s --seed %lld --out %s --engine %s --target %s", m, seeds[s], dir, runs[e][0], runs[e][1]);
