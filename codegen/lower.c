@@ -1063,6 +1063,159 @@ static void update_elem(L *l, const Node *n, KStmt **at, KExpr *i, int ss, int b
   }
 }
 
+/* The reduction (KB_MAX or KB_ADD) of buf[base + t], t < n (n a multiple
+ * of 8): eight partial results, combined pairwise. */
+static KExpr *block_reduce(L *l, KStmt ***at, int op, int buf, KExpr *base, int64_t n) {
+  enum { U = 8 };
+  int acc[U];
+  KExpr *t, *h[U];
+  for (int u = 0; u < U; u++) *at = let(l, *at, &acc[u], load(l, buf, addi(l, base, u)));
+  KStmt **body = kg_loop(&l->kg, at, &t, ci(l, U), ci(l, n), U, 0);
+  for (int u = 0; u < U; u++)
+    body = set(l, body, acc[u], bin(l, op, var(l, acc[u]), load(l, buf, add(l, base, addi(l, t, u)))));
+  for (int u = 0; u < U; u++) h[u] = var(l, acc[u]);
+  for (int w = U / 2; w >= 1; w /= 2)
+    for (int u = 0; u < w; u++) h[u] = bin(l, op, h[u], h[u + w]);
+  return h[0];
+}
+
+/* ATTN, ATTN_LSE, ATTN_BWD (q [B,Tq,D], k [B,Tk,D], v [B,Tk,Dv]): flash
+ * attention.  Each PARALLEL item is one row of the result (a query's for
+ * ATTN, ATTN_LSE and dq, a key's for dk and dv) and walks the other axis in
+ * blocks of ATTN_BLK.  A block's scores s = scale q.k go to the item's own
+ * ATTN_BLK floats of scratch (never the whole score matrix: O(rows), not
+ * O(rows x keys)) as vector multiply-adds of the row's elements with the
+ * walked operand transposed (a copy made by a kernel before, zero-padded);
+ * lanes past the block's end are -inf, so its exps and sums vectorize.
+ * ATTN and ATTN_LSE keep the running max m and sum l = sum exp(s - m),
+ * rescaling l and (ATTN) the output row by exp(m_old - m) once per block;
+ * ATTN divides by l at the end, ATTN_LSE stores m + log l.  ATTN_BWD
+ * recomputes p = exp(s - lse) and, but for dv, dp = do_i.v_j beside it
+ * (a second block), then dv_j = sum_i p do_i, dk_j = scale sum_i p (dp -
+ * delta_i) q_i, dq_i = scale sum_j p (dp - delta_i) k_j.  Causal: only
+ * col - row <= k, as loop bounds. */
+enum { ATTN_BLK = 32 };
+
+/* A kernel (before n's) copying x [B, R, C] transposed into new scratch
+ * [B, C, R + ATTN_BLK], zero past R; returns the scratch buffer. */
+static int attn_transposed(L *l, const Node *n, const Node *x) {
+  int64_t B = x->shape.dim[0], R = x->shape.dim[1], C = x->shape.dim[2], RP = R + ATTN_BLK;
+  Kernel *main = l->kg.k;
+  int tb = add_scratch(l->p, n, B * C * RP), xb = buf_of(l, x);
+  Kernel *k = kernel_new(l, n);
+  k->name = arena_printf(l->a, "k%d_transpose%d", n->id, l->p->nkernels);
+  k->opname = "attention_transpose";
+  KExpr *bc, *rr;
+  KStmt **at = &k->body;
+  at = loopv(l, &at, &bc, B * C, KL_PARALLEL);
+  at = loopv(l, &at, &rr, RP, KL_VECTOR);
+  KExpr *src = add(l, muli(l, add(l, muli(l, bin(l, KB_DIV, bc, ci(l, C)), R), clampi(l, rr, R)), C),
+                   bin(l, KB_REM, bc, ci(l, C)));
+  store(l, at, tb, add(l, muli(l, bc, RP), rr), sel(l, bin(l, KB_LT, rr, ci(l, R)), load(l, xb, src), cf(l, 0)));
+  l->p->kernels[l->p->nkernels++] = k;
+  build_on(l, main);
+  return tb;
+}
+
+/* blk[s + t] = sum over d < n of rowb[ro + d] * tb[(b n + d) W + x0 + t],
+ * t < ATTN_BLK: the block's products of one row with the transposed copy
+ * tb (row width W) of the walked operand. */
+static void attn_block(L *l, KStmt ***at, int sb, KExpr *s, int rowb, KExpr *ro, int tb, KExpr *b, int64_t n, int64_t W,
+                       KExpr *x0) {
+  KExpr *t, *d;
+  KStmt **z = loopv(l, at, &t, ATTN_BLK, KL_VECTOR);
+  store(l, z, sb, add(l, s, t), cf(l, 0));
+  KStmt **dl = loopv(l, at, &d, n, 0);
+  int a;
+  dl = let(l, dl, &a, load(l, rowb, add(l, ro, d)));
+  KStmt **in = loopv(l, &dl, &t, ATTN_BLK, KL_VECTOR);
+  KExpr *si = add(l, s, t);
+  store(l, in, sb, si, add(l, load(l, sb, si), mul(l, var(l, a), load(l, tb, add(l, muli(l, add(l, muli(l, b, n), d), W), add(l, x0, t))))));
+}
+
+static void lower_attn(L *l, const Node *n) {
+  const Node *qn = n->in[0], *kn = n->in[1];
+  int64_t B = qn->shape.dim[0], Tq = qn->shape.dim[1], D = qn->shape.dim[2], Tk = kn->shape.dim[1];
+  int64_t Dv = n->op == OP_ATTN_LSE ? 0 : n->in[2]->shape.dim[2];
+  int which = n->op == OP_ATTN_BWD ? (int)n->a.i[2] : -1, bykey = which == 1 || which == 2;
+  int qb = buf_of(l, qn), kb = buf_of(l, kn), vb = Dv ? buf_of(l, n->in[2]) : -1, ob = buf_of(l, n);
+  int dob = -1, lseb = -1, deltab = -1;
+  if (n->op == OP_ATTN_BWD) dob = buf_of(l, n->in[3]), lseb = buf_of(l, n->in[4]), deltab = buf_of(l, n->in[5]);
+  int64_t kd = n->a.i[1], rows = bykey ? Tk : Tq, walk = bykey ? Tq : Tk, W = walk + ATTN_BLK;
+  int64_t width = n->op == OP_ATTN_LSE ? 0 : n->shape.dim[2];
+  int twice = n->op == OP_ATTN_BWD && which != 2;
+  /* the walked operands transposed: k (or q) for the scores, v (or do) for dp */
+  int st = attn_transposed(l, n, bykey ? qn : kn), dt = twice ? attn_transposed(l, n, bykey ? n->in[3] : n->in[2]) : -1;
+  int sb = add_scratch(l->p, n, B * rows * ATTN_BLK * (twice ? 2 : 1));
+  KStmt **at = &l->kg.k->body;
+  KExpr *r, *c = NULL, *x0, *t, *u;
+  at = loopv(l, &at, &r, B * rows, KL_PARALLEL);
+  KExpr *b = bin(l, KB_DIV, r, ci(l, rows)), *row = bin(l, KB_REM, r, ci(l, rows));
+  KExpr *lo = ci(l, 0), *hi = ci(l, walk), *orow = muli(l, r, width);
+  if (n->a.i[0] && bykey) lo = bin(l, KB_MAX, bin(l, KB_SUB, row, ci(l, kd)), ci(l, 0)); /* i >= j - k */
+  if (n->a.i[0] && !bykey) hi = bin(l, KB_MIN, addi(l, row, kd + 1), ci(l, Tk));          /* j <= i + k */
+  KExpr *s0 = muli(l, r, ATTN_BLK * (twice ? 2 : 1)), *s1 = addi(l, s0, ATTN_BLK);
+  if (width) {
+    KStmt **z = loopv(l, &at, &c, width, KL_VECTOR);
+    store(l, z, ob, add(l, orow, c), cf(l, 0));
+  }
+  int m = -1, sum = -1, cnt;
+  if (n->op != OP_ATTN_BWD) {
+    at = let(l, at, &m, cf(l, -INFINITY));
+    at = let(l, at, &sum, cf(l, 0));
+  }
+  /* one block: x0 its first index along the walked axis, cnt its length */
+  KStmt **blk = kg_loop(&l->kg, &at, &x0, lo, hi, ATTN_BLK, 0);
+  blk = let(l, blk, &cnt, bin(l, KB_MIN, ci(l, ATTN_BLK), bin(l, KB_SUB, hi, x0)));
+  KExpr *rowq = bykey ? NULL : add(l, muli(l, b, Tq), row);   /* the query row (query walks) */
+  attn_block(l, &blk, sb, s0, bykey ? kb : qb, muli(l, r, D), st, b, D, W, x0);
+  if (twice) attn_block(l, &blk, sb, s1, bykey ? vb : dob, muli(l, bykey ? r : rowq, Dv), dt, b, Dv, W, x0);
+  /* the scores scaled (minus lse for key walks: p = exp of it), -inf past cnt */
+  KStmt **fin = loopv(l, &blk, &u, ATTN_BLK, KL_VECTOR);
+  KExpr *qu = add(l, muli(l, b, Tq), clampi(l, add(l, x0, u), Tq));  /* the query of lane u (key walks) */
+  KExpr *sv = mul(l, load(l, sb, add(l, s0, u)), cf(l, n->a.f[0]));
+  if (n->op == OP_ATTN_BWD) sv = bin(l, KB_SUB, sv, load(l, lseb, bykey ? qu : rowq));
+  KExpr *live = bin(l, KB_LT, u, var(l, cnt));
+  if (n->op == OP_ATTN_BWD) {
+    /* p (dv) or p (dp - delta) scale (dq, dk), 0 past cnt */
+    KExpr *p = un(l, KU_EXP, sv);
+    if (twice)
+      p = mul(l, mul(l, p, bin(l, KB_SUB, load(l, sb, add(l, s1, u)), load(l, deltab, bykey ? qu : rowq))), cf(l, n->a.f[0]));
+    store(l, fin, sb, add(l, s0, u), sel(l, live, p, cf(l, 0)));
+  }
+  else {
+    store(l, fin, sb, add(l, s0, u), sel(l, live, sv, cf(l, -INFINITY)));
+    int mn, corr;
+    blk = let(l, blk, &mn, bin(l, KB_MAX, var(l, m), block_reduce(l, &blk, KB_MAX, sb, s0, ATTN_BLK)));
+    blk = let(l, blk, &corr, un(l, KU_EXP, bin(l, KB_SUB, var(l, m), var(l, mn))));
+    KStmt **e = loopv(l, &blk, &u, ATTN_BLK, KL_VECTOR);
+    store(l, e, sb, add(l, s0, u), un(l, KU_EXP, bin(l, KB_SUB, load(l, sb, add(l, s0, u)), var(l, mn))));
+    blk = set(l, blk, sum, add(l, mul(l, var(l, sum), var(l, corr)), block_reduce(l, &blk, KB_ADD, sb, s0, ATTN_BLK)));
+    blk = set(l, blk, m, var(l, mn));
+    if (n->op == OP_ATTN_LSE) {
+      store(l, at, ob, r, add(l, var(l, m), un(l, KU_LOG, var(l, sum))));
+      l->kg.k->flops = (double)B * Tq * Tk * (2.0 * D + 6);
+      return;
+    }
+    KStmt **rs = loopv(l, &blk, &c, Dv, KL_VECTOR);
+    store(l, rs, ob, add(l, orow, c), mul(l, load(l, ob, add(l, orow, c)), var(l, corr)));
+    int inv;
+    at = let(l, at, &inv, bin(l, KB_DIV, cf(l, 1), var(l, sum)));
+    KStmt **cv = loopv(l, &at, &c, Dv, KL_VECTOR);
+    store(l, cv, ob, add(l, orow, c), mul(l, load(l, ob, add(l, orow, c)), var(l, inv)));
+  }
+  /* the block's rows of v, do, q or k, weighted, into the result's row */
+  int w;
+  KStmt **ax = loop_range(l, &blk, &t, ci(l, 0), var(l, cnt), 0);
+  ax = let(l, ax, &w, load(l, sb, add(l, s0, t)));
+  KExpr *ti = add(l, muli(l, b, walk), add(l, x0, t));
+  int src = n->op == OP_ATTN ? vb : which == 2 ? dob : which == 1 ? qb : kb;
+  KStmt **cv = loopv(l, &ax, &c, width, KL_VECTOR);
+  KExpr *oi = add(l, orow, c);
+  store(l, cv, ob, oi, add(l, load(l, ob, oi), mul(l, var(l, w), load(l, src, add(l, muli(l, ti, width), c)))));
+  l->kg.k->flops = (double)B * Tq * Tk * (2.0 * D + 2.0 * width + (twice ? 2.0 * Dv : 0) + 8);
+}
+
 #define lower_none NULL  /* no kernel: leaves, RESHAPE (an alias) */
 
 /* How each op is lowered: ops.def's lower column names lower_<lower>. */

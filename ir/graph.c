@@ -229,6 +229,31 @@ static int infer_where(Infer *f) {
   return 0;
 }
 
+/* ATTN: q [B,Tq,D], k [B,Tk,D], v [B,Tk,Dv] -> o [B,Tq,Dv]; ATTN_LSE: q, k
+ * -> [B,Tq]; ATTN_BWD: q, k, v, do [B,Tq,Dv], lse, delta [B,Tq] -> the shape
+ * of q, k or v (Attr.i[2] = 0, 1, 2). */
+static int infer_attn(Infer *f) {
+  char b1[SBUF], b2[SBUF], b3[SBUF];
+  if (want_all_f32(f)) return -1;
+  const Shape *q = &f->in[0]->shape, *k = &f->in[1]->shape, *v = f->nin > 2 ? &f->in[2]->shape : k;
+  if (q->rank != 3 || k->rank != 3 || v->rank != 3 || k->dim[0] != q->dim[0] || v->dim[0] != q->dim[0] ||
+      k->dim[2] != q->dim[2] || v->dim[1] != k->dim[1])
+    return fail(f, "%s: q, k, v must be [B,Tq,D], [B,Tk,D], [B,Tk,Dv], got %s, %s and %s", op_info[f->op].name,
+                sstr(f->in[0], b1), sstr(f->in[1], b2), sstr(f->nin > 2 ? f->in[2] : f->in[1], b3));
+  f->dt = DT_F32;
+  Shape o = {3, {q->dim[0], q->dim[1], v->dim[2]}}, rows = {2, {q->dim[0], q->dim[1]}};
+  if (f->op == OP_ATTN) f->shape = o;
+  else if (f->op == OP_ATTN_LSE) f->shape = rows;
+  else {
+    if (!shape_eq(&f->in[3]->shape, &o) || !shape_eq(&f->in[4]->shape, &rows) || !shape_eq(&f->in[5]->shape, &rows))
+      return fail(f, "attention_bwd: do %s, lse %s and delta %s do not match the attention", sstr(f->in[3], b1),
+                  sstr(f->in[4], b2), sstr(f->in[5], b3));
+    if (f->a->i[2] < 0 || f->a->i[2] > 2) return fail(f, "attention_bwd: which must be 0, 1 or 2");
+    f->shape = f->in[f->a->i[2]]->shape;
+  }
+  return 0;
+}
+
 /* x [..., H, W] -> out [..., H, W] (f32, rank 2 at least). */
 static int infer_tril(Infer *f) {
   char b[SBUF];
@@ -755,4 +780,40 @@ Node *ir_sum_to(Graph *g, Node *x, const Shape *s) {
   Node *r = x;
   if (a.i[0]) r = ir_build(g, OP_SUM, &x, 1, &a, x->loc);
   return ir_reshape(g, r, s);
+}
+
+/* Iterative depth-first post-order from each node in id order, operands
+ * first: the old order where it was already topological, a node moved
+ * ahead of its first user otherwise. */
+void ir_toposort(Graph *g) {
+  int n = g->nnodes;
+  Node **out = malloc(sizeof(Node *) * (size_t)(n + 1));
+  struct Frame { Node *x; int next; } *st = malloc(sizeof *st * (size_t)(n + 1));
+  uint8_t *state = calloc((size_t)n + 1, 1);  /* 0 new, 1 on the stack, 2 placed */
+  NNDC_ASSERT(out && st && state);
+  int nout = 0;
+  for (int r = 0; r < n; r++) {
+    if (state[r]) continue;
+    int sp = 0;
+    st[sp++] = (struct Frame){g->nodes[r], 0};
+    state[r] = 1;
+    while (sp > 0) {
+      struct Frame *f = &st[sp - 1];
+      if (f->next < f->x->nin) {
+        Node *o = f->x->in[f->next++];
+        NNDC_ASSERT(state[o->id] != 1 && "a cycle in the graph");
+        if (!state[o->id]) state[o->id] = 1, st[sp++] = (struct Frame){o, 0};
+        continue;
+      }
+      state[f->x->id] = 2;
+      out[nout++] = f->x;
+      sp--;
+    }
+  }
+  NNDC_ASSERT(nout == n);
+  for (int i = 0; i < n; i++) g->nodes[i] = out[i], out[i]->id = i;
+  g->fuse_group = NULL;
+  free(out);
+  free(st);
+  free(state);
 }

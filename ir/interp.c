@@ -447,6 +447,71 @@ static int k_softmax(K *k) {
   return 0;
 }
 
+/* ATTN, ATTN_LSE, ATTN_BWD (q [B,Tq,D], k [B,Tk,D], v [B,Tk,Dv]): per batch
+ * the whole score matrix S = scale q k^T (masked: -inf where col - row > k)
+ * and P = softmax(S) by rows, in double.  The backward recomputes P and
+ * ignores its lse and delta operands (the lowering's shortcuts): with
+ * dP = do v^T and dS = P (dP - rowsum(P dP)), dq = scale dS k,
+ * dk = scale dS^T q, dv = P^T do. */
+static int k_attn(K *k) {
+  const Node *n = k->n;
+  const Shape *qs = &n->in[0]->shape, *ks = &n->in[1]->shape;
+  int64_t B = qs->dim[0], Tq = qs->dim[1], D = qs->dim[2], Tk = ks->dim[1];
+  int64_t Dv = n->nin > 2 ? n->in[2]->shape.dim[2] : 0;
+  const float *q = k->x[0], *kk = k->x[1], *v = n->nin > 2 ? k->x[2] : NULL;
+  const float *dout = n->op == OP_ATTN_BWD ? k->val[n->in[3]->id] : NULL;
+  double scale = n->a.f[0];
+  int which = (int)n->a.i[2];
+  int64_t per = n->op == OP_ATTN_BWD ? k->ny / (B ? B : 1) : 0;  /* elements of the result per batch */
+  double *P = malloc(sizeof(double) * (size_t)(2 * Tq * Tk + per + 1)), *dS = P + Tq * Tk, *acc = dS + Tq * Tk;
+  if (!P) return OOM;
+  for (int64_t b = 0; b < B; b++) {
+    const float *qb = q + b * Tq * D, *kb = kk + b * Tk * D, *vb = v ? v + b * Tk * Dv : NULL;
+    for (int64_t i = 0; i < Tq; i++) {
+      double mx = -INFINITY, sum = 0, *row = P + i * Tk;
+      for (int64_t j = 0; j < Tk; j++) {
+        double sc = 0;
+        for (int64_t d = 0; d < D; d++) sc += (double)qb[i * D + d] * kb[j * D + d];
+        row[j] = n->a.i[0] && j - i > n->a.i[1] ? -INFINITY : sc * scale;
+        mx = row[j] > mx ? row[j] : mx;
+      }
+      for (int64_t j = 0; j < Tk; j++) sum += exp(row[j] - mx);
+      if (n->op == OP_ATTN_LSE) Y[b * Tq + i] = (float)(mx + log(sum));
+      for (int64_t j = 0; j < Tk; j++) row[j] = exp(row[j] - mx) / sum;
+      for (int64_t c = 0; n->op == OP_ATTN && c < Dv; c++) {
+        double o = 0;
+        for (int64_t j = 0; j < Tk; j++) o += row[j] * vb[j * Dv + c];
+        Y[(b * Tq + i) * Dv + c] = (float)o;
+      }
+    }
+    if (n->op != OP_ATTN_BWD) continue;
+    const float *db = dout + b * Tq * Dv;
+    for (int64_t i = 0; i < Tq; i++) {
+      double delta = 0;
+      for (int64_t j = 0; j < Tk; j++) {
+        double dp = 0;
+        for (int64_t c = 0; c < Dv; c++) dp += (double)db[i * Dv + c] * vb[j * Dv + c];
+        dS[i * Tk + j] = dp;
+        delta += P[i * Tk + j] * dp;
+      }
+      for (int64_t j = 0; j < Tk; j++) dS[i * Tk + j] = P[i * Tk + j] * (dS[i * Tk + j] - delta);
+    }
+    memset(acc, 0, sizeof(double) * (size_t)per);
+    for (int64_t i = 0; i < Tq; i++)
+      for (int64_t j = 0; j < Tk; j++) {
+        if (which == 0)
+          for (int64_t d = 0; d < D; d++) acc[i * D + d] += scale * dS[i * Tk + j] * kb[j * D + d];
+        else if (which == 1)
+          for (int64_t d = 0; d < D; d++) acc[j * D + d] += scale * dS[i * Tk + j] * qb[i * D + d];
+        else
+          for (int64_t c = 0; c < Dv; c++) acc[j * Dv + c] += P[i * Tk + j] * db[i * Dv + c];
+      }
+    for (int64_t e = 0; e < per; e++) Y[b * per + e] = (float)acc[e];
+  }
+  free(P);
+  return 0;
+}
+
 /* x [d...] -> y [d...]: x / (1 - p) where rng(seed, key, step, i) >= p, else 0 */
 static int k_dropout(K *k) {
   double p = k->n->a.f[0];

@@ -150,6 +150,10 @@ Node *ir_build(Graph *g, Op op, Node **in, int nin, const Attr *a, Loc loc); /* 
  * metrics, the loss, gradients and updates (slot may be rewritten; *slot
  * may be NULL): the one walk of a graph's roles for the passes. */
 void ir_roles(Graph *g, void (*fn)(void *ctx, Node **slot), void *ctx);
+/* Renumbers g's nodes into a topological order after a pass rewired a node
+ * to operands built after it (the order is kept where it already was
+ * topological); drops g->fuse_group. */
+void ir_toposort(Graph *g);
 
 int64_t shape_numel(const Shape *s);                 /* product of dims (1 for a scalar) */
 int shape_eq(const Shape *a, const Shape *b);

@@ -363,6 +363,21 @@ static void vjp_softmax(AD *ad, Node *n, Node *dy) {
   acc(ad, n->in[0], mul(ad, n, sub(ad, dy, s)));
 }
 
+/* attention(q, k, v) = o: flash attention's backward, the scores never
+ * stored: the rows' log-sum-exps again (ATTN_LSE), delta = rowsum(dy * o),
+ * then one ATTN_BWD per operand that wants a gradient. */
+static void vjp_attn(AD *ad, Node *n, Node *dy) {
+  Node *lse = op2(ad, OP_ATTN_LSE, n->in[0], n->in[1], &n->a);
+  Node *delta = reduce(ad, OP_SUM, mul(ad, dy, n), (int64_t)1 << 2, 0);
+  for (int j = 0; j < 3; j++) {
+    if (!needs(ad, n->in[j])) continue;
+    Attr a = n->a;
+    a.i[2] = j;
+    Node *in[6] = {n->in[0], n->in[1], n->in[2], dy, lse, delta};
+    acc(ad, n->in[j], ir_build(ad->g, OP_ATTN_BWD, in, 6, &a, n->loc));
+  }
+}
+
 /* log_softmax: dy - exp(y) * sum(dy, axis, keepdims). */
 static void vjp_log_softmax(AD *ad, Node *n, Node *dy) {
   Node *s = reduce(ad, OP_SUM, dy, (int64_t)1 << n->a.i[0], 1);
@@ -515,6 +530,7 @@ int pass_autodiff(Diag *d, Graph *g) {
                shape_str(&g->loss->shape, g->loss->dt, b, sizeof b));
     return -1;
   }
+  pass_attention(g, ATTN_MIN_KEYS);  /* the fused attention's gradient never stores the scores */
   AD ad = {g, d, g->nnodes, NULL, NULL, 0};
   ad.grad = arena_alloc(g->arena, sizeof(Node *) * (size_t)(ad.nfwd + 1));
   ad.need = arena_alloc(g->arena, (size_t)ad.nfwd + 1);

@@ -5,6 +5,18 @@
 
 #include "../ir/ir.h"
 
+/* ----------------------------------------------------------- attention.c */
+
+/* The fewest keys for which attention is fused (below, its GEMMs are faster). */
+#define ATTN_MIN_KEYS 64
+/* Turns every softmax(scale * q @ kt [tril(k >= 0, -inf)]) @ v with at least
+ * min_keys keys into one ATTN node (in place of the product; the pattern's
+ * other nodes are left dead) and renumbers the graph topologically if it
+ * changed it.  NNDC_ATTENTION=fused|unfused overrides min_keys.  Run by
+ * pass_autodiff before differentiating and by passes_optimize_ex first.
+ * Returns the number of attentions rewritten. */
+int pass_attention(Graph *g, int64_t min_keys);
+
 /* ------------------------------------------------------------ autodiff.c */
 
 /* Reverse mode.  Requires g->loss (a scalar).  Appends the backward nodes

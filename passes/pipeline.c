@@ -1,6 +1,6 @@
 /* pipeline.c - the optimizing pipeline, in one place.
  *
- * Contract: passes_optimize runs simplify then fuse on a graph in place;
+ * Contract: passes_optimize runs attention, simplify then fuse on a graph in place;
  * passes_optimize_ex also keeps roots alive and follows tracked nodes to
  * their representatives (codegen/driver.c optimizes its copy of the
  * caller's graph with it).  ir_verify runs after every pass in debug builds.
@@ -21,6 +21,7 @@ static void check(Graph *g) {
 }
 
 int passes_optimize_ex(Diag *d, Graph *g, Node **roots, int nroots, Node **track, int ntrack) {
+  pass_attention(g, ATTN_MIN_KEYS);
   if (pass_simplify_ex(d, g, roots, nroots, track, ntrack)) return -1;
   g->fuse_group = NULL;  /* ids changed */
   check(g);

@@ -798,3 +798,57 @@ Test(autodiff, layer_norm) {
               "param w: f32[7] = uniform(0.5, 1.5)\nparam b: f32[7] = uniform(-1, 1)\n"
               "loss = sum(layer_norm(x * s, w, b) * r) + sum(layer_norm(x * s + b, eps=1e-3) * r)\n");
 }
+
+/* 1 if g holds a node of op o. */
+static int has_op(const Graph *g, Op o) {
+  for (int i = 0; i < g->nnodes; i++)
+    if (g->nodes[i]->op == o) return 1;
+  return 0;
+}
+
+/* Attention as users write it, fused by passes/attention.c into ATTN and
+ * differentiated as flash attention (ATTN_LSE, ATTN_BWD): finite
+ * differences of the whole composite, through q, k and v's params.  65
+ * keys (at least ATTN_MIN_KEYS, so fused by default) with a causal mask
+ * and odd head sizes; then 9 keys forced with NNDC_ATTENTION=fused, a mask
+ * shifted by k = 2 and the scale as a product. */
+static void attention_case(const char *text, int forced) {
+  if (forced) setenv("NNDC_ATTENTION", "fused", 1);
+  T t;
+  t_init(&t);
+  BuildOpts o = {0};
+  o.training = 1;
+  cr_assert_eq(util_compile(&t.u.d, &t.u.g, text, &o), 0, "%s", t.u.d.buf ? t.u.d.buf : "");
+  fill_model_params(&t);
+  Graph *g = &t.u.g;
+  for (int i = 0; i < g->ninputs; i++) {
+    Node *in = g->inputs[i].node;
+    int64_t n = shape_numel(&in->shape);
+    float *x = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    util_fill(x, n, 700 + (uint64_t)i, -1, 1);
+    t_bind(&t, in, x);
+  }
+  t.eps = 1e-3;
+  t.atol = 2e-3;
+  t.rtol = 1e-2;
+  check_loss(&t, 24);
+  cr_assert(has_op(g, OP_ATTN) && has_op(g, OP_ATTN_BWD) && has_op(g, OP_ATTN_LSE), "attention was not fused");
+  t_free(&t);
+  if (forced) unsetenv("NNDC_ATTENTION");
+}
+
+Test(autodiff, flash_attention) {
+  attention_case("input x: f32[2, 65, 4]\ninput r: f32[2, 2, 65, 3]\n"
+                 "param wq: f32[4, 2, 5] = uniform(-1, 1)\nparam wk: f32[4, 2, 5] = uniform(-1, 1)\n"
+                 "param wv: f32[4, 2, 3] = uniform(-1, 1)\n"
+                 "q = transpose(reshape(x @ reshape(wq, [4, 10]), [2, 65, 2, 5]), [0, 2, 1, 3])\n"
+                 "k = transpose(reshape(x @ reshape(wk, [4, 10]), [2, 65, 2, 5]), [0, 2, 1, 3])\n"
+                 "v = transpose(reshape(x @ reshape(wv, [4, 6]), [2, 65, 2, 3]), [0, 2, 1, 3])\n"
+                 "o = softmax(tril(q @ transpose(k, [0, 1, 3, 2]) / sqrt(5), fill=-inf)) @ v\n"
+                 "loss = sum(o * r)\n", 0);
+  attention_case("input x: f32[3, 9, 4]\ninput r: f32[3, 9, 2]\n"
+                 "param wq: f32[4, 6] = uniform(-1, 1)\nparam wk: f32[4, 6] = uniform(-1, 1)\n"
+                 "param wv: f32[4, 2] = uniform(-1, 1)\n"
+                 "o = softmax(tril(0.7 * ((x @ wq) @ transpose(x @ wk, [0, 2, 1])), k=2, fill=-inf)) @ (x @ wv)\n"
+                 "loss = sum(o * r)\n", 1);
+}

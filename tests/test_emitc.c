@@ -410,6 +410,21 @@ Test(emitc, conv_variants) {
                "-D N=3", (Define){"N", 3, 1}, "convs", 0);
 }
 
+/* Attention fused into flash-attention kernels (passes/attention.c): 70
+ * keys, a causal mask and heads of 6 (not a whole number of vectors), so
+ * the key blocks end part-way; forward and --train (ATTN_LSE, ATTN_BWD). */
+Test(emitc, flash_attention) {
+  check_source("flash.nnd",
+    "const T = 70\ninput x: f32[N, T, 12]\ninput y: i32[N]\n"
+    "fn heads(z) {\n  return transpose(reshape(z, [dim(z, 0), T, 2, 6]), [0, 2, 1, 3])\n}\n"
+    "param wq: f32[12, 12]\nparam wk: f32[12, 12]\nparam wv: f32[12, 12]\nparam wo: f32[12, 10]\n"
+    "s = softmax(tril(heads(x @ wq) @ transpose(heads(x @ wk), [0, 1, 3, 2]) / sqrt(6), fill=-inf))\n"
+    "o = reshape(transpose(s @ heads(x @ wv), [0, 2, 1, 3]), [dim(x, 0), T, 12])\n"
+    "z = mean(o, axis=1) @ wo\noutput logits = z\nloss = cross_entropy(z, y)\n"
+    "train { optimizer = sgd(lr=0.1, momentum=0.9) }\n",
+               "-D N=3", (Define){"N", 3, 1}, "flash", 0);
+}
+
 /* Our examples beyond the shared models, the CNN with batch_norm and the
  * transformer encoder (layer_norm, 4-D batched products, softmax over
  * keys), with sgd instead of their adam: some of their gradients are exact

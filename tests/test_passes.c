@@ -1106,3 +1106,46 @@ Test(pipeline, cli_ir_stage_opt) {
   rmdir(dir);
   free(dir);
 }
+
+/* The attentions passes/attention.c rewrites in src (T keys). */
+static int attentions(const char *src) {
+  T *t = t_src(src, 0);
+  int n = pass_attention(&t->g, ATTN_MIN_KEYS), atn = 0;
+  for (int i = 0; i < t->g.nnodes; i++) atn += t->g.nodes[i]->op == OP_ATTN;
+  cr_assert_eq(ir_verify(&t->g, &t->d), 0, "%s", t->d.buf ? t->d.buf : "");
+  for (int i = 0; i < t->g.nnodes; i++)
+    for (int j = 0; j < t->g.nodes[i]->nin; j++) cr_assert_lt(t->g.nodes[i]->in[j]->id, i, "not topological");
+  cr_assert_eq(n, atn);
+  util_graph_free(t);
+  return n;
+}
+
+/* Fused: causal or not, any scale spelling, 4-D heads or 3-D; not fused:
+ * fewer keys than ATTN_MIN_KEYS, the probabilities also an output, a mask
+ * other than -inf, a non-constant scale, a softmax over another axis. */
+Test(passes, attention_pattern) {
+  const char *qkv = "input q: f32[2, 3, 80, 8]\ninput k: f32[2, 3, 80, 8]\ninput v: f32[2, 3, 80, 4]\n"
+                    "input s: f32[]\nkt = transpose(k, [0, 1, 3, 2])\n";
+  char src[1024];
+  const char *yes[] = {"output o = softmax(tril(q @ kt / sqrt(8), fill=-inf)) @ v\n",
+                       "output o = softmax(q @ kt) @ v\n",
+                       "output o = softmax(0.5 * (q @ kt), axis=-1) @ v\n",
+                       "output o = softmax(tril(q @ kt * 0.3, k=3, fill=-inf)) @ v + softmax(q @ kt) @ v\n"};
+  const char *no[] = {"p = softmax(q @ kt)\noutput o = p @ v\noutput p\n",
+                      "output o = softmax(tril(q @ kt, fill=-1e9)) @ v\n",
+                      "output o = softmax(tril(q @ kt, k=-1, fill=-inf)) @ v\n",
+                      "output o = softmax(q @ kt * s) @ v\n",
+                      "output o = transpose(softmax(q @ kt, axis=2), [0, 1, 3, 2]) @ v\n"};
+  for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) {
+    snprintf(src, sizeof src, "%s%s", qkv, yes[i]);
+    cr_expect_eq(attentions(src), i == 3 ? 2 : 1, "%s", yes[i]);
+  }
+  for (size_t i = 0; i < sizeof no / sizeof *no; i++) {
+    snprintf(src, sizeof src, "%s%s", qkv, no[i]);
+    cr_expect_eq(attentions(src), 0, "%s", no[i]);
+  }
+  cr_expect_eq(attentions("input q: f32[4, 63, 8]\ninput k: f32[4, 63, 8]\ninput v: f32[4, 63, 8]\n"
+                          "output o = softmax(q @ transpose(k, [0, 2, 1])) @ v\n"), 0, "63 keys");
+  cr_expect_eq(attentions("input q: f32[4, 5, 8]\ninput k: f32[4, 64, 8]\ninput v: f32[4, 64, 8]\n"
+                          "output o = softmax(q @ transpose(k, [0, 2, 1])) @ v\n"), 1, "64 keys, 5 queries");
+}
