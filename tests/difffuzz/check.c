@@ -471,6 +471,17 @@ static int within(double x, double y, double scale) {
   return isfinite(x) && fabs(x - y) <= ATOL + RTOL * fmax(fabs(x), fabs(y)) + SREL * scale;
 }
 
+/* The largest step an adaptive optimizer takes on one element per step
+ * whatever its gradient (so also for a residue's): lr for Adam and Adagrad
+ * (g / sqrt(g^2)); lr / sqrt(1 - alpha) for RMSprop's first steps (its
+ * average starts at 0), over (1 - momentum) with momentum. */
+static double max_step(const OptimCfg *opt) {
+  double s = opt->lr;
+  if (opt->kind == OPTIM_RMSPROP) s /= sqrt(1 - fmin(opt->alpha, 0.999999));
+  if (opt->momentum > 0 && opt->momentum < 1) s /= 1 - opt->momentum;
+  return s;
+}
+
 /* Whether an adaptive optimizer moved some param element that only had a
  * rounding-level gradient differently on the two engines: a sign-like step
  * of a residue is noise, and everything computed after it (the later steps,
@@ -522,8 +533,8 @@ static void compare(const Recs *ref, const Recs *got, const OptimCfg *opt, int s
       } else {
         x = b->v[j], y = a->v[j];
         ok = within(x, y, scale);
-        /* a residue's step: at most lr per step (2 lr with momentum) on a param; its states are noise */
-        if (!ok && adaptive && param && isfinite(x) && (is_state || fabs(x - y) <= 2 * opt->lr * steps * 1.01 + ATOL) &&
+        /* a residue's step: at most `step` per step on a param (see max_step); its states are noise */
+        if (!ok && adaptive && param && isfinite(x) && (is_state || fabs(x - y) <= 2 * max_step(opt) * steps * 1.01 + ATOL) &&
             residue_grad(ref, param, j, steps, gscale))
           ok = 1;
       }

@@ -783,6 +783,37 @@ static GVal *st_norm(Gen *g) {
   return assign(g, x->rank, x->d, fmin(sqrt((double)d[0]), 16), x->depth + 2, "layer_norm(%s%s)", x->name, opt);
 }
 
+/* Attention as users write it (passes/attention.c fuses it; difffuzz sets
+ * NNDC_ATTENTION=fused so that short sequences fuse too): x [A, T, C] ->
+ * softmax(scale (x Wq) (x Wk)^T [causal]) (x Wv) [A, T, F]. */
+static GVal *st_attn(Gen *g) {
+  GVal *x = pick(g, 3, 3);
+  if (!x || x->d[1] < 1) return NULL;
+  int64_t E = 1 + rnd(g, 9), F = 1 + rnd(g, 9), dq[2] = {x->d[2], E}, dv[2] = {x->d[2], F};
+  char t[2][40], tv[2][40];
+  dtext(x, 2, t[0]);
+  dtext(x, 2, tv[0]);
+  snprintf(t[1], sizeof t[1], "%lld", (long long)E);
+  snprintf(tv[1], sizeof tv[1], "%lld", (long long)F);
+  GVal *wq = new_param(g, 2, t, dq), *wk = wq ? new_param(g, 2, t, dq) : NULL, *wv = wk ? new_param(g, 2, tv, dv) : NULL;
+  if (!wv) return NULL;
+  double scale = 1 / sqrt((double)E * (x->mag * x->mag + 1) * (wq->mag * wk->mag + 0.1) * (double)x->d[2]);
+  char sc[48], e[256], m[320];
+  switch (rnd(g, 3)) {
+  case 0: snprintf(sc, sizeof sc, " * %.4g", scale); break;
+  case 1: snprintf(sc, sizeof sc, " / %.4g", 1 / scale); break;
+  default: sc[0] = 0;
+  }
+  const char *pre = sc[0] == 0 ? "" : "(", *post = sc[0] == 0 ? "" : ")";
+  snprintf(e, sizeof e, "%s(%s @ %s) @ transpose(%s @ %s, [0, 2, 1])%s%s", pre, x->name, wq->name, x->name, wk->name, post, sc);
+  if (chance(g, 50)) snprintf(m, sizeof m, "tril(%s, k=%d, fill=-inf)", e, rnd(g, 3));
+  else snprintf(m, sizeof m, "%s", e);
+  use(g, GF_attention);
+  int64_t d[3] = {x->d[0], x->d[1], F};
+  return assign(g, 3, d, fmin(x->mag * wv->mag * (double)x->d[2], 16), x->depth + 3, "softmax(%s) @ (%s @ %s)", m,
+                x->name, wv->name);
+}
+
 static GVal *st_creation(Gen *g) {
   GVal *x = pick(g, 1, 4);
   if (!x) return NULL;
@@ -1050,7 +1081,7 @@ char *gen_program(uint64_t seed, unsigned *feat) {
     {st_unary, 14}, {st_binary, 14}, {st_compare, 2}, {st_reduce, 6}, {st_center, 3}, {st_softmax, 3},
     {st_argmax, 1}, {st_matmul, 8}, {st_transpose, 3}, {st_reshape, 4}, {st_slice, 4}, {st_concat, 3},
     {st_conv, 5}, {st_pool, 3}, {st_dropout, 2}, {st_creation, 1}, {st_const, 1}, {st_i32, 1},
-    {st_layer, 3}, {st_rnn, 2}, {st_loop, 2}, {st_fn, 2}, {st_norm, 3},
+    {st_layer, 3}, {st_rnn, 2}, {st_loop, 2}, {st_fn, 2}, {st_norm, 3}, {st_attn, 2},
   };
   int total = 0, nst = (int)(sizeof st / sizeof *st);
   for (int k = 0; k < nst; k++) total += st[k].w;

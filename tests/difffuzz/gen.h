@@ -15,7 +15,7 @@
   X(log_softmax) X(matmul2) X(matmul_batched) X(matmul_bcast) X(transpose2) X(transpose_perm) \
   X(reshape) X(flatten) X(slice) X(index) X(concat) X(conv2d) X(conv2d_bias) X(conv2d_stride) \
   X(conv2d_pad) X(maxpool) X(avgpool) X(pool_stride) X(dropout) X(layer) X(layer_loop) X(loop) \
-  X(fn_expr) X(fn_multi) X(layer_norm) X(batch_norm) X(creation) X(i32_input) X(const_scalar) X(center) X(mse) \
+  X(fn_expr) X(fn_multi) X(layer_norm) X(batch_norm) X(attention) X(creation) X(i32_input) X(const_scalar) X(center) X(mse) \
   X(cross_entropy) X(bce_logits) X(loss_reduce) X(metric) X(sgd) X(sgd_momentum) X(nesterov) \
   X(weight_decay) X(adam) X(adamw) X(rmsprop) X(rmsprop_momentum) X(adagrad)
 
