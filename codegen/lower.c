@@ -1282,7 +1282,7 @@ KProgram *lower_program(Diag *d, Arena *a, const Graph *g, Node *const *roots, i
     int grp = g->fuse_group ? g->fuse_group[i] : -1;  /* passes/fuse.c: interior members have no buffer */
     if ((grp >= 0 && grp != i) || grp == FUSE_IN_PLACE) continue;
     p->node_buf[i] = add_buf(p, n->op == OP_CONST ? KB_CONST : (fl & F_LEAF) ? KB_LEAF : KB_ARENA, n);
-    if (fl & F_LEAF) continue;
+    if ((fl & F_LEAF) || grp == FUSE_STATS) continue;  /* statistics: stored by their NORMALIZE's group */
     if (grp == i) {
       const Node *mm = lower_fused_matmul(g, n);
       if (!mm) {

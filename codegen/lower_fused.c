@@ -105,6 +105,49 @@ const char *lower_fused_name(Arena *a, const Graph *g, const Node *root) {
   return s;
 }
 
+/* The group's NORMALIZE whose statistics it computes (FUSE_STATS), or NULL. */
+static const Node *stats_norm(const Graph *g, const Node *root) {
+  for (int i = 0; i <= root->id; i++) {
+    const Node *m = g->nodes[i];
+    if (g->fuse_group[i] == root->id && m->op == OP_NORMALIZE && g->fuse_group[m->in[1]->id] == FUSE_STATS) return m;
+  }
+  return NULL;
+}
+
+/* A group with a layer_norm's NORMALIZE (x [..., Q] over the last axis):
+ * per row (PARALLEL) the mean of x and the mean of (x - mean)^2 in f64, as
+ * the MEAN and VAR kernels compute them, stored to their buffers, then the
+ * members over the row (VECTOR), which load them back as operands. */
+static void stats_rows(F *f, KGen *g2, const Node *root, const Node *nrm) {
+  const KProgram *p = f->p;
+  int r = root->shape.rank;
+  int64_t Q = root->shape.dim[r - 1], G = Q ? shape_numel(&root->shape) / Q : 0;
+  int xb = p->node_buf[nrm->in[0]->id], mb = p->node_buf[nrm->in[1]->id], vb = p->node_buf[nrm->in[2]->id];
+  KExpr *gi, *q, *ve[MAX_RANK];
+  KStmt **at = &g2->k->body;
+  at = kg_loop(g2, &at, &gi, kg_int(g2, 0), kg_int(g2, G), 1, KL_PARALLEL);
+  KExpr *rest = gi;
+  for (int d = r - 2; d >= 0; d--) {
+    ve[d] = d ? kg_bin(g2, KB_REM, rest, kg_int(g2, root->shape.dim[d])) : rest;
+    if (d) rest = kg_bin(g2, KB_DIV, rest, kg_int(g2, root->shape.dim[d]));
+  }
+  KExpr *row = kg_muli(g2, gi, Q);
+  int s1, s2, mean;
+  at = kg_let(g2, at, &s1, kg_f64(g2, 0));
+  KStmt **in = kg_loop(g2, &at, &q, kg_int(g2, 0), kg_int(g2, Q), 1, 0);
+  kg_set(g2, in, s1, kg_add(g2, kg_var(g2, s1), kg_cast(g2, KT_F64, kg_load(g2, xb, kg_add(g2, row, q)))));
+  at = kg_let(g2, at, &mean, kg_cast(g2, KT_F32, kg_bin(g2, KB_DIV, kg_var(g2, s1), kg_f64(g2, (double)Q))));
+  at = kg_store(g2, at, mb, gi, kg_var(g2, mean));
+  at = kg_let(g2, at, &s2, kg_f64(g2, 0));
+  in = kg_loop(g2, &at, &q, kg_int(g2, 0), kg_int(g2, Q), 1, 0);
+  KExpr *dd = kg_cast(g2, KT_F64, kg_bin(g2, KB_SUB, kg_load(g2, xb, kg_add(g2, row, q)), kg_var(g2, mean)));
+  kg_set(g2, in, s2, kg_add(g2, kg_var(g2, s2), kg_bin(g2, KB_MUL, dd, dd)));
+  at = kg_store(g2, at, vb, gi, kg_cast(g2, KT_F32, kg_bin(g2, KB_DIV, kg_var(g2, s2), kg_f64(g2, (double)Q))));
+  in = kg_loop(g2, &at, &ve[r - 1], kg_int(g2, 0), kg_int(g2, Q), 1, KL_VECTOR);
+  KExpr *v = members(f, g2, &in, ve, r, NULL);
+  kg_store(g2, in, p->node_buf[root->id], strided(g2, ve, f->st[f->next], r), v);
+}
+
 Kernel *lower_fused(Arena *a, KProgram *p, const Graph *g, const Node *root) {
   Kernel *k = arena_alloc(a, sizeof *k);
   k->node = root;
@@ -112,6 +155,14 @@ Kernel *lower_fused(Arena *a, KProgram *p, const Graph *g, const Node *root) {
   k->opname = lower_fused_name(a, g, root);
   F f;
   int nmem = setup(&f, a, g, p, root, NULL);
+  const Node *nrm = stats_norm(g, root);
+  if (nrm) {
+    KGen gs = {.a = a, .p = p, .k = k};
+    stats_rows(&f, &gs, root, nrm);
+    k->opname = arena_printf(a, "mean+var+%s", k->opname);
+    k->flops = (double)(nmem + 4) * (double)shape_numel(&root->shape);
+    return k;
+  }
   int64_t dims[MAX_RANK];
   memcpy(dims, root->shape.dim, sizeof dims);
   int r = lower_collapse(dims, root->shape.rank, f.st, f.next + 1);

@@ -108,8 +108,10 @@ typedef struct Sym {
   int64_t value;
 } Sym;
 
-/* fuse_group of a TRANSPOSE that the MATMULs using it read in place. */
-enum { FUSE_IN_PLACE = -2 };
+/* fuse_group of a TRANSPOSE that the MATMULs using it read in place, and of
+ * a MEAN or VAR that the group of the NORMALIZE using them computes (a
+ * buffer, no kernel of its own). */
+enum { FUSE_IN_PLACE = -2, FUSE_STATS = -3 };
 
 typedef struct Graph {
   Arena *arena;        /* owns everything below (not owned by the graph) */
@@ -132,6 +134,8 @@ typedef struct Graph {
 } Graph;
 
 void graph_init(Graph *g, Arena *a);
+/* Appends update node u (F_UPDATE) to g->updates (arena-grown). */
+void graph_add_update(Graph *g, Node *u);
 
 /* Builds a node with shape inference.  On a shape or type error reports at loc
  * (naming both shapes) and returns NULL.  `a` may be NULL (all zero). */

@@ -20,6 +20,15 @@
  * elementwise node that could take a product its user's group cannot (the
  * group has one) roots a group of its own: a sum of products becomes one
  * product-with-add kernel per term.
+ *
+ * A layer_norm's statistics join the kernel of its NORMALIZE: when the
+ * NORMALIZE normalizes over the last axis with a MEAN and a VAR of its own
+ * operand, is in no product's group (a group of its own if it has none),
+ * and every other user of the MEAN and the VAR comes after the group's
+ * root, they are FUSE_STATS: the group's kernel computes them row by row
+ * (codegen/lower_fused.c) and stores them for their later users (the
+ * backward's NORMALIZE_BWD): statistics, normalization and affine in one
+ * kernel.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +55,31 @@ static void pin(void *pinned, Node **n) {
 static void pin_roles(Graph *g, uint8_t *pinned, Node *const *roots, int nroots) {
   ir_roles(g, pin, pinned);
   for (int i = 0; i < nroots; i++) pinned[roots[i]->id] = 1;
+}
+
+/* The NORMALIZEs whose MEAN and VAR their group computes (see above);
+ * returns the number of groups added. */
+static int fuse_stats(Graph *g, int *group, const uint8_t *has_mm) {
+  int added = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    Node *n = g->nodes[i], *x = n->nin == 3 ? n->in[0] : NULL, *mean = x ? n->in[1] : NULL, *var = x ? n->in[2] : NULL;
+    if (n->op != OP_NORMALIZE || !shape_eq(&x->shape, &n->shape) || n->shape.rank < 1) continue;
+    uint64_t last = (uint64_t)1 << (n->shape.rank - 1);
+    if ((uint64_t)n->a.i[0] != last || mean->op != OP_MEAN || mean->in[0] != x || (uint64_t)mean->a.i[0] != last ||
+        !mean->a.i[1] || var->op != OP_VAR || var->in[0] != x || var->in[1] != mean || (uint64_t)var->a.i[0] != last)
+      continue;
+    if (group[mean->id] != -1 || group[var->id] != -1 || (group[i] >= 0 && has_mm[group[i]])) continue;
+    int root = group[i] >= 0 ? group[i] : i, ok = 1;
+    for (int j = 0; j < g->nnodes && ok; j++) {
+      const Node *u = g->nodes[j];
+      for (int k = 0; k < u->nin && ok; k++)
+        ok = !(u->in[k] == mean || u->in[k] == var) || u == n || u == var || j > root;
+    }
+    if (!ok) continue;
+    if (group[i] < 0) group[i] = i, added++;
+    group[mean->id] = group[var->id] = FUSE_STATS;
+  }
+  return added;
 }
 
 int pass_fuse(Diag *d, Graph *g, Node *const *roots, int nroots) {
@@ -95,6 +129,7 @@ int pass_fuse(Diag *d, Graph *g, Node *const *roots, int nroots) {
     group[i] = group[u->id];
     if (x->op == OP_MATMUL) has_mm[group[i]] = 1;
   }
+  ngroups += fuse_stats(g, group, has_mm);
   g->fuse_group = group;
   free(uses);
   free(user);
@@ -116,5 +151,9 @@ char *fuse_print(const Graph *g, Arena *a) {
   const char *ip = NULL;
   for (int i = 0; g->fuse_group && i < g->nnodes; i++)
     if (g->fuse_group[i] == FUSE_IN_PLACE) ip = arena_printf(a, "%s %%%d", ip ? ip : "in place:", i);
-  return ip ? arena_printf(a, "%s%s\n", s, ip) : s;
+  if (ip) s = arena_printf(a, "%s%s\n", s, ip);
+  const char *st = NULL;
+  for (int i = 0; g->fuse_group && i < g->nnodes; i++)
+    if (g->fuse_group[i] == FUSE_STATS) st = arena_printf(a, "%s %%%d", st ? st : "statistics in their group:", i);
+  return st ? arena_printf(a, "%s%s\n", s, st) : s;
 }

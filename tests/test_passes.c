@@ -1149,3 +1149,28 @@ Test(passes, attention_pattern) {
   cr_expect_eq(attentions("input q: f32[4, 5, 8]\ninput k: f32[4, 64, 8]\ninput v: f32[4, 64, 8]\n"
                           "output o = softmax(q @ transpose(k, [0, 2, 1])) @ v\n"), 1, "64 keys, 5 queries");
 }
+
+/* layer_norm is one kernel: its MEAN and VAR are computed by the group of
+ * the NORMALIZE and the affine (statistics, normalization and affine in
+ * one pass over each row), and still stored for their users; a mean that
+ * something before the group also uses keeps its own kernel. */
+Test(lower, layer_norm_one_kernel) {
+  T *t = t_src("input x: f32[5, 3, 7]\nparam w: f32[7]\nparam b: f32[7]\noutput y = layer_norm(x, w, b) * 2\n", 0);
+  Arena pa;
+  arena_init(&pa);
+  Node *root = t->g.outputs[0].node;
+  KProgram *p = codegen_lower(&t->d, &pa, &t->g, &root, 1);
+  cr_assert(p, "%s", t->d.buf ? t->d.buf : "");
+  cr_expect_eq(p->nkernels, 1, "%s", opnames(&pa, p));
+  cr_expect_str_eq(opnames(&pa, p), "mean+var+normalize+mul+add+mul");
+  arena_free(&pa);
+  util_graph_free(t);
+  t = t_src("input x: f32[5, 7]\noutput m = mean(x, axis=1, keepdims=true) * 3\noutput y = layer_norm(x)\n", 0);
+  arena_init(&pa);
+  Node *roots[2] = {t->g.outputs[0].node, t->g.outputs[1].node};
+  p = codegen_lower(&t->d, &pa, &t->g, roots, 2);
+  cr_assert(p, "%s", t->d.buf ? t->d.buf : "");
+  cr_expect_str_eq(opnames(&pa, p), "mean mul var normalize");
+  arena_free(&pa);
+  util_graph_free(t);
+}
