@@ -1024,11 +1024,7 @@ static Value bi_batch_norm(Sema *s, const Builtin *b, Expr *call, Arg *arg) {
     ua.i[0] = count;
     Node *u = ir_op(s->g, s->d, call->loc, OP_RUNNING_STATS, in, 4, &ua);
     if (!u) return v_err;
-    Graph *g = s->g;
-    Node **ups = arena_alloc(s->a, sizeof *ups * (size_t)(g->nupdates + 1));
-    if (g->nupdates) memcpy(ups, g->updates, sizeof *ups * (size_t)g->nupdates);
-    ups[g->nupdates++] = u;
-    g->updates = ups;
+    graph_add_update(s->g, u);
   } else {
     Value m = reshape_to(s, call->loc, rm, &ks), v = reshape_to(s, call->loc, rv, &ks);
     if (m.kind == V_ERR || v.kind == V_ERR) return v_err;

@@ -817,3 +817,10 @@ void ir_toposort(Graph *g) {
   free(st);
   free(state);
 }
+
+void graph_add_update(Graph *g, Node *u) {
+  Node **ups = arena_alloc(g->arena, sizeof *ups * (size_t)(g->nupdates + 1));
+  if (g->nupdates) memcpy(ups, g->updates, sizeof *ups * (size_t)g->nupdates);
+  ups[g->nupdates++] = u;
+  g->updates = ups;
+}

@@ -89,8 +89,7 @@ static void add_update(Graph *g, int i, const Attr *a) {
   int nin = 2;
   for (; *slot; slot++) in[nin++] = add_state(g, p, *slot);
   Node *u = ir_build(g, op_of(g->train.opt.kind), in, nin, a, p->loc);
-  g->updates = grow(g->arena, g->updates, g->nupdates, sizeof *g->updates);
-  g->updates[g->nupdates++] = u;
+  graph_add_update(g, u);
 }
 
 static Node *before_update(Graph *g, Node *n) {
