@@ -681,45 +681,86 @@ static GVal *image(Gen *g) {
   return v;
 }
 
+/* An option's text: ", name=v" or ", name=[vh, vw]" (always when they
+ * differ), nothing for the default v = dflt (sometimes spelled anyway). */
+static void conv_opt(Gen *g, char *opt, size_t n, const char *name, const int *v, int dflt) {
+  size_t k = strlen(opt);
+  if (v[0] != v[1] || chance(g, 25)) snprintf(opt + k, n - k, ", %s=[%d, %d]", name, v[0], v[1]);
+  else if (v[0] != dflt || chance(g, 20)) snprintf(opt + k, n - k, ", %s=%d", name, v[0]);
+}
+
+/* conv2d with per-axis stride, padding and dilation and groups (depthwise
+ * included), or conv_transpose2d with output_padding and groups. */
 static GVal *st_conv(Gen *g) {
   GVal *x = image(g);
   if (!x) return NULL;
   static const int ks[] = {1, 2, 3, 3, 5};
-  int64_t H = x->d[2], W = x->d[3], C = x->d[1];
+  int64_t H = x->d[2], W = x->d[3], C = x->d[1], HW[2] = {H, W};
+  int tr = chance(g, 20);
   for (int tries = 0; tries < 8; tries++) {
-    int kh = ks[rnd(g, 5)], kw = chance(g, 70) ? kh : ks[rnd(g, 5)];
-    int stride = chance(g, 60) ? 1 : 2 + rnd(g, 2), pad = chance(g, 50) ? 0 : 1 + rnd(g, 2);
-    if (H + 2 * pad < kh || W + 2 * pad < kw) continue;
-    int64_t oh = (H + 2 * pad - kh) / stride + 1, ow = (W + 2 * pad - kw) / stride + 1;
+    int kk[2], st[2], pd[2], dl[2] = {1, 1}, op[2] = {0, 0};
+    kk[0] = ks[rnd(g, 5)], kk[1] = chance(g, 70) ? kk[0] : ks[rnd(g, 5)];
+    st[0] = chance(g, 60) ? 1 : 2 + rnd(g, 2), st[1] = chance(g, 80) ? st[0] : 1 + rnd(g, 3);
+    pd[0] = chance(g, 50) ? 0 : 1 + rnd(g, 2), pd[1] = chance(g, 80) ? pd[0] : rnd(g, 3);
+    if (!tr && chance(g, 25)) dl[0] = 1 + rnd(g, 3), dl[1] = chance(g, 70) ? dl[0] : 1 + rnd(g, 2);
     int k = pick_const(g, 8);
     if (k < 0) return NULL;
-    int64_t O = g->cval[k];
-    if (x->d[0] * O * oh * ow > MAXEL || x->d[0] * O * oh * ow * C * kh * kw > 400000) continue;
-    char t[4][40], e[256], opt[64] = "", b[40] = "";
-    int64_t d[4] = {O, C, kh, kw};
-    snprintf(t[0], 40, "D%d", k);
-    dtext(x, 1, t[1]);
-    snprintf(t[2], 40, "%d", kh);
-    snprintf(t[3], 40, "%d", kw);
+    int64_t O = g->cval[k], grp = 1;
+    char otext[40];
+    snprintf(otext, sizeof otext, "D%d", k);
+    /* groups: a divisor of C (C itself: depthwise), O then a multiple of it */
+    if (C > 1 && chance(g, 35)) {
+      for (grp = C; grp > 1 && !(C % grp == 0 && chance(g, 60)); grp--) {}
+      if (grp == 1) grp = C;
+      if (O % grp) O = grp * (1 + rnd(g, 2)), snprintf(otext, sizeof otext, "%lld", (long long)O);
+    }
+    int64_t od[4] = {x->d[0], O, 0, 0};
+    int ok = 1;
+    for (int a = 0; a < 2; a++) {
+      if (tr) {
+        if (pd[a] > (kk[a] - 1)) pd[a] = kk[a] - 1;   /* keep the output non-empty and small */
+        if (st[a] > 1 && chance(g, 40)) op[a] = rnd(g, st[a]);
+        od[2 + a] = (HW[a] - 1) * st[a] - 2 * pd[a] + kk[a] + op[a];
+      } else {
+        int64_t span = (int64_t)dl[a] * (kk[a] - 1) + 1;
+        if (HW[a] + 2 * pd[a] < span) ok = 0;
+        else od[2 + a] = (HW[a] + 2 * pd[a] - span) / st[a] + 1;
+      }
+      ok &= od[2 + a] >= 1;
+    }
+    if (!ok) continue;
+    if (od[0] * O * od[2] * od[3] > MAXEL || od[0] * O * od[2] * od[3] * C * kk[0] * kk[1] > 400000) continue;
+    char t[4][40], e[320], opt[160] = "", b[40] = "";
+    int64_t d[4] = {tr ? C : O, tr ? O / grp : C / grp, kk[0], kk[1]};
+    if (tr) dtext(x, 1, t[0]), snprintf(t[1], 40, "%lld", (long long)(O / grp));
+    else if (grp == 1) snprintf(t[0], 40, "%s", otext), dtext(x, 1, t[1]);
+    else snprintf(t[0], 40, "%s", otext), snprintf(t[1], 40, "%lld", (long long)(C / grp));
+    snprintf(t[2], 40, "%d", kk[0]);
+    snprintf(t[3], 40, "%d", kk[1]);
     GVal *w = new_param(g, 4, t, d);
     if (!w) return NULL;
     if (chance(g, 60)) {
-      GVal *bb = new_param(g, 1, t, d);
+      char tb[1][40];
+      int64_t db[1] = {O};
+      snprintf(tb[0], 40, "%s", otext);
+      GVal *bb = new_param(g, 1, tb, db);
       if (!bb) return NULL;
       snprintf(b, sizeof b, ", %s", bb->name);
       use(g, GF_conv2d_bias);
     }
-    if (stride != 1 || chance(g, 20)) snprintf(opt + strlen(opt), sizeof opt - strlen(opt), ", stride=%d", stride);
-    if (pad || chance(g, 20)) snprintf(opt + strlen(opt), sizeof opt - strlen(opt), ", padding=%d", pad);
-    if (stride != 1) use(g, GF_conv2d_stride);
-    if (pad) use(g, GF_conv2d_pad);
-    if (!b[0] && opt[0]) {
-      /* named options need the bias slot empty: pass options by name only */
-    }
-    snprintf(e, sizeof e, "conv2d(%s, %s%s%s)", x->name, w->name, b, opt);
-    int64_t od[4] = {x->d[0], O, oh, ow};
-    use(g, GF_conv2d);
-    return assign(g, 4, od, x->mag * w->mag * sqrt((double)(C * kh * kw)) * 0.7 + 1, x->depth + 1, "%s", e);
+    conv_opt(g, opt, sizeof opt, "stride", st, 1);
+    conv_opt(g, opt, sizeof opt, "padding", pd, 0);
+    if (tr) conv_opt(g, opt, sizeof opt, "output_padding", op, 0);
+    else conv_opt(g, opt, sizeof opt, "dilation", dl, 1);
+    if (grp > 1 || chance(g, 10)) snprintf(opt + strlen(opt), sizeof opt - strlen(opt), ", groups=%lld", (long long)grp);
+    if (st[0] != 1 || st[1] != 1) use(g, GF_conv2d_stride);
+    if (pd[0] || pd[1]) use(g, GF_conv2d_pad);
+    if (dl[0] != 1 || dl[1] != 1) use(g, GF_conv2d_dilation);
+    if (grp > 1) use(g, GF_conv2d_groups);
+    use(g, tr ? GF_conv_transpose2d : GF_conv2d);
+    snprintf(e, sizeof e, "%s(%s, %s%s%s)", tr ? "conv_transpose2d" : "conv2d", x->name, w->name, b, opt);
+    double fan = (double)(tr ? O / grp : C / grp) * kk[0] * kk[1];
+    return assign(g, 4, od, x->mag * w->mag * sqrt(fan) * 0.7 + 1, x->depth + 1, "%s", e);
   }
   return NULL;
 }

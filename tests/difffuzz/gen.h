@@ -14,7 +14,7 @@
   X(compare) X(reduce_all) X(reduce_axis) X(reduce_axes) X(keepdims) X(argmax) X(softmax) \
   X(log_softmax) X(matmul2) X(matmul_batched) X(matmul_bcast) X(transpose2) X(transpose_perm) \
   X(reshape) X(flatten) X(slice) X(index) X(concat) X(conv2d) X(conv2d_bias) X(conv2d_stride) \
-  X(conv2d_pad) X(maxpool) X(avgpool) X(pool_stride) X(dropout) X(layer) X(layer_loop) X(loop) \
+  X(conv2d_pad) X(conv2d_dilation) X(conv2d_groups) X(conv_transpose2d) X(maxpool) X(avgpool) X(pool_stride) X(dropout) X(layer) X(layer_loop) X(loop) \
   X(fn_expr) X(fn_multi) X(layer_norm) X(batch_norm) X(attention) X(creation) X(i32_input) X(const_scalar) X(center) X(mse) \
   X(cross_entropy) X(bce_logits) X(loss_reduce) X(metric) X(sgd) X(sgd_momentum) X(nesterov) \
   X(weight_decay) X(adam) X(adamw) X(rmsprop) X(rmsprop_momentum) X(adagrad)
