@@ -564,24 +564,6 @@ static void lower_softmax(L *l, const Node *n) {
   l->kg.k->flops = 4.0 * (double)numel(n);
 }
 
-/* The statistics' groups of x over mask as [P, G, Q]: element (p, g, q) at
- * (p G + g) Q + q, group g's statistics at g.  The kept axes (of extent
- * above 1) must be adjacent: layer_norm's leading axes, batch_norm's axis 1. */
-static int norm_split(const Shape *s, uint64_t mask, int64_t *P, int64_t *G, int64_t *Q) {
-  if (mask == 0) mask = ((uint64_t)1 << s->rank) - 1;
-  int a = -1, b = -1;
-  for (int k = 0; k < s->rank; k++)
-    if (!(mask >> k & 1) && s->dim[k] != 1) b = k, a = a < 0 ? k : a;
-  *P = *G = *Q = 1;
-  for (int k = 0; k < s->rank; k++) {
-    if (a < 0 || k < a) *P *= s->dim[k];
-    else if (k > b) *Q *= s->dim[k];
-    else if ((mask >> k & 1) && s->dim[k] != 1) return -1;
-    else *G *= s->dim[k];
-  }
-  return 0;
-}
-
 /* Loops over (p, q) of a group after *at, which advances past them. */
 static KStmt **pq_loops(L *l, KStmt ***at, KExpr **p, KExpr **q, int64_t P, int64_t Q, int qflags) {
   if (P == 1) {
@@ -1300,25 +1282,31 @@ KProgram *lower_program(Diag *d, Arena *a, const Graph *g, Node *const *roots, i
       p->kernels[p->nkernels++] = k;
       continue;
     }
-    if (fl & F_UPDATE) {  /* the updates of one rule: one kernel, at the last of them */
-      int later = 0, cnt = 0;
-      for (int j = i + 1; j < g->nnodes && !later; j++) later = need[j] && same_update(g->nodes[j], n);
-      if (later) continue;
-      const Node **grp_n = arena_alloc(a, ((size_t)i + 1) * sizeof *grp_n);
-      for (int j = 0; j <= i; j++)
-        if (need[j] && same_update(g->nodes[j], n)) grp_n[cnt++] = g->nodes[j];
-      Kernel *k = kernel_new(&l, n);
-      if (cnt > 1) k->name = arena_printf(a, "k%d_%s_x%d", n->id, op_info[n->op].name, cnt);
-      lower_update_group(&l, grp_n, cnt);
-      p->kernels[p->nkernels++] = k;
-      continue;
-    }
+    if (fl & F_UPDATE) continue;  /* below, after every other kernel */
     if (!lower_fn[n->op]) {
       diag_error(d, n->loc, "JIT: op '%s' not supported", op_info[n->op].name);
       return NULL;
     }
     Kernel *k = kernel_new(&l, n);
     lower_fn[n->op](&l, n);
+    p->kernels[p->nkernels++] = k;
+  }
+  /* The updates, last: nothing of the step reads what they write (the
+   * optimizer's params and states, batch_norm's running statistics), so a
+   * group may compute the statistics they read (FUSE_STATS).  Those of one
+   * rule are one kernel, at the last of them. */
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *n = g->nodes[i];
+    if (!need[i] || !(op_info[n->op].flags & F_UPDATE)) continue;
+    int later = 0, cnt = 0;
+    for (int j = i + 1; j < g->nnodes && !later; j++) later = need[j] && same_update(g->nodes[j], n);
+    if (later) continue;
+    const Node **grp_n = arena_alloc(a, ((size_t)i + 1) * sizeof *grp_n);
+    for (int j = 0; j <= i; j++)
+      if (need[j] && same_update(g->nodes[j], n)) grp_n[cnt++] = g->nodes[j];
+    Kernel *k = kernel_new(&l, n);
+    if (cnt > 1) k->name = arena_printf(a, "k%d_%s_x%d", n->id, op_info[n->op].name, cnt);
+    lower_update_group(&l, grp_n, cnt);
     p->kernels[p->nkernels++] = k;
   }
   return p;

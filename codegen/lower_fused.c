@@ -114,38 +114,61 @@ static const Node *stats_norm(const Graph *g, const Node *root) {
   return NULL;
 }
 
-/* A group with a layer_norm's NORMALIZE (x [..., Q] over the last axis):
- * per row (PARALLEL) the mean of x and the mean of (x - mean)^2 in f64, as
- * the MEAN and VAR kernels compute them, stored to their buffers, then the
- * members over the row (VECTOR), which load them back as operands. */
+/* Opens loops over the axes of s that are not kept (PARALLEL-free; the
+ * innermost VECTOR when vec), ve[k] receiving their variables. */
+static KStmt **free_axes(KGen *g2, KStmt **at, const Shape *s, const int *kept, KExpr **ve, int vec) {
+  int last = -1;
+  for (int k = 0; k < s->rank; k++)
+    if (!kept[k]) last = k;
+  for (int k = 0; k < s->rank; k++)
+    if (!kept[k])
+      at = kg_loop(g2, &at, &ve[k], kg_int(g2, 0), kg_int(g2, s->dim[k]), 1, vec && k == last ? KL_VECTOR : 0);
+  return at;
+}
+
+/* A group with a normalization's NORMALIZE whose statistics are FUSE_STATS:
+ * per group of statistics (a layer_norm's row, a batch_norm's channel:
+ * PARALLEL) the mean of x and the mean of (x - mean)^2 in f64, as the MEAN
+ * and VAR kernels compute them, stored to their buffers, then the members
+ * over the group's elements (innermost loop VECTOR), which load them back
+ * as operands. */
 static void stats_rows(F *f, KGen *g2, const Node *root, const Node *nrm) {
   const KProgram *p = f->p;
-  int r = root->shape.rank;
-  int64_t Q = root->shape.dim[r - 1], G = Q ? shape_numel(&root->shape) / Q : 0;
+  const Shape *s = &root->shape;
+  int r = s->rank, kept[MAX_RANK] = {0}, a = -1, b = -1;
+  uint64_t mask = (uint64_t)nrm->a.i[0];
+  if (mask == 0) mask = ((uint64_t)1 << r) - 1;
+  for (int k = 0; k < r; k++)
+    if (!(mask >> k & 1) && s->dim[k] != 1) b = k, a = a < 0 ? k : a;
+  int64_t G = 1;
+  for (int k = a; a >= 0 && k <= b; k++) kept[k] = 1, G *= s->dim[k];
+  double cnt = (double)shape_numel(s) / (double)(G ? G : 1);
   int xb = p->node_buf[nrm->in[0]->id], mb = p->node_buf[nrm->in[1]->id], vb = p->node_buf[nrm->in[2]->id];
-  KExpr *gi, *q, *ve[MAX_RANK];
+  KExpr *gi, *ve[MAX_RANK];
   KStmt **at = &g2->k->body;
   at = kg_loop(g2, &at, &gi, kg_int(g2, 0), kg_int(g2, G), 1, KL_PARALLEL);
   KExpr *rest = gi;
-  for (int d = r - 2; d >= 0; d--) {
-    ve[d] = d ? kg_bin(g2, KB_REM, rest, kg_int(g2, root->shape.dim[d])) : rest;
-    if (d) rest = kg_bin(g2, KB_DIV, rest, kg_int(g2, root->shape.dim[d]));
+  for (int k = b; a >= 0 && k >= a; k--) {
+    ve[k] = k > a ? kg_bin(g2, KB_REM, rest, kg_int(g2, s->dim[k])) : rest;
+    if (k > a) rest = kg_bin(g2, KB_DIV, rest, kg_int(g2, s->dim[k]));
   }
-  KExpr *row = kg_muli(g2, gi, Q);
+  const int64_t *st = f->st[f->next];  /* the root's strides: x has its shape */
   int s1, s2, mean;
   at = kg_let(g2, at, &s1, kg_f64(g2, 0));
-  KStmt **in = kg_loop(g2, &at, &q, kg_int(g2, 0), kg_int(g2, Q), 1, 0);
-  kg_set(g2, in, s1, kg_add(g2, kg_var(g2, s1), kg_cast(g2, KT_F64, kg_load(g2, xb, kg_add(g2, row, q)))));
-  at = kg_let(g2, at, &mean, kg_cast(g2, KT_F32, kg_bin(g2, KB_DIV, kg_var(g2, s1), kg_f64(g2, (double)Q))));
+  KStmt **in = free_axes(g2, at, s, kept, ve, 0);
+  kg_set(g2, in, s1, kg_add(g2, kg_var(g2, s1), kg_cast(g2, KT_F64, kg_load(g2, xb, strided(g2, ve, st, r)))));
+  while (*at) at = &(*at)->next;
+  at = kg_let(g2, at, &mean, kg_cast(g2, KT_F32, kg_bin(g2, KB_DIV, kg_var(g2, s1), kg_f64(g2, cnt))));
   at = kg_store(g2, at, mb, gi, kg_var(g2, mean));
   at = kg_let(g2, at, &s2, kg_f64(g2, 0));
-  in = kg_loop(g2, &at, &q, kg_int(g2, 0), kg_int(g2, Q), 1, 0);
-  KExpr *dd = kg_cast(g2, KT_F64, kg_bin(g2, KB_SUB, kg_load(g2, xb, kg_add(g2, row, q)), kg_var(g2, mean)));
+  in = free_axes(g2, at, s, kept, ve, 0);
+  KExpr *dd = kg_cast(g2, KT_F64, kg_bin(g2, KB_SUB, kg_load(g2, xb, strided(g2, ve, st, r)), kg_var(g2, mean)));
   kg_set(g2, in, s2, kg_add(g2, kg_var(g2, s2), kg_bin(g2, KB_MUL, dd, dd)));
-  at = kg_store(g2, at, vb, gi, kg_cast(g2, KT_F32, kg_bin(g2, KB_DIV, kg_var(g2, s2), kg_f64(g2, (double)Q))));
-  in = kg_loop(g2, &at, &ve[r - 1], kg_int(g2, 0), kg_int(g2, Q), 1, KL_VECTOR);
+  while (*at) at = &(*at)->next;
+  at = kg_store(g2, at, vb, gi, kg_cast(g2, KT_F32, kg_bin(g2, KB_DIV, kg_var(g2, s2), kg_f64(g2, cnt))));
+  in = free_axes(g2, at, s, kept, ve, 1);
   KExpr *v = members(f, g2, &in, ve, r, NULL);
-  kg_store(g2, in, p->node_buf[root->id], strided(g2, ve, f->st[f->next], r), v);
+  kg_store(g2, in, p->node_buf[root->id], strided(g2, ve, st, r), v);
 }
 
 Kernel *lower_fused(Arena *a, KProgram *p, const Graph *g, const Node *root) {

@@ -824,3 +824,21 @@ void graph_add_update(Graph *g, Node *u) {
   ups[g->nupdates++] = u;
   g->updates = ups;
 }
+
+/* The statistics' groups of x over mask as [P, G, Q]: element (p, g, q) at
+ * (p G + g) Q + q, group g's statistics at g.  The kept axes (of extent
+ * above 1) must be adjacent: layer_norm's leading axes, batch_norm's axis 1. */
+int norm_split(const Shape *s, uint64_t mask, int64_t *P, int64_t *G, int64_t *Q) {
+  if (mask == 0) mask = ((uint64_t)1 << s->rank) - 1;
+  int a = -1, b = -1;
+  for (int k = 0; k < s->rank; k++)
+    if (!(mask >> k & 1) && s->dim[k] != 1) b = k, a = a < 0 ? k : a;
+  *P = *G = *Q = 1;
+  for (int k = 0; k < s->rank; k++) {
+    if (a < 0 || k < a) *P *= s->dim[k];
+    else if (k > b) *Q *= s->dim[k];
+    else if ((mask >> k & 1) && s->dim[k] != 1) return -1;
+    else *G *= s->dim[k];
+  }
+  return 0;
+}

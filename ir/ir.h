@@ -159,6 +159,10 @@ void ir_roles(Graph *g, void (*fn)(void *ctx, Node **slot), void *ctx);
  * topological); drops g->fuse_group. */
 void ir_toposort(Graph *g);
 
+/* The groups of a normalization of shape s over the axes of mask (0: all)
+ * as [P, G, Q]: element (p, g, q) at (p G + g) Q + q, group g's statistics
+ * at g; -1 when the kept axes (of extent above 1) are not adjacent. */
+int norm_split(const Shape *s, uint64_t mask, int64_t *P, int64_t *G, int64_t *Q);
 int64_t shape_numel(const Shape *s);                 /* product of dims (1 for a scalar) */
 int shape_eq(const Shape *a, const Shape *b);
 int shape_broadcast(const Shape *a, const Shape *b, Shape *out); /* 0 if incompatible */

@@ -21,9 +21,10 @@
  * group has one) roots a group of its own: a sum of products becomes one
  * product-with-add kernel per term.
  *
- * A layer_norm's statistics join the kernel of its NORMALIZE: when the
- * NORMALIZE normalizes over the last axis with a MEAN and a VAR of its own
- * operand, is in no product's group (a group of its own if it has none),
+ * A normalization's statistics join the kernel of its NORMALIZE: when the
+ * NORMALIZE normalizes with a MEAN and a VAR of its own operand over the
+ * same axes (layer_norm's last axis; batch_norm's all but the channels,
+ * when a channel has rows of at least 8 positions to vectorize over), is in no product's group (a group of its own if it has none),
  * and every other user of the MEAN and the VAR comes after the group's
  * root, they are FUSE_STATS: the group's kernel computes them row by row
  * (codegen/lower_fused.c) and stores them for their later users (the
@@ -57,25 +58,37 @@ static void pin_roles(Graph *g, uint8_t *pinned, Node *const *roots, int nroots)
   for (int i = 0; i < nroots; i++) pinned[roots[i]->id] = 1;
 }
 
+/* Whether every user of s but n and v (through RESHAPEs, which alias
+ * it) comes after node `root` or is an update (lowered after every other
+ * kernel: codegen/lower.c). */
+static int used_after(const Graph *g, const Node *s, const Node *n, const Node *v, int root) {
+  for (int j = s->id + 1; j < g->nnodes; j++) {
+    const Node *u = g->nodes[j];
+    for (int k = 0; k < u->nin; k++) {
+      if (u->in[k] != s || u == n || u == v) continue;
+      if (u->op == OP_RESHAPE ? !used_after(g, u, n, v, root) : j <= root && !(op_info[u->op].flags & F_UPDATE))
+        return 0;
+    }
+  }
+  return 1;
+}
+
 /* The NORMALIZEs whose MEAN and VAR their group computes (see above);
  * returns the number of groups added. */
 static int fuse_stats(Graph *g, int *group, const uint8_t *has_mm) {
   int added = 0;
   for (int i = 0; i < g->nnodes; i++) {
     Node *n = g->nodes[i], *x = n->nin == 3 ? n->in[0] : NULL, *mean = x ? n->in[1] : NULL, *var = x ? n->in[2] : NULL;
-    if (n->op != OP_NORMALIZE || !shape_eq(&x->shape, &n->shape) || n->shape.rank < 1) continue;
-    uint64_t last = (uint64_t)1 << (n->shape.rank - 1);
-    if ((uint64_t)n->a.i[0] != last || mean->op != OP_MEAN || mean->in[0] != x || (uint64_t)mean->a.i[0] != last ||
-        !mean->a.i[1] || var->op != OP_VAR || var->in[0] != x || var->in[1] != mean || (uint64_t)var->a.i[0] != last)
+    if (n->op != OP_NORMALIZE || !shape_eq(&x->shape, &n->shape)) continue;
+    int64_t mask = n->a.i[0], P, G, Q;
+    if (mean->op != OP_MEAN || mean->in[0] != x || mean->a.i[0] != mask || !mean->a.i[1] || var->op != OP_VAR ||
+        var->in[0] != x || var->in[1] != mean || var->a.i[0] != mask)
       continue;
+    /* rows (layer_norm), or channels with whole rows of positions (batch_norm) */
+    if (norm_split(&x->shape, (uint64_t)mask, &P, &G, &Q) || (P != 1 && Q < 8)) continue;
     if (group[mean->id] != -1 || group[var->id] != -1 || (group[i] >= 0 && has_mm[group[i]])) continue;
-    int root = group[i] >= 0 ? group[i] : i, ok = 1;
-    for (int j = 0; j < g->nnodes && ok; j++) {
-      const Node *u = g->nodes[j];
-      for (int k = 0; k < u->nin && ok; k++)
-        ok = !(u->in[k] == mean || u->in[k] == var) || u == n || u == var || j > root;
-    }
-    if (!ok) continue;
+    int root = group[i] >= 0 ? group[i] : i;
+    if (!used_after(g, mean, n, var, root) || !used_after(g, var, n, var, root)) continue;
     if (group[i] < 0) group[i] = i, added++;
     group[mean->id] = group[var->id] = FUSE_STATS;
   }

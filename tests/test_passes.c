@@ -1173,4 +1173,17 @@ Test(lower, layer_norm_one_kernel) {
   cr_expect_str_eq(opnames(&pa, p), "mean mul var normalize");
   arena_free(&pa);
   util_graph_free(t);
+  /* batch_norm in training mode: the batch statistics over
+   * [N, H, W] per channel (rows of 4 x 3 = 12 positions): one kernel; over
+   * [N] of an [N, C] input (no row to vectorize over): the three kernels */
+  t = t_src("input x: f32[5, 3, 4, 3]\ninput z: f32[6, 4]\nparam w: f32[3]\nparam b: f32[3]\n"
+            "param w2: f32[4]\nparam b2: f32[4]\n"
+            "h = batch_norm(x, w, b)\nh2 = batch_norm(z, w2, b2)\noutput y = relu(h)\noutput y2 = h2\n", 1);
+  arena_init(&pa);
+  Node *r2[2] = {t->g.outputs[0].node, t->g.outputs[1].node};
+  p = codegen_lower(&t->d, &pa, &t->g, r2, 2);
+  cr_assert(p, "%s", t->d.buf ? t->d.buf : "");
+  cr_expect_str_eq(opnames(&pa, p), "mean var normalize+mul+add mean+var+normalize+mul+add+relu");
+  arena_free(&pa);
+  util_graph_free(t);
 }
