@@ -18,6 +18,7 @@ static const char *el_name(ElemType et) {
   case EL_I32: return "i32";
   case EL_I64: return "i64";
   case EL_U8: return "u8";
+  case EL_TEXT: return "text";
   }
   NNDC_ASSERT(0);
 }
@@ -38,7 +39,44 @@ static int has_suffix(const char *s, const char *suf) {
 
 int data_read(Diag *d, const char *path, Array *out) {
   if (has_suffix(path, ".npy")) return npy_read(d, path, out);
+  if (has_suffix(path, ".txt")) {
+    size_t n;
+    uint8_t *b = rt_read_file(d, path, &n);
+    if (!b) return -1;
+    *out = (Array){EL_TEXT, {1, {(int64_t)n}}, b};
+    return 0;
+  }
   return idx_read(d, path, out);
+}
+
+/* Text fed to an i32 [N, L] input: the windows bytes[k(L-1) : k(L-1) + L]. */
+static int text_windows(Diag *d, const char *path, const Array *in, const Node *input, Array *out) {
+  char ib[160];
+  if (input->dt != DT_I32 || input->shape.rank != 2 || input->shape.dim[1] < 2) {
+    diag_file_error(d, path, "a text file feeds an i32[N, L] input of byte tokens (L >= 2), not '%s' (%s)",
+                    input->name, shape_str(&input->shape, input->dt, ib, sizeof ib));
+    return -1;
+  }
+  int64_t n = in->shape.dim[0], L = input->shape.dim[1];
+  if (n < L) {
+    diag_file_error(d, path, "holds %lld bytes: fewer than one window of %lld for input '%s'", (long long)n,
+                    (long long)L, input->name);
+    return -1;
+  }
+  int64_t ns = (n - L) / (L - 1) + 1;
+  int32_t *buf = malloc((size_t)(ns * L) * sizeof *buf);
+  if (!buf) {
+    diag_file_error(d, path, "out of memory making %lld windows of %lld bytes", (long long)ns, (long long)L);
+    return -1;
+  }
+  const uint8_t *b = in->data;
+  for (int64_t k = 0; k < ns; k++)
+    for (int64_t t = 0; t < L; t++) buf[k * L + t] = b[k * (L - 1) + t];
+  out->et = EL_I32;
+  out->shape = input->shape;
+  out->shape.dim[0] = ns;
+  out->data = buf;
+  return 0;
 }
 
 /* Element i of a as a double (exact for every type but the largest i64). */
@@ -47,7 +85,7 @@ static double elem(const Array *a, int64_t i) {
   case EL_F32: return ((const float *)a->data)[i];
   case EL_I32: return ((const int32_t *)a->data)[i];
   case EL_I64: return (double)((const int64_t *)a->data)[i];
-  case EL_U8: return ((const uint8_t *)a->data)[i];
+  case EL_U8: case EL_TEXT: return ((const uint8_t *)a->data)[i];
   }
   NNDC_ASSERT(0);
 }
@@ -107,6 +145,7 @@ static int check_sample(Diag *d, const char *path, const Array *in, const Node *
 
 int data_convert(Diag *d, const char *path, const Array *in, const Node *input, Array *out) {
   memset(out, 0, sizeof *out);
+  if (in->et == EL_TEXT) return text_windows(d, path, in, input, out);
   if (check_sample(d, path, in, input)) return -1;
   Shape s = input->shape;
   s.dim[0] = in->shape.dim[0];

@@ -27,7 +27,7 @@ size_t el_size(ElemType et) {
   case EL_F32: return 4;
   case EL_I32: return 4;
   case EL_I64: return 8;
-  case EL_U8: return 1;
+  case EL_U8: case EL_TEXT: return 1;
   }
   NNDC_ASSERT(0);
 }
@@ -42,7 +42,7 @@ static const char *el_descr(ElemType et) {
   case EL_F32: return "<f4";
   case EL_I32: return "<i4";
   case EL_I64: return "<i8";
-  case EL_U8: return "|u1";
+  case EL_U8: case EL_TEXT: return "|u1";
   }
   NNDC_ASSERT(0);
 }

@@ -20,7 +20,7 @@ void rng_fans(const Shape *s, double *fan_in, double *fan_out);
 
 /* ------------------------------------------------- npy.c, idx.c, data.c */
 
-typedef enum { EL_F32, EL_I32, EL_I64, EL_U8 } ElemType;
+typedef enum { EL_F32, EL_I32, EL_I64, EL_U8, EL_TEXT } ElemType;  /* EL_TEXT: a .txt file's bytes, [n] */
 
 /* An n-d array read from or written to a data file (C order). */
 typedef struct Array {
@@ -53,11 +53,13 @@ uint8_t *rt_read_file(Diag *d, const char *path, size_t *n);
 /* IDX (MNIST format), optionally gzip-compressed (by content, not name). */
 int idx_read(Diag *d, const char *path, Array *out);
 int idx_read_mem(Diag *d, const char *name, const uint8_t *buf, size_t n, Array *out);
-/* By suffix: .npy, else IDX (.gz or raw). */
+/* By suffix: .npy, .txt (the bytes as EL_TEXT [n]), else IDX (.gz or raw). */
 int data_read(Diag *d, const char *path, Array *out);
 /* Converts data fed to `input` (spec 9): per-sample element count must match;
  * u1 -> f32 divides by 255; integer -> i32 by value (range checked);
- * f32 -> i32 only for integral values.  out is [nsamples, input dims 1..]. */
+ * f32 -> i32 only for integral values.  out is [nsamples, input dims 1..].
+ * Text fed to an i32 [N, L] input (L >= 2): byte tokens, sample k the
+ * window bytes[k(L-1) : k(L-1) + L] (consecutive windows share a byte). */
 int data_convert(Diag *d, const char *path, const Array *in, const Node *input, Array *out);
 
 /* A named set of arrays fed to a model's inputs, all with the same sample count. */

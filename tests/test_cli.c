@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 #include "codegen/target.h"
@@ -776,5 +777,94 @@ Test(cli, randn_extreme_draws_are_finite) {
       free(r);
     }
   }
+  free(dir);
+}
+
+/* A .txt file fed to an i32[N, L] input: byte tokens in windows of L that
+ * share one byte (spec 9): "abcdefghij" with L = 4 is abcd, defg, ghij;
+ * a non-i32 input or a text shorter than a window is an error. */
+Test(cli, text_data_windows) {
+  char *dir = util_tmpdir(), m[600], txt[600], out[700];
+  snprintf(m, sizeof m, "%s/t.nnd", dir);
+  cr_assert_eq(util_write_file(m, "input x: i32[N, 4]\noutput y = float(x)\n"), 0);
+  snprintf(txt, sizeof txt, "%s/t.txt", dir);
+  cr_assert_eq(util_write_file(txt, "abcdefghijk"), 0);   /* the 11th byte starts no whole window */
+  int st;
+  char *o = nndc(&st, "run %s --feed x=%s --out %s", m, txt, dir);
+  cr_assert_eq(st, 0, "%s", o);
+  free(o);
+  snprintf(out, sizeof out, "%s/y.npy", dir);
+  int64_t n;
+  float *y = read_f32(out, &n);
+  cr_assert_eq(n, 12);
+  const char *want = "abcddefgghij";
+  for (int i = 0; i < 12; i++) cr_expect_eq(y[i], (float)(unsigned char)want[i], "element %d", i);
+  free(y);
+  cr_assert_eq(util_write_file(m, "input x: f32[N, 4]\noutput y = x\n"), 0);
+  o = nndc(&st, "run %s --feed x=%s --out %s", m, txt, dir);
+  cr_expect_eq(st, 1, "%s", o);
+  cr_expect(strstr(o, "t.txt: error: a text file feeds an i32[N, L] input"), "%s", o);
+  free(o);
+  cr_assert_eq(util_write_file(m, "input x: i32[N, 40]\noutput y = float(x)\n"), 0);
+  o = nndc(&st, "run %s --feed x=%s --out %s", m, txt, dir);
+  cr_expect_eq(st, 1, "%s", o);
+  cr_expect(strstr(o, "holds 11 bytes: fewer than one window of 40"), "%s", o);
+  free(o);
+  free(dir);
+}
+
+/* generate: a "model" whose logits at each position favour the next byte
+ * value (an embedding of the identity shifted by one), so greedy decoding
+ * (temperature 0) continues the alphabet, also past the context length
+ * (the context slides); sampling is reproducible from --seed; a model that
+ * is not a byte-level language model, or no --load, is an error. */
+Test(cli, generate_text) {
+  char *dir = util_tmpdir(), m[600], p[600], tp[700];
+  snprintf(m, sizeof m, "%s/lm.nnd", dir);
+  cr_assert_eq(util_write_file(m, "input x: i32[N, 5]\nparam t: f32[256, 256]\n"
+                                  "output logits = embedding(t, x) * 3\n"), 0);
+  snprintf(p, sizeof p, "%s/p", dir);
+  cr_assert_eq(mkdir(p, 0777), 0);
+  float *t = calloc(256 * 256, sizeof *t);
+  for (int b = 0; b < 256; b++) {
+    for (int c = 'a'; c <= 'z'; c++) t[b * 256 + c] = 2;   /* sampled among the top 20: printable */
+    t[b * 256 + (b + 1) % 256] = 4;
+  }
+  Shape s = {2, {256, 256}};
+  Diag d;
+  diag_init(&d);
+  snprintf(tp, sizeof tp, "%s/t.npy", p);
+  cr_assert_eq(npy_write(&d, tp, EL_F32, &s, t), 0);
+  diag_free(&d);
+  free(t);
+  int st;
+  for (int e = 0; e < 2; e++) {
+    char *o = nndc(&st, "generate %s --load %s --prompt abc --tokens 9 --temperature 0 --engine %s", m, p,
+                   e ? "jit" : "interp");
+    cr_expect_eq(st, 0, "%s", o);
+    cr_expect_str_eq(o, "abcdefghijkl\n");
+    free(o);
+  }
+  char *o1 = nndc(&st, "generate %s --load %s --prompt x --tokens 40 --seed 7 --top-k 20 --temperature 20", m, p);
+  char *o2 = nndc(&st, "generate %s --load %s --prompt x --tokens 40 --seed 7 --top-k 20 --temperature 20 --engine interp", m, p);
+  char *o3 = nndc(&st, "generate %s --load %s --prompt x --tokens 40 --seed 8 --top-k 20 --temperature 20", m, p);
+  cr_expect_str_eq(o1, o2, "the same seed on both engines");
+  cr_expect_str_neq(o1, o3, "another seed, another text");
+  cr_expect_eq(strlen(o1), 42);
+  free(o1);
+  free(o2);
+  free(o3);
+  char *o = nndc(&st, "generate %s --prompt abc", m);
+  cr_expect_eq(st, 1, "%s", o);
+  cr_expect(strstr(o, "--load"), "%s", o);
+  free(o);
+  cr_assert_eq(util_write_file(m, "input x: f32[N, 5]\nparam t: f32[256, 256]\noutput logits = x\n"), 0);
+  o = nndc(&st, "generate %s --load %s", m, p);
+  cr_expect_eq(st, 1, "%s", o);
+  cr_expect(strstr(o, "one i32[N, L] input of byte tokens"), "%s", o);
+  free(o);
+  o = nndc(&st, "generate %s --load %s --temperature -1", m, p);
+  cr_expect_eq(st, 2, "%s", o);
+  free(o);
   free(dir);
 }

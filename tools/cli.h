@@ -27,6 +27,9 @@ typedef struct Cli {
   int64_t seed;
   int has_seed, threads;
   EngineKind engine;
+  const char *prompt;                  /* generate */
+  int64_t tokens, top_k;               /* generate: -1 / 0: not given */
+  double temperature;                  /* generate: default 1 */
 } Cli;
 
 /* nndc.c */
@@ -42,5 +45,7 @@ int cmd_train(Cli *c, Diag *d);
 int cmd_bench(Cli *c, Diag *d);
 /* emitc.c */
 int cmd_emit_c(Cli *c, Diag *d);
+/* generate.c */
+int cmd_generate(Cli *c, Diag *d);
 
 #endif

@@ -32,6 +32,7 @@ static void usage(void) {
         "              [--epochs E] [--batch B] [--seed S] [--no-shuffle]\n"
         "  emit-c M.nnd -o DIR [--train] [--weights P]\n"
         "  bench M.nnd [--train] [--json] [--repeats R] [--baseline]\n"
+        "  generate M.nnd --load P [--prompt TEXT] [--tokens K] [--temperature T] [--top-k K] [--seed S]\n"
         "options for every command: -D NAME=VALUE\n"
         "options for run, train, bench, emit-c: --target generic|avx2|avx512|host\n"
         "  (the code-generation target; default: NNDC_TARGET, else the host's best)\n"
@@ -120,6 +121,17 @@ static void parse_option(Cli *c, int argc, char **argv, int *i) {
   else if (!strcmp(a, "--epochs")) c->epochs = parse_int(a, optval(argc, argv, i), 0);
   else if (!strcmp(a, "--batch")) c->batch = parse_int(a, optval(argc, argv, i), 1);
   else if (!strcmp(a, "--repeats")) c->repeats = parse_int(a, optval(argc, argv, i), 1);
+  else if (!strcmp(a, "--prompt")) c->prompt = optval(argc, argv, i);
+  else if (!strcmp(a, "--tokens")) c->tokens = parse_int(a, optval(argc, argv, i), 0);
+  else if (!strcmp(a, "--top-k")) c->top_k = parse_int(a, optval(argc, argv, i), 0);
+  else if (!strcmp(a, "--temperature")) {
+    const char *v = optval(argc, argv, i);
+    char *end;
+    errno = 0;
+    c->temperature = strtod(v, &end);
+    if (errno || *v == 0 || *end || !(c->temperature >= 0) || isinf(c->temperature))
+      usage_error("--temperature needs a number >= 0, got '%s'", v);
+  }
   else if (!strcmp(a, "--seed")) {
     c->seed = parse_int(a, optval(argc, argv, i), 0);
     c->has_seed = 1;
@@ -141,12 +153,14 @@ static void parse_args(Cli *c, int argc, char **argv) {
   memset(c, 0, sizeof *c);
   c->engine = ENGINE_JIT;
   c->epochs = -1;
+  c->tokens = -1;
+  c->temperature = 1;
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
     usage();
     exit(argc < 2 ? 2 : 0);
   }
   c->cmd = argv[1];
-  static const char *cmds[] = {"check", "ir", "run", "train", "emit-c", "bench"};
+  static const char *cmds[] = {"check", "ir", "run", "train", "emit-c", "bench", "generate"};
   int known = 0;
   for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++) known |= !strcmp(c->cmd, cmds[k]);
   if (!known) usage_error("unknown command '%s'", c->cmd);
@@ -240,6 +254,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(c.cmd, "run")) rc = cmd_run(&c, &d);
   else if (!strcmp(c.cmd, "train")) rc = cmd_train(&c, &d);
   else if (!strcmp(c.cmd, "bench")) rc = cmd_bench(&c, &d);
+  else if (!strcmp(c.cmd, "generate")) rc = cmd_generate(&c, &d);
   else rc = cmd_emit_c(&c, &d);
   flush_diag(&d);
   diag_free(&d);

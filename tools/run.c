@@ -133,14 +133,26 @@ int cmd_run(Cli *c, Diag *d) {
   memset(raw, 0, sizeof raw);
   read_arrays(d, c->feeds, c->nfeeds, raw);
   Feed feeds[MAX_ITEMS];
+  int text = 0;
   for (int i = 0; i < c->nfeeds; i++) {
     feeds[i].name = c->feeds[i].name;
     feeds[i].nsamples = raw[i].shape.rank ? raw[i].shape.dim[0] : 1;
+    text |= raw[i].et == EL_TEXT;
   }
   Arena a;
   arena_init(&a);
   Graph g;
   compile(c, d, &g, &a, 0, 0, feeds, c->nfeeds);
+  if (text) {  /* a text's samples are its windows: their count needs the input's L, so compile again */
+    for (int i = 0; i < c->nfeeds; i++) {
+      const Node *in = input_named(&g, c->feeds[i].name);
+      int64_t n = raw[i].shape.dim[0], L = in && in->shape.rank == 2 ? in->shape.dim[1] : 0;
+      if (raw[i].et == EL_TEXT && L >= 2 && n >= L) feeds[i].nsamples = (n - L) / (L - 1) + 1;
+    }
+    arena_free(&a);
+    arena_init(&a);
+    compile(c, d, &g, &a, 0, 0, feeds, c->nfeeds);
+  }
   Dataset ds;
   make_dataset(d, &g, c->feeds, c->nfeeds, raw, &ds, 0);
   for (int i = 0; i < c->nfeeds; i++) array_free(&raw[i]);
