@@ -79,6 +79,7 @@ typedef struct Imp {
   OnnxTensor *tensors;
   int ntensors, tcap;
   const Onnx__NodeProto *node; /* the node being translated (for errors) */
+  int lit_rank;        /* a one-element constant of rank <= this is written as a number */
 } Imp;
 
 /* ------------------------------------------------------------ errors */
@@ -236,7 +237,13 @@ static const char *ints_text(Imp *m, const int64_t *d, int n) {
 static const char *num_text(Imp *m, double v) {
   if (isinf(v)) return v > 0 ? "inf" : "-inf";
   if (v == (double)(int64_t)v && fabs(v) < 1e15) return arena_printf(m->a, "%lld", (long long)v);
-  return arena_printf(m->a, "%.9g", v);
+  /* the shortest text that reads back as the same f32 (1e-05, not 9.99999975e-06) */
+  char buf[64];
+  for (int p = 6; p <= 17; p++) {
+    snprintf(buf, sizeof buf, "%.*g", p, v);
+    if ((float)strtod(buf, NULL) == (float)v) break;
+  }
+  return arena_strdup(m->a, buf);
 }
 
 static Val *new_val(Imp *m, const char *oname) {
@@ -408,10 +415,12 @@ static const char *paren(Imp *m, const char *e, int prec, int minprec) {
 static const char *operand(Imp *m, Val *v, int minprec) {
   if (v->is_const && !v->param_done) {
     if (v->n == 1 && v->rank == 0 && is_sym(v->c[0])) return dim_text(m, c_dim(v->c[0]));
-    if (v->n == 1 && v->rank <= 1) {
+    if (v->n == 1 && v->rank <= m->lit_rank) {   /* broadcasts like the literal */
       const char *t = num_text(m, v->c[0]);
       return paren(m, t, t[0] == '-' ? P_UNARY : P_ATOM, minprec);
     }
+    if (v->n == 1 && v->vt != VT_I32)
+      return arena_printf(m->a, "full(%s, %s)", list_text(m, v->dim, v->rank), num_text(m, v->c[0]));
     if (v->vt == VT_I32) {
       node_err(m, "unsupported: an integer constant tensor ('%s') used at run time (nnd has no integer constants)", v->oname);
       return NULL;
@@ -676,6 +685,7 @@ static int op_binary(Imp *m) {
   if (broadcast(m, v, 2, &rank, dim)) return -1;
   const char *sym = NULL;
   int prec = P_ADD;
+  m->lit_rank = rank;
   if (!strcmp(op, "Add")) sym = "+";
   else if (!strcmp(op, "Sub")) sym = "-";
   else if (!strcmp(op, "Mul")) sym = "*", prec = P_MUL;
@@ -716,6 +726,7 @@ static int op_variadic(Imp *m) {
   int64_t dim[MAX_RANK];
   if (broadcast(m, v, n, &rank, dim)) return -1;
   int sum = !strcmp(op, "Sum") || !strcmp(op, "Mean");
+  m->lit_rank = rank;
   const char *e = operand(m, v[0], sum ? P_ADD : 0);
   if (!e) return -1;
   int prec = n == 1 ? v[0]->prec : sum ? P_ADD : P_ATOM;
@@ -801,6 +812,7 @@ static int op_where(Imp *m) {
   int rank;
   int64_t dim[MAX_RANK];
   if (broadcast(m, v, 3, &rank, dim)) return -1;
+  m->lit_rank = rank;
   const char *x = operand(m, c, 0), *y = operand(m, a, 0), *z = operand(m, b, 0);
   if (!x || !y || !z) return -1;
   return result(m, 0, arena_printf(m->a, "where(%s, %s, %s)", x, y, z), P_ATOM, VT_F32, rank, dim, 0) ? 0 : -1;
@@ -879,6 +891,7 @@ static int op_gemm(Imp *m) {
   if (alpha != 1) e = arena_printf(m->a, "%s * %s", num_text(m, (float)alpha), e);
   if (c && beta != 0) {
     if (float_operand(m, c)) return -1;
+    m->lit_rank = 2;
     const char *z = operand(m, c, beta == 1 ? P_ADD + 1 : P_MUL + 1);
     if (!z) return -1;
     e = beta == 1 ? arena_printf(m->a, "%s + %s", e, z) : arena_printf(m->a, "%s + %s * %s", e, num_text(m, (float)beta), z);
@@ -1021,7 +1034,10 @@ static int op_batchnorm(Imp *m) {
   if (!xs || !ws || !bs) return -1;
   Buf e = {0};
   buf_printf(&e, "batch_norm(%s, %s, %s", xs, ws, bs);
-  if ((float)(1 - mom) != 0.1f) buf_printf(&e, ", momentum=%s", num_text(m, (float)(1 - mom)));
+  /* PyTorch's momentum is 1 - ONNX's (0.1 is written 0.9f: rounded to 6 digits) */
+  char mb[32];
+  snprintf(mb, sizeof mb, "%.6g", 1 - mom);
+  if (strcmp(mb, "0.1")) buf_printf(&e, ", momentum=%s", mb);
   if ((float)eps != 1e-5f) buf_printf(&e, ", eps=%s", num_text(m, (float)eps));
   buf_puts(&e, ")");
   const char *s = arena_strdup(m->a, e.s);
@@ -1407,6 +1423,43 @@ static int op_slice(Imp *m) {
   return result(m, 0, e, P_ATOM, x->vt, x->rank, dim, 0) ? 0 : -1;
 }
 
+/* Split: each output one slice of axis `axis` (sizes from the attribute
+ * (opset < 13) or input 1, else equal parts). */
+static int op_split(Imp *m) {
+  Val *x = need_in(m, 0);
+  if (!x) return -1;
+  int64_t ax, sz[64];
+  int no = (int)m->node->n_output;
+  if (no < 1 || no > 64) return node_err(m, "%d outputs", no);
+  if (norm_axis(m, attr_i(m, "axis", 0), x->rank, &ax)) return -1;
+  int64_t d = x->dim[ax];
+  if (d < 0) return unsupported(m, "Split of a symbolic axis");
+  Val *sv = m->opset >= 13 ? in(m, 1) : NULL;
+  int n = sv ? const_ints(m, sv, "split", sz, 64) : attr_ints(m, "split", sz, 64);
+  if (n < 0) return -1;
+  if (!n) {
+    if (d % no) return unsupported(m, "a Split into unequal parts without sizes");
+    for (int k = 0; k < no; k++) sz[k] = d / no;
+  } else if (n != no) return node_err(m, "%d sizes for %d outputs", n, no);
+  int64_t lo[MAX_RANK] = {0}, hi[MAX_RANK], off = 0;
+  for (int k = 0; k < no; k++) {
+    if (sz[k] < 1 || off + sz[k] > d) return unsupported(m, "these split sizes");
+    memcpy(hi, x->dim, sizeof hi);
+    lo[ax] = off;
+    hi[ax] = off + sz[k];
+    off += sz[k];
+    if (!*m->node->output[k]) continue;
+    const char *xs = operand(m, x, P_ATOM);
+    if (!xs) return -1;
+    int64_t dim[MAX_RANK];
+    memcpy(dim, x->dim, sizeof dim);
+    dim[ax] = sz[k];
+    if (!result(m, k, slice_text(m, xs, x->rank, lo, hi, x->dim), P_ATOM, x->vt, x->rank, dim, 0)) return -1;
+  }
+  if (off != d) return node_err(m, "the split sizes add up to %lld, not %lld", (long long)off, (long long)d);
+  return 0;
+}
+
 static int op_gather(Imp *m) {
   Val *x = need_in(m, 0), *ix = need_in(m, 1);
   if (!x || !ix) return -1;
@@ -1655,7 +1708,7 @@ static const OpEntry op_table[] = {
   {"GlobalAveragePool", op_pool}, {"GlobalMaxPool", op_pool}, {"BatchNormalization", op_batchnorm},
   {"LayerNormalization", op_layernorm}, {"Softmax", op_softmax}, {"LogSoftmax", op_softmax},
   {"Reshape", op_reshape}, {"Flatten", op_flatten}, {"Transpose", op_transpose}, {"Squeeze", op_squeeze},
-  {"Unsqueeze", op_unsqueeze}, {"Concat", op_concat}, {"Slice", op_slice}, {"Gather", op_gather},
+  {"Unsqueeze", op_unsqueeze}, {"Concat", op_concat}, {"Slice", op_slice}, {"Split", op_split}, {"Gather", op_gather},
   {"ReduceMean", op_reduce}, {"ReduceSum", op_reduce}, {"ReduceMax", op_reduce}, {"ReduceMin", op_reduce},
   {"ReduceSumSquare", op_reduce}, {"ReduceL1", op_reduce}, {"ReduceL2", op_reduce}, {"ReduceLogSum", op_reduce},
   {"ReduceLogSumExp", op_reduce}, {"ArgMax", op_argmax}, {"Dropout", op_identity}, {"Identity", op_identity},
@@ -1797,6 +1850,14 @@ static int declare_outputs(Imp *m, const Onnx__GraphProto *g) {
   return 0;
 }
 
+/* The first node that reads value `name` (errors about an initializer name it). */
+static const Onnx__NodeProto *first_user(const Onnx__GraphProto *g, const char *name) {
+  for (size_t k = 0; k < g->n_node; k++)
+    for (size_t i = 0; i < g->node[k]->n_input; i++)
+      if (!strcmp(g->node[k]->input[i], name)) return g->node[k];
+  return NULL;
+}
+
 static int load_initializers(Imp *m, const Onnx__GraphProto *g) {
   if (g->n_sparse_initializer) return node_err(m, "sparse initializers are not supported");
   for (size_t k = 0; k < g->n_initializer; k++) {
@@ -1804,9 +1865,11 @@ static int load_initializers(Imp *m, const Onnx__GraphProto *g) {
     if (!t->name || !*t->name) return node_err(m, "initializer %zu has no name", k);
     if (val_get(m, t->name)) return node_err(m, "initializer '%s' is defined twice", t->name);
     Val *v = new_val(m, t->name);
+    m->node = first_user(g, t->name);
     if (tensor_to_val(m, t, arena_printf(m->a, "initializer '%s'", t->name), v)) return -1;
     v->is_init = 1;
   }
+  m->node = NULL;
   return 0;
 }
 
@@ -1827,6 +1890,7 @@ static int translate(Imp *m, const Onnx__ModelProto *mp) {
       Val *v = val_get(m, m->node->input[i]);
       if (v && !v->expr && !v->is_const) return node_err(m, "input '%s' is used before it is computed", m->node->input[i]);
     }
+    m->lit_rank = 0;
     if (find_op(m->node)(m)) return -1;
     for (size_t i = 0; i < m->node->n_output; i++) {
       Val *v = val_get(m, m->node->output[i]);

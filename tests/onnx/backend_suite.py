@@ -14,9 +14,11 @@ equivalent for); `fail` is a wrong value, a crash or any other error.
 
 The suite feeds some operands as graph inputs that nndc needs as constants
 (Reshape's shape, Slice's starts/ends/axes/steps, Squeeze/Unsqueeze/Reduce*
-axes, Clip's bounds, Pow's exponent): the runner folds those inputs into
-initializers (their values from test_data_set_0) before importing, as an
-exporter would have written them.
+axes, Clip's bounds, Pow's exponent, Dropout's ratio, BatchNormalization's
+running statistics, Split's sizes), and scalar inputs, which `nndc run`
+cannot feed (it feeds arrays with a sample axis): the runner folds those
+inputs into initializers (their values from test_data_set_0) before
+importing, as an exporter would have written them.
 
 --subset runs the first 3 tests of each op (the CI run); exit status 1 if
 any test fails (tests listed in KNOWN with a reason are reported, not
@@ -26,7 +28,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-SUPPORTED = set("""Add Sub Mul Div Pow Equal Less Greater LessOrEqual GreaterOrEqual Max Min Sum Mean Neg Abs Sqrt
+SUPPORTED = set("""Split Add Sub Mul Div Pow Equal Less Greater LessOrEqual GreaterOrEqual Max Min Sum Mean Neg Abs Sqrt
 Exp Log Relu LeakyRelu Elu Sigmoid Tanh Softplus Erf Gelu Reciprocal Clip Where Not MatMul Gemm Conv ConvTranspose
 MaxPool AveragePool GlobalAveragePool GlobalMaxPool BatchNormalization LayerNormalization Softmax LogSoftmax Reshape
 Flatten Transpose Squeeze Unsqueeze Concat Slice Gather ReduceMean ReduceSum ReduceMax ReduceMin ReduceSumSquare
@@ -35,7 +37,8 @@ ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ArgMax Dropout Identity Constant 
 # operand slots nndc needs constant: op -> input indices
 STATIC_SLOTS = {"Reshape": [1], "Slice": [1, 2, 3, 4], "Squeeze": [1], "Unsqueeze": [1], "ReduceSum": [1],
                 "ReduceMean": [1], "ReduceMax": [1], "ReduceMin": [1], "ReduceSumSquare": [1], "ReduceL1": [1],
-                "ReduceL2": [1], "ReduceLogSum": [1], "ReduceLogSumExp": [1], "Clip": [1, 2], "Pow": [1]}
+                "ReduceL2": [1], "ReduceLogSum": [1], "ReduceLogSumExp": [1], "Clip": [1, 2], "Pow": [1],
+                "Dropout": [1, 2], "BatchNormalization": [3, 4], "Split": [1]}
 
 # test -> why it is expected to fail (reported, not counted as a failure)
 KNOWN = {}
@@ -62,7 +65,8 @@ def op_of(model):
 
 
 def fold_static_inputs(model, tdir):
-    """Graph inputs that feed STATIC_SLOTS become initializers (data set 0)."""
+    """Graph inputs that feed STATIC_SLOTS, and scalar inputs (nndc run feeds
+    arrays with a sample axis only), become initializers (data set 0)."""
     names = set()
     for n in model.graph.node:
         for k in STATIC_SLOTS.get(n.op_type, []):
@@ -75,7 +79,8 @@ def fold_static_inputs(model, tdir):
     folded = []
     inputs = [i for i in model.graph.input if i.name not in inits]
     for k, inp in enumerate(inputs):
-        if inp.name in names:
+        scalar = inp.type.tensor_type.HasField("shape") and len(inp.type.tensor_type.shape.dim) == 0
+        if inp.name in names or scalar:
             arr = read_pb(os.path.join(tdir, ds[0], "input_%d.pb" % k))
             model.graph.initializer.append(numpy_helper.from_array(arr, inp.name))
             folded.append(k)
