@@ -901,9 +901,10 @@ static int op_gemm(Imp *m) {
 }
 
 /* The symmetric [h, w] padding of pads [t, l, b, r] (or auto_pad). */
-static int conv_pads(Imp *m, const Val *x, const int64_t *k, const int64_t *st, const int64_t *dl, int64_t *pad) {
+/* pads [top, left, bottom, right] from the attribute or auto_pad. */
+static int pads4(Imp *m, const Val *x, const int64_t *k, const int64_t *st, const int64_t *dl, int64_t *p) {
   const char *ap = attr_s(m, "auto_pad", "NOTSET");
-  int64_t p[4] = {0, 0, 0, 0};
+  p[0] = p[1] = p[2] = p[3] = 0;
   if (!strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
     for (int i = 0; i < 2; i++) {
       int64_t in = x->dim[2 + i];
@@ -921,6 +922,15 @@ static int conv_pads(Imp *m, const Val *x, const int64_t *k, const int64_t *st, 
     if (n < 0) return -1;
     if (n != 0 && n != 4) return unsupported(m, "pads other than 4 values");
   }
+  for (int i = 0; i < 4; i++)
+    if (p[i] < 0 || p[i] > MAX_DIM) return node_err(m, "invalid pads");
+  return 0;
+}
+
+/* The symmetric [h, w] padding of pads [t, l, b, r] (or auto_pad). */
+static int conv_pads(Imp *m, const Val *x, const int64_t *k, const int64_t *st, const int64_t *dl, int64_t *pad) {
+  int64_t p[4];
+  if (pads4(m, x, k, st, dl, p)) return -1;
   if (p[0] != p[2] || p[1] != p[3])
     return unsupported(m, arena_printf(m->a, "asymmetric pads %s", ints_text(m, p, 4)));
   pad[0] = p[0];
@@ -982,6 +992,27 @@ static int op_conv(Imp *m) {
   return result(m, 0, s, P_ATOM, VT_F32, 4, dim, 0) ? 0 : -1;
 }
 
+/* x [n, c, h, w] (dims d) padded by p [top, left, bottom, right] with value v:
+ * `concat(full(...), x, full(...), axis=2)` then the same on axis 3. */
+static const char *pad_text(Imp *m, const char *xs, const int64_t *d, const int64_t *p, const char *v) {
+  const char *n = dim_text(m, d[0]), *c = dim_text(m, d[1]);
+  if (!n || !c) {
+    unsupported(m, "padding a tensor of unknown shape");
+    return NULL;
+  }
+  int64_t h = d[2] + p[0] + p[2];
+  const char *e = xs;
+  if (p[0] || p[2])
+    e = arena_printf(m->a, "concat(%s%s%s, axis=2)",
+                     p[0] ? arena_printf(m->a, "full([%s, %s, %lld, %lld], %s), ", n, c, (long long)p[0], (long long)d[3], v) : "", e,
+                     p[2] ? arena_printf(m->a, ", full([%s, %s, %lld, %lld], %s)", n, c, (long long)p[2], (long long)d[3], v) : "");
+  if (p[1] || p[3])
+    e = arena_printf(m->a, "concat(%s%s%s, axis=3)",
+                     p[1] ? arena_printf(m->a, "full([%s, %s, %lld, %lld], %s), ", n, c, (long long)h, (long long)p[1], v) : "", e,
+                     p[3] ? arena_printf(m->a, ", full([%s, %s, %lld, %lld], %s)", n, c, (long long)h, (long long)p[3], v) : "");
+  return e;
+}
+
 static int op_pool(Imp *m) {
   const char *op = m->node->op_type;
   Val *x = need_in(m, 0);
@@ -996,27 +1027,50 @@ static int op_pool(Imp *m) {
     return result(m, 0, arena_printf(m->a, "%s(%s, axis=[2, 3], keepdims=true)", strstr(op, "Max") ? "max" : "mean", xs),
                   P_ATOM, VT_F32, 4, dim, 0) ? 0 : -1;
   }
-  int64_t k[2], st[2], dl[2], pad[2];
+  int64_t k[2], st[2], dl[2];
   if (attr_pair(m, "kernel_shape", 0, k) || attr_pair(m, "strides", 1, st) || attr_pair(m, "dilations", 1, dl)) return -1;
   if (k[0] < 1 || st[0] < 1 || st[1] < 1) return node_err(m, "invalid kernel_shape or strides");
   if (k[0] != k[1] || st[0] != st[1]) return unsupported(m, "a pooling window or stride that is not square");
   if (dl[0] != 1 || dl[1] != 1) return unsupported(m, "pooling with dilations");
-  if (conv_pads(m, x, k, st, dl, pad)) return -1;
-  if (pad[0] || pad[1]) return unsupported(m, "pooling with pads");
+  int64_t p[4];
+  if (pads4(m, x, k, st, dl, p)) return -1;
+  int max = strstr(op, "Max") != NULL, ceil = (int)attr_i(m, "ceil_mode", 0);
+  int incl = (int)attr_i(m, "count_include_pad", 0);
   int64_t dim[4] = {x->dim[0], x->dim[1], 0, 0};
   for (int i = 0; i < 2; i++) {
-    int64_t n = x->dim[2 + i];
+    int64_t n = x->dim[2 + i], span = n + p[i] + p[i + 2];
     if (n < 0) return unsupported(m, "pooling over a symbolic spatial dimension");
-    if (n < k[i]) return node_err(m, "the window is larger than the input");
-    dim[2 + i] = (n - k[i]) / st[i] + 1;
-    if (attr_i(m, "ceil_mode", 0) && (n - k[i]) % st[i]) return unsupported(m, "ceil_mode with a partial last window");
+    if (span < k[i]) return node_err(m, "the window is larger than the input");
+    int64_t out = (span - k[i]) / st[i] + 1;
+    if (ceil && (span - k[i]) % st[i]) {   /* one more window, padded at the end (PyTorch's rule) */
+      out++;
+      if ((out - 1) * st[i] >= n + p[i]) out--;
+      int64_t extra = (out - 1) * st[i] + k[i] - span;
+      if (extra > 0) {
+        if (!max && incl) return unsupported(m, "AveragePool with ceil_mode and count_include_pad");
+        p[i + 2] += extra;
+      }
+    }
+    dim[2 + i] = out;
   }
   const char *xs = operand(m, x, 0);
   if (!xs) return -1;
-  const char *e = st[0] == k[0] ? arena_printf(m->a, "%s(%s, %lld)", strstr(op, "Max") ? "maxpool2d" : "avgpool2d", xs, (long long)k[0])
-                                : arena_printf(m->a, "%s(%s, %lld, stride=%lld)", strstr(op, "Max") ? "maxpool2d" : "avgpool2d", xs,
-                                               (long long)k[0], (long long)st[0]);
-  return result(m, 0, e, P_ATOM, VT_F32, 4, dim, 0) ? 0 : -1;
+  const char *fn = max ? "maxpool2d" : "avgpool2d";
+  const char *args = st[0] == k[0] ? arena_printf(m->a, "%lld", (long long)k[0])
+                                   : arena_printf(m->a, "%lld, stride=%lld", (long long)k[0], (long long)st[0]);
+  if (!p[0] && !p[1] && !p[2] && !p[3])
+    return result(m, 0, arena_printf(m->a, "%s(%s, %s)", fn, xs, args), P_ATOM, VT_F32, 4, dim, 0) ? 0 : -1;
+  /* padding as concatenation: -inf for max, zeros for the average (divided
+   * by the count of real elements unless count_include_pad) */
+  const char *xp = pad_text(m, xs, x->dim, p, max ? "-inf" : "0");
+  if (!xp) return -1;
+  const char *e = arena_printf(m->a, "%s(%s, %s)", fn, xp, args);
+  if (!max && !incl) {
+    int64_t one[4] = {1, 1, x->dim[2], x->dim[3]};
+    const char *mask = pad_text(m, arena_printf(m->a, "ones(%s)", ints_text(m, one, 4)), one, p, "0");
+    e = arena_printf(m->a, "%s / %s(%s, %s)", e, fn, mask, args);
+  }
+  return result(m, 0, e, strchr(e, '/') && !max && !incl ? P_MUL : P_ATOM, VT_F32, 4, dim, 0) ? 0 : -1;
 }
 
 static int op_batchnorm(Imp *m) {
@@ -1052,21 +1106,65 @@ static int op_batchnorm(Imp *m) {
   return 0;
 }
 
+/* layer_norm over the last axis; over the axes from `axis` on it is written
+ * on x reshaped to [outer, -1] and back, then scaled.  The optional Mean and
+ * InvStdDev outputs are their own statements. */
 static int op_layernorm(Imp *m) {
   Val *x = need_in(m, 0), *w = need_in(m, 1), *b = in(m, 2);
-  if (!x || !w || float_operand(m, x)) return -1;
+  if (!x || !w || float_operand(m, x) || float_operand(m, w) || (b && float_operand(m, b))) return -1;
   int64_t ax;
   if (norm_axis(m, attr_i(m, "axis", -1), x->rank, &ax)) return -1;
-  if (ax != x->rank - 1) return unsupported(m, "LayerNormalization over more than the last axis");
-  for (size_t k = 1; k < m->node->n_output; k++)
-    if (*m->node->output[k]) return unsupported(m, "LayerNormalization's Mean and InvStdDev outputs");
+  if (attr_i(m, "stash_type", 1) != 1) return unsupported(m, "LayerNormalization with stash_type other than float");
   double eps = attr_f(m, "epsilon", 1e-5);
-  const char *xs = operand(m, x, 0), *ws = operand(m, w, P_MUL + 1), *bs = b ? operand(m, b, 0) : NULL;
-  if (!xs || !ws || (b && !bs)) return -1;
   const char *es = (float)eps != 1e-5f ? arena_printf(m->a, ", eps=%s", num_text(m, (float)eps)) : "";
-  const char *e = b ? arena_printf(m->a, "layer_norm(%s, %s, %s%s)", xs, ws, bs, es)
-                    : arena_printf(m->a, "layer_norm(%s%s) * %s", xs, es, ws);
-  return result(m, 0, e, b ? P_ATOM : P_MUL, VT_F32, x->rank, x->dim, 0) ? 0 : -1;
+  int stats = 0;
+  for (size_t k = 1; k < m->node->n_output && k < 3; k++) stats |= *m->node->output[k] != 0;
+  const char *xs = operand(m, x, 0);
+  if (!xs) return -1;
+  if (stats && x->prec != P_ATOM) return unsupported(m, "LayerNormalization statistics of an inlined expression");
+  const char *e;
+  int prec = b ? P_ATOM : P_MUL;
+  if (ax == x->rank - 1) {
+    const char *ws = operand(m, w, b ? 0 : P_MUL + 1), *bs = b ? operand(m, b, 0) : NULL;
+    if (!ws || (b && !bs)) return -1;
+    e = b ? arena_printf(m->a, "layer_norm(%s, %s, %s%s)", xs, ws, bs, es) : arena_printf(m->a, "layer_norm(%s%s) * %s", xs, es, ws);
+  } else {
+    int64_t outer = 1;
+    const char *ot = NULL;
+    for (int k = 0; k < ax; k++) {
+      if (x->dim[k] >= 0) outer *= x->dim[k];
+      else if (k == 0 && ax == 1) ot = dim_text(m, x->dim[0]);
+      else return unsupported(m, "LayerNormalization over a shape unknown at import time");
+    }
+    const char *sh = list_text(m, x->dim, x->rank);
+    const char *ws = operand(m, w, P_MUL + 1), *bs = b ? operand(m, b, P_ADD + 1) : NULL;
+    if (!sh || !ws || (b && !bs)) return -1;
+    if (!ot) ot = arena_printf(m->a, "%lld", (long long)outer);
+    e = arena_printf(m->a, "reshape(layer_norm(reshape(%s, [%s, -1])%s), %s) * %s", xs, ot, es, sh, ws);
+    prec = P_MUL;
+    if (b) e = arena_printf(m->a, "%s + %s", e, bs), prec = P_ADD;
+  }
+  if (!result(m, 0, e, prec, VT_F32, x->rank, x->dim, 0)) return -1;
+  if (!stats) return 0;
+  int64_t sd[MAX_RANK], mask[MAX_RANK];
+  int nm = 0;
+  for (int k = 0; k < x->rank; k++) {
+    sd[k] = k < ax ? x->dim[k] : 1;
+    if (k >= ax) mask[nm++] = k;
+  }
+  const char *axes = nm == 1 ? arena_printf(m->a, "%lld", (long long)mask[0]) : ints_text(m, mask, nm);
+  const char *mean = arena_printf(m->a, "mean(%s, axis=%s, keepdims=true)", xs, axes);
+  Val *mv = NULL;
+  if (m->node->n_output > 1 && *m->node->output[1]) {
+    if (!(mv = result(m, 1, mean, P_ATOM, VT_F32, x->rank, sd, 1))) return -1;
+    mean = mv->name;
+  }
+  if (m->node->n_output > 2 && *m->node->output[2]) {
+    const char *var = arena_printf(m->a, "mean((%s - %s) ** 2, axis=%s, keepdims=true)", xs, mean, axes);
+    const char *inv = arena_printf(m->a, "1 / sqrt(%s + %s)", var, num_text(m, (float)eps));
+    if (!result(m, 2, inv, P_MUL, VT_F32, x->rank, sd, 1)) return -1;
+  }
+  return 0;
 }
 
 static int op_softmax(Imp *m) {
