@@ -333,11 +333,12 @@ static int tensor_to_val(Imp *m, const Onnx__TensorProto *t, const char *what, V
   v->vt = vt < 0 ? (dt == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE ? VT_F32 : VT_I32) : (VType)vt;
   v->is_const = 1;
   int64_t n = v->n;
-  v->c = arena_alloc(m->a, sizeof(double) * (size_t)(n ? n : 1));
+  /* the data's size is checked before anything of the shape's size is allocated */
   if (t->has_raw_data) {
     if ((uint64_t)t->raw_data.len != (uint64_t)n * (uint64_t)eb)
       return node_err(m, "%s has %zu bytes of data, but its shape %s of %s needs %lld", what, t->raw_data.len,
                       ints_text(m, v->dim, v->rank), dtype_name(dt), (long long)n * eb);
+    v->c = arena_alloc(m->a, sizeof(double) * (size_t)(n ? n : 1));
     for (int64_t i = 0; i < n; i++) v->c[i] = raw_elem(t->raw_data.data, dt, i);
     return 0;
   }
@@ -351,6 +352,7 @@ static int tensor_to_val(Imp *m, const Onnx__TensorProto *t, const char *what, V
   if ((uint64_t)have != (uint64_t)n)
     return node_err(m, "%s has %zu values, but its shape %s needs %lld", what, have, ints_text(m, v->dim, v->rank),
                     (long long)n);
+  v->c = arena_alloc(m->a, sizeof(double) * (size_t)(n ? n : 1));
   for (int64_t i = 0; i < n; i++) {
     switch (dt) {
     case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: v->c[i] = t->float_data[i]; break;
