@@ -1575,10 +1575,17 @@ static int op_gather(Imp *m) {
   }
   if (!ix->is_const) {
     if (ix->vt != VT_I32) return node_err(m, "the indices are not integers");
-    if (ax != 0 || x->rank != 2 || x->vt != VT_F32) return unsupported(m, "Gather at run-time indices other than embedding rows (axis 0 of a 2-D table)");
+    if (ax != 0 || x->rank < 2 || x->vt != VT_F32)
+      return unsupported(m, "Gather at run-time indices other than rows (axis 0 of a float tensor of rank >= 2)");
     const char *t = operand(m, x, 0), *i = operand(m, ix, 0);
     if (!t || !i) return -1;
-    return result(m, 0, arena_printf(m->a, "embedding(%s, %s)", t, i), P_ATOM, VT_F32, rank, dim, 0) ? 0 : -1;
+    if (x->rank == 2)
+      return result(m, 0, arena_printf(m->a, "embedding(%s, %s)", t, i), P_ATOM, VT_F32, rank, dim, 0) ? 0 : -1;
+    /* rows of more than one axis: embedding of x as [V, -1], reshaped */
+    const char *v = dim_text(m, x->dim[0]), *sh = list_text(m, dim, rank);
+    if (!v || !sh) return unsupported(m, "Gather on a shape unknown at import time");
+    return result(m, 0, arena_printf(m->a, "reshape(embedding(reshape(%s, [%s, -1]), %s), %s)", t, v, i, sh), P_ATOM, VT_F32,
+                  rank, dim, 0) ? 0 : -1;
   }
   int64_t d = x->dim[ax];
   if (d < 0) return unsupported(m, "Gather on a symbolic axis");
@@ -1714,10 +1721,14 @@ static int op_identity(Imp *m) {
   Val *x = need_in(m, 0);
   if (!x) return -1;
   if (!strcmp(m->node->op_type, "Dropout")) {
-    if (m->node->n_output > 1 && *m->node->output[1]) return unsupported(m, "Dropout's mask output");
     if (m->opset >= 12 && m->node->n_input > 2 && *m->node->input[2]) {
       Val *t = in(m, 2);
       if (!t || !t->is_const || t->c[0]) return unsupported(m, "Dropout in training mode");
+    }
+    if (m->node->n_output > 1 && *m->node->output[1]) {   /* the mask: all kept outside training */
+      const char *sh = list_text(m, x->dim, x->rank);
+      if (!sh) return unsupported(m, "Dropout's mask of an unknown shape");
+      if (!result(m, 1, arena_printf(m->a, "ones(%s)", sh), P_ATOM, VT_BOOL, x->rank, x->dim, 1)) return -1;
     }
   }
   return alias(m, 0, x, x->vt);
