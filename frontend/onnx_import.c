@@ -269,7 +269,14 @@ static const char *dtype_name(int t) {
   case ONNX__TENSOR_PROTO__DATA_TYPE__INT8: return "int8";
   case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16: return "float16";
   case ONNX__TENSOR_PROTO__DATA_TYPE__STRING: return "string";
-  default: return "an unsupported element type";
+  case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16: return "bfloat16";
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT16: return "uint16";
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT16: return "int16";
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32: return "uint32";
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64: return "uint64";
+  case ONNX__TENSOR_PROTO__DATA_TYPE__COMPLEX64: return "complex64";
+  case ONNX__TENSOR_PROTO__DATA_TYPE__COMPLEX128: return "complex128";
+  default: return "undefined";
   }
 }
 
@@ -461,13 +468,24 @@ static int idiom(Imp *m, const Val *v, const char *op) {
 
 /* Output k of the node: expr of type vt and shape dim[0..rank); written as
  * a statement unless an idiom puts it inside its consumer. */
-static Val *result(Imp *m, int k, const char *expr, int prec, VType vt, int rank, const int64_t *dim, int whole) {
-  const char *on = m->node->output[k];
-  Val *v = val_get(m, on);
-  if (!v || v->expr || v->is_const) {   /* defined twice */
-    node_err(m, "output '%s' is defined twice", on);
+/* The value of output k, not yet defined; NULL after reporting. */
+static Val *out_val(Imp *m, int k) {
+  if ((size_t)k >= m->node->n_output || !*m->node->output[k]) {
+    node_err(m, "output %d is missing", k);
     return NULL;
   }
+  Val *v = val_get(m, m->node->output[k]);
+  if (!v || v->expr || v->is_const) {
+    node_err(m, "output '%s' is defined twice", m->node->output[k]);
+    return NULL;
+  }
+  return v;
+}
+
+static Val *result(Imp *m, int k, const char *expr, int prec, VType vt, int rank, const int64_t *dim, int whole) {
+  Val *v = out_val(m, k);
+  if (!v) return NULL;
+  const char *on = v->oname;
   v->vt = vt;
   v->rank = rank;
   for (int i = 0; i < rank; i++) v->dim[i] = dim[i];
@@ -487,12 +505,8 @@ static Val *result(Imp *m, int k, const char *expr, int prec, VType vt, int rank
 
 /* Output k is a constant of n elements c, shape dim. */
 static Val *const_result(Imp *m, int k, VType vt, int rank, const int64_t *dim, double *c, int64_t n) {
-  const char *on = m->node->output[k];
-  Val *v = val_get(m, on);
-  if (!v || v->expr || v->is_const) {
-    node_err(m, "output '%s' is defined twice", on);
-    return NULL;
-  }
+  Val *v = out_val(m, k);
+  if (!v) return NULL;
   v->vt = vt;
   v->rank = rank;
   for (int i = 0; i < rank; i++) v->dim[i] = dim[i];
@@ -504,8 +518,8 @@ static Val *const_result(Imp *m, int k, VType vt, int rank, const int64_t *dim, 
 
 /* Output k is the same value as src (Identity, Dropout, a no-op Cast). */
 static int alias(Imp *m, int k, Val *src, VType vt) {
-  Val *v = val_get(m, m->node->output[k]);
-  if (!v || v->expr || v->is_const) return node_err(m, "output '%s' is defined twice", m->node->output[k]);
+  Val *v = out_val(m, k);
+  if (!v) return -1;
   const char *on = v->oname;
   int uses = v->uses, go = v->graph_output;
   const Onnx__NodeProto *cons = v->consumer;
