@@ -916,7 +916,6 @@ static int op_gemm(Imp *m) {
   return result(m, 0, e, prec, VT_F32, 2, dim, 0) ? 0 : -1;
 }
 
-/* The symmetric [h, w] padding of pads [t, l, b, r] (or auto_pad). */
 /* pads [top, left, bottom, right] from the attribute or auto_pad. */
 static int pads4(Imp *m, const Val *x, const int64_t *k, const int64_t *st, const int64_t *dl, int64_t *p) {
   const char *ap = attr_s(m, "auto_pad", "NOTSET");
@@ -943,17 +942,6 @@ static int pads4(Imp *m, const Val *x, const int64_t *k, const int64_t *st, cons
   return 0;
 }
 
-/* The symmetric [h, w] padding of pads [t, l, b, r] (or auto_pad). */
-static int conv_pads(Imp *m, const Val *x, const int64_t *k, const int64_t *st, const int64_t *dl, int64_t *pad) {
-  int64_t p[4];
-  if (pads4(m, x, k, st, dl, p)) return -1;
-  if (p[0] != p[2] || p[1] != p[3])
-    return unsupported(m, arena_printf(m->a, "asymmetric pads %s", ints_text(m, p, 4)));
-  pad[0] = p[0];
-  pad[1] = p[1];
-  return 0;
-}
-
 static const char *pair_text(Imp *m, const int64_t *v) {
   return v[0] == v[1] ? num_text(m, (double)v[0]) : arena_printf(m->a, "[%lld, %lld]", (long long)v[0], (long long)v[1]);
 }
@@ -969,43 +957,6 @@ static int attr_pair(Imp *m, const char *name, int64_t def, int64_t *out) {
   out[1] = v[1];
   if (out[0] < 0 || out[1] < 0 || out[0] > MAX_DIM || out[1] > MAX_DIM) return node_err(m, "invalid %s", name);
   return 0;
-}
-
-static int op_conv(Imp *m) {
-  int tr = !strcmp(m->node->op_type, "ConvTranspose");
-  Val *x = need_in(m, 0), *w = need_in(m, 1), *b = in(m, 2);
-  if (!x || !w || float_operand(m, x) || float_operand(m, w)) return -1;
-  if (x->rank != 4 || w->rank != 4) return unsupported(m, "a convolution that is not 2-D (input [N, C, H, W])");
-  int64_t st[2], dl[2], pad[2], op[2] = {0, 0}, k[2] = {w->dim[2], w->dim[3]};
-  int64_t g = attr_i(m, "group", 1);
-  if (attr_pair(m, "strides", 1, st) || attr_pair(m, "dilations", 1, dl)) return -1;
-  if (st[0] < 1 || st[1] < 1 || dl[0] < 1 || dl[1] < 1 || g < 1) return node_err(m, "invalid strides, dilations or group");
-  if (tr && (attr(m, "output_shape") || strcmp(attr_s(m, "auto_pad", "NOTSET"), "NOTSET")))
-    return unsupported(m, "ConvTranspose with output_shape or auto_pad");
-  if (tr && attr_pair(m, "output_padding", 0, op)) return -1;
-  if (conv_pads(m, x, k, st, dl, pad)) return -1;
-  int64_t dim[4] = {x->dim[0], tr ? w->dim[1] * g : w->dim[0], 0, 0};
-  for (int i = 0; i < 2; i++) {
-    int64_t in = x->dim[2 + i];
-    if (in < 0) return unsupported(m, "a convolution over a symbolic spatial dimension");
-    dim[2 + i] = tr ? (in - 1) * st[i] - 2 * pad[i] + dl[i] * (k[i] - 1) + 1 + op[i]
-                    : (in + 2 * pad[i] - dl[i] * (k[i] - 1) - 1) / st[i] + 1;
-    if (dim[2 + i] < 1) return node_err(m, "the output would be empty");
-  }
-  const char *xs = operand(m, x, 0), *ws = operand(m, w, 0), *bs = b ? operand(m, b, 0) : NULL;
-  if (!xs || !ws || (b && !bs)) return -1;
-  Buf e = {0};
-  buf_printf(&e, "%s(%s, %s", tr ? "conv_transpose2d" : "conv2d", xs, ws);
-  if (bs) buf_printf(&e, ", %s", bs);
-  if (st[0] != 1 || st[1] != 1) buf_printf(&e, ", stride=%s", pair_text(m, st));
-  if (pad[0] || pad[1]) buf_printf(&e, ", padding=%s", pair_text(m, pad));
-  if (op[0] || op[1]) buf_printf(&e, ", output_padding=%s", pair_text(m, op));
-  if (dl[0] != 1 || dl[1] != 1) buf_printf(&e, ", dilation=%s", pair_text(m, dl));
-  if (g != 1) buf_printf(&e, ", groups=%lld", (long long)g);
-  buf_puts(&e, ")");
-  const char *s = arena_strdup(m->a, e.s);
-  free(e.s);
-  return result(m, 0, s, P_ATOM, VT_F32, 4, dim, 0) ? 0 : -1;
 }
 
 /* x [n, c, h, w] (dims d) padded by p [top, left, bottom, right] with value v:
@@ -1027,6 +978,106 @@ static const char *pad_text(Imp *m, const char *xs, const int64_t *d, const int6
                      p[1] ? arena_printf(m->a, "full([%s, %s, %lld, %lld], %s), ", n, c, (long long)h, (long long)p[1], v) : "", e,
                      p[3] ? arena_printf(m->a, ", full([%s, %s, %lld, %lld], %s)", n, c, (long long)h, (long long)p[3], v) : "");
   return e;
+}
+
+static const char *slice_text(Imp *m, const char *xs, int rank, const int64_t *lo, const int64_t *hi, const int64_t *full);
+
+/* The output size and padding of ConvTranspose on axis i: from pads, or
+ * auto_pad / output_shape (ONNX's rule); *pb, *pe: the crop at each end. */
+static int convt_axis(Imp *m, int i, int64_t in, int64_t k, int64_t st, int64_t dl, int64_t op, int64_t *pb, int64_t *pe,
+                      int64_t *out) {
+  int64_t os[2], full = (in - 1) * st + op + dl * (k - 1) + 1;
+  int nos = attr_ints(m, "output_shape", os, 2);
+  const char *ap = attr_s(m, "auto_pad", "NOTSET");
+  int same = !strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER");
+  if (nos < 0) return -1;
+  if (nos && nos != 2) return unsupported(m, "output_shape with other than 2 values");
+  if (nos || same) {
+    *out = nos ? os[i] : in * st;
+    int64_t tot = full - *out;
+    int upper = !strcmp(ap, "SAME_UPPER");
+    *pb = tot < 0 ? 0 : upper ? tot / 2 : tot - tot / 2;   /* larger than the full result: extended at the end */
+    *pe = tot - *pb;
+  } else if (strcmp(ap, "NOTSET") && strcmp(ap, "VALID")) {
+    return unsupported(m, "this auto_pad");
+  } else {
+    *out = full - *pb - *pe;
+  }
+  if (*out < 1) return node_err(m, "the output would be empty");
+  return 0;
+}
+
+/* Conv and ConvTranspose (2-D).  Asymmetric pads: a Conv's input is padded
+ * explicitly by the difference; a ConvTranspose's result is computed with
+ * the smaller pad (and output_padding) and sliced. */
+static int op_conv(Imp *m) {
+  int tr = !strcmp(m->node->op_type, "ConvTranspose");
+  Val *x = need_in(m, 0), *w = need_in(m, 1), *b = in(m, 2);
+  if (!x || !w || float_operand(m, x) || float_operand(m, w)) return -1;
+  if (x->rank != 4 || w->rank != 4) return unsupported(m, "a convolution that is not 2-D (input [N, C, H, W])");
+  int64_t st[2], dl[2], p4[4], pad[2], op[2] = {0, 0}, k[2] = {w->dim[2], w->dim[3]};
+  int64_t g = attr_i(m, "group", 1);
+  if (attr_pair(m, "strides", 1, st) || attr_pair(m, "dilations", 1, dl)) return -1;
+  if (st[0] < 1 || st[1] < 1 || dl[0] < 1 || dl[1] < 1 || g < 1) return node_err(m, "invalid strides, dilations or group");
+  if (tr && attr_pair(m, "output_padding", 0, op)) return -1;
+  if (tr) {
+    p4[0] = p4[1] = p4[2] = p4[3] = 0;
+    if (!strcmp(attr_s(m, "auto_pad", "NOTSET"), "NOTSET")) {
+      int n = attr_ints(m, "pads", p4, 4);
+      if (n < 0) return -1;
+      if (n != 0 && n != 4) return unsupported(m, "pads other than 4 values");
+    }
+  } else if (pads4(m, x, k, st, dl, p4)) {
+    return -1;
+  }
+  int64_t dim[4] = {x->dim[0], tr ? w->dim[1] * g : w->dim[0], 0, 0}, lo[4] = {0, 0, 0, 0}, hi[4], fulld[4];
+  int crop = 0;
+  for (int i = 0; i < 2; i++) {
+    int64_t in = x->dim[2 + i];
+    if (in < 0) return unsupported(m, "a convolution over a symbolic spatial dimension");
+    if (p4[i] < 0 || p4[i + 2] < 0) return node_err(m, "negative pads");
+    pad[i] = p4[i] < p4[i + 2] ? p4[i] : p4[i + 2];
+    if (!tr) {
+      dim[2 + i] = (in + p4[i] + p4[i + 2] - dl[i] * (k[i] - 1) - 1) / st[i] + 1;
+      if (in + p4[i] + p4[i + 2] < dl[i] * (k[i] - 1) + 1) return node_err(m, "the output would be empty");
+      continue;
+    }
+    int64_t pb = p4[i], pe = p4[i + 2], out = 0;
+    if (convt_axis(m, i, in, k[i], st[i], dl[i], op[i], &pb, &pe, &out)) return -1;
+    pad[i] = pb < pe ? pb : pe;
+    if (pad[i] < 0) pad[i] = 0;
+    int64_t base = (in - 1) * st[i] - 2 * pad[i] + dl[i] * (k[i] - 1) + 1, start = pb - pad[i];
+    op[i] = start + out > base ? start + out - base : 0;
+    if (op[i] >= (st[i] > dl[i] ? st[i] : dl[i])) return unsupported(m, "this output_padding or output_shape");
+    dim[2 + i] = out;
+    lo[2 + i] = start;
+    hi[2 + i] = start + out;
+    fulld[2 + i] = base + op[i];
+    crop |= start != 0 || out != base + op[i];
+  }
+  const char *xs = operand(m, x, 0), *ws = operand(m, w, 0), *bs = b ? operand(m, b, 0) : NULL;
+  if (!xs || !ws || (b && !bs)) return -1;
+  if (!tr && (p4[0] != p4[2] || p4[1] != p4[3])) {
+    int64_t extra[4] = {p4[0] - pad[0], p4[1] - pad[1], p4[2] - pad[0], p4[3] - pad[1]};
+    if (!(xs = pad_text(m, xs, x->dim, extra, "0"))) return -1;
+  }
+  Buf e = {0};
+  buf_printf(&e, "%s(%s, %s", tr ? "conv_transpose2d" : "conv2d", xs, ws);
+  if (bs) buf_printf(&e, ", %s", bs);
+  if (st[0] != 1 || st[1] != 1) buf_printf(&e, ", stride=%s", pair_text(m, st));
+  if (pad[0] || pad[1]) buf_printf(&e, ", padding=%s", pair_text(m, pad));
+  if (op[0] || op[1]) buf_printf(&e, ", output_padding=%s", pair_text(m, op));
+  if (dl[0] != 1 || dl[1] != 1) buf_printf(&e, ", dilation=%s", pair_text(m, dl));
+  if (g != 1) buf_printf(&e, ", groups=%lld", (long long)g);
+  buf_puts(&e, ")");
+  const char *s = arena_strdup(m->a, e.s);
+  free(e.s);
+  if (crop) {
+    hi[0] = fulld[0] = dim[0];
+    hi[1] = fulld[1] = dim[1];
+    s = slice_text(m, s, 4, lo, hi, fulld);
+  }
+  return result(m, 0, s, P_ATOM, VT_F32, 4, dim, 0) ? 0 : -1;
 }
 
 static int op_pool(Imp *m) {
