@@ -75,7 +75,8 @@ typedef struct Imp {
   size_t ucap, nused;
   const char *sym[MAX_SYMS]; /* symbolic dims: nnd names */
   int nsyms;
-  Buf head, params, body, outs;
+  Buf head, params, fns, body, outs; /* the text's sections */
+  int have_cell[3];    /* rnn_cell, gru_cell, lstm_cell written to fns */
   OnnxTensor *tensors;
   int ntensors, tcap;
   const Onnx__NodeProto *node; /* the node being translated (for errors) */
@@ -1826,6 +1827,83 @@ static int op_constant(Imp *m) {
   return const_result(m, 0, t.vt, t.rank, t.dim, t.c, t.n) ? 0 : -1;
 }
 
+/* ConstantOfShape: `zeros([...])`, `full([...], v)` at run time (a
+ * symbolic dimension allowed); an integer fill is a constant (static shape). */
+static int op_constant_of_shape(Imp *m) {
+  Val *s = need_in(m, 0);
+  if (!s) return -1;
+  if (!s->is_const) return unsupported(m, "a shape computed at run time");
+  if (s->n > MAX_RANK) return node_err(m, "a shape of rank %lld", (long long)s->n);
+  int rank = (int)s->n;
+  int64_t dim[MAX_RANK], n = 1;
+  for (int k = 0; k < rank; k++) {
+    dim[k] = c_dim(s->c[k]);
+    if (!is_sym(s->c[k]) && (s->c[k] < 1 || s->c[k] > MAX_DIM)) return unsupported(m, "an empty or invalid shape");
+    if (dim[k] >= 0 && __builtin_mul_overflow(n, dim[k], &n)) return node_err(m, "too many elements");
+  }
+  double v = 0;
+  VType vt = VT_F32;
+  const Onnx__AttributeProto *a = attr(m, "value");
+  if (a && a->t) {
+    Val t = {0};
+    if (tensor_to_val(m, a->t, "its value", &t)) return -1;
+    if (t.n != 1) return node_err(m, "value must have one element");
+    v = t.c[0];
+    vt = t.vt;
+  }
+  if (vt == VT_I32) {
+    int stat = 1;
+    for (int k = 0; k < rank; k++) stat &= dim[k] >= 0;
+    if (!stat || n > MAX_CONST_FOLD) return unsupported(m, "an integer ConstantOfShape of a symbolic or large shape");
+    double *c = arena_alloc(m->a, sizeof(double) * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++) c[i] = v;
+    return const_result(m, 0, vt, rank, dim, c, n) ? 0 : -1;
+  }
+  const char *sh = list_text(m, dim, rank);
+  if (!sh) return unsupported(m, "an unknown shape");
+  const char *e = v == 0 ? arena_printf(m->a, "zeros(%s)", sh) : v == 1 ? arena_printf(m->a, "ones(%s)", sh)
+                         : arena_printf(m->a, "full(%s, %s)", sh, num_text(m, v));
+  return result(m, 0, e, P_ATOM, vt, rank, dim, 0) ? 0 : -1;
+}
+
+/* Expand: x broadcast to a shape, `x + zeros([...])` (a one-element constant:
+ * `full([...], v)`; a constant of a static shape folds). */
+static int op_expand(Imp *m) {
+  Val *x = need_in(m, 0), *s = need_in(m, 1);
+  if (!x || !s) return -1;
+  if (!s->is_const) return unsupported(m, "a shape computed at run time");
+  if (s->n > MAX_RANK) return node_err(m, "a shape of rank %lld", (long long)s->n);
+  Val t = {0};
+  t.rank = (int)s->n;
+  for (int k = 0; k < t.rank; k++) {
+    t.dim[k] = c_dim(s->c[k]);
+    if (!is_sym(s->c[k]) && (s->c[k] < 1 || s->c[k] > MAX_DIM)) return unsupported(m, "an empty or invalid shape");
+  }
+  Val *v[2] = {x, &t};
+  int rank;
+  int64_t dim[MAX_RANK];
+  if (broadcast(m, v, 2, &rank, dim)) return -1;
+  int stat = 1;
+  int64_t n = 1;
+  for (int k = 0; k < rank; k++) {
+    stat &= dim[k] >= 0;
+    if (dim[k] >= 0 && __builtin_mul_overflow(n, dim[k], &n)) return node_err(m, "too many elements");
+  }
+  if (x->is_const && (x->vt == VT_I32 || x->n > 1)) {
+    if (!stat || n > MAX_CONST_FOLD) return unsupported(m, "expanding a constant to a symbolic or large shape");
+    double *c = arena_alloc(m->a, sizeof(double) * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++) c[i] = bc_elem(x, rank, dim, i);
+    return const_result(m, 0, x->vt, rank, dim, c, n) ? 0 : -1;
+  }
+  const char *sh = list_text(m, dim, rank);
+  if (!sh) return unsupported(m, "an unknown shape");
+  if (x->is_const) return result(m, 0, arena_printf(m->a, "full(%s, %s)", sh, num_text(m, x->c[0])), P_ATOM, VT_F32, rank, dim, 0) ? 0 : -1;
+  if (float_operand(m, x)) return -1;
+  const char *xs = operand(m, x, P_ADD);
+  if (!xs) return -1;
+  return result(m, 0, arena_printf(m->a, "%s + zeros(%s)", xs, sh), P_ADD, VT_F32, rank, dim, 0) ? 0 : -1;
+}
+
 static int op_shape(Imp *m) {
   Val *x = need_in(m, 0);
   if (!x) return -1;
@@ -1865,6 +1943,197 @@ static int op_cast(Imp *m) {
   return unsupported(m, "Cast of a float tensor to an integer type at run time");
 }
 
+/* ------------------------------------------------------------ recurrent nodes */
+
+/* v bound to a name (a statement if it is an expression). */
+static const char *named(Imp *m, Val *v) {
+  const char *e = operand(m, v, 0);
+  if (!e) return NULL;
+  if (v->name && e == v->name) return e;
+  const char *n = new_name(m, v->oname);
+  buf_printf(&m->body, "%s = %s\n", n, e);
+  v->name = v->expr = n;
+  v->prec = P_ATOM;
+  return n;
+}
+
+/* A constant [rows, cols] (or a block of rows of it) as a new param,
+ * transposed: [cols, nrows]. */
+static const char *param_t(Imp *m, const char *name, const double *c, int64_t rows, int64_t cols) {
+  Val *p = arena_alloc(m->a, sizeof *p);
+  p->oname = name;
+  p->rank = 2;
+  p->dim[0] = cols;
+  p->dim[1] = rows;
+  p->n = rows * cols;
+  p->c = arena_alloc(m->a, sizeof(double) * (size_t)(p->n ? p->n : 1));
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++) p->c[j * rows + i] = c[i * cols + j];
+  p->is_const = 1;
+  declare_param(m, p);
+  return p->name;
+}
+
+static const char *param_vec(Imp *m, const char *name, const double *a, const double *b, int64_t n) {
+  Val *p = arena_alloc(m->a, sizeof *p);
+  p->oname = name;
+  p->rank = 1;
+  p->dim[0] = n;
+  p->n = n;
+  p->c = arena_alloc(m->a, sizeof(double) * (size_t)(n ? n : 1));
+  for (int64_t i = 0; i < n; i++) p->c[i] = (a ? a[i] : 0) + (b ? b[i] : 0);
+  p->is_const = 1;
+  declare_param(m, p);
+  return p->name;
+}
+
+/* The cell functions, each written once (ONNX's gate orders). */
+static const char *cell_fn(Imp *m, int kind, int lbr) {
+  static const char *const names[3] = {"rnn_cell", "gru_cell", "lstm_cell"};
+  if (m->have_cell[kind]) return names[kind];
+  m->have_cell[kind] = 1;
+  name_take(m, (char *)names[kind]);
+  if (kind == 0)
+    buf_puts(&m->fns, "# ONNX RNN: h' = f(x Wi + h Ri + b)\n"
+                      "fn rnn_cell(x, h, W, R, b) = tanh(x @ W + h @ R + b)\n");
+  else if (kind == 1 && lbr)
+    buf_puts(&m->fns, "# ONNX GRU (linear_before_reset): gates z, r, n\n"
+                      "fn gru_cell(x, h, W, R, bw, br) {\n"
+                      "  const H = dim(h, -1)\n"
+                      "  gx = x @ W + bw\n"
+                      "  gh = h @ R + br\n"
+                      "  z = sigmoid(gx[:, 0:H] + gh[:, 0:H])\n"
+                      "  r = sigmoid(gx[:, H:2*H] + gh[:, H:2*H])\n"
+                      "  n = tanh(gx[:, 2*H:3*H] + r * gh[:, 2*H:3*H])\n"
+                      "  return (1 - z) * n + z * h\n"
+                      "}\n");
+  else if (kind == 1)
+    buf_puts(&m->fns, "# ONNX GRU: gates z, r, n\n"
+                      "fn gru_cell(x, h, W, R, bw, br) {\n"
+                      "  const H = dim(h, -1)\n"
+                      "  gx = x @ W + bw\n"
+                      "  z = sigmoid(gx[:, 0:H] + h @ R[:, 0:H] + br[0:H])\n"
+                      "  r = sigmoid(gx[:, H:2*H] + h @ R[:, H:2*H] + br[H:2*H])\n"
+                      "  n = tanh(gx[:, 2*H:3*H] + (r * h) @ R[:, 2*H:3*H] + br[2*H:3*H])\n"
+                      "  return (1 - z) * n + z * h\n"
+                      "}\n");
+  else
+    buf_puts(&m->fns, "# ONNX LSTM: gates i, o, f, c\n"
+                      "fn lstm_cell(x, h, c, W, R, b) {\n"
+                      "  const H = dim(h, -1)\n"
+                      "  g = x @ W + h @ R + b\n"
+                      "  i = sigmoid(g[:, 0:H])\n"
+                      "  o = sigmoid(g[:, H:2*H])\n"
+                      "  f = sigmoid(g[:, 2*H:3*H])\n"
+                      "  c2 = f * c + i * tanh(g[:, 3*H:4*H])\n"
+                      "  return o * tanh(c2), c2\n"
+                      "}\n");
+  return names[kind];
+}
+
+static int default_activations(Imp *m, int kind) {
+  static const char *const def[3][3] = {{"Tanh"}, {"Sigmoid", "Tanh"}, {"Sigmoid", "Tanh", "Tanh"}};
+  const Onnx__AttributeProto *a = attr(m, "activations");
+  if (!a) return 0;
+  int n = kind == 0 ? 1 : kind == 1 ? 2 : 3;
+  if (a->n_strings != (size_t)n) return unsupported(m, "these activations");
+  for (int k = 0; k < n; k++)
+    if (a->strings[k].len != strlen(def[kind][k]) || memcmp(a->strings[k].data, def[kind][k], a->strings[k].len))
+      return unsupported(m, "activations other than the defaults");
+  return 0;
+}
+
+/* RNN, GRU and LSTM (one direction, forward), unrolled over the static
+ * sequence length: a cell function and a `for` loop carrying h (and c). */
+static int op_recurrent(Imp *m) {
+  const char *op = m->node->op_type;
+  int kind = !strcmp(op, "RNN") ? 0 : !strcmp(op, "GRU") ? 1 : 2, G = kind == 0 ? 1 : kind == 1 ? 3 : 4;
+  Val *x = need_in(m, 0), *w = need_in(m, 1), *r = need_in(m, 2), *b = in(m, 3), *sl = in(m, 4), *h0 = in(m, 5);
+  Val *c0 = kind == 2 ? in(m, 6) : NULL;
+  if (!x || !w || !r || float_operand(m, x)) return -1;
+  if (strcmp(attr_s(m, "direction", "forward"), "forward")) return unsupported(m, "a reverse or bidirectional recurrence");
+  if (attr(m, "clip")) return unsupported(m, "clip");
+  if (attr_i(m, "input_forget", 0)) return unsupported(m, "input_forget");
+  if (kind == 2 && in(m, 7)) return unsupported(m, "peepholes");
+  if (default_activations(m, kind)) return -1;
+  int layout = (int)attr_i(m, "layout", 0), lbr = (int)attr_i(m, "linear_before_reset", 0);
+  if (x->rank != 3) return node_err(m, "X must be 3-D");
+  int64_t T = x->dim[layout ? 1 : 0], B = x->dim[layout ? 0 : 1], I = x->dim[2], H = attr_i(m, "hidden_size", -1);
+  if (T < 1) return unsupported(m, "a sequence length unknown at import time");
+  if (!w->is_const || !r->is_const || (b && !b->is_const)) return unsupported(m, "weights computed at run time");
+  if (H < 1 && r->rank == 3) H = r->dim[2];
+  if (H < 1 || w->rank != 3 || r->rank != 3 || w->dim[0] != 1 || w->dim[1] != G * H || w->dim[2] != I ||
+      r->dim[0] != 1 || r->dim[1] != G * H || r->dim[2] != H || (b && (b->rank != 2 || b->dim[1] != 2 * G * H)))
+    return node_err(m, "W, R or B does not have the shape hidden_size %lld asks for", (long long)H);
+  if (sl) {
+    if (!sl->is_const) return unsupported(m, "sequence_lens computed at run time");
+    for (int64_t i = 0; i < sl->n; i++)
+      if ((int64_t)sl->c[i] != T) return unsupported(m, "sequences of different lengths");
+  }
+  const char *xs = named(m, x), *bt = dim_text(m, B);
+  if (!xs || !bt) return xs ? unsupported(m, "a batch size unknown at import time") : -1;
+  const char *base = m->node->output[0] && *m->node->output[0] ? m->node->output[0] : m->node->name ? m->node->name : op;
+  const char *wn = param_t(m, w->oname, w->c, G * H, I), *rn = param_t(m, r->oname, r->c, G * H, H);
+  const char *bs;
+  if (kind == 1)
+    bs = arena_printf(m->a, "%s, %s", param_vec(m, arena_printf(m->a, "%s_w", b ? b->oname : "B"), b ? b->c : NULL, NULL, G * H),
+                      param_vec(m, arena_printf(m->a, "%s_r", b ? b->oname : "B"), b ? b->c + G * H : NULL, NULL, G * H));
+  else
+    bs = param_vec(m, b ? b->oname : arena_printf(m->a, "%s_B", base), b ? b->c : NULL, b ? b->c + G * H : NULL, G * H);
+  const char *fn = cell_fn(m, kind, lbr);
+  /* the state: h (and c), from initial_h / initial_c or zeros */
+  const char *hn = new_name(m, arena_printf(m->a, "%s_h", base)), *cn = kind == 2 ? new_name(m, arena_printf(m->a, "%s_c", base)) : NULL;
+  const char *st[2] = {hn, cn};
+  Val *init[2] = {h0, c0};
+  for (int k = 0; k < (kind == 2 ? 2 : 1); k++) {
+    if (init[k]) {
+      const char *e = operand(m, init[k], 0);
+      if (!e) return -1;
+      buf_printf(&m->body, "%s = reshape(%s, [%s, %lld])\n", st[k], e, bt, (long long)H);
+    } else {
+      buf_printf(&m->body, "%s = zeros([%s, %lld])\n", st[k], bt, (long long)H);
+    }
+  }
+  const char *tv = new_name(m, "t");
+  const char *xt = layout ? arena_printf(m->a, "%s[:, %s]", xs, tv) : arena_printf(m->a, "%s[%s]", xs, tv);
+  const char *lhs = kind == 2 ? arena_printf(m->a, "%s, %s", hn, cn) : hn;
+  const char *args = kind == 2 ? arena_printf(m->a, "%s, %s, %s, %s, %s", hn, cn, wn, rn, bs) : arena_printf(m->a, "%s, %s, %s, %s", hn, wn, rn, bs);
+  Val *yv = m->node->n_output > 0 ? val_get(m, m->node->output[0]) : NULL;
+  int want_y = yv && yv->uses > 0;
+  const char *yn = want_y ? new_name(m, m->node->output[0]) : NULL;
+  const char *ystep = want_y ? (layout ? arena_printf(m->a, "reshape(%s, [%s, 1, 1, %lld])", hn, bt, (long long)H)
+                                      : arena_printf(m->a, "reshape(%s, [1, 1, %s, %lld])", hn, bt, (long long)H)) : NULL;
+  int64_t first = 0;
+  if (want_y) {   /* the first step outside the loop starts Y */
+    buf_printf(&m->body, "%s = %s(%s, %s)\n", lhs, fn, layout ? arena_printf(m->a, "%s[:, 0]", xs) : arena_printf(m->a, "%s[0]", xs), args);
+    buf_printf(&m->body, "%s = %s\n", yn, ystep);
+    first = 1;
+  }
+  if (first < T) {
+    buf_printf(&m->body, "for %s in %lld..%lld {\n  %s = %s(%s, %s)\n", tv, (long long)first, (long long)T, lhs, fn, xt, args);
+    if (want_y) buf_printf(&m->body, "  %s = concat(%s, %s, axis=%d)\n", yn, yn, ystep, layout ? 1 : 0);
+    buf_puts(&m->body, "}\n");
+  }
+  /* the outputs: Y [T, 1, B, H] (layout 1: [B, T, 1, H]), Y_h and Y_c [1, B, H] ([B, 1, H]) */
+  if (want_y) {
+    Val *v = out_val(m, 0);
+    if (!v) return -1;
+    int64_t yd[4] = {T, 1, B, H}, yl[4] = {B, T, 1, H};
+    v->vt = VT_F32, v->rank = 4, v->op = op, v->name = v->expr = yn, v->prec = P_ATOM;
+    memcpy(v->dim, layout ? yl : yd, sizeof yd);
+  }
+  for (int k = 1; k <= (kind == 2 ? 2 : 1); k++) {
+    if ((size_t)k >= m->node->n_output || !*m->node->output[k]) continue;
+    Val *ov = val_get(m, m->node->output[k]);
+    if (!ov || !ov->uses) continue;
+    int64_t d[3] = {1, B, H}, dl[3] = {B, 1, H};
+    const char *e = layout ? arena_printf(m->a, "reshape(%s, [%s, 1, %lld])", st[k - 1], bt, (long long)H)
+                           : arena_printf(m->a, "reshape(%s, [1, %s, %lld])", st[k - 1], bt, (long long)H);
+    if (!result(m, k, e, P_ATOM, VT_F32, 3, layout ? dl : d, 1)) return -1;
+  }
+  return 0;
+}
+
 /* ------------------------------------------------------------ op table */
 
 typedef struct OpEntry {
@@ -1888,7 +2157,8 @@ static const OpEntry op_table[] = {
   {"ReduceMean", op_reduce}, {"ReduceSum", op_reduce}, {"ReduceMax", op_reduce}, {"ReduceMin", op_reduce},
   {"ReduceSumSquare", op_reduce}, {"ReduceL1", op_reduce}, {"ReduceL2", op_reduce}, {"ReduceLogSum", op_reduce},
   {"ReduceLogSumExp", op_reduce}, {"ArgMax", op_argmax}, {"Dropout", op_identity}, {"Identity", op_identity},
-  {"Constant", op_constant}, {"Shape", op_shape}, {"Cast", op_cast},
+  {"Constant", op_constant}, {"Shape", op_shape}, {"Cast", op_cast}, {"ConstantOfShape", op_constant_of_shape}, {"Expand", op_expand},
+  {"RNN", op_recurrent}, {"GRU", op_recurrent}, {"LSTM", op_recurrent},
 };
 
 static OpFn find_op(const Onnx__NodeProto *n) {
@@ -2087,6 +2357,7 @@ static char *assemble(Imp *m, const Onnx__ModelProto *mp) {
   buf_printf(&b, "; ONNX opset %lld.\n# Params are loaded with --load <this name>.safetensors.\n\n", (long long)m->opset);
   if (m->head.s) buf_puts(&b, m->head.s);
   if (m->params.s) buf_printf(&b, "\n%s", m->params.s);
+  if (m->fns.s) buf_printf(&b, "\n%s", m->fns.s);
   if (m->body.s) buf_printf(&b, "\n%s", m->body.s);
   if (m->outs.s) buf_printf(&b, "\n%s", m->outs.s);
   char *s = arena_strdup(m->a, b.s ? b.s : "");
@@ -2114,6 +2385,7 @@ int fe_onnx_import(Diag *d, Arena *a, const char *path, const uint8_t *buf, size
   }
   free(m.head.s);
   free(m.params.s);
+  free(m.fns.s);
   free(m.body.s);
   free(m.outs.s);
   onnx__model_proto__free_unpacked(mp, NULL);

@@ -107,6 +107,31 @@ class Attention(nn.Module):
         return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
 
 
+class LSTMClassifier(nn.Module):
+    """nn.LSTM (exported as an ONNX LSTM node) over 5 steps, the last state classified."""
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(6, 12, batch_first=True)
+        self.fc = nn.Linear(12, 4)
+
+    def forward(self, x):
+        y, (h, c) = self.lstm(x)
+        return self.fc(h[0]) + y.mean(dim=1)[:, :4]
+
+
+class GRUTagger(nn.Module):
+    """nn.GRU (an ONNX GRU node, linear_before_reset) and nn.RNN (an RNN node), time-major."""
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(6, 10)
+        self.rnn = nn.RNN(10, 8)
+
+    def forward(self, x):
+        y, _ = self.gru(x)
+        z, h = self.rnn(torch.relu(y))
+        return z + h
+
+
 def randomize_bn(m):
     """Running statistics that are not the defaults, so the test sees them."""
     for mod in m.modules():
@@ -182,6 +207,8 @@ def main():
     export("cnn_bn", CNNBN(), torch.randn(4, 3, 8, 8), keep_bn=True)   # BatchNormalization nodes kept
     export("resblock", ResBlock(), torch.randn(2, 4, 8, 8))
     export("attention", Attention(), torch.randn(3, 6, 16), dynamic=False)
+    export("lstm", LSTMClassifier(), torch.randn(3, 5, 6))
+    export("gru_rnn", GRUTagger(), torch.randn(4, 2, 6), dynamic=False)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ equivalent for); `fail` is a wrong value, a crash or any other error.
 The suite feeds some operands as graph inputs that nndc needs as constants
 (Reshape's shape, Slice's starts/ends/axes/steps, Squeeze/Unsqueeze/Reduce*
 axes, Clip's bounds, Pow's exponent, Dropout's ratio, BatchNormalization's
-running statistics, Split's sizes), and scalar inputs, which `nndc run`
+running statistics, Split's sizes, the weights and sequence lengths of RNN,
+GRU and LSTM), and scalar inputs, which `nndc run`
 cannot feed (it feeds arrays with a sample axis): the runner folds those
 inputs into initializers (their values from test_data_set_0) before
 importing, as an exporter would have written them.
@@ -28,7 +29,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-SUPPORTED = set("""Split Add Sub Mul Div Pow Equal Less Greater LessOrEqual GreaterOrEqual Max Min Sum Mean Neg Abs Sqrt
+SUPPORTED = set("""Expand ConstantOfShape RNN GRU LSTM Split Add Sub Mul Div Pow Equal Less Greater LessOrEqual GreaterOrEqual Max Min Sum Mean Neg Abs Sqrt
 Exp Log Relu LeakyRelu Elu Sigmoid Tanh Softplus Erf Gelu Reciprocal Clip Where Not MatMul Gemm Conv ConvTranspose
 MaxPool AveragePool GlobalAveragePool GlobalMaxPool BatchNormalization LayerNormalization Softmax LogSoftmax Reshape
 Flatten Transpose Squeeze Unsqueeze Concat Slice Gather ReduceMean ReduceSum ReduceMax ReduceMin ReduceSumSquare
@@ -38,7 +39,8 @@ ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ArgMax Dropout Identity Constant 
 STATIC_SLOTS = {"Reshape": [1], "Slice": [1, 2, 3, 4], "Squeeze": [1], "Unsqueeze": [1], "ReduceSum": [1],
                 "ReduceMean": [1], "ReduceMax": [1], "ReduceMin": [1], "ReduceSumSquare": [1], "ReduceL1": [1],
                 "ReduceL2": [1], "ReduceLogSum": [1], "ReduceLogSumExp": [1], "Clip": [1, 2], "Pow": [1],
-                "Dropout": [1, 2], "BatchNormalization": [3, 4], "Split": [1]}
+                "Dropout": [1, 2], "BatchNormalization": [3, 4], "Split": [1], "RNN": [1, 2, 3, 4],
+                "GRU": [1, 2, 3, 4], "LSTM": [1, 2, 3, 4, 7], "Expand": [1], "ConstantOfShape": [0]}
 
 # test -> why it is expected to fail (reported, not counted as a failure)
 KNOWN = {}
