@@ -782,7 +782,24 @@ static int op_unary(Imp *m) {
   } else {
     const char *x = operand(m, a, 0);
     if (!x) return -1;
-    if (!strcmp(op, "LeakyRelu")) e = arena_printf(m->a, "leaky_relu(%s, slope=%s)", x, num_text(m, (float)attr_f(m, "alpha", 0.01)));
+    int xp = a->is_const ? P_ATOM : a->prec;   /* x's precedence (a literal is an atom) */
+    if (!strcmp(op, "HardSigmoid"))
+      e = arena_printf(m->a, "clamp(%s * %s + %s, 0, 1)", num_text(m, (float)attr_f(m, "alpha", 0.2)), paren(m, x, xp, P_MUL + 1),
+                       num_text(m, (float)attr_f(m, "beta", 0.5)));
+    else if (!strcmp(op, "HardSwish"))
+      e = arena_printf(m->a, "%s * clamp(%s / 6 + 0.5, 0, 1)", paren(m, x, xp, P_MUL), paren(m, x, xp, P_MUL)), prec = P_MUL;
+    else if (!strcmp(op, "Softsign")) e = arena_printf(m->a, "%s / (1 + abs(%s))", paren(m, x, xp, P_MUL), x), prec = P_MUL;
+    else if (!strcmp(op, "Selu"))
+      prec = P_MUL, e = arena_printf(m->a, "%s * elu(%s, alpha=%s)", num_text(m, (float)attr_f(m, "gamma", 1.05070102214813232421875)), x,
+                       num_text(m, (float)attr_f(m, "alpha", 1.67326319217681884765625)));
+    else if (!strcmp(op, "Celu")) {
+      const char *al = num_text(m, (float)attr_f(m, "alpha", 1.0));
+      e = arena_printf(m->a, "%s * elu(%s / %s)", al, paren(m, x, xp, P_MUL), al);
+      prec = P_MUL;
+    } else if (!strcmp(op, "ThresholdedRelu"))
+      e = arena_printf(m->a, "where(%s > %s, %s, 0)", paren(m, x, xp, P_ADD), num_text(m, (float)attr_f(m, "alpha", 1.0)), x);
+    else if (!strcmp(op, "Mish")) e = arena_printf(m->a, "%s * tanh(softplus(%s))", paren(m, x, xp, P_MUL), x), prec = P_MUL;
+    else if (!strcmp(op, "LeakyRelu")) e = arena_printf(m->a, "leaky_relu(%s, slope=%s)", x, num_text(m, (float)attr_f(m, "alpha", 0.01)));
     else if (!strcmp(op, "Elu")) {
       double al = attr_f(m, "alpha", 1.0);
       e = al == 1.0 ? arena_printf(m->a, "elu(%s)", x) : arena_printf(m->a, "elu(%s, alpha=%s)", x, num_text(m, (float)al));
@@ -833,6 +850,70 @@ static int op_where(Imp *m) {
   const char *x = operand(m, c, 0), *y = operand(m, a, 0), *z = operand(m, b, 0);
   if (!x || !y || !z) return -1;
   return result(m, 0, arena_printf(m->a, "where(%s, %s, %s)", x, y, z), P_ATOM, VT_F32, rank, dim, 0) ? 0 : -1;
+}
+
+/* PRelu: where(x < 0, slope * x, x) (the slope broadcasts). */
+static int op_prelu(Imp *m) {
+  Val *a = need_in(m, 0), *sl = need_in(m, 1);
+  if (!a || !sl || float_operand(m, a) || float_operand(m, sl)) return -1;
+  Val *v[2] = {a, sl};
+  int rank;
+  int64_t dim[MAX_RANK];
+  if (broadcast(m, v, 2, &rank, dim)) return -1;
+  m->lit_rank = rank;
+  const char *x = operand(m, a, P_MUL + 1), *s = operand(m, sl, P_MUL);
+  if (!x || !s) return -1;
+  return result(m, 0, arena_printf(m->a, "where(%s < 0, %s * %s, %s)", x, s, x, x), P_ATOM, VT_F32, rank, dim, 0) ? 0 : -1;
+}
+
+/* And, Or, Xor of bool (f32 0/1) tensors. */
+static int op_logic(Imp *m) {
+  const char *op = m->node->op_type;
+  Val *a = need_in(m, 0), *b = need_in(m, 1);
+  if (!a || !b) return -1;
+  if (a->vt != VT_BOOL || b->vt != VT_BOOL) return unsupported(m, "a logical op of non-bool tensors");
+  Val *v[2] = {a, b};
+  int rank;
+  int64_t dim[MAX_RANK];
+  if (broadcast(m, v, 2, &rank, dim)) return -1;
+  m->lit_rank = rank;
+  int and = !strcmp(op, "And"), or = !strcmp(op, "Or");
+  const char *x = operand(m, a, and ? P_MUL : or ? 0 : P_ADD), *y = operand(m, b, and ? P_MUL + 1 : or ? 0 : P_ADD);
+  if (!x || !y) return -1;
+  const char *e = and ? arena_printf(m->a, "%s * %s", x, y) : or ? arena_printf(m->a, "maximum(%s, %s)", x, y)
+                      : arena_printf(m->a, "%s != %s", x, y);
+  return result(m, 0, e, and ? P_MUL : or ? P_ATOM : P_CMP, VT_BOOL, rank, dim, 0) ? 0 : -1;
+}
+
+/* Trilu: tril(x, k) for the lower part; the upper part is x - tril(x, k - 1). */
+static int op_trilu(Imp *m) {
+  Val *x = need_in(m, 0), *kv = in(m, 1);
+  if (!x || float_operand(m, x)) return -1;
+  if (x->rank < 2) return node_err(m, "the input must have rank >= 2");
+  int64_t k = 0;
+  if (kv) {
+    if (!kv->is_const || kv->n != 1) return unsupported(m, "a diagonal k computed at run time");
+    k = (int64_t)kv->c[0];
+  }
+  int upper = (int)attr_i(m, "upper", 1);
+  const char *xs = operand(m, x, upper ? P_ADD : 0);
+  if (!xs) return -1;
+  if (upper && x->prec < P_ATOM && !x->name) return unsupported(m, "Trilu of an inlined expression");
+  const char *kt = num_text(m, (double)(upper ? k - 1 : k));
+  const char *e = upper ? arena_printf(m->a, "%s - tril(%s, k=%s)", xs, xs, kt) : arena_printf(m->a, "tril(%s, k=%s)", xs, kt);
+  return result(m, 0, e, upper ? P_ADD : P_ATOM, VT_F32, x->rank, x->dim, 0) ? 0 : -1;
+}
+
+static int op_size(Imp *m) {
+  Val *x = need_in(m, 0);
+  if (!x) return -1;
+  double *c = arena_alloc(m->a, sizeof(double));
+  c[0] = 1;
+  for (int k = 0; k < x->rank; k++) {
+    if (x->dim[k] < 0) return unsupported(m, "Size of a symbolic shape");
+    c[0] *= (double)x->dim[k];
+  }
+  return const_result(m, 0, VT_I32, 0, NULL, c, 1) ? 0 : -1;
 }
 
 static int op_not(Imp *m) {
@@ -1763,7 +1844,8 @@ static int op_reduce(Imp *m) {
 static int op_argmax(Imp *m) {
   Val *x = need_in(m, 0);
   if (!x || float_operand(m, x)) return -1;
-  if (attr_i(m, "select_last_index", 0)) return unsupported(m, "ArgMax with select_last_index");
+  int amin = !strcmp(m->node->op_type, "ArgMin");
+  if (attr_i(m, "select_last_index", 0)) return unsupported(m, "select_last_index");
   int64_t ax;
   if (norm_axis(m, attr_i(m, "axis", 0), x->rank, &ax)) return -1;
   int keep = (int)attr_i(m, "keepdims", 1);
@@ -1772,9 +1854,9 @@ static int op_argmax(Imp *m) {
   for (int k = 0; k < x->rank; k++)
     if (k != ax) dim[rank++] = x->dim[k];
     else if (keep) dim[rank++] = 1;
-  const char *xs = operand(m, x, 0);
+  const char *xs = operand(m, x, amin ? P_UNARY : 0);
   if (!xs) return -1;
-  const char *e = arena_printf(m->a, "argmax(%s, axis=%lld)", xs, (long long)ax);
+  const char *e = arena_printf(m->a, "argmax(%s%s, axis=%lld)", amin ? "-" : "", xs, (long long)ax);
   if (keep) {
     const char *sh = list_text(m, dim, rank);
     if (!sh) return unsupported(m, "an unknown shape");
@@ -2148,7 +2230,9 @@ static const OpEntry op_table[] = {
   {"Mean", op_variadic}, {"Neg", op_unary}, {"Abs", op_unary}, {"Sqrt", op_unary}, {"Exp", op_unary},
   {"Log", op_unary}, {"Relu", op_unary}, {"LeakyRelu", op_unary}, {"Elu", op_unary}, {"Sigmoid", op_unary},
   {"Tanh", op_unary}, {"Softplus", op_unary}, {"Erf", op_unary}, {"Gelu", op_unary}, {"Reciprocal", op_unary},
-  {"Clip", op_clip}, {"Where", op_where}, {"Not", op_not}, {"MatMul", op_matmul}, {"Gemm", op_gemm},
+  {"Clip", op_clip}, {"PRelu", op_prelu}, {"And", op_logic}, {"Or", op_logic}, {"Xor", op_logic},
+  {"Trilu", op_trilu}, {"Size", op_size}, {"ArgMin", op_argmax}, {"HardSigmoid", op_unary}, {"HardSwish", op_unary},
+  {"Softsign", op_unary}, {"Selu", op_unary}, {"Celu", op_unary}, {"ThresholdedRelu", op_unary}, {"Mish", op_unary}, {"Where", op_where}, {"Not", op_not}, {"MatMul", op_matmul}, {"Gemm", op_gemm},
   {"Conv", op_conv}, {"ConvTranspose", op_conv}, {"MaxPool", op_pool}, {"AveragePool", op_pool},
   {"GlobalAveragePool", op_pool}, {"GlobalMaxPool", op_pool}, {"BatchNormalization", op_batchnorm},
   {"LayerNormalization", op_layernorm}, {"Softmax", op_softmax}, {"LogSoftmax", op_softmax},
