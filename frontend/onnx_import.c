@@ -62,7 +62,18 @@ typedef struct Val {
   int pending;         /* expr not yet written: its one consumer will (an idiom) */
   int param_done;      /* declared as a param */
   const char *op;      /* the op that produced it (NULL for inputs, constants) */
+  const Onnx__NodeProto *prod; /* the node that computes it */
 } Val;
+
+/* A chain of nodes read as one builtin (patterns.c's idea, here: PyTorch's
+ * decomposed GELU and LayerNorm): its last node computes the builtin, the
+ * others are skipped. */
+typedef struct Pattern {
+  int kind;            /* PAT_* */
+  const char *x, *w, *b; /* value names: the input, LayerNorm's scale and bias */
+  double eps;
+} Pattern;
+enum { PAT_NONE, PAT_SKIP, PAT_GELU, PAT_LAYER_NORM };
 
 typedef struct Imp {
   Diag *d;
@@ -81,6 +92,7 @@ typedef struct Imp {
   int ntensors, tcap;
   const Onnx__NodeProto *node; /* the node being translated (for errors) */
   int lit_rank;        /* a one-element constant of rank <= this is written as a number */
+  Pattern *pat;        /* [n_node] */
 } Imp;
 
 /* ------------------------------------------------------------ errors */
@@ -198,6 +210,13 @@ static const char *new_name(Imp *m, const char *oname) {
 }
 
 /* ------------------------------------------------------------ values */
+
+/* a * b for sizes, saturating above MAX_DIM (so a hostile shape cannot overflow) */
+static int64_t mul_sat(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_mul_overflow(a, b, &r) || r > MAX_DIM || r < -MAX_DIM) return MAX_DIM + 1;
+  return r;
+}
 
 static int is_sym(double c) { return c <= SYM_BASE + 0.5 && c > SYM_BASE - MAX_SYMS - 0.5; }
 
@@ -666,7 +685,7 @@ static int fold_binary(Imp *m, const char *op, Val *a, Val *b, VType vt) {
   int64_t dim[MAX_RANK];
   if (broadcast(m, v, 2, &rank, dim)) return -1;
   int64_t n = 1;
-  for (int k = 0; k < rank; k++) n *= dim[k];
+  for (int k = 0; k < rank; k++) n = mul_sat(n, dim[k]);
   if (n > MAX_CONST_FOLD) return unsupported(m, "a constant computation this large");
   double *c = arena_alloc(m->a, sizeof(double) * (size_t)(n ? n : 1));
   int sym = 0;
@@ -1020,7 +1039,7 @@ static int pads4(Imp *m, const Val *x, const int64_t *k, const int64_t *st, cons
     if (n != 0 && n != 4) return unsupported(m, "pads other than 4 values");
   }
   for (int i = 0; i < 4; i++)
-    if (p[i] < 0 || p[i] > MAX_DIM) return node_err(m, "invalid pads");
+    if (p[i] < 0 || p[i] > (1 << 20)) return node_err(m, "invalid pads");
   return 0;
 }
 
@@ -1037,7 +1056,7 @@ static int attr_pair(Imp *m, const char *name, int64_t def, int64_t *out) {
   if (n != 2) return unsupported(m, arena_printf(m->a, "%s with %d values (only 2-D is supported)", name, n));
   out[0] = v[0];
   out[1] = v[1];
-  if (out[0] < 0 || out[1] < 0 || out[0] > MAX_DIM || out[1] > MAX_DIM) return node_err(m, "invalid %s", name);
+  if (out[0] < 0 || out[1] < 0 || out[0] > (1 << 20) || out[1] > (1 << 20)) return node_err(m, "invalid %s", name);
   return 0;
 }
 
@@ -1100,7 +1119,11 @@ static int op_conv(Imp *m) {
   int64_t st[2], dl[2], p4[4], pad[2], op[2] = {0, 0}, k[2] = {w->dim[2], w->dim[3]};
   int64_t g = attr_i(m, "group", 1);
   if (attr_pair(m, "strides", 1, st) || attr_pair(m, "dilations", 1, dl)) return -1;
-  if (st[0] < 1 || st[1] < 1 || dl[0] < 1 || dl[1] < 1 || g < 1) return node_err(m, "invalid strides, dilations or group");
+  if (st[0] < 1 || st[1] < 1 || dl[0] < 1 || dl[1] < 1 || g < 1 || g > MAX_DIM) return node_err(m, "invalid strides, dilations or group");
+  if (k[0] < 1 || k[1] < 1 || k[0] > (1 << 20) || k[1] > (1 << 20)) return node_err(m, "invalid kernel shape");
+  if (x->dim[1] >= 0 && (tr ? x->dim[1] != w->dim[0] : x->dim[1] != mul_sat(w->dim[1], g)))
+    return node_err(m, "the input's %lld channels do not match the weight %s with group %lld", (long long)x->dim[1],
+                    list_text(m, w->dim, 4), (long long)g);
   if (tr && attr_pair(m, "output_padding", 0, op)) return -1;
   if (tr) {
     p4[0] = p4[1] = p4[2] = p4[3] = 0;
@@ -1112,7 +1135,7 @@ static int op_conv(Imp *m) {
   } else if (pads4(m, x, k, st, dl, p4)) {
     return -1;
   }
-  int64_t dim[4] = {x->dim[0], tr ? w->dim[1] * g : w->dim[0], 0, 0}, lo[4] = {0, 0, 0, 0}, hi[4], fulld[4];
+  int64_t dim[4] = {x->dim[0], tr ? mul_sat(w->dim[1], g) : w->dim[0], 0, 0}, lo[4] = {0, 0, 0, 0}, hi[4], fulld[4];
   int crop = 0;
   for (int i = 0; i < 2; i++) {
     int64_t in = x->dim[2 + i];
@@ -1281,7 +1304,7 @@ static int op_layernorm(Imp *m) {
     int64_t outer = 1;
     const char *ot = NULL;
     for (int k = 0; k < ax; k++) {
-      if (x->dim[k] >= 0) outer *= x->dim[k];
+      if (x->dim[k] >= 0) outer = mul_sat(outer, x->dim[k]);
       else if (k == 0 && ax == 1) ot = dim_text(m, x->dim[0]);
       else return unsupported(m, "LayerNormalization over a shape unknown at import time");
     }
@@ -1332,7 +1355,7 @@ static int op_softmax(Imp *m) {
     int64_t outer = 1;
     for (int k = 0; k < ax; k++) {
       if (x->dim[k] < 0) return unsupported(m, "Softmax (opset < 13) over a symbolic dimension");
-      outer *= x->dim[k];
+      outer = mul_sat(outer, x->dim[k]);
     }
     const char *sh = list_text(m, x->dim, x->rank);
     if (!sh) return unsupported(m, "an unknown shape");
@@ -1347,7 +1370,7 @@ static int reshape_to(Imp *m, Val *x, int rank, const int64_t *dim, const char *
     int64_t n = 1;
     for (int k = 0; k < rank; k++) {
       if (dim[k] < 0) return unsupported(m, "reshaping a constant to a symbolic shape");
-      n *= dim[k];
+      n = mul_sat(n, dim[k]);
     }
     if (n != x->n) return node_err(m, "cannot reshape %lld values to %s", (long long)x->n, ints_text(m, dim, rank));
     return const_result(m, 0, x->vt, rank, dim, x->c, n) ? 0 : -1;
@@ -1386,13 +1409,13 @@ static int op_reshape(Imp *m) {
     int64_t num = 1, den = 1, ok = 1;
     int symcount[MAX_SYMS] = {0};
     for (int k = 0; k < x->rank; k++) {
-      if (x->dim[k] >= 0) num *= x->dim[k];
+      if (x->dim[k] >= 0) num = mul_sat(num, x->dim[k]);
       else if (x->dim[k] != DIM_UNKNOWN) symcount[-1 - x->dim[k]]++;
       else ok = 0;
     }
     for (int k = 0; k < rank; k++) {
       if (k == neg) continue;
-      if (dim[k] >= 0) den *= dim[k];
+      if (dim[k] >= 0) den = mul_sat(den, dim[k]);
       else if (dim[k] != DIM_UNKNOWN) symcount[-1 - dim[k]]--;
     }
     int left = -1;
@@ -1439,7 +1462,7 @@ static int op_flatten(Imp *m) {
     if (x->dim[k] < 0) {
       if (*d == 1 && k == 0 && ax == 1) *d = x->dim[k];
       else return unsupported(m, "Flatten over a symbolic dimension");
-    } else if (*d >= 0) *d *= x->dim[k];
+    } else if (*d >= 0) *d = mul_sat(*d, x->dim[k]);
   }
   if (ax == 1 && !x->is_const) {
     const char *xs = operand(m, x, 0);
@@ -1563,7 +1586,7 @@ static int op_concat(Imp *m) {
   }
   if (all_const(m)) {
     int64_t outer = 1, total = 0;
-    for (int k = 0; k < ax; k++) outer *= dim[k];
+    for (int k = 0; k < ax; k++) outer = mul_sat(outer, dim[k]);
     for (int k = 0; k < n; k++) total += v[k]->n;
     if (total > MAX_CONST_FOLD || dim[ax] < 0) return unsupported(m, "a constant computation this large");
     double *c = arena_alloc(m->a, sizeof(double) * (size_t)(total ? total : 1));
@@ -1652,7 +1675,7 @@ static int op_slice(Imp *m) {
   }
   if (x->is_const) {
     int64_t total = 1;
-    for (int k = 0; k < x->rank; k++) total *= dim[k];
+    for (int k = 0; k < x->rank; k++) total = mul_sat(total, dim[k]);
     double *c = arena_alloc(m->a, sizeof(double) * (size_t)(total ? total : 1));
     int64_t idx[MAX_RANK] = {0};
     for (int64_t i = 0; i < total; i++) {
@@ -1741,7 +1764,7 @@ static int op_gather(Imp *m) {
   if (ix->rank > 1 && !x->is_const) return unsupported(m, "Gather with multi-dimensional constant indices");
   if (x->is_const) {
     int64_t outer = 1, inner = 1, total;
-    for (int k = 0; k < ax; k++) outer *= x->dim[k];
+    for (int k = 0; k < ax; k++) outer = mul_sat(outer, x->dim[k]);
     for (int k = (int)ax + 1; k < x->rank; k++) inner *= x->dim[k];
     total = outer * ix->n * inner;
     if (total > MAX_CONST_FOLD) return unsupported(m, "a constant computation this large");
@@ -1878,6 +1901,11 @@ static int op_identity(Imp *m) {
       if (!sh) return unsupported(m, "Dropout's mask of an unknown shape");
       if (!result(m, 1, arena_printf(m->a, "ones(%s)", sh), P_ATOM, VT_BOOL, x->rank, x->dim, 1)) return -1;
     }
+  }
+  if (x->is_init) {   /* a copy of an initializer is a param of its own (see through_identity) */
+    if (alias(m, 0, x, x->vt)) return -1;
+    val_get(m, m->node->output[0])->is_init = 1;
+    return 0;
   }
   return alias(m, 0, x, x->vt);
 }
@@ -2144,6 +2172,7 @@ static int op_recurrent(Imp *m) {
   if (T < 1) return unsupported(m, "a sequence length unknown at import time");
   if (!w->is_const || !r->is_const || (b && !b->is_const)) return unsupported(m, "weights computed at run time");
   if (H < 1 && r->rank == 3) H = r->dim[2];
+  if (H > MAX_DIM) return node_err(m, "an invalid hidden_size %lld", (long long)H);
   if (H < 1 || w->rank != 3 || r->rank != 3 || w->dim[0] != 1 || w->dim[1] != G * H || w->dim[2] != I ||
       r->dim[0] != 1 || r->dim[1] != G * H || r->dim[2] != H || (b && (b->rank != 2 || b->dim[1] != 2 * G * H)))
     return node_err(m, "W, R or B does not have the shape hidden_size %lld asks for", (long long)H);
@@ -2308,7 +2337,7 @@ static void count_uses(Imp *m, const Onnx__GraphProto *g) {
       if (v) v->uses++, v->consumer = nd;
     }
     for (size_t i = 0; i < nd->n_output; i++)
-      if (*nd->output[i] && !val_get(m, nd->output[i])) new_val(m, nd->output[i]);
+      if (*nd->output[i] && !val_get(m, nd->output[i])) new_val(m, nd->output[i])->prod = nd;
   }
   for (size_t k = 0; k < g->n_output; k++) {
     Val *v = val_get(m, g->output[k]->name);
@@ -2357,6 +2386,9 @@ static int declare_input(Imp *m, const Onnx__ValueInfoProto *vi) {
     if (s < 0) return node_err(m, "too many symbolic dimensions");
     v->dim[k] = -1 - s;
   }
+  int64_t numel = 1;
+  for (int k = 0; k < v->rank; k++) numel = mul_sat(numel, v->dim[k] >= 0 ? v->dim[k] : 1);
+  if (numel > MAX_DIM) return node_err(m, "input '%s' has too many elements", vi->name);
   v->name = v->expr = new_name(m, vi->name);
   v->prec = P_ATOM;
   const char *sh_text = list_text(m, v->dim, v->rank);
@@ -2403,6 +2435,173 @@ static int load_initializers(Imp *m, const Onnx__GraphProto *g) {
   return 0;
 }
 
+/* ------------------------------------------------------------ patterns */
+
+/* The node computing value `name` if it is op and its result is read once
+ * (by the chain being matched), else NULL. */
+static const Onnx__NodeProto *single(Imp *m, const char *name, const char *op, int uses) {
+  Val *v = val_get(m, name);
+  if (!v || !v->prod || v->uses != uses || v->graph_output || !v->prod->op_type || strcmp(v->prod->op_type, op)) return NULL;
+  return v->prod;
+}
+
+/* The one consumer of value `name` if it is op. */
+static const Onnx__NodeProto *next(Imp *m, const char *name, const char *op) {
+  Val *v = val_get(m, name);
+  if (!v || v->uses != 1 || v->graph_output || !v->consumer || !v->consumer->op_type || strcmp(v->consumer->op_type, op)) return NULL;
+  if (v->consumer->n_output < 1 || !*v->consumer->output[0]) return NULL;
+  return v->consumer;
+}
+
+/* A one-element constant (an initializer or a Constant node's value). */
+static int scalar(Imp *m, const char *name, double *out) {
+  Val *v = val_get(m, name);
+  if (v && v->is_const) {
+    if (v->n != 1) return 0;
+    *out = v->c[0];
+    return 1;
+  }
+  if (!v || !v->prod || !v->prod->op_type || strcmp(v->prod->op_type, "Constant") || v->prod->n_attribute != 1) return 0;
+  const Onnx__AttributeProto *a = v->prod->attribute[0];
+  if (!a->name) return 0;
+  if (!strcmp(a->name, "value_float")) return *out = a->f, 1;
+  if (strcmp(a->name, "value") || !a->t) return 0;
+  Val t = {0};
+  const Onnx__NodeProto *saved = m->node;
+  int nerr = m->d->nerrors;
+  m->node = v->prod;
+  int bad = tensor_to_val(m, a->t, "its value", &t);
+  m->node = saved;
+  if (bad) {   /* reported again (once) when the node itself is read */
+    m->d->nerrors = nerr;
+    return 0;
+  }
+  if (t.n != 1) return 0;
+  *out = t.c[0];
+  return 1;
+}
+
+static int near(double a, double b) { return fabs(a - b) <= 1e-5 * fabs(b) + 1e-12; }
+
+/* The other input of binary node n than `name`; NULL if none or both. */
+static const char *other(const Onnx__NodeProto *n, const char *name) {
+  if (n->n_input != 2) return NULL;
+  if (!strcmp(n->input[0], name) && strcmp(n->input[1], name)) return n->input[1];
+  if (!strcmp(n->input[1], name) && strcmp(n->input[0], name)) return n->input[0];
+  return NULL;
+}
+
+static size_t node_index(const Onnx__GraphProto *g, const Onnx__NodeProto *n) {
+  for (size_t k = 0; k < g->n_node; k++)
+    if (g->node[k] == n) return k;
+  return (size_t)-1;
+}
+
+/* x * 0.5 * (1 + erf(x / sqrt(2))), PyTorch's GELU below opset 20, anchored
+ * at its Erf node. */
+static void match_gelu(Imp *m, const Onnx__GraphProto *g, size_t k) {
+  const Onnx__NodeProto *erf = g->node[k], *div, *add, *mul, *half;
+  double c;
+  if (erf->n_input != 1 || erf->n_output != 1 || !(div = single(m, erf->input[0], "Div", 1)) || div->n_input != 2 ||
+      !scalar(m, div->input[1], &c) || !near(c, 1.4142135623730951))
+    return;
+  const char *x = div->input[0];
+  if (!(add = next(m, erf->output[0], "Add")) || !other(add, erf->output[0]) || !scalar(m, other(add, erf->output[0]), &c) ||
+      c != 1 || !(mul = next(m, add->output[0], "Mul")) || !other(mul, add->output[0]) || strcmp(other(mul, add->output[0]), x) ||
+      !(half = next(m, mul->output[0], "Mul")) || !other(half, mul->output[0]) || !scalar(m, other(half, mul->output[0]), &c) ||
+      c != 0.5)
+    return;
+  const Onnx__NodeProto *chain[4] = {div, erf, add, mul};
+  for (int i = 0; i < 4; i++) {
+    size_t j = node_index(g, chain[i]);
+    if (j == (size_t)-1 || m->pat[j].kind) return;
+  }
+  for (int i = 0; i < 4; i++) m->pat[node_index(g, chain[i])].kind = PAT_SKIP;
+  size_t last = node_index(g, half);
+  m->pat[last].kind = PAT_GELU;
+  m->pat[last].x = x;
+}
+
+/* The value behind a chain of Identity nodes (PyTorch writes equal
+ * initializers once, the others as Identity of it). */
+static Val *through_identity(Imp *m, const char *name) {
+  Val *v = val_get(m, name);
+  for (int i = 0; i < 64 && v && v->prod && v->prod->op_type && !strcmp(v->prod->op_type, "Identity") && v->prod->n_input == 1; i++)
+    v = val_get(m, v->prod->input[0]);
+  return v;
+}
+
+static int last_axis(const Onnx__NodeProto *n) {
+  for (size_t a = 0; a < n->n_attribute; a++) {
+    const Onnx__AttributeProto *at = n->attribute[a];
+    if (at->name && !strcmp(at->name, "axes")) return at->n_ints == 1 && at->ints[0] == -1;
+  }
+  return 0;
+}
+
+/* (x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps) * w + b over the last
+ * axis, PyTorch's LayerNorm below opset 17, anchored at the first ReduceMean. */
+static void match_layer_norm(Imp *m, const Onnx__GraphProto *g, size_t k) {
+  const Onnx__NodeProto *rm = g->node[k], *sub, *pw, *rv, *ad, *sq, *dv, *mw, *ab;
+  double c, eps;
+  if (rm->n_input != 1 || rm->n_output != 1 || !last_axis(rm) || !(sub = next(m, rm->output[0], "Sub")) ||
+      sub->n_input != 2 || strcmp(sub->input[1], rm->output[0]))
+    return;
+  const char *x = rm->input[0], *d = sub->output[0];
+  Val *dvv = val_get(m, d);
+  if (strcmp(sub->input[0], x) || !dvv || dvv->uses != 2 || dvv->graph_output) return;
+  /* d's two readers: Pow(d, 2) and Div(d, ...) */
+  pw = dv = NULL;
+  for (size_t j = 0; j < g->n_node; j++) {
+    const Onnx__NodeProto *n = g->node[j];
+    if (n->n_input >= 1 && !strcmp(n->input[0], d) && n->op_type && !strcmp(n->op_type, "Pow")) pw = n;
+    if (n->n_input >= 1 && !strcmp(n->input[0], d) && n->op_type && !strcmp(n->op_type, "Div")) dv = n;
+  }
+  if (!pw || !dv || pw->n_input != 2 || !scalar(m, pw->input[1], &c) || c != 2 || pw->n_output != 1 ||
+      !(rv = next(m, pw->output[0], "ReduceMean")) || !last_axis(rv) || !(ad = next(m, rv->output[0], "Add")) ||
+      !other(ad, rv->output[0]) || !scalar(m, other(ad, rv->output[0]), &eps) || !(sq = next(m, ad->output[0], "Sqrt")) ||
+      dv->n_input != 2 || strcmp(dv->input[1], sq->output[0]) || !next(m, sq->output[0], "Div") ||
+      !(mw = next(m, dv->output[0], "Mul")) || !(ab = next(m, mw->output[0], "Add")))
+    return;
+  const char *w = other(mw, dv->output[0]), *b = other(ab, mw->output[0]);
+  Val *wv = w ? through_identity(m, w) : NULL, *bv = b ? through_identity(m, b) : NULL;
+  if (!wv || !bv || !wv->is_init || !bv->is_init || wv->rank != 1 || bv->rank != 1 || wv->dim[0] != bv->dim[0]) return;
+  const Onnx__NodeProto *chain[8] = {rm, sub, pw, rv, ad, sq, dv, mw};
+  for (int i = 0; i < 8; i++) {
+    size_t j = node_index(g, chain[i]);
+    if (j == (size_t)-1 || m->pat[j].kind) return;
+  }
+  for (int i = 0; i < 8; i++) m->pat[node_index(g, chain[i])].kind = PAT_SKIP;
+  size_t last = node_index(g, ab);
+  m->pat[last] = (Pattern){PAT_LAYER_NORM, x, w, b, eps};
+}
+
+static void match_patterns(Imp *m, const Onnx__GraphProto *g) {
+  m->pat = arena_alloc(m->a, sizeof *m->pat * (g->n_node + 1));
+  for (size_t k = 0; k < g->n_node; k++) {
+    const char *op = g->node[k]->op_type;
+    if (op && !strcmp(op, "Erf")) match_gelu(m, g, k);
+    else if (op && !strcmp(op, "ReduceMean") && m->opset < 18) match_layer_norm(m, g, k);
+  }
+}
+
+/* The last node of a pattern: gelu(x) or layer_norm(x, w, b, eps=...). */
+static int op_pattern(Imp *m, const Pattern *p) {
+  Val *x = val_get(m, p->x);
+  if (!x || (!x->expr && !x->is_const) || float_operand(m, x)) return node_err(m, "the pattern's input is not computed");
+  if (p->kind == PAT_GELU) {
+    const char *xs = operand(m, x, 0);
+    if (!xs) return -1;
+    return result(m, 0, arena_printf(m->a, "gelu(%s)", xs), P_ATOM, VT_F32, x->rank, x->dim, 0) ? 0 : -1;
+  }
+  Val *w = val_get(m, p->w), *b = val_get(m, p->b);
+  if (!x->rank || x->dim[x->rank - 1] != w->dim[0]) return node_err(m, "LayerNorm's scale does not match the last axis");
+  const char *xs = operand(m, x, 0), *ws = operand(m, w, 0), *bs = operand(m, b, 0);
+  if (!xs || !ws || !bs) return -1;
+  const char *es = (float)p->eps != 1e-5f ? arena_printf(m->a, ", eps=%s", num_text(m, (float)p->eps)) : "";
+  return result(m, 0, arena_printf(m->a, "layer_norm(%s, %s, %s%s)", xs, ws, bs, es), P_ATOM, VT_F32, x->rank, x->dim, 0) ? 0 : -1;
+}
+
 static int translate(Imp *m, const Onnx__ModelProto *mp) {
   const Onnx__GraphProto *g = mp->graph;
   if (!g) return node_err(m, "the model has no graph");
@@ -2411,8 +2610,14 @@ static int translate(Imp *m, const Onnx__ModelProto *mp) {
   for (size_t k = 0; k < g->n_input; k++)
     if (declare_input(m, g->input[k])) return -1;
   count_uses(m, g);
+  match_patterns(m, g);
   for (size_t k = 0; k < g->n_node; k++) {
     m->node = g->node[k];
+    if (m->pat[k].kind == PAT_SKIP) continue;
+    if (m->pat[k].kind) {   /* the chain's inputs are checked by op_pattern */
+      if (op_pattern(m, &m->pat[k])) return -1;
+      continue;
+    }
     for (size_t i = 0; i < m->node->n_input; i++)
       if (*m->node->input[i] && !val_get(m, m->node->input[i]))
         return node_err(m, "input '%s' is not defined before it is used", m->node->input[i]);

@@ -95,6 +95,16 @@ Test(onnx, imported_text_is_readable) {
   t = util_run(p, &st);
   cr_assert(strstr(t, "= batch_norm(conv1_Conv_output_0, bn1_weight, bn1_bias)"), "%s", t);
   free(t);
+  /* PyTorch 1.13's decomposed LayerNorm and GELU read as the builtins; the
+   * initializer it wrote once for ln1 and ln2 (ln2's an Identity) is two params */
+  snprintf(p, sizeof p, "cat %s/attention.nnd", dir);
+  import(dir, "attention");
+  t = util_run(p, &st);
+  cr_assert(strstr(t, "= layer_norm(x, ln1_weight, ln1_bias)"), "%s", t);
+  cr_assert(strstr(t, "= layer_norm(Add_output_0, ln2_weight, ln2_bias)"), "%s", t);
+  cr_assert(strstr(t, "= gelu(fc1_Add_output_0)"), "%s", t);
+  cr_assert(!strstr(t, "erf("), "%s", t);
+  free(t);
   free(dir);
 }
 
