@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """gen_onnx.py - small models exported by a real exporter (torch.onnx.export
 of PyTorch 1.13, Debian's python3-torch) for the importer's tests
-(tests/onnx/exporters.sh reads them).
+(tests/test_onnx.c reads them).
 
 Run with /usr/bin/python3 from anywhere:
     /usr/bin/python3 tests/golden/gen_onnx.py
