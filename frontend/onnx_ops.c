@@ -1552,6 +1552,57 @@ static int op_recurrent(Imp *m) {
   return 0;
 }
 
+/* Resize and Upsample by integer factors with nearest-neighbour sampling
+ * (the modes where that repeats each pixel: asymmetric with floor, half_pixel
+ * with rounding): x as [N, C, H, 1, W, 1] broadcast to [N, C, H, sh, W, sw]. */
+static int op_resize(Imp *m) {
+  Val *x = ox_need_in(m, 0);
+  if (!x || ox_float_operand(m, x)) return -1;
+  int up = !strcmp(m->node->op_type, "Upsample");
+  const char *mode = ox_attr_s(m, "mode", "nearest");
+  const char *ctm = up ? "asymmetric" : ox_attr_s(m, "coordinate_transformation_mode", m->opset >= 11 ? "half_pixel" : "asymmetric");
+  const char *nm = up || m->opset < 11 ? "floor" : ox_attr_s(m, "nearest_mode", "round_prefer_floor");
+  if (strcmp(mode, "nearest")) return ox_unsupported(m, "a Resize mode other than nearest");
+  int half = !strcmp(ctm, "half_pixel") || !strcmp(ctm, "pytorch_half_pixel");
+  if (!((!strcmp(ctm, "asymmetric") && !strcmp(nm, "floor")) || (half && strncmp(nm, "round", 5) == 0)))
+    return ox_unsupported(m, "this coordinate_transformation_mode and nearest_mode");
+  if (x->rank != 4) return ox_unsupported(m, "a Resize of a tensor that is not [N, C, H, W]");
+  Val *sc = NULL, *sz = NULL;
+  double f[4] = {1, 1, 1, 1};
+  if (up && m->opset < 9) {
+    const Onnx__AttributeProto *a = ox_attr(m, "scales");
+    if (!a || a->n_floats != 4) return ox_node_err(m, "needs 4 scales");
+    for (int k = 0; k < 4; k++) f[k] = a->floats[k];
+  } else {
+    sc = ox_in(m, up || m->opset < 11 ? 1 : 2);
+    sz = up || m->opset < 11 ? NULL : ox_in(m, 3);
+    if (sc && sc->n == 0) sc = NULL;
+    if ((sc && !sc->is_const) || (sz && !sz->is_const)) return ox_unsupported(m, "scales or sizes computed at run time");
+    if ((!sc) == (!sz)) return ox_node_err(m, "needs either scales or sizes");
+    Val *v = sc ? sc : sz;
+    if (v->n != 4) return ox_unsupported(m, "scales or sizes other than 4 values");
+    for (int k = 0; k < 4; k++) {
+      if (sz && x->dim[k] < 0) return ox_unsupported(m, "sizes of a symbolic dimension");
+      f[k] = sc ? v->c[k] : v->c[k] / (double)x->dim[k];
+    }
+  }
+  int64_t s[4];
+  for (int k = 0; k < 4; k++) {
+    s[k] = (int64_t)f[k];
+    if ((double)s[k] != f[k] || s[k] < 1 || s[k] > 1024 || (k < 2 && s[k] != 1))
+      return ox_unsupported(m, "a Resize that is not an integer upsampling of H and W");
+  }
+  if (x->dim[2] < 0 || x->dim[3] < 0) return ox_unsupported(m, "a Resize of a symbolic spatial dimension");
+  const char *xs = ox_operand(m, x, 0), *n = ox_dim_text(m, x->dim[0]), *c = ox_dim_text(m, x->dim[1]);
+  if (!xs || !n || !c) return xs ? ox_unsupported(m, "an unknown shape") : -1;
+  int64_t dim[4] = {x->dim[0], x->dim[1], x->dim[2] * s[2], x->dim[3] * s[3]};
+  if (s[2] == 1 && s[3] == 1) return ox_alias(m, 0, x, VT_F32);
+  const char *e = arena_printf(m->a, "reshape(reshape(%s, [%s, %s, %lld, 1, %lld, 1]) + zeros([%s, %s, %lld, %lld, %lld, %lld]), [%s, %s, %lld, %lld])",
+                               xs, n, c, (long long)x->dim[2], (long long)x->dim[3], n, c, (long long)x->dim[2], (long long)s[2],
+                               (long long)x->dim[3], (long long)s[3], n, c, (long long)dim[2], (long long)dim[3]);
+  return ox_result(m, 0, e, P_ATOM, VT_F32, 4, dim, 0) ? 0 : -1;
+}
+
 /* ------------------------------------------------------------ op table */
 
 typedef struct OpEntry {
@@ -1577,7 +1628,7 @@ static const OpEntry op_table[] = {
   {"ReduceMean", op_reduce}, {"ReduceSum", op_reduce}, {"ReduceMax", op_reduce}, {"ReduceMin", op_reduce},
   {"ReduceSumSquare", op_reduce}, {"ReduceL1", op_reduce}, {"ReduceL2", op_reduce}, {"ReduceLogSum", op_reduce},
   {"ReduceLogSumExp", op_reduce}, {"ArgMax", op_argmax}, {"Dropout", op_identity}, {"Identity", op_identity},
-  {"Constant", op_constant}, {"Shape", op_shape}, {"Cast", op_cast}, {"ConstantOfShape", op_constant_of_shape}, {"Expand", op_expand},
+  {"Constant", op_constant}, {"Shape", op_shape}, {"Cast", op_cast}, {"ConstantOfShape", op_constant_of_shape}, {"Resize", op_resize}, {"Upsample", op_resize}, {"Expand", op_expand},
   {"RNN", op_recurrent}, {"GRU", op_recurrent}, {"LSTM", op_recurrent},
 };
 
