@@ -1603,6 +1603,39 @@ static int op_resize(Imp *m) {
   return ox_result(m, 0, e, P_ATOM, VT_F32, 4, dim, 0) ? 0 : -1;
 }
 
+/* SoftmaxCrossEntropyLoss with reduction mean or sum, no weights, no
+ * ignore_index: cross_entropy over the class axis 1 (moved last for
+ * [N, C, d...]); its log_prob output is log_softmax over axis 1. */
+static int op_sce_loss(Imp *m) {
+  Val *x = ox_need_in(m, 0), *y = ox_need_in(m, 1);
+  if (!x || !y || ox_float_operand(m, x)) return -1;
+  const char *red = ox_attr_s(m, "reduction", "mean");
+  if (ox_in(m, 2)) return ox_unsupported(m, "class weights");
+  if (ox_attr(m, "ignore_index")) return ox_unsupported(m, "ignore_index");
+  if (strcmp(red, "mean") && strcmp(red, "sum")) return ox_unsupported(m, "reduction 'none'");
+  if (y->vt != VT_I32 || y->is_const) return ox_unsupported(m, "labels that are not an integer input");
+  if (x->rank < 2 || x->rank > 3 || y->rank != x->rank - 1) return ox_unsupported(m, "scores that are not [N, C] or [N, C, D]");
+  const char *xs = ox_operand(m, x, 0), *ys = ox_operand(m, y, 0);
+  if (!xs || !ys) return -1;
+  const char *xl = x->rank == 3 ? arena_printf(m->a, "transpose(%s, [0, 2, 1])", xs) : xs;
+  const char *e = arena_printf(m->a, "cross_entropy(%s, %s)", xl, ys);
+  int prec = P_ATOM;
+  if (!strcmp(red, "sum")) {
+    int64_t cnt = 1;
+    for (int k = 0; k < y->rank; k++) {
+      if (y->dim[k] < 0) return ox_unsupported(m, "reduction 'sum' over a symbolic dimension");
+      cnt = ox_mul_sat(cnt, y->dim[k]);
+    }
+    e = arena_printf(m->a, "%s * %lld", e, (long long)cnt);
+    prec = P_MUL;
+  }
+  if (m->node->n_output > 1 && *m->node->output[1]) {   /* log_prob: x needs a name, read twice */
+    if (x->prec != P_ATOM) return ox_unsupported(m, "log_prob of an inlined expression");
+    if (!ox_result(m, 1, arena_printf(m->a, "log_softmax(%s, axis=1)", xs), P_ATOM, VT_F32, x->rank, x->dim, 1)) return -1;
+  }
+  return ox_result(m, 0, e, prec, VT_F32, 0, NULL, 1) ? 0 : -1;
+}
+
 /* ------------------------------------------------------------ op table */
 
 typedef struct OpEntry {
@@ -1628,7 +1661,7 @@ static const OpEntry op_table[] = {
   {"ReduceMean", op_reduce}, {"ReduceSum", op_reduce}, {"ReduceMax", op_reduce}, {"ReduceMin", op_reduce},
   {"ReduceSumSquare", op_reduce}, {"ReduceL1", op_reduce}, {"ReduceL2", op_reduce}, {"ReduceLogSum", op_reduce},
   {"ReduceLogSumExp", op_reduce}, {"ArgMax", op_argmax}, {"Dropout", op_identity}, {"Identity", op_identity},
-  {"Constant", op_constant}, {"Shape", op_shape}, {"Cast", op_cast}, {"ConstantOfShape", op_constant_of_shape}, {"Resize", op_resize}, {"Upsample", op_resize}, {"Expand", op_expand},
+  {"Constant", op_constant}, {"Shape", op_shape}, {"Cast", op_cast}, {"ConstantOfShape", op_constant_of_shape}, {"Resize", op_resize}, {"SoftmaxCrossEntropyLoss", op_sce_loss}, {"Upsample", op_resize}, {"Expand", op_expand},
   {"RNN", op_recurrent}, {"GRU", op_recurrent}, {"LSTM", op_recurrent},
 };
 

@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-SUPPORTED = set("""Resize Upsample PRelu And Or Xor Trilu Size ArgMin HardSigmoid HardSwish Softsign Selu Celu ThresholdedRelu Mish Expand ConstantOfShape RNN GRU LSTM Split Add Sub Mul Div Pow Equal Less Greater LessOrEqual GreaterOrEqual Max Min Sum Mean Neg Abs Sqrt
+SUPPORTED = set("""SoftmaxCrossEntropyLoss Resize Upsample PRelu And Or Xor Trilu Size ArgMin HardSigmoid HardSwish Softsign Selu Celu ThresholdedRelu Mish Expand ConstantOfShape RNN GRU LSTM Split Add Sub Mul Div Pow Equal Less Greater LessOrEqual GreaterOrEqual Max Min Sum Mean Neg Abs Sqrt
 Exp Log Relu LeakyRelu Elu Sigmoid Tanh Softplus Erf Gelu Reciprocal Clip Where Not MatMul Gemm Conv ConvTranspose
 MaxPool AveragePool GlobalAveragePool GlobalMaxPool BatchNormalization LayerNormalization Softmax LogSoftmax Reshape
 Flatten Transpose Squeeze Unsqueeze Concat Slice Gather ReduceMean ReduceSum ReduceMax ReduceMin ReduceSumSquare
