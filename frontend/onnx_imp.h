@@ -82,6 +82,7 @@ const char *ox_attr_s(Imp *m, const char *name, const char *def);
 double ox_bc_elem(const Val *v, int rank, const int64_t *dim, int64_t flat);
 int ox_broadcast(Imp *m, Val **v, int n, int *rank, int64_t *dim);
 int64_t ox_c_dim(double c);
+int64_t ox_i64(double c);
 int ox_const_ints(Imp *m, Val *v, const char *what, int64_t *out, int max);
 Val *ox_const_result(Imp *m, int k, VType vt, int rank, const int64_t *dim, double *c, int64_t n);
 void ox_declare_param(Imp *m, Val *v);

@@ -31,6 +31,7 @@
  *   - Errors name the node ('NAME' (OpType)); unsupported ops are collected
  *     first and listed all at once, with counts, and nothing else is done.
  */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,7 +199,8 @@ const char *ox_ints_text(Imp *m, const int64_t *d, int n) {
 
 const char *ox_num_text(Imp *m, double v) {
   if (isinf(v)) return v > 0 ? "inf" : "-inf";
-  if (v == (double)(int64_t)v && fabs(v) < 1e15) return arena_printf(m->a, "%lld", (long long)v);
+  if (isnan(v)) return "(0 * inf)";   /* nnd has no NaN literal; this folds to one */
+  if (fabs(v) < 1e15 && v == (double)(int64_t)v) return arena_printf(m->a, "%lld", (long long)v);
   /* the shortest text that reads back as the same f32 (1e-05, not 9.99999975e-06) */
   char buf[64];
   for (int p = 6; p <= 17; p++) {
@@ -216,7 +218,15 @@ static Val *new_val(Imp *m, const char *oname) {
 }
 
 /* The dim value of a symbolic constant element, or the element. */
-int64_t ox_c_dim(double c) { return ox_is_sym(c) ? -1 - (int64_t)llround(SYM_BASE - c) : (int64_t)c; }
+int64_t ox_c_dim(double c) { return ox_is_sym(c) ? -1 - (int64_t)llround(SYM_BASE - c) : ox_i64(c); }
+
+/* An integer constant element as int64: NaN and values beyond +-2^62 (which
+ * no size, axis or index can be) become -2^62, so range checks reject them
+ * and no conversion is undefined. */
+int64_t ox_i64(double c) {
+  if (!(c >= -0x1p62 && c <= 0x1p62)) return -((int64_t)1 << 62);
+  return (int64_t)c;
+}
 
 /* ------------------------------------------------------------ tensors */
 
@@ -289,6 +299,14 @@ static int elem_bytes(int t) {
   }
 }
 
+/* Constants stay within f32's range (beyond it: +-inf), so every conversion
+ * of one to float is defined. */
+static double f32_range(double v) {
+  if (v > FLT_MAX) return INFINITY;
+  if (v < -FLT_MAX) return -INFINITY;
+  return v;
+}
+
 /* A TensorProto (initializer or attribute) into a constant value v. */
 int ox_tensor_to_val(Imp *m, const Onnx__TensorProto *t, const char *what, Val *v) {
   int dt = t->has_data_type ? t->data_type : 0;
@@ -308,7 +326,7 @@ int ox_tensor_to_val(Imp *m, const Onnx__TensorProto *t, const char *what, Val *
       return ox_node_err(m, "%s has %zu bytes of data, but its shape %s of %s needs %lld", what, t->raw_data.len,
                       ox_ints_text(m, v->dim, v->rank), ox_dtype_name(dt), (long long)n * eb);
     v->c = arena_alloc(m->a, sizeof(double) * (size_t)(n ? n : 1));
-    for (int64_t i = 0; i < n; i++) v->c[i] = raw_elem(t->raw_data.data, dt, i);
+    for (int64_t i = 0; i < n; i++) v->c[i] = f32_range(raw_elem(t->raw_data.data, dt, i));
     return 0;
   }
   size_t have;
@@ -325,7 +343,7 @@ int ox_tensor_to_val(Imp *m, const Onnx__TensorProto *t, const char *what, Val *
   for (int64_t i = 0; i < n; i++) {
     switch (dt) {
     case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: v->c[i] = t->float_data[i]; break;
-    case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE: v->c[i] = t->double_data[i]; break;
+    case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE: v->c[i] = f32_range(t->double_data[i]); break;
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: v->c[i] = (double)t->int64_data[i]; break;
     default: v->c[i] = t->int32_data[i]; break;
     }
@@ -548,7 +566,7 @@ int ox_const_ints(Imp *m, Val *v, const char *what, int64_t *out, int max) {
   if (v->n > max) return ox_node_err(m, "%s has %lld values", what, (long long)v->n);
   for (int64_t i = 0; i < v->n; i++) {
     if (ox_is_sym(v->c[i])) return ox_node_err(m, "%s depends on a symbolic dimension", what);
-    out[i] = (int64_t)v->c[i];
+    out[i] = ox_i64(v->c[i]);
   }
   return (int)v->n;
 }
@@ -634,7 +652,7 @@ int ox_fold_binary(Imp *m, const char *op, Val *a, Val *b, VType vt) {
   for (int64_t i = 0; i < n; i++) {
     double x = ox_bc_elem(a, rank, dim, i), y = ox_bc_elem(b, rank, dim, i);
     sym |= ox_is_sym(x) || ox_is_sym(y);
-    c[i] = fold_bin(op, x, y, a->vt == VT_I32);
+    c[i] = f32_range(fold_bin(op, x, y, a->vt == VT_I32));
   }
   if (sym) return ox_unsupported(m, "arithmetic on a symbolic dimension at import time");
   return ox_const_result(m, 0, vt, rank, dim, c, n) ? 0 : -1;

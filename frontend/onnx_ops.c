@@ -218,7 +218,7 @@ static int op_trilu(Imp *m) {
   int64_t k = 0;
   if (kv) {
     if (!kv->is_const || kv->n != 1) return ox_unsupported(m, "a diagonal k computed at run time");
-    k = (int64_t)kv->c[0];
+    k = ox_i64(kv->c[0]);
   }
   int upper = (int)ox_attr_i(m, "upper", 1);
   const char *xs = ox_operand(m, x, upper ? P_ADD : 0);
@@ -707,7 +707,7 @@ static int op_reshape(Imp *m) {
       neg = k;
       t[k] = -1;
       dim[k] = DIM_UNKNOWN;
-    } else if (c < 0 || c > MAX_DIM) return ox_node_err(m, "an invalid target dimension %g", c);
+    } else if (!(c >= 0 && c <= MAX_DIM)) return ox_node_err(m, "an invalid target dimension %g", c);
     else if (c == 0) return ox_unsupported(m, "an empty result (a dimension of size 0)");
     else dim[k] = t[k] = (int64_t)c;
   }
@@ -1079,7 +1079,7 @@ static int op_gather(Imp *m) {
     int64_t pos = 0;
     for (int64_t o = 0; o < outer; o++)
       for (int64_t i = 0; i < ix->n; i++) {
-        int64_t j = (int64_t)ix->c[i];
+        int64_t j = ox_i64(ix->c[i]);
         if (j < 0) j += d;
         if (j < 0 || j >= d) return ox_node_err(m, "index %lld is out of range for %lld", (long long)ix->c[i], (long long)d);
         const_block(x, (int)ax, j, j + 1, c, &pos, o, inner);
@@ -1087,7 +1087,7 @@ static int op_gather(Imp *m) {
     return ox_const_result(m, 0, x->vt, rank, dim, c, total) ? 0 : -1;
   }
   for (int64_t i = 0; i < ix->n; i++) {
-    idx[i] = (int64_t)ix->c[i];
+    idx[i] = ox_i64(ix->c[i]);
     if (idx[i] < 0) idx[i] += d;
     if (idx[i] < 0 || idx[i] >= d) return ox_node_err(m, "index %lld is out of range for %lld", (long long)ix->c[i], (long long)d);
   }
@@ -1255,7 +1255,7 @@ static int op_constant_of_shape(Imp *m) {
   int64_t dim[MAX_RANK], n = 1;
   for (int k = 0; k < rank; k++) {
     dim[k] = ox_c_dim(s->c[k]);
-    if (!ox_is_sym(s->c[k]) && (s->c[k] < 1 || s->c[k] > MAX_DIM)) return ox_unsupported(m, "an empty or invalid shape");
+    if (!ox_is_sym(s->c[k]) && !(s->c[k] >= 1 && s->c[k] <= MAX_DIM)) return ox_unsupported(m, "an empty or invalid shape");
     if (dim[k] >= 0 && __builtin_mul_overflow(n, dim[k], &n)) return ox_node_err(m, "too many elements");
   }
   double v = 0;
@@ -1294,7 +1294,7 @@ static int op_expand(Imp *m) {
   t.rank = (int)s->n;
   for (int k = 0; k < t.rank; k++) {
     t.dim[k] = ox_c_dim(s->c[k]);
-    if (!ox_is_sym(s->c[k]) && (s->c[k] < 1 || s->c[k] > MAX_DIM)) return ox_unsupported(m, "an empty or invalid shape");
+    if (!ox_is_sym(s->c[k]) && !(s->c[k] >= 1 && s->c[k] <= MAX_DIM)) return ox_unsupported(m, "an empty or invalid shape");
   }
   Val *v[2] = {x, &t};
   int rank;
@@ -1486,7 +1486,7 @@ static int op_recurrent(Imp *m) {
   if (sl) {
     if (!sl->is_const) return ox_unsupported(m, "sequence_lens computed at run time");
     for (int64_t i = 0; i < sl->n; i++)
-      if ((int64_t)sl->c[i] != T) return ox_unsupported(m, "sequences of different lengths");
+      if (ox_i64(sl->c[i]) != T) return ox_unsupported(m, "sequences of different lengths");
   }
   const char *xs = named(m, x), *bt = ox_dim_text(m, B);
   if (!xs || !bt) return xs ? ox_unsupported(m, "a batch size unknown at import time") : -1;
@@ -1588,7 +1588,7 @@ static int op_resize(Imp *m) {
   }
   int64_t s[4];
   for (int k = 0; k < 4; k++) {
-    s[k] = (int64_t)f[k];
+    s[k] = ox_i64(f[k]);
     if ((double)s[k] != f[k] || s[k] < 1 || s[k] > 1024 || (k < 2 && s[k] != 1))
       return ox_unsupported(m, "a Resize that is not an integer upsampling of H and W");
   }
