@@ -1636,6 +1636,55 @@ static int op_sce_loss(Imp *m) {
   return ox_result(m, 0, e, prec, VT_F32, 0, NULL, 1) ? 0 : -1;
 }
 
+/* Pad in constant mode: per padded axis, concat(full(...), x, full(...)). */
+static int op_pad(Imp *m) {
+  Val *x = ox_need_in(m, 0);
+  if (!x || ox_float_operand(m, x)) return -1;
+  if (strcmp(ox_attr_s(m, "mode", "constant"), "constant")) return ox_unsupported(m, "Pad modes other than constant");
+  int64_t p[2 * MAX_RANK];
+  int n;
+  double v = 0;
+  if (m->opset < 11) {
+    n = ox_attr_ints(m, "pads", p, 2 * MAX_RANK);
+    v = ox_attr_f(m, "value", 0);
+  } else {
+    Val *pv = ox_need_in(m, 1), *cv = ox_in(m, 2);
+    if (!pv) return -1;
+    n = ox_const_ints(m, pv, "pads", p, 2 * MAX_RANK);
+    if (cv) {
+      if (!cv->is_const || cv->n != 1) return ox_unsupported(m, "a pad value computed at run time");
+      v = cv->c[0];
+    }
+    if (ox_in(m, 3)) return ox_unsupported(m, "Pad's axes input");
+  }
+  if (n < 0) return -1;
+  if (n != 2 * x->rank) return ox_node_err(m, "%d pads for rank %d", n, x->rank);
+  for (int k = 0; k < n; k++)
+    if (p[k] < 0 || p[k] > (1 << 20)) return ox_unsupported(m, "negative (cropping) or huge pads");
+  const char *e = ox_operand(m, x, 0);
+  if (!e) return -1;
+  int64_t dim[MAX_RANK];
+  memcpy(dim, x->dim, sizeof dim);
+  const char *vt = ox_num_text(m, v);
+  for (int k = 0; k < x->rank; k++) {
+    if (!p[k] && !p[k + x->rank]) continue;
+    if (dim[k] < 0) return ox_unsupported(m, "padding a symbolic dimension");
+    const char *part[2] = {"", ""};
+    for (int side = 0; side < 2; side++) {
+      int64_t d[MAX_RANK];
+      memcpy(d, dim, sizeof d);
+      d[k] = p[k + side * x->rank];
+      if (!d[k]) continue;
+      const char *sh = ox_list_text(m, d, x->rank);
+      if (!sh) return ox_unsupported(m, "padding a tensor of unknown shape");
+      part[side] = arena_printf(m->a, side ? ", full(%s, %s)" : "full(%s, %s), ", sh, vt);
+    }
+    e = arena_printf(m->a, "concat(%s%s%s, axis=%d)", part[0], e, part[1], k);
+    dim[k] += p[k] + p[k + x->rank];
+  }
+  return ox_result(m, 0, e, P_ATOM, VT_F32, x->rank, dim, 0) ? 0 : -1;
+}
+
 /* ------------------------------------------------------------ op table */
 
 typedef struct OpEntry {
@@ -1661,7 +1710,7 @@ static const OpEntry op_table[] = {
   {"ReduceMean", op_reduce}, {"ReduceSum", op_reduce}, {"ReduceMax", op_reduce}, {"ReduceMin", op_reduce},
   {"ReduceSumSquare", op_reduce}, {"ReduceL1", op_reduce}, {"ReduceL2", op_reduce}, {"ReduceLogSum", op_reduce},
   {"ReduceLogSumExp", op_reduce}, {"ArgMax", op_argmax}, {"Dropout", op_identity}, {"Identity", op_identity},
-  {"Constant", op_constant}, {"Shape", op_shape}, {"Cast", op_cast}, {"ConstantOfShape", op_constant_of_shape}, {"Resize", op_resize}, {"SoftmaxCrossEntropyLoss", op_sce_loss}, {"Upsample", op_resize}, {"Expand", op_expand},
+  {"Constant", op_constant}, {"Shape", op_shape}, {"Cast", op_cast}, {"ConstantOfShape", op_constant_of_shape}, {"Resize", op_resize}, {"Pad", op_pad}, {"SoftmaxCrossEntropyLoss", op_sce_loss}, {"Upsample", op_resize}, {"Expand", op_expand},
   {"RNN", op_recurrent}, {"GRU", op_recurrent}, {"LSTM", op_recurrent},
 };
 

@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-SUPPORTED = set("""SoftmaxCrossEntropyLoss Resize Upsample PRelu And Or Xor Trilu Size ArgMin HardSigmoid HardSwish Softsign Selu Celu ThresholdedRelu Mish Expand ConstantOfShape RNN GRU LSTM Split Add Sub Mul Div Pow Equal Less Greater LessOrEqual GreaterOrEqual Max Min Sum Mean Neg Abs Sqrt
+SUPPORTED = set("""Pad SoftmaxCrossEntropyLoss Resize Upsample PRelu And Or Xor Trilu Size ArgMin HardSigmoid HardSwish Softsign Selu Celu ThresholdedRelu Mish Expand ConstantOfShape RNN GRU LSTM Split Add Sub Mul Div Pow Equal Less Greater LessOrEqual GreaterOrEqual Max Min Sum Mean Neg Abs Sqrt
 Exp Log Relu LeakyRelu Elu Sigmoid Tanh Softplus Erf Gelu Reciprocal Clip Where Not MatMul Gemm Conv ConvTranspose
 MaxPool AveragePool GlobalAveragePool GlobalMaxPool BatchNormalization LayerNormalization Softmax LogSoftmax Reshape
 Flatten Transpose Squeeze Unsqueeze Concat Slice Gather ReduceMean ReduceSum ReduceMax ReduceMin ReduceSumSquare
@@ -41,7 +41,7 @@ STATIC_SLOTS = {"Reshape": [1], "Slice": [1, 2, 3, 4], "Squeeze": [1], "Unsqueez
                 "ReduceL2": [1], "ReduceLogSum": [1], "ReduceLogSumExp": [1], "Clip": [1, 2], "Pow": [1],
                 "Dropout": [1, 2], "BatchNormalization": [3, 4], "Split": [1], "RNN": [1, 2, 3, 4],
                 "GRU": [1, 2, 3, 4], "LSTM": [1, 2, 3, 4, 7], "Expand": [1], "ConstantOfShape": [0], "Trilu": [1],
-                "Resize": [1, 2, 3], "Upsample": [1]}
+                "Resize": [1, 2, 3], "Upsample": [1], "Pad": [1, 2, 3]}
 
 # test -> why it is expected to fail (reported, not counted as a failure)
 KNOWN = {}
