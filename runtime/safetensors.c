@@ -345,8 +345,8 @@ static int jheader(Json *j, Diag *d, const char *name, Entry **out, int *n) {
   int ne = 0, cap = 0;
   Text key = {0};
   char dtype[64];
-  int r = jexpect(j, '{');
-  if (!r && !jaccept(j, '}')) do {
+  int r = jexpect(j, '{'), empty = 0;
+  if (!r && !(empty = jaccept(j, '}'))) do {
     if ((r = jstring(j, &key) || jexpect(j, ':') ? -1 : 0)) break;
     if (!strcmp(key.p, "__metadata__")) {
       r = jskip(j, 0);
@@ -374,7 +374,7 @@ static int jheader(Json *j, Diag *d, const char *name, Entry **out, int *n) {
       r = -2;
     }
   } while (!r && jaccept(j, ','));
-  if (!r) r = jexpect(j, '}');
+  if (!r && !empty) r = jexpect(j, '}');   /* "{}": a set without tensors */
   jws(j);
   if (!r && j->p != j->end) r = jfail(j, "junk after the header object");
   free(key.p);
