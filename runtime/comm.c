@@ -1,0 +1,147 @@
+/* comm.c - the processes of a data-parallel training run (spec 11).
+ *
+ * Built with MPI (NNDC_HAVE_MPI) and started by an MPI launcher (mpirun sets
+ * OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK), comm_init joins
+ * MPI_COMM_WORLD; otherwise, and in builds without MPI, there is one process
+ * and every collective is a no-op.  Errors of MPI calls are returned
+ * (MPI_ERRORS_RETURN) and reported naming the call; a process that dies is
+ * noticed by the launcher, which ends the job (Open MPI's default) and
+ * names the rank, so no survivor waits forever in a collective.
+ *
+ * Gradients travel as one flat f32 buffer summed in buckets of at most
+ * COMM_BUCKET floats: a few large calls instead of one per param. */
+#include <stdlib.h>
+#include <string.h>
+#include "runtime.h"
+#ifdef NNDC_HAVE_MPI
+#include <mpi.h>
+#endif
+
+static int g_rank = 0, g_size = 1, g_agreed = 0;
+
+int comm_rank(void) { return g_rank; }
+int comm_size(void) { return g_size; }
+int comm_agreed_failure(void) { return g_agreed; }
+
+int comm_launched(void) {
+  return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
+}
+
+#ifdef NNDC_HAVE_MPI
+
+static int g_active = 0;   /* MPI_Init was called (and MPI_Finalize not yet) */
+
+static int mpi_check(Diag *d, int rc, const char *what) {
+  if (rc == MPI_SUCCESS) return 0;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  diag_error(d, (Loc){0}, "rank %d: %s failed: %s", g_rank, what, msg);
+  return -1;
+}
+
+int comm_init(Diag *d, int *argc, char ***argv) {
+  if (!comm_launched()) return 0;
+  int provided;
+  if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    diag_error(d, (Loc){0}, "MPI_Init failed");
+    return -1;
+  }
+  g_active = 1;
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+  return 0;
+}
+
+void comm_finalize(void) {
+  if (g_active) MPI_Finalize();
+  g_active = 0;
+}
+
+void comm_abort(int code) {
+  if (g_active && g_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+int comm_allreduce_f32(Diag *d, float *buf, int64_t n) {
+  for (int64_t at = 0; g_size > 1 && at < n; at += COMM_BUCKET) {
+    int cnt = (int)(n - at < COMM_BUCKET ? n - at : COMM_BUCKET);
+    if (mpi_check(d, MPI_Allreduce(MPI_IN_PLACE, buf + at, cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+                  "MPI_Allreduce of the gradients"))
+      return -1;
+  }
+  return 0;
+}
+
+int comm_allreduce_f64(Diag *d, double *buf, int n) {
+  if (g_size == 1 || n == 0) return 0;
+  return mpi_check(d, MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
+                   "MPI_Allreduce of the evaluation sums");
+}
+
+int comm_bcast(Diag *d, void *buf, int64_t bytes) {
+  for (int64_t at = 0; g_size > 1 && at < bytes; at += (int64_t)COMM_BUCKET * 4) {
+    int cnt = (int)(bytes - at < (int64_t)COMM_BUCKET * 4 ? bytes - at : (int64_t)COMM_BUCKET * 4);
+    if (mpi_check(d, MPI_Bcast((char *)buf + at, cnt, MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast of the state"))
+      return -1;
+  }
+  return 0;
+}
+
+int comm_allgather_u64(Diag *d, const uint64_t *mine, int n, uint64_t *all) {
+  if (g_size == 1) {
+    memcpy(all, mine, (size_t)n * sizeof *all);
+    return 0;
+  }
+  return mpi_check(d, MPI_Allgather(mine, n, MPI_UINT64_T, all, n, MPI_UINT64_T, MPI_COMM_WORLD),
+                   "MPI_Allgather of the run's description");
+}
+
+#else  /* one process */
+
+int comm_init(Diag *d, int *argc, char ***argv) {
+  (void)argc;
+  (void)argv;
+  if (comm_launched())
+    diag_warn(d, (Loc){0}, "started by an MPI launcher, but this nndc was built without MPI: "
+              "every process trains alone");
+  return 0;
+}
+void comm_finalize(void) {}
+void comm_abort(int code) { (void)code; }
+int comm_allreduce_f32(Diag *d, float *buf, int64_t n) { (void)d; (void)buf; (void)n; return 0; }
+int comm_allreduce_f64(Diag *d, double *buf, int n) { (void)d; (void)buf; (void)n; return 0; }
+int comm_bcast(Diag *d, void *buf, int64_t bytes) { (void)d; (void)buf; (void)bytes; return 0; }
+int comm_allgather_u64(Diag *d, const uint64_t *mine, int n, uint64_t *all) {
+  (void)d;
+  memcpy(all, mine, (size_t)n * sizeof *all);
+  return 0;
+}
+
+#endif
+
+/* Every rank states the same list of values (what[i] names vals[i]); the
+ * first rank whose value differs from rank 0's is reported by rank 0, and
+ * every rank fails (an agreed failure: all of them stop at this point). */
+int comm_check_same(Diag *d, const uint64_t *vals, const char *const *what, int n) {
+  if (g_size == 1) return 0;
+  uint64_t *all = malloc((size_t)n * (size_t)g_size * sizeof *all);
+  if (!all) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  if (comm_allgather_u64(d, vals, n, all)) {
+    free(all);
+    return -1;
+  }
+  int bad = 0;
+  for (int r = 1; r < g_size && !bad; r++)
+    for (int i = 0; i < n && !bad; i++)
+      if (all[(size_t)r * n + i] != all[i]) {
+        bad = 1;
+        if (g_rank == 0)
+          diag_error(d, (Loc){0}, "the processes disagree: rank %d has %s %llu, rank 0 has %llu "
+                     "(every process must train the same model on data of the same size)", r, what[i],
+                     (unsigned long long)all[(size_t)r * n + i], (unsigned long long)all[i]);
+      }
+  free(all);
+  g_agreed = bad;
+  return bad ? -1 : 0;
+}
