@@ -29,6 +29,7 @@ struct JitProgram {
   int profile;
   KernelProf *prof;    /* [nkernels] when profiling */
   double compile_s;    /* lowering + LLVM */
+  int64_t part;        /* ctx[KCTX_PART] (jit_set_part) */
 };
 
 static double now(void) {
@@ -89,6 +90,8 @@ JitProgram *jit_compile(Diag *d, Graph *g, Node *const *roots, int nroots, int t
   return p;
 }
 
+void jit_set_part(JitProgram *p, int64_t part) { p->part = part; }
+
 void jit_bind(JitProgram *p, const Node *leaf, void *data) {
   int b = p->kp->node_buf[leaf->id];
   if (b >= 0 && p->kp->bufs[b].kind == KB_LEAF) p->bufs[b] = data;
@@ -124,6 +127,7 @@ int jit_run(JitProgram *p, Diag *d, const RunCtx *c) {
   ctx[KCTX_SEED] = (int64_t)c->seed;
   ctx[KCTX_STEP] = c->step;
   ctx[KCTX_TRAINING] = c->training != 0;
+  ctx[KCTX_PART] = p->part;
   for (int i = 0; i < kp->nkernels; i++) {
     double t0 = p->profile ? now() : 0;
     run_kernel(p, i, ctx);

@@ -113,6 +113,10 @@ Engine *engine_new(Diag *d, Graph *g, Node *const *roots, int nroots, const Engi
 /* Binds an INPUT, PARAM or STATE leaf to caller memory (borrowed). */
 void  engine_bind(Engine *e, const Node *leaf, void *data);
 int   engine_run(Engine *e, Diag *d, const RunCtx *ctx);
+/* Data parallel: this process computes slice `part` of the global batch, and
+ * noise and dropout draw their element i as part * numel + i, as one process
+ * with the whole batch would (Interp.part; 0 by default). */
+void  engine_set_part(Engine *e, int64_t part);
 void *engine_value(Engine *e, const Node *n);  /* a root's or leaf's data after a run */
 /* Profile (codegen.h's KernelProf) and timing of compilation (NULL/0 for the interpreter). */
 const KernelProf *engine_profile(Engine *e, int *n);
@@ -200,6 +204,8 @@ typedef struct EpochReport {
   const double *train_metrics, *test_metrics;  /* [g->nmetrics] */
   int has_test;
   double seconds;
+  double comm_seconds;         /* several processes: time in the gradient MPI_Allreduce this epoch */
+  int64_t comm_bytes;          /* bytes each process reduces per step (0: one process) */
 } EpochReport;
 
 typedef struct TrainOpts {

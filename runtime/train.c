@@ -190,6 +190,7 @@ static void diagnose_nonfinite(Diag *d, Graph *g, float **params, const Batch *b
                                const RunCtx *ctx, double loss, int64_t epoch, int64_t batch) {
   Interp it;
   interp_init(&it, g);
+  it.part = comm_rank();   /* the same noise as the step drew */
   uint8_t *want = calloc((size_t)g->nnodes + 1, 1);
   if (!want) nndc_fatal(__FILE__, __LINE__, "out of memory");
   ir_mark_deps(g, &g->loss, 1, want);
@@ -239,6 +240,7 @@ typedef struct Stepper {
   int nupd;            /* split: optimizer updates */
   const Node **gsrc;   /* [nupd] the gradient computed for each */
   int64_t *goff;       /* [nupd] its offset in flat */
+  double comm_s;       /* seconds spent reducing flat, in all */
 } Stepper;
 
 static int is_optimizer_update(const Node *u) { return u->op != OP_RUNNING_STATS; }
@@ -309,6 +311,7 @@ static int stepper_open(Diag *d, Stepper *s, Graph *tg, ModelState *ms, const Da
   if (!rc && split) rc = stepper_split(d, s, tg, ms, eo);
   if (rc) return -1;
   bind_all(s->e, tg, ms, &s->b, 1);
+  engine_set_part(s->e, comm_rank());
   s->snapshot = calloc((size_t)tg->nparams + 1, sizeof *s->snapshot);
   if (!s->snapshot) nndc_fatal(__FILE__, __LINE__, "out of memory");
   for (int i = 0; i < tg->nparams; i++) {
@@ -345,9 +348,11 @@ static int stepper_run(Diag *d, Stepper *s, Graph *tg, const RunCtx *ctx, double
   for (int i = 0; i < tg->nmetrics; i++) s->flat[s->ngrad + 1 + i] = *(float *)engine_value(s->e, tg->metrics[i].node);
   int K = comm_size();
   if (K > 1) {
+    double t0 = now_s();
     if (comm_allreduce_f32(d, s->flat, s->nflat)) return -1;
     float inv = 1.0f / (float)K;
     for (int64_t i = 0; i < s->nflat; i++) s->flat[i] *= inv;
+    s->comm_s += now_s() - t0;
   }
   for (int i = 0; i <= tg->nmetrics; i++) out[i] = s->flat[s->ngrad + i];
   if (!isfinite(out[0])) return 0;
@@ -468,7 +473,7 @@ int rt_train(Diag *d, Graph *tg, Graph *eg, Graph *etail, ModelState *ms, const 
     if (o->shuffle) data_permutation(o->seed, ep, n, perm);
     else
       for (int64_t i = 0; i < n; i++) perm[i] = i;
-    double t0 = now_s();
+    double t0 = now_s(), c0 = s.comm_s;
     int64_t first = ep == ep0 ? b0 : 0;
     if (first == 0)
       for (int i = 0; i < ms->nsums; i++) ms->sums[i] = 0;
@@ -516,6 +521,8 @@ int rt_train(Diag *d, Graph *tg, Graph *eg, Graph *etail, ModelState *ms, const 
     r.train_metrics = metrics;
     rc = evaluate_epoch(d, eg, etail, ms, test, o, &r, test_metrics);
     r.seconds = now_s() - t0;
+    r.comm_seconds = s.comm_s - c0;
+    r.comm_bytes = K > 1 ? s.nflat * 4 : 0;
     if (!rc && o->epoch_done && rank == 0) o->epoch_done(o->user, &r);
   }
   free(perm);

@@ -1,6 +1,6 @@
 /* mpi_train.c - data-parallel training under mpirun (spec 11), end to end:
- * 2 and 3 processes train the shared MLP for 20 steps and end with the
- * params of one process with the combined batch (to 1e-5 relative);
+ * 2 and 3 processes train the shared MLP (also with dropout) for 20 steps and
+ * end with the params of one process with the combined batch (to 1e-5 relative);
  * --test evaluation shared among 2 processes equals one process's; a killed
  * process ends the job with an error naming it within seconds and leaves a
  * checkpoint that resumes; processes that disagree about the model or the
@@ -82,14 +82,16 @@ static void same_params(const char *pa, const char *pb, double tol) {
 }
 
 /* K processes with batch 24 / K against one with batch 24, 20 steps, with
- * the MLP's optimizer replaced by `opt` (NULL: its own adam). */
-static void matches_one_process(int K, const char *opt, double tol) {
+ * the MLP's optimizer replaced by `opt` (NULL: its own adam), and with
+ * dropout after its hidden layer. */
+static void matches_model(const char *src, int K, const char *opt, int dropout, double tol) {
   char *dir = util_tmpdir(), model[600];
   write_data(dir, "", 480, 1);
   int st;
   char *out;
   snprintf(model, sizeof model, "%s/m.nnd", dir);
-  out = sh(&st, "sed 's/adam(lr=0.001)/%s/' " MLP " > %s", opt ? opt : "adam(lr=0.001)", model);
+  out = sh(&st, "sed -e 's/adam(lr=0.001)/%s/' %s %s > %s", opt ? opt : "adam(lr=0.001)",
+           dropout ? "-e 's/^h = relu(x @ W1 + b1)/h = dropout(relu(x @ W1 + b1), 0.3)/'" : "", src, model);
   cr_assert_eq(st, 0);
   free(out);
 #define TRAIN "%s train %s --data x=%s/x.npy --data y=%s/y.npy --epochs 1 --threads 1"
@@ -113,14 +115,26 @@ static void matches_one_process(int K, const char *opt, double tol) {
   free(dir);
 }
 
+static void matches_one_process(int K, const char *opt, int dropout, double tol) {
+  matches_model(MLP, K, opt, dropout, tol);
+}
+
 #define SGD "sgd(lr=0.05, momentum=0.9)"
-Test(mpi, two_processes_equal_one_with_the_combined_batch, .timeout = 300) { matches_one_process(2, SGD, 1e-5); }
-Test(mpi, three_processes_equal_one_with_the_combined_batch, .timeout = 300) { matches_one_process(3, SGD, 1e-5); }
+Test(mpi, lstm_on_two_processes_equals_one, .timeout = 600) {
+  matches_model(NNDC_SHARED_DIR "/models/lstm.nnd", 2, SGD, 0, 1e-5);
+}
+Test(mpi, two_processes_equal_one_with_the_combined_batch, .timeout = 300) { matches_one_process(2, SGD, 0, 1e-5); }
+Test(mpi, three_processes_equal_one_with_the_combined_batch, .timeout = 300) { matches_one_process(3, SGD, 0, 1e-5); }
+/* dropout masks are keyed by the sample's place in the global batch */
+Test(mpi, dropout_does_not_depend_on_the_process_count, .timeout = 300) {
+  matches_one_process(2, SGD, 1, 1e-5);
+  matches_one_process(3, SGD, 1, 1e-5);
+}
 /* Adam divides each gradient element by its own running magnitude, so the
  * summation-order differences of nearly cancelling elements become
  * differences of the order of lr in their updates: measured 2e-4 of the
  * params' magnitude after 20 steps on 3 processes. */
-Test(mpi, adam_on_three_processes_is_close, .timeout = 300) { matches_one_process(3, NULL, 1e-3); }
+Test(mpi, adam_on_three_processes_is_close, .timeout = 300) { matches_one_process(3, NULL, 0, 1e-3); }
 
 /* The "| test loss ..." part of the epoch line. */
 static char *test_part(const char *out) {

@@ -242,7 +242,11 @@ static void on_epoch(void *user, const EpochReport *r) {
     printf(" | test loss %.4f", r->test_loss);
     for (int i = 0; i < s->g->nmetrics; i++) printf(" %s %.4f", s->g->metrics[i].name, r->test_metrics[i]);
   }
-  printf("  (%.1f s)\n", r->seconds);
+  if (r->comm_bytes)
+    printf("  (%.1f s; allreduce %.2f MB per step, %.2f s)\n", r->seconds, (double)r->comm_bytes / 1e6,
+           r->comm_seconds);
+  else
+    printf("  (%.1f s)\n", r->seconds);
   fflush(stdout);
 }
 
