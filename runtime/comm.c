@@ -9,7 +9,8 @@
  * names the rank, so no survivor waits forever in a collective.
  *
  * Gradients travel as one flat f32 buffer summed in buckets of at most
- * COMM_BUCKET floats: a few large calls instead of one per param. */
+ * COMM_BUCKET floats: a few large calls instead of one per param, started
+ * without waiting (MPI_Iallreduce) while the backward pass goes on. */
 #include <stdlib.h>
 #include <string.h>
 #include "runtime.h"
@@ -88,6 +89,33 @@ int comm_bcast(Diag *d, void *buf, int64_t bytes) {
   return 0;
 }
 
+static MPI_Request g_req[COMM_MAX_PENDING];
+static int g_npending = 0;
+
+int comm_start_sum_f32(Diag *d, float *buf, int64_t n) {
+  for (int64_t at = 0; g_size > 1 && at < n; at += COMM_BUCKET) {
+    int cnt = (int)(n - at < COMM_BUCKET ? n - at : COMM_BUCKET);
+    if (g_npending == COMM_MAX_PENDING && comm_wait_all(d)) return -1;
+    if (mpi_check(d, MPI_Iallreduce(MPI_IN_PLACE, buf + at, cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                                    &g_req[g_npending]), "MPI_Iallreduce of the gradients"))
+      return -1;
+    g_npending++;
+  }
+  return 0;
+}
+
+void comm_progress(void) {
+  int done;
+  if (g_npending) MPI_Testall(g_npending, g_req, &done, MPI_STATUSES_IGNORE);
+}
+
+int comm_wait_all(Diag *d) {
+  int n = g_npending;
+  g_npending = 0;
+  if (n == 0) return 0;
+  return mpi_check(d, MPI_Waitall(n, g_req, MPI_STATUSES_IGNORE), "MPI_Waitall of the gradients");
+}
+
 int comm_allgather_u64(Diag *d, const uint64_t *mine, int n, uint64_t *all) {
   if (g_size == 1) {
     memcpy(all, mine, (size_t)n * sizeof *all);
@@ -112,6 +140,9 @@ void comm_abort(int code) { (void)code; }
 int comm_allreduce_f32(Diag *d, float *buf, int64_t n) { (void)d; (void)buf; (void)n; return 0; }
 int comm_allreduce_f64(Diag *d, double *buf, int n) { (void)d; (void)buf; (void)n; return 0; }
 int comm_bcast(Diag *d, void *buf, int64_t bytes) { (void)d; (void)buf; (void)bytes; return 0; }
+int comm_start_sum_f32(Diag *d, float *buf, int64_t n) { (void)d; (void)buf; (void)n; return 0; }
+void comm_progress(void) {}
+int comm_wait_all(Diag *d) { (void)d; return 0; }
 int comm_allgather_u64(Diag *d, const uint64_t *mine, int n, uint64_t *all) {
   (void)d;
   memcpy(all, mine, (size_t)n * sizeof *all);

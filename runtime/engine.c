@@ -48,6 +48,12 @@ void engine_set_part(Engine *e, int64_t part) {
   else e->it.part = part;
 }
 
+void engine_set_hook(Engine *e, void (*after)(void *user, int kernel), void *user) {
+  if (e->jit) jit_set_hook(e->jit, after, user);
+}
+
+int engine_ready_after(Engine *e, const Node *n) { return e->jit ? jit_last_writer(e->jit, n) : -1; }
+
 void *engine_value(Engine *e, const Node *n) {
   if (e->jit) return jit_value(e->jit, n);
   return e->it.val[n->id];

@@ -117,6 +117,11 @@ int   engine_run(Engine *e, Diag *d, const RunCtx *ctx);
  * noise and dropout draw their element i as part * numel + i, as one process
  * with the whole batch would (Interp.part; 0 by default). */
 void  engine_set_part(Engine *e, int64_t part);
+/* Overlap (the JIT; the interpreter never calls it): after(user, i) runs as
+ * soon as step i of a run is done, and a root n's value is final after step
+ * engine_ready_after(e, n) (-1: only once the run is done). */
+void  engine_set_hook(Engine *e, void (*after)(void *user, int kernel), void *user);
+int   engine_ready_after(Engine *e, const Node *n);
 void *engine_value(Engine *e, const Node *n);  /* a root's or leaf's data after a run */
 /* Profile (codegen.h's KernelProf) and timing of compilation (NULL/0 for the interpreter). */
 const KernelProf *engine_profile(Engine *e, int *n);
@@ -140,6 +145,13 @@ int  comm_allreduce_f32(Diag *d, float *buf, int64_t n);     /* sum in place, in
 int  comm_allreduce_f64(Diag *d, double *buf, int n);        /* sum in place */
 int  comm_bcast(Diag *d, void *buf, int64_t bytes);          /* rank 0's bytes to every rank */
 int  comm_allgather_u64(Diag *d, const uint64_t *mine, int n, uint64_t *all);
+/* Nonblocking sums in place (MPI_Iallreduce), up to COMM_MAX_PENDING at a
+ * time: comm_start_sum_f32 starts one, comm_progress lets the pending ones
+ * advance (call it often), comm_wait_all finishes them all. */
+#define COMM_MAX_PENDING 64
+int  comm_start_sum_f32(Diag *d, float *buf, int64_t n);
+void comm_progress(void);
+int  comm_wait_all(Diag *d);
 /* Fails on every rank when a rank's vals differ from rank 0's (rank 0 reports
  * the first, naming what[i] and the rank); comm_agreed_failure() is then 1:
  * every process stops there, so none needs to abort the others. */

@@ -229,7 +229,15 @@ static void diagnose_nonfinite(Diag *d, Graph *g, float **params, const Batch *b
  * (and batch_norm's running statistics), which are copied into `flat`,
  * summed across the processes and divided by their number; `upd` then runs
  * the optimizer updates on the averaged gradients, which its gradient leaves
- * are bound to. */
+ * are bound to.
+ *
+ * Overlap: flat holds the gradients in the order the backward pass completes
+ * them (engine_ready_after), cut into buckets of about OVERLAP_BUCKET floats;
+ * the hook after each kernel copies the gradients that kernel completed and
+ * starts the reduction of every bucket that is then full, so the reduction
+ * of the last layers' gradients runs while the first layers' are computed. */
+enum { OVERLAP_BUCKET = 1 << 16 };   /* floats (256 KiB); a larger gradient has a bucket of its own */
+
 typedef struct Stepper {
   Engine *e;
   Engine *upd;         /* split: the optimizer updates (NULL: e does everything) */
@@ -240,7 +248,15 @@ typedef struct Stepper {
   int nupd;            /* split: optimizer updates */
   const Node **gsrc;   /* [nupd] the gradient computed for each */
   int64_t *goff;       /* [nupd] its offset in flat */
-  double comm_s;       /* seconds spent reducing flat, in all */
+  double comm_s;       /* seconds spent waiting for the reductions, in all */
+  int *ready;          /* [nupd] the kernel after which gsrc[j] is final (-1: after the run) */
+  int *bucket;         /* [nupd] the bucket gradient j belongs to */
+  uint8_t *sent;       /* [nupd] copied into flat this step */
+  int nbuckets;
+  int64_t *bstart, *blen;  /* [nbuckets] each bucket's floats in flat */
+  int *bcount, *bleft; /* [nbuckets] its gradients; those still to come this step */
+  Diag *d;             /* for the hook's errors */
+  int failed;          /* a reduction could not start this step */
 } Stepper;
 
 static int is_optimizer_update(const Node *u) { return u->op != OP_RUNNING_STATS; }
@@ -258,22 +274,80 @@ static int graph_is_split(const Graph *tg) {
   return 0;
 }
 
+/* Gradient j is complete: into flat, and its bucket's reduction starts when it is full. */
+static void send_grad(Stepper *s, int j) {
+  if (s->sent[j]) return;
+  s->sent[j] = 1;
+  memcpy(s->flat + s->goff[j], engine_value(s->e, s->gsrc[j]), (size_t)shape_numel(&s->gsrc[j]->shape) * 4);
+  int b = s->bucket[j];
+  if (--s->bleft[b] == 0 && comm_size() > 1 && comm_start_sum_f32(s->d, s->flat + s->bstart[b], s->blen[b]))
+    s->failed = 1;
+}
+
+static void grad_hook(void *user, int kernel) {
+  Stepper *s = user;
+  for (int j = 0; j < s->nupd; j++)
+    if (s->ready[j] == kernel) send_grad(s, j);
+  comm_progress();
+}
+
+/* Lays the gradients out in flat in the order they are completed, in buckets. */
+static void plan_buckets(Stepper *s) {
+  int *ord = malloc(((size_t)s->nupd + 1) * sizeof *ord);
+  s->bucket = calloc((size_t)s->nupd + 1, sizeof *s->bucket);
+  s->bstart = calloc((size_t)s->nupd + 1, sizeof *s->bstart);
+  s->blen = calloc((size_t)s->nupd + 1, sizeof *s->blen);
+  s->bcount = calloc((size_t)s->nupd + 1, sizeof *s->bcount);
+  s->bleft = calloc((size_t)s->nupd + 1, sizeof *s->bleft);
+  s->sent = calloc((size_t)s->nupd + 1, 1);
+  if (!ord || !s->bucket || !s->bstart || !s->blen || !s->bcount || !s->bleft || !s->sent)
+    nndc_fatal(__FILE__, __LINE__, "out of memory");
+  for (int j = 0; j < s->nupd; j++) {   /* insertion sort by readiness, -1 last */
+    int k = j;
+    for (; k > 0; k--) {
+      int a = s->ready[ord[k - 1]], b = s->ready[j];
+      if ((unsigned)a <= (unsigned)b) break;
+      ord[k] = ord[k - 1];
+    }
+    ord[k] = j;
+  }
+  int64_t at = 0;
+  s->nbuckets = 0;
+  for (int k = 0; k < s->nupd; k++) {
+    int j = ord[k], b = s->nbuckets ? s->nbuckets - 1 : 0;
+    int64_t n = shape_numel(&s->gsrc[j]->shape);
+    if (s->nbuckets == 0 || (s->blen[b] > 0 && s->blen[b] + n > OVERLAP_BUCKET)) {
+      b = s->nbuckets++;
+      s->bstart[b] = at;
+    }
+    s->goff[j] = at;
+    s->bucket[j] = b;
+    s->bcount[b]++;
+    s->blen[b] += n;
+    at += n;
+  }
+  free(ord);
+}
+
 /* The split stepper's gradient bookkeeping and its update engine. */
 static int stepper_split(Diag *d, Stepper *s, Graph *tg, ModelState *ms, const EngineOpts *eo) {
   Node **roots = malloc(((size_t)tg->nupdates + 1) * sizeof *roots);
   s->gsrc = calloc((size_t)tg->nupdates + 1, sizeof *s->gsrc);
   s->goff = calloc((size_t)tg->nupdates + 1, sizeof *s->goff);
-  if (!roots || !s->gsrc || !s->goff) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  s->ready = calloc((size_t)tg->nupdates + 1, sizeof *s->ready);
+  if (!roots || !s->gsrc || !s->goff || !s->ready) nndc_fatal(__FILE__, __LINE__, "out of memory");
   for (int i = 0; i < tg->nupdates; i++) {
     Node *u = tg->updates[i];
     if (!is_optimizer_update(u)) continue;
     int k = param_of(tg, u->in[0]);
     if (k < 0 || !tg->grads[k]) nndc_fatal(__FILE__, __LINE__, "update of a param without a gradient");
     roots[s->nupd] = u;
-    s->gsrc[s->nupd] = tg->grads[k];
-    s->goff[s->nupd++] = s->ngrad;
+    s->ready[s->nupd] = engine_ready_after(s->e, tg->grads[k]);
+    s->gsrc[s->nupd++] = tg->grads[k];
     s->ngrad += shape_numel(&u->in[1]->shape);
   }
+  plan_buckets(s);
+  s->d = d;
   s->nflat = s->ngrad + 1 + tg->nmetrics;
   s->flat = calloc((size_t)s->nflat, sizeof *s->flat);
   if (!s->flat) nndc_fatal(__FILE__, __LINE__, "out of memory");
@@ -285,6 +359,7 @@ static int stepper_split(Diag *d, Stepper *s, Graph *tg, ModelState *ms, const E
   int j = 0;
   for (int i = 0; i < tg->nupdates; i++)
     if (is_optimizer_update(tg->updates[i])) engine_bind(s->upd, tg->updates[i]->in[1], s->flat + s->goff[j++]);
+  if (comm_size() > 1) engine_set_hook(s->e, grad_hook, s);
   return 0;
 }
 
@@ -330,26 +405,38 @@ static void stepper_close(Stepper *s, const Graph *tg) {
   free(s->flat);
   free(s->gsrc);
   free(s->goff);
+  free(s->ready);
+  free(s->bucket);
+  free(s->sent);
+  free(s->bstart);
+  free(s->blen);
+  free(s->bcount);
+  free(s->bleft);
 }
 
 /* One step on the batch in s->b; the batch's loss and metrics (averaged over
  * the processes when split) into out[0 .. 1 + nmetrics).  A non-finite loss
  * is returned in out[0] with 0: the caller diagnoses it. */
 static int stepper_run(Diag *d, Stepper *s, Graph *tg, const RunCtx *ctx, double *out) {
+  if (s->upd) {   /* a new step: nothing sent yet */
+    memset(s->sent, 0, (size_t)s->nupd);
+    memcpy(s->bleft, s->bcount, (size_t)s->nbuckets * sizeof *s->bleft);
+    s->failed = 0;
+  }
   if (engine_run(s->e, d, ctx)) return -1;
   if (!s->upd) {
     out[0] = *(float *)engine_value(s->e, tg->loss);
     for (int i = 0; i < tg->nmetrics; i++) out[1 + i] = *(float *)engine_value(s->e, tg->metrics[i].node);
     return 0;
   }
-  for (int i = 0; i < s->nupd; i++)
-    memcpy(s->flat + s->goff[i], engine_value(s->e, s->gsrc[i]), (size_t)shape_numel(&s->gsrc[i]->shape) * 4);
+  for (int j = 0; j < s->nupd; j++) send_grad(s, j);   /* those no kernel completed (or no hook) */
   s->flat[s->ngrad] = *(float *)engine_value(s->e, tg->loss);
   for (int i = 0; i < tg->nmetrics; i++) s->flat[s->ngrad + 1 + i] = *(float *)engine_value(s->e, tg->metrics[i].node);
   int K = comm_size();
   if (K > 1) {
     double t0 = now_s();
-    if (comm_allreduce_f32(d, s->flat, s->nflat)) return -1;
+    if (s->failed || comm_start_sum_f32(d, s->flat + s->ngrad, s->nflat - s->ngrad) || comm_wait_all(d))
+      return -1;
     float inv = 1.0f / (float)K;
     for (int64_t i = 0; i < s->nflat; i++) s->flat[i] *= inv;
     s->comm_s += now_s() - t0;

@@ -341,3 +341,71 @@ Test(resume_cli, usage_errors) {
   cr_assert(strstr(out, ".safetensors"), "%s", out);
   free(out);
 }
+
+/* -------------------------------------------- overlap: gradients completed early */
+
+typedef struct Seen {
+  Engine *e;
+  const Graph *g;
+  int *ready;          /* [nparams] */
+  float **early;       /* [nparams] the gradient as copied by the hook */
+  int calls, last;
+} Seen;
+
+static void on_kernel(void *user, int k) {
+  Seen *s = user;
+  cr_assert_eq(k, s->last + 1, "hook out of order: %d after %d", k, s->last);
+  s->last = k;
+  s->calls++;
+  for (int i = 0; i < s->g->nparams; i++)
+    if (s->ready[i] == k)
+      memcpy(s->early[i], engine_value(s->e, s->g->grads[i]), (size_t)shape_numel(&s->g->params[i].node->shape) * 4);
+}
+
+/* engine_ready_after: a gradient copied right after the kernel it names is
+ * already the final value (what the data-parallel overlap relies on). */
+Test(resume, gradients_are_final_after_the_kernel_that_completes_them, .timeout = 120) {
+  Run r;
+  run_init(&r, OPTIM_SGD);
+  Graph *g = &r.t.g;
+  ModelState ms;
+  cr_assert_eq(model_state_init(&r.t.d, g, &ms, 7), 0);
+  Node *roots[16];
+  int n = 0;
+  roots[n++] = g->loss;
+  for (int i = 0; i < g->nparams; i++)
+    if (g->grads[i]) roots[n++] = g->grads[i];
+  EngineOpts eo = {ENGINE_JIT, 1, 0};
+  Engine *e = engine_new(&r.t.d, g, roots, n, &eo);
+  cr_assert(e, "%s", r.t.d.buf);
+  for (int i = 0; i < g->nparams; i++) engine_bind(e, g->params[i].node, ms.params[i]);
+  float xb[8 * NX];
+  int32_t yb[8];
+  memcpy(xb, r.arr[0].data, sizeof xb);
+  memcpy(yb, r.arr[1].data, sizeof yb);
+  engine_bind(e, r.in[0], xb);
+  engine_bind(e, r.in[1], yb);
+  Seen s = {e, g, calloc((size_t)g->nparams, sizeof(int)), calloc((size_t)g->nparams, sizeof(float *)), 0, -1};
+  int early = 0;
+  for (int i = 0; i < g->nparams; i++) {
+    s.ready[i] = g->grads[i] ? engine_ready_after(e, g->grads[i]) : -2;
+    s.early[i] = calloc((size_t)shape_numel(&g->params[i].node->shape), 4);
+    early += s.ready[i] >= 0;
+  }
+  cr_assert_geq(early, 4, "only %d gradients have a kernel that completes them", early);
+  engine_set_hook(e, on_kernel, &s);
+  RunCtx ctx = {7, 1, 1};
+  cr_assert_eq(engine_run(e, &r.t.d, &ctx), 0, "%s", r.t.d.buf);
+  cr_assert_gt(s.calls, 0);
+  for (int i = 0; i < g->nparams; i++) {
+    if (s.ready[i] < 0) continue;
+    cr_assert_eq(memcmp(s.early[i], engine_value(e, g->grads[i]), (size_t)shape_numel(&g->params[i].node->shape) * 4), 0,
+                 "gradient of %s changed after kernel %d", g->params[i].name, s.ready[i]);
+  }
+  for (int i = 0; i < g->nparams; i++) free(s.early[i]);
+  free(s.early);
+  free(s.ready);
+  engine_free(e);
+  model_state_free(g, &ms);
+  run_fini(&r);
+}
