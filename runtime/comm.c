@@ -6,13 +6,16 @@
  * and every collective is a no-op.  Errors of MPI calls are returned
  * (MPI_ERRORS_RETURN) and reported naming the call; a process that dies is
  * noticed by the launcher, which ends the job (Open MPI's default) and
- * names the rank, so no survivor waits forever in a collective.
+ * names the rank, so no survivor waits forever in a collective; one that
+ * hangs is caught by the training step's wait, which gives up after
+ * NNDC_MPI_TIMEOUT seconds (default 600) and aborts the job.
  *
  * Gradients travel as one flat f32 buffer summed in buckets of at most
  * COMM_BUCKET floats: a few large calls instead of one per param, started
  * without waiting (MPI_Iallreduce) while the backward pass goes on. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "runtime.h"
 #ifdef NNDC_HAVE_MPI
 #include <mpi.h>
@@ -109,11 +112,40 @@ void comm_progress(void) {
   if (g_npending) MPI_Testall(g_npending, g_req, &done, MPI_STATUSES_IGNORE);
 }
 
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Seconds a step may wait for the other processes (NNDC_MPI_TIMEOUT, default 600). */
+static double wait_limit(void) {
+  const char *s = getenv("NNDC_MPI_TIMEOUT");
+  double t = s ? strtod(s, NULL) : 0;
+  return t > 0 ? t : 600;
+}
+
+/* Polls rather than MPI_Waitall so that a process that hangs (stopped,
+ * deadlocked, swapping) ends the job after wait_limit() seconds instead of
+ * holding the others forever; spins a little, then sleeps 20 us per poll. */
 int comm_wait_all(Diag *d) {
-  int n = g_npending;
+  int n = g_npending, done = 0;
   g_npending = 0;
   if (n == 0) return 0;
-  return mpi_check(d, MPI_Waitall(n, g_req, MPI_STATUSES_IGNORE), "MPI_Waitall of the gradients");
+  double t0 = mono_s(), limit = wait_limit();
+  for (long polls = 0;; polls++) {
+    if (mpi_check(d, MPI_Testall(n, g_req, &done, MPI_STATUSES_IGNORE), "MPI_Testall of the gradients")) return -1;
+    if (done) return 0;
+    if (polls > 1000) {
+      if (mono_s() - t0 > limit) {
+        diag_error(d, (Loc){0}, "rank %d: the other processes did not take part in the gradient reduction "
+                   "for %.0f s (a process hangs?); stopping the job (NNDC_MPI_TIMEOUT sets the limit)",
+                   g_rank, limit);
+        return -1;
+      }
+      nanosleep(&(struct timespec){0, 20000}, NULL);
+    }
+  }
 }
 
 int comm_allgather_u64(Diag *d, const uint64_t *mine, int n, uint64_t *all) {

@@ -3,7 +3,7 @@
  * end with the params of one process with the combined batch (to 1e-5 relative);
  * --test evaluation shared among 2 processes equals one process's; a killed
  * process ends the job with an error naming it within seconds and leaves a
- * checkpoint that resumes; processes that disagree about the model or the
+ * checkpoint that resumes; a hung one ends it after NNDC_MPI_TIMEOUT; processes that disagree about the model or the
  * data stop at startup.  Built and registered only with MPI and without the
  * sanitizers (Open MPI's own allocations are not ours to check). */
 #include <criterion/criterion.h>
@@ -214,6 +214,49 @@ Test(mpi, killed_process_ends_the_job_and_the_checkpoint_resumes, .timeout = 300
            "--threads 1 --load ck.safetensors --resume 2>&1", dir, NNDC_BIN);
   cr_assert_eq(st, 0, "%s", out);
   cr_assert(strstr(out, "resuming after step"), "%s", out);
+  free(out);
+  waitpid(child, NULL, 0);
+  free(dir);
+}
+
+/* A process that stops answering (SIGSTOP) ends the job after NNDC_MPI_TIMEOUT. */
+Test(mpi, hung_process_ends_the_job_after_the_timeout, .timeout = 300) {
+  char *dir = util_tmpdir(), pid[600], status[600];
+  write_data(dir, "", 480, 1);
+  snprintf(pid, sizeof pid, "%s/rank1.pid", dir);
+  snprintf(status, sizeof status, "%s/job.status", dir);
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd,
+           "cd %s && NNDC_MPI_TIMEOUT=3 " MPIRUN " -x NNDC_MPI_TIMEOUT -np 2 sh -c '[ $OMPI_COMM_WORLD_RANK = 1 ] && "
+           "echo $$ > rank1.pid; exec %s train " MLP " --data x=x.npy --data y=y.npy --batch 12 --epochs 100000 "
+           "--threads 1' > job.log 2>&1; echo $? > job.status", dir, NNDC_BIN);
+  pid_t child = fork();
+  cr_assert(child >= 0);
+  if (child == 0) {
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  struct stat sb;
+  double t0 = now_s();
+  while (stat(pid, &sb) && now_s() - t0 < 120) usleep(50000);
+  sleep(2);   /* training */
+  FILE *f = fopen(pid, "r");
+  long p = 0;
+  cr_assert(f && fscanf(f, "%ld", &p) == 1);
+  fclose(f);
+  double ts = now_s();
+  cr_assert_eq(kill((pid_t)p, SIGSTOP), 0);
+  while (stat(status, &sb) && now_s() - ts < 90) usleep(50000);
+  double waited = now_s() - ts;
+  if (stat(status, &sb)) {
+    kill((pid_t)p, SIGKILL);
+    kill(child, SIGKILL);
+  }
+  cr_assert(waited < 60, "the job still ran %.0f s after rank 1 stopped", waited);
+  int st;
+  char *out = sh(&st, "cat %s/job.status; cat %s/job.log", dir, dir);
+  cr_assert(atoi(out) != 0, "the job exited 0: %s", out);
+  cr_assert(strstr(out, "did not take part in the gradient reduction for 3 s"), "%s", out);
   free(out);
   waitpid(child, NULL, 0);
   free(dir);
