@@ -89,6 +89,8 @@ typedef struct StMeta {
 int st_write_meta(Diag *d, const char *path, const NamedTensor *t, int n, const StMeta *meta, int nmeta);
 /* st_read, and the metadata's string pairs (malloc'd: st_meta_free) when meta != NULL. */
 int st_read_meta(Diag *d, const char *path, NamedTensor **out, int *n, StMeta **meta, int *nmeta);
+int st_read_mem_meta(Diag *d, const char *name, const uint8_t *buf, size_t len, NamedTensor **out, int *n,
+                     StMeta **meta, int *nmeta);
 void st_meta_free(StMeta *m, int n);
 /* Reads every tensor (F32 only); names and data malloc'd: free with st_free. */
 int st_read(Diag *d, const char *path, NamedTensor **out, int *n);

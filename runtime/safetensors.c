@@ -576,6 +576,21 @@ int st_read_mem(Diag *d, const char *name, const uint8_t *buf, size_t len, Named
   return read_mem(d, name, buf, len, out, n, NULL);
 }
 
+int st_read_mem_meta(Diag *d, const char *name, const uint8_t *buf, size_t len, NamedTensor **out, int *n,
+                     StMeta **meta, int *nmeta) {
+  MetaList ml = {0};
+  *meta = NULL;
+  *nmeta = 0;
+  int r = read_mem(d, name, buf, len, out, n, &ml);
+  if (r) {
+    st_meta_free(ml.m, ml.n);
+    return r;
+  }
+  *meta = ml.m;
+  *nmeta = ml.n;
+  return 0;
+}
+
 int st_read_meta(Diag *d, const char *path, NamedTensor **out, int *n, StMeta **meta, int *nmeta) {
   *out = NULL;
   *n = 0;
@@ -584,16 +599,9 @@ int st_read_meta(Diag *d, const char *path, NamedTensor **out, int *n, StMeta **
   size_t len;
   uint8_t *buf = rt_read_file(d, path, &len);
   if (!buf) return -1;
-  MetaList ml = {0};
-  int r = read_mem(d, path, buf, len, out, n, meta ? &ml : NULL);
+  int r = meta ? st_read_mem_meta(d, path, buf, len, out, n, meta, nmeta) : read_mem(d, path, buf, len, out, n, NULL);
   free(buf);
-  if (r || !meta) {
-    st_meta_free(ml.m, ml.n);
-    return r;
-  }
-  *meta = ml.m;
-  *nmeta = ml.n;
-  return 0;
+  return r;
 }
 
 int st_read(Diag *d, const char *path, NamedTensor **out, int *n) {
