@@ -7,8 +7,8 @@
  * (MPI_ERRORS_RETURN) and reported naming the call; a process that dies is
  * noticed by the launcher, which ends the job (Open MPI's default) and
  * names the rank, so no survivor waits forever in a collective; one that
- * hangs is caught by the training step's wait, which gives up after
- * NNDC_MPI_TIMEOUT seconds (default 600) and aborts the job.
+ * hangs is caught by the waits here (every collective is nonblocking and
+ * polled), which give up after NNDC_MPI_TIMEOUT seconds (default 600).
  *
  * Gradients travel as one flat f32 buffer summed in buckets of at most
  * COMM_BUCKET floats: a few large calls instead of one per param, started
@@ -40,7 +40,7 @@ static int mpi_check(Diag *d, int rc, const char *what) {
   char msg[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(rc, msg, &len);
-  diag_error(d, (Loc){0}, "rank %d: %s failed: %s", g_rank, what, msg);
+  diag_error(d, (Loc){0}, "rank %d: the %s failed: %s", g_rank, what, msg);
   return -1;
 }
 
@@ -67,29 +67,38 @@ void comm_abort(int code) {
   if (g_active && g_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
 }
 
-int comm_allreduce_f32(Diag *d, float *buf, int64_t n) {
-  for (int64_t at = 0; g_size > 1 && at < n; at += COMM_BUCKET) {
-    int cnt = (int)(n - at < COMM_BUCKET ? n - at : COMM_BUCKET);
-    if (mpi_check(d, MPI_Allreduce(MPI_IN_PLACE, buf + at, cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
-                  "MPI_Allreduce of the gradients"))
-      return -1;
-  }
-  return 0;
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int comm_allreduce_f64(Diag *d, double *buf, int n) {
-  if (g_size == 1 || n == 0) return 0;
-  return mpi_check(d, MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
-                   "MPI_Allreduce of the evaluation sums");
+/* Seconds a collective may wait for the other processes (NNDC_MPI_TIMEOUT, default 600). */
+static double wait_limit(void) {
+  const char *s = getenv("NNDC_MPI_TIMEOUT");
+  double t = s ? strtod(s, NULL) : 0;
+  return t > 0 ? t : 600;
 }
 
-int comm_bcast(Diag *d, void *buf, int64_t bytes) {
-  for (int64_t at = 0; g_size > 1 && at < bytes; at += (int64_t)COMM_BUCKET * 4) {
-    int cnt = (int)(bytes - at < (int64_t)COMM_BUCKET * 4 ? bytes - at : (int64_t)COMM_BUCKET * 4);
-    if (mpi_check(d, MPI_Bcast((char *)buf + at, cnt, MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast of the state"))
-      return -1;
+/* Waits for r[0..n) by polling rather than MPI_Waitall, so that a process
+ * that hangs (stopped, deadlocked, swapping) ends the job after wait_limit()
+ * seconds instead of holding the others forever; spins a little, then
+ * sleeps 20 us per poll.  Every collective of this file ends here. */
+static int timed_wait(Diag *d, int n, MPI_Request *r, const char *what) {
+  int done = 0;
+  double t0 = mono_s(), limit = wait_limit();
+  for (long polls = 0;; polls++) {
+    if (mpi_check(d, MPI_Testall(n, r, &done, MPI_STATUSES_IGNORE), what)) return -1;
+    if (done) return 0;
+    if (polls > 1000) {
+      if (mono_s() - t0 > limit) {
+        diag_error(d, (Loc){0}, "rank %d: the other processes did not take part in the %s for %.0f s "
+                   "(a process hangs?); stopping the job (NNDC_MPI_TIMEOUT sets the limit)", g_rank, what, limit);
+        return -1;
+      }
+      nanosleep(&(struct timespec){0, 20000}, NULL);
+    }
   }
-  return 0;
 }
 
 static MPI_Request g_req[COMM_MAX_PENDING];
@@ -100,7 +109,7 @@ int comm_start_sum_f32(Diag *d, float *buf, int64_t n) {
     int cnt = (int)(n - at < COMM_BUCKET ? n - at : COMM_BUCKET);
     if (g_npending == COMM_MAX_PENDING && comm_wait_all(d)) return -1;
     if (mpi_check(d, MPI_Iallreduce(MPI_IN_PLACE, buf + at, cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
-                                    &g_req[g_npending]), "MPI_Iallreduce of the gradients"))
+                                    &g_req[g_npending]), "gradient reduction"))
       return -1;
     g_npending++;
   }
@@ -112,40 +121,34 @@ void comm_progress(void) {
   if (g_npending) MPI_Testall(g_npending, g_req, &done, MPI_STATUSES_IGNORE);
 }
 
-static double mono_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Seconds a step may wait for the other processes (NNDC_MPI_TIMEOUT, default 600). */
-static double wait_limit(void) {
-  const char *s = getenv("NNDC_MPI_TIMEOUT");
-  double t = s ? strtod(s, NULL) : 0;
-  return t > 0 ? t : 600;
-}
-
-/* Polls rather than MPI_Waitall so that a process that hangs (stopped,
- * deadlocked, swapping) ends the job after wait_limit() seconds instead of
- * holding the others forever; spins a little, then sleeps 20 us per poll. */
 int comm_wait_all(Diag *d) {
-  int n = g_npending, done = 0;
+  int n = g_npending;
   g_npending = 0;
-  if (n == 0) return 0;
-  double t0 = mono_s(), limit = wait_limit();
-  for (long polls = 0;; polls++) {
-    if (mpi_check(d, MPI_Testall(n, g_req, &done, MPI_STATUSES_IGNORE), "MPI_Testall of the gradients")) return -1;
-    if (done) return 0;
-    if (polls > 1000) {
-      if (mono_s() - t0 > limit) {
-        diag_error(d, (Loc){0}, "rank %d: the other processes did not take part in the gradient reduction "
-                   "for %.0f s (a process hangs?); stopping the job (NNDC_MPI_TIMEOUT sets the limit)",
-                   g_rank, limit);
-        return -1;
-      }
-      nanosleep(&(struct timespec){0, 20000}, NULL);
-    }
+  return n ? timed_wait(d, n, g_req, "gradient reduction") : 0;
+}
+
+int comm_allreduce_f32(Diag *d, float *buf, int64_t n) {
+  return comm_start_sum_f32(d, buf, n) || comm_wait_all(d) ? -1 : 0;
+}
+
+int comm_allreduce_f64(Diag *d, double *buf, int n) {
+  if (g_size == 1 || n == 0) return 0;
+  MPI_Request r;
+  if (mpi_check(d, MPI_Iallreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &r),
+                "sum of the evaluation"))
+    return -1;
+  return timed_wait(d, 1, &r, "sum of the evaluation");
+}
+
+int comm_bcast(Diag *d, void *buf, int64_t bytes) {
+  for (int64_t at = 0; g_size > 1 && at < bytes; at += (int64_t)COMM_BUCKET * 4) {
+    int cnt = (int)(bytes - at < (int64_t)COMM_BUCKET * 4 ? bytes - at : (int64_t)COMM_BUCKET * 4);
+    MPI_Request r;
+    if (mpi_check(d, MPI_Ibcast((char *)buf + at, cnt, MPI_BYTE, 0, MPI_COMM_WORLD, &r), "broadcast of the state") ||
+        timed_wait(d, 1, &r, "broadcast of the state"))
+      return -1;
   }
+  return 0;
 }
 
 int comm_allgather_u64(Diag *d, const uint64_t *mine, int n, uint64_t *all) {
@@ -153,8 +156,11 @@ int comm_allgather_u64(Diag *d, const uint64_t *mine, int n, uint64_t *all) {
     memcpy(all, mine, (size_t)n * sizeof *all);
     return 0;
   }
-  return mpi_check(d, MPI_Allgather(mine, n, MPI_UINT64_T, all, n, MPI_UINT64_T, MPI_COMM_WORLD),
-                   "MPI_Allgather of the run's description");
+  MPI_Request r;
+  if (mpi_check(d, MPI_Iallgather(mine, n, MPI_UINT64_T, all, n, MPI_UINT64_T, MPI_COMM_WORLD, &r),
+                "startup check"))
+    return -1;
+  return timed_wait(d, 1, &r, "startup check");
 }
 
 #else  /* one process */
