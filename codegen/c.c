@@ -346,7 +346,7 @@ static void print_expr(Kp *k, const KExpr *e) {
     buf_printf(k->o, "e%d", x->temp);
     return;
   }
-  static const char *const slot[] = {"CTX_SEED", "CTX_STEP", "CTX_TRAINING", "CTX_ERR", "CTX_ERRVAL"};
+  static const char *const slot[] = {"CTX_SEED", "CTX_STEP", "CTX_TRAINING", "CTX_ERR", "CTX_ERRVAL", "CTX_PART"};
   switch (e->kind) {
   case KX_CONST:
     if (e->t == KT_F32 || e->t == KT_F64) print_float(k->o, e->f, e->t == KT_F32);
@@ -932,7 +932,7 @@ static void print_prologue(Emit *e, Buf *o) {
           e->m, e->g->model_name ? e->g->model_name : e->m, e->m);
   buf_printf(o, "#include <math.h>\n#include <stdint.h>\n#include <stddef.h>\n#include <string.h>\n"
              "#ifdef _OPENMP\n#include <omp.h>\n#endif\n#include \"%s.h\"\n\n", e->m);
-  buf_puts(o, "enum { CTX_SEED, CTX_STEP, CTX_TRAINING, CTX_ERR, CTX_ERRVAL, CTX_COUNT };\n\n");
+  buf_puts(o, "enum { CTX_SEED, CTX_STEP, CTX_TRAINING, CTX_ERR, CTX_ERRVAL, CTX_PART, CTX_COUNT };\n\n");
   buf_puts(o, "typedef void (*kernel_fn)(void **bufs, int64_t lo, int64_t hi, int64_t *ctx);\n\n");
   if (e->helpers.par)
     buf_puts(o, "/* Runs kernel k over [0, par) split across the OpenMP threads (each element\n"

@@ -23,6 +23,14 @@ typedef struct KernelProf {
 JitProgram *jit_compile(Diag *d, Graph *g, Node *const *roots, int nroots, int threads, int profile);
 void  jit_bind(JitProgram *p, const Node *leaf, void *data);     /* borrowed */
 int   jit_run(JitProgram *p, Diag *d, const RunCtx *ctx);
+/* Data parallel: noise and dropout draw element i as part * numel + i (Interp.part). */
+void  jit_set_part(JitProgram *p, int64_t part);
+/* after(user, i) runs once kernel i has run (on the calling thread), e.g. to
+ * send a gradient as soon as it is complete. */
+void  jit_set_hook(JitProgram *p, void (*after)(void *user, int kernel), void *user);
+/* The last kernel that writes node n's value (a root's: final after it), or
+ * -1 when no kernel does (a leaf, a constant). */
+int   jit_last_writer(JitProgram *p, const Node *n);
 void *jit_value(JitProgram *p, const Node *n);                   /* a root's or leaf's data */
 const KernelProf *jit_profile(JitProgram *p, int *n);
 double jit_compile_seconds(JitProgram *p);

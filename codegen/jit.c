@@ -29,6 +29,9 @@ struct JitProgram {
   int profile;
   KernelProf *prof;    /* [nkernels] when profiling */
   double compile_s;    /* lowering + LLVM */
+  int64_t part;        /* ctx[KCTX_PART] (jit_set_part) */
+  void (*after)(void *user, int kernel);   /* jit_set_hook */
+  void *user;
 };
 
 static double now(void) {
@@ -89,6 +92,29 @@ JitProgram *jit_compile(Diag *d, Graph *g, Node *const *roots, int nroots, int t
   return p;
 }
 
+void jit_set_part(JitProgram *p, int64_t part) { p->part = part; }
+
+void jit_set_hook(JitProgram *p, void (*after)(void *user, int kernel), void *user) {
+  p->after = after;
+  p->user = user;
+}
+
+static int writes_buf(const KStmt *s, int b) {
+  for (; s; s = s->next) {
+    if (s->kind == KS_STORE && s->buf == b) return 1;
+    if (s->kind == KS_TILE && s->tile->cbuf == b) return 1;
+    if ((s->kind == KS_LOOP || s->kind == KS_IF) && writes_buf(s->body, b)) return 1;
+  }
+  return 0;
+}
+
+int jit_last_writer(JitProgram *p, const Node *n) {
+  int b = p->kp->node_buf[n->id], last = -1;
+  for (int i = 0; b >= 0 && i < p->kp->nkernels; i++)
+    if (writes_buf(p->kp->kernels[i]->body, b)) last = i;
+  return last;
+}
+
 void jit_bind(JitProgram *p, const Node *leaf, void *data) {
   int b = p->kp->node_buf[leaf->id];
   if (b >= 0 && p->kp->bufs[b].kind == KB_LEAF) p->bufs[b] = data;
@@ -124,6 +150,7 @@ int jit_run(JitProgram *p, Diag *d, const RunCtx *c) {
   ctx[KCTX_SEED] = (int64_t)c->seed;
   ctx[KCTX_STEP] = c->step;
   ctx[KCTX_TRAINING] = c->training != 0;
+  ctx[KCTX_PART] = p->part;
   for (int i = 0; i < kp->nkernels; i++) {
     double t0 = p->profile ? now() : 0;
     run_kernel(p, i, ctx);
@@ -137,6 +164,7 @@ int jit_run(JitProgram *p, Diag *d, const RunCtx *c) {
                  (long long)ctx[KCTX_ERRVAL], (long long)k->errarg);
       return -1;
     }
+    if (p->after) p->after(p->user, i);
   }
   return 0;
 }

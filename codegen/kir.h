@@ -33,6 +33,7 @@ enum {
   KCTX_TRAINING,  /* RunCtx.training: 0 or 1 */
   KCTX_ERR,       /* set to 1 by KS_ERROR */
   KCTX_ERRVAL,    /* the offending value of the last KS_ERROR */
+  KCTX_PART,      /* jit_set_part: noise element offset part * numel (data parallel) */
   KCTX_COUNT
 };
 

@@ -676,6 +676,13 @@ static void lower_tril(L *l, const Node *n) {
   store(l, at, buf_of(l, n), i, sel(l, keep, load(l, buf_of(l, n->in[0]), i), cf(l, n->a.f[0])));
 }
 
+/* Element i of noise or dropout node n as drawn: part * numel(n) + i, so a
+ * process's slice of a data-parallel batch draws what one process with the
+ * whole batch would (RunCtx.part). */
+static KExpr *global_elem(L *l, const Node *n, KExpr *i) {
+  return add(l, i, muli(l, ctxv(l, KCTX_PART), numel(n)));
+}
+
 /* RAND, RANDN: element i of noise node `key` at the step in the run
  * context: u = (rng_bits(seed, rng_noise_stream(key, step), i) >> 40 +
  * 1/2) / 2^24 in (0, 1); RAND gives rng_uniform's draw (top 24 bits /
@@ -688,7 +695,7 @@ static void lower_noise(L *l, const Node *n) {
   at = loop_or_zero(l, &at, &i, numel(n), n->shape.rank ? KL_PARALLEL | KL_VECTOR : 0);
   KExpr *stream = bin(l, KB_XOR, mix(l, bin(l, KB_XOR, ci(l, n->a.i[0] * (int64_t)0x100000001B3ull), ctxv(l, KCTX_STEP))),
                       ci(l, 0xA015E));
-  KExpr *bits = mix(l, add(l, mix(l, bin(l, KB_XOR, ctxv(l, KCTX_SEED), mix(l, stream))), i));
+  KExpr *bits = mix(l, add(l, mix(l, bin(l, KB_XOR, ctxv(l, KCTX_SEED), mix(l, stream))), global_elem(l, n, i)));
   KExpr *top = cast(l, KT_F32, bin(l, KB_SHR, bits, ci(l, 40)));
   if (n->op == OP_RAND) {
     store(l, at, buf_of(l, n), i, mul(l, top, cf(l, 1.0 / 16777216.0)));
@@ -717,7 +724,7 @@ static void lower_dropout(L *l, const Node *n) {
   at = loop_or_zero(l, &at, &i, numel(n), n->shape.rank ? KL_PARALLEL | KL_VECTOR : 0);
   KExpr *stream = bin(l, KB_XOR, mix(l, bin(l, KB_XOR, ci(l, key * (int64_t)0x100000001B3ull), ctxv(l, KCTX_STEP))),
                       ci(l, 0xD50));
-  KExpr *bits = mix(l, add(l, mix(l, bin(l, KB_XOR, ctxv(l, KCTX_SEED), mix(l, stream))), i));
+  KExpr *bits = mix(l, add(l, mix(l, bin(l, KB_XOR, ctxv(l, KCTX_SEED), mix(l, stream))), global_elem(l, n, i)));
   KExpr *u = mul(l, cast(l, KT_F32, bin(l, KB_SHR, bits, ci(l, 40))), cf(l, 1.0 / 16777216.0));
   KExpr *x = load(l, buf_of(l, n->in[0]), i);
   KExpr *scaled = cast(l, KT_F32, bin(l, KB_DIV, cast(l, KT_F64, x), cd(l, 1.0 - n->a.f[0])));

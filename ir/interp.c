@@ -21,6 +21,7 @@
 void interp_init(Interp *it, const Graph *g) {
   size_t n = g->nnodes > 0 ? (size_t)g->nnodes : 1;
   it->g = g;
+  it->part = 0;
   it->val = calloc(n, sizeof(void *));
   it->owned = calloc(n, 1);
 }
@@ -87,6 +88,7 @@ typedef struct K {
   Diag *d;
   const RunCtx *ctx;
   void **val;
+  int64_t part;         /* Interp.part */
 } K;
 
 /* Kernels return 0, -1 after reporting, or OOM (reported by the driver). */
@@ -204,9 +206,10 @@ static int k_embedding_bwd(K *k) {
 /* RAND, RANDN -> y [Attr.shape]: element i of stream (seed, key, step) */
 static int k_noise(K *k) {
   uint64_t stream = rng_noise_stream((uint64_t)k->n->a.i[0], k->ctx->step);
+  uint64_t base = (uint64_t)(k->part * k->ny);
   for (int64_t i = 0; i < k->ny; i++)
-    Y[i] = k->n->op == OP_RAND ? rng_uniform(k->ctx->seed, stream, (uint64_t)i)
-                               : rng_normal_of(rng_bits(k->ctx->seed, stream, (uint64_t)i));
+    Y[i] = k->n->op == OP_RAND ? rng_uniform(k->ctx->seed, stream, base + (uint64_t)i)
+                               : rng_normal_of(rng_bits(k->ctx->seed, stream, base + (uint64_t)i));
   return 0;
 }
 
@@ -516,8 +519,9 @@ static int k_attn(K *k) {
 static int k_dropout(K *k) {
   double p = k->n->a.f[0];
   if (!k->ctx->training || p == 0) return k_copy(k);
+  uint64_t base = (uint64_t)(k->part * k->ny);
   for (int64_t i = 0; i < k->ny; i++) {
-    int keep = rng_dropout_keep(k->ctx->seed, (uint64_t)k->n->a.i[0], k->ctx->step, (uint64_t)i, (float)p);
+    int keep = rng_dropout_keep(k->ctx->seed, (uint64_t)k->n->a.i[0], k->ctx->step, base + (uint64_t)i, (float)p);
     Y[i] = keep ? (float)(X0[i] / (1.0 - p)) : 0.0f;
   }
   return 0;
@@ -690,7 +694,7 @@ static int eval_node(Interp *it, Diag *d, const Node *n, const RunCtx *ctx) {
   if (it->owned[id]) free(it->val[id]);
   it->val[id] = NULL;
   it->owned[id] = 0;
-  K k = {n, {NULL, NULL, NULL}, NULL, shape_numel(&n->shape), d, ctx, it->val};
+  K k = {n, {NULL, NULL, NULL}, NULL, shape_numel(&n->shape), d, ctx, it->val, it->part};
   for (int j = 0; j < n->nin && j < 3; j++) k.x[j] = it->val[n->in[j]->id];
   k.y = malloc(sizeof(float) * (size_t)(k.ny ? k.ny : 1));
   if (!k.y) {

@@ -203,6 +203,8 @@ typedef struct Interp {
   const Graph *g;
   void **val;        /* [nnodes] f32 or i32 data, NULL until computed */
   uint8_t *owned;    /* [nnodes] 1 if val[i] is the interpreter's */
+  int64_t part;      /* data parallel: this process's slice of the global batch; noise and
+                      * dropout draw their element i as element part * numel + i (0: one process) */
 } Interp;
 
 void interp_init(Interp *it, const Graph *g);

@@ -13,6 +13,11 @@
  * copy made before the updates (float() of an f32 tensor is one), so every
  * engine returns the values of the batch before the update (nndc.h).
  *
+ * pass_optim_split (data-parallel training, runtime/train.c) differs in one
+ * thing: each update reads its gradient from a STATE leaf "<p>.grad" that is
+ * not in g->states, so the runtime can compute g->grads, combine them across
+ * processes, bind the leaves to the result and then run the updates.
+ *
  * Requires: pass_autodiff.  Preserves every existing node.
  */
 #include <string.h>
@@ -82,9 +87,12 @@ static Node *add_state(Graph *g, Node *p, const char *slot) {
   return s;
 }
 
-static void add_update(Graph *g, int i, const Attr *a) {
+static void add_update(Graph *g, int i, const Attr *a, int split) {
   Node *p = g->params[i].node;
   Node *in[2 + 2] = {p, g->grads[i]};
+  if (split)   /* a leaf the runtime binds to the combined gradient; not optimizer state */
+    in[1] = ir_leaf(g, p->loc, OP_STATE, DT_F32, &p->shape,
+                    arena_printf(g->arena, "%s.grad", p->name ? p->name : "param"));
   const char *const *slot = slots_of(g->train.opt.kind);
   int nin = 2;
   for (; *slot; slot++) in[nin++] = add_state(g, p, *slot);
@@ -98,7 +106,7 @@ static Node *before_update(Graph *g, Node *n) {
   return x->op == OP_PARAM ? ir_un(g, OP_CAST, n) : n;
 }
 
-int pass_optim(Diag *d, Graph *g) {
+static int optim(Diag *d, Graph *g, int split) {
   Loc none = {0};
   if (!g->grads && g->nparams > 0) {
     diag_error(d, none, "pass_optim needs the gradients of pass_autodiff");
@@ -114,6 +122,9 @@ int pass_optim(Diag *d, Graph *g) {
   if (g->loss) g->loss = before_update(g, g->loss);
   Attr a = optim_attr(&g->train.opt);
   for (int i = 0; i < g->nparams; i++)
-    if (!g->params[i].node->running) add_update(g, i, &a);
+    if (!g->params[i].node->running) add_update(g, i, &a, split);
   return 0;
 }
+
+int pass_optim(Diag *d, Graph *g) { return optim(d, g, 0); }
+int pass_optim_split(Diag *d, Graph *g) { return optim(d, g, 1); }

@@ -33,6 +33,10 @@ int autodiff_has_rule(Op op);
  * initialised, named "<param>.<slot>", e.g. "W1.exp_avg") and one OPT_* update
  * node per param, in g->updates.  Returns 0 or -1. */
 int pass_optim(Diag *d, Graph *g);
+/* The same, but each optimizer update reads its gradient from a STATE leaf
+ * "<param>.grad" (not in g->states) that the caller binds: data-parallel
+ * training computes g->grads, averages them across processes, then updates. */
+int pass_optim_split(Diag *d, Graph *g);
 
 /* ------------------------------------------------------------ simplify.c */
 

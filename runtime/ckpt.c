@@ -10,11 +10,19 @@
  * temporary and leaves the previous checkpoint untouched.
  *
  * Loading reads and checks every param (presence, dtype f32, exact shape)
- * before copying any, so a failed load leaves the buffers as they were. */
+ * before copying any, so a failed load leaves the buffers as they were.
+ *
+ * A training checkpoint (.safetensors) adds the optimizer state as tensors
+ * "optim/<state name>" (a name no param can have) and the counters in the
+ * header's __metadata__: format "nndc-train-1", step, epoch, batch (steps
+ * taken in that epoch), sums (the epoch's loss and metric sums, C99 hex
+ * floats so they round-trip exactly), and the RunKey (seed, batch_size,
+ * samples, ranks, shuffle) that resuming must match. */
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +42,9 @@ int model_state_init(Diag *d, const Graph *g, ModelState *ms, uint64_t seed) {
   memset(ms, 0, sizeof *ms);
   ms->params = calloc((size_t)g->nparams + 1, sizeof *ms->params);
   ms->states = calloc((size_t)g->nstates + 1, sizeof *ms->states);
-  if (!ms->params || !ms->states) goto oom;
+  ms->nsums = 1 + g->nmetrics;
+  ms->sums = calloc((size_t)ms->nsums, sizeof *ms->sums);
+  if (!ms->params || !ms->states || !ms->sums) goto oom;
   for (int i = 0; i < g->nparams; i++) {
     const Node *p = g->params[i].node;
     ms->params[i] = malloc((size_t)numel_of(&p->shape) * sizeof(float) + 1);
@@ -57,6 +67,7 @@ void model_state_free(const Graph *g, ModelState *ms) {
   for (int i = 0; ms->states && i < g->nstates; i++) free(ms->states[i]);
   free(ms->params);
   free(ms->states);
+  free(ms->sums);
   memset(ms, 0, sizeof *ms);
 }
 
@@ -215,6 +226,7 @@ static int load_st(Diag *d, const char *path, const Graph *g, float **params) {
   for (int i = 0; i < g->nparams; i++) at[i] = -1;
   for (int k = 0; k < n; k++) {
     int i = param_index(g, t[k].name);
+    if (i < 0 && !strncmp(t[k].name, CKPT_STATE_PREFIX, strlen(CKPT_STATE_PREFIX))) continue;
     if (i < 0) diag_warn(d, (Loc){0}, "checkpoint '%s': tensor '%s' is not a param of the model; ignored", path, t[k].name);
     else at[i] = k;
   }
@@ -294,4 +306,193 @@ int ckpt_load(Diag *d, const char *path, const Graph *g, float **params) {
   if (strip_path(d, path, p)) return -1;
   if (has_suffix(p, ".safetensors")) return load_st(d, path, g, params);
   return load_dir(d, path, p, g, params);
+}
+
+/* ------------------------------------------------------ training checkpoints */
+
+#define TRAIN_FORMAT "nndc-train-1"
+
+/* The metadata pairs of a training checkpoint, formatted into buf. */
+typedef struct MetaBuf {
+  StMeta m[16];
+  char val[16][64];
+  char *sums;          /* malloc'd */
+  int n;
+} MetaBuf;
+
+static void meta_put(MetaBuf *b, const char *key, const char *fmt, long long v) {
+  snprintf(b->val[b->n], sizeof b->val[b->n], fmt, v);
+  b->m[b->n].key = (char *)key;
+  b->m[b->n].value = b->val[b->n];
+  b->n++;
+}
+
+static int meta_build(MetaBuf *b, const ModelState *ms, const RunKey *k) {
+  memset(b, 0, sizeof *b);
+  b->m[b->n].key = "format";
+  b->m[b->n++].value = TRAIN_FORMAT;
+  meta_put(b, "step", "%lld", (long long)ms->step);
+  meta_put(b, "epoch", "%lld", (long long)ms->epoch);
+  meta_put(b, "batch", "%lld", (long long)ms->batch);
+  meta_put(b, "seed", "%llu", (long long)k->seed);
+  meta_put(b, "batch_size", "%lld", (long long)k->batch);
+  meta_put(b, "samples", "%lld", (long long)k->samples);
+  meta_put(b, "ranks", "%lld", (long long)k->ranks);
+  meta_put(b, "shuffle", "%lld", (long long)k->shuffle);
+  b->sums = malloc((size_t)ms->nsums * 40 + 1);
+  if (!b->sums) return -1;
+  size_t at = 0;
+  b->sums[0] = 0;
+  for (int i = 0; i < ms->nsums; i++)
+    at += (size_t)sprintf(b->sums + at, i ? ",%a" : "%a", ms->sums[i]);
+  b->m[b->n].key = "sums";
+  b->m[b->n++].value = b->sums;
+  return 0;
+}
+
+int ckpt_save_train(Diag *d, const char *path, const Graph *g, const ModelState *ms, const RunKey *key) {
+  char p[PATH_MAX];
+  if (strip_path(d, path, p)) return -1;
+  if (!has_suffix(p, ".safetensors")) {
+    diag_error(d, (Loc){0}, "checkpoint '%s': a training checkpoint (optimizer state and counters) "
+               "needs a .safetensors path", path);
+    return -1;
+  }
+  int n = g->nparams + g->nstates;
+  NamedTensor *t = calloc((size_t)n + 1, sizeof *t);
+  char **names = calloc((size_t)g->nstates + 1, sizeof *names);
+  MetaBuf mb;
+  int r = -1;
+  if (!t || !names || meta_build(&mb, ms, key)) {
+    diag_error(d, (Loc){0}, "out of memory saving '%s'", path);
+    goto out;
+  }
+  for (int i = 0; i < g->nparams; i++)
+    t[i] = (NamedTensor){g->params[i].name, g->params[i].node->shape, ms->params[i]};
+  for (int i = 0; i < g->nstates; i++) {
+    size_t len = strlen(CKPT_STATE_PREFIX) + strlen(g->states[i].name) + 1;
+    names[i] = malloc(len);
+    if (!names[i]) nndc_fatal(__FILE__, __LINE__, "out of memory");
+    snprintf(names[i], len, "%s%s", CKPT_STATE_PREFIX, g->states[i].name);
+    t[g->nparams + i] = (NamedTensor){names[i], g->states[i].node->shape, ms->states[i]};
+  }
+  r = st_write_meta(d, p, t, n, mb.m, mb.n);
+out:
+  for (int i = 0; names && i < g->nstates; i++) free(names[i]);
+  free(names);
+  free(t);
+  if (mb.n) free(mb.sums);
+  return r;
+}
+
+static const char *meta_get(const StMeta *m, int n, const char *key) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(m[i].key, key)) return m[i].value;
+  return NULL;
+}
+
+/* An integer metadata value >= 0; -1 after reporting. */
+static int meta_int(Diag *d, const char *path, const StMeta *m, int n, const char *key, int64_t *v) {
+  const char *s = meta_get(m, n, key);
+  char *end;
+  errno = 0;
+  unsigned long long x = s ? strtoull(s, &end, 10) : 0;
+  if (!s || !*s || *end || errno || *s == '-' || x > (unsigned long long)INT64_MAX) {
+    diag_error(d, (Loc){0}, "checkpoint '%s': metadata '%s' is %s", path, key,
+               s ? "not a non-negative integer" : "missing");
+    return -1;
+  }
+  *v = (int64_t)x;
+  return 0;
+}
+
+/* The sums list: exactly ms->nsums finite hex (or decimal) floats. */
+static int meta_sums(Diag *d, const char *path, const StMeta *m, int n, double *out, int nsums) {
+  const char *s = meta_get(m, n, "sums");
+  for (int i = 0; s && i < nsums; i++) {
+    char *end;
+    out[i] = strtod(s, &end);
+    if (end == s || !isfinite(out[i]) || *end != (i + 1 < nsums ? ',' : 0)) {
+      s = NULL;
+      break;
+    }
+    s = end + (i + 1 < nsums);
+  }
+  if (!s) {
+    diag_error(d, (Loc){0}, "checkpoint '%s': metadata 'sums' is missing or does not hold %d numbers "
+               "(one per loss and metric)", path, nsums);
+    return -1;
+  }
+  return 0;
+}
+
+/* Reads the counters and key from the metadata into ms (on success only). */
+static int load_counters(Diag *d, const char *path, const StMeta *m, int n, ModelState *ms) {
+  const char *f = meta_get(m, n, "format");
+  if (!f || strcmp(f, TRAIN_FORMAT)) {
+    diag_error(d, (Loc){0}, "checkpoint '%s' is not a training checkpoint (%s); --resume needs one "
+               "written by 'nndc train --save'; load its params without --resume", path,
+               f ? "unknown format" : "no counters in its metadata");
+    return -1;
+  }
+  int64_t step, epoch, batch, seed, bs, samples, ranks, shuffle;
+  double *sums = calloc((size_t)ms->nsums, sizeof *sums);
+  if (!sums) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  if (meta_int(d, path, m, n, "step", &step) || meta_int(d, path, m, n, "epoch", &epoch) ||
+      meta_int(d, path, m, n, "batch", &batch) || meta_int(d, path, m, n, "seed", &seed) ||
+      meta_int(d, path, m, n, "batch_size", &bs) || meta_int(d, path, m, n, "samples", &samples) ||
+      meta_int(d, path, m, n, "ranks", &ranks) || meta_int(d, path, m, n, "shuffle", &shuffle) ||
+      meta_sums(d, path, m, n, sums, ms->nsums)) {
+    free(sums);
+    return -1;
+  }
+  ms->step = step;
+  ms->epoch = epoch;
+  ms->batch = batch;
+  memcpy(ms->sums, sums, (size_t)ms->nsums * sizeof *sums);
+  free(sums);
+  ms->key = (RunKey){(uint64_t)seed, bs, samples, ranks, shuffle != 0};
+  ms->resumed = 1;
+  return 0;
+}
+
+/* Finds tensor `name` (with prefix pre) in t[n]: its index, or -1 after reporting. */
+static int find_tensor(Diag *d, const char *path, const NamedTensor *t, int n, const char *pre,
+                       const Named *want, const char *what) {
+  size_t lp = strlen(pre);
+  for (int k = 0; k < n; k++)
+    if (!strncmp(t[k].name, pre, lp) && !strcmp(t[k].name + lp, want->name)) {
+      if (check_param(d, path, want, "f32", &t[k].shape)) return -1;
+      return k;
+    }
+  diag_error(d, want->node->loc, "checkpoint '%s': missing %s '%s'%s", path, what, want->name,
+             *pre ? " (a params-only checkpoint, or one of another optimizer?)" : "");
+  return -1;
+}
+
+int ckpt_load_train(Diag *d, const char *path, const Graph *g, ModelState *ms) {
+  char p[PATH_MAX];
+  if (strip_path(d, path, p)) return -1;
+  if (!has_suffix(p, ".safetensors")) {
+    diag_error(d, (Loc){0}, "checkpoint '%s': --resume needs a .safetensors training checkpoint", path);
+    return -1;
+  }
+  NamedTensor *t;
+  StMeta *m;
+  int n, nm, bad = 0;
+  if (st_read_meta(d, p, &t, &n, &m, &nm)) return -1;
+  int *pat = malloc(((size_t)g->nparams + g->nstates + 1) * sizeof *pat), *sat = pat + g->nparams;
+  if (!pat) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  for (int i = 0; i < g->nparams; i++) bad |= (pat[i] = find_tensor(d, path, t, n, "", &g->params[i], "param")) < 0;
+  for (int i = 0; i < g->nstates; i++)
+    bad |= (sat[i] = find_tensor(d, path, t, n, CKPT_STATE_PREFIX, &g->states[i], "optimizer state")) < 0;
+  if (!bad && load_counters(d, path, m, nm, ms)) bad = 1;
+  for (int i = 0; i < g->nparams && !bad; i++)
+    memcpy(ms->params[i], t[pat[i]].data, (size_t)numel_of(&t[pat[i]].shape) * sizeof(float));
+  for (int i = 0; i < g->nstates && !bad; i++)
+    memcpy(ms->states[i], t[sat[i]].data, (size_t)numel_of(&t[sat[i]].shape) * sizeof(float));
+  free(pat);
+  st_free(t, n);
+  st_meta_free(m, nm);
+  return bad ? -1 : 0;
 }

@@ -43,6 +43,17 @@ int engine_run(Engine *e, Diag *d, const RunCtx *ctx) {
   return interp_run(&e->it, d, e->want, ctx);
 }
 
+void engine_set_part(Engine *e, int64_t part) {
+  if (e->jit) jit_set_part(e->jit, part);
+  else e->it.part = part;
+}
+
+void engine_set_hook(Engine *e, void (*after)(void *user, int kernel), void *user) {
+  if (e->jit) jit_set_hook(e->jit, after, user);
+}
+
+int engine_ready_after(Engine *e, const Node *n) { return e->jit ? jit_last_writer(e->jit, n) : -1; }
+
 void *engine_value(Engine *e, const Node *n) {
   if (e->jit) return jit_value(e->jit, n);
   return e->it.val[n->id];

@@ -84,6 +84,16 @@ typedef struct NamedTensor {
   float *data;
 } NamedTensor;
 int st_write(Diag *d, const char *path, const NamedTensor *t, int n);  /* atomic */
+/* The header's "__metadata__": string keys to string values. */
+typedef struct StMeta {
+  char *key, *value;
+} StMeta;
+int st_write_meta(Diag *d, const char *path, const NamedTensor *t, int n, const StMeta *meta, int nmeta);
+/* st_read, and the metadata's string pairs (malloc'd: st_meta_free) when meta != NULL. */
+int st_read_meta(Diag *d, const char *path, NamedTensor **out, int *n, StMeta **meta, int *nmeta);
+int st_read_mem_meta(Diag *d, const char *name, const uint8_t *buf, size_t len, NamedTensor **out, int *n,
+                     StMeta **meta, int *nmeta);
+void st_meta_free(StMeta *m, int n);
 /* Reads every tensor (F32 only); names and data malloc'd: free with st_free. */
 int st_read(Diag *d, const char *path, NamedTensor **out, int *n);
 int st_read_mem(Diag *d, const char *name, const uint8_t *buf, size_t len, NamedTensor **out, int *n);
@@ -107,6 +117,15 @@ Engine *engine_new(Diag *d, Graph *g, Node *const *roots, int nroots, const Engi
 /* Binds an INPUT, PARAM or STATE leaf to caller memory (borrowed). */
 void  engine_bind(Engine *e, const Node *leaf, void *data);
 int   engine_run(Engine *e, Diag *d, const RunCtx *ctx);
+/* Data parallel: this process computes slice `part` of the global batch, and
+ * noise and dropout draw their element i as part * numel + i, as one process
+ * with the whole batch would (Interp.part; 0 by default). */
+void  engine_set_part(Engine *e, int64_t part);
+/* Overlap (the JIT; the interpreter never calls it): after(user, i) runs as
+ * soon as step i of a run is done, and a root n's value is final after step
+ * engine_ready_after(e, n) (-1: only once the run is done). */
+void  engine_set_hook(Engine *e, void (*after)(void *user, int kernel), void *user);
+int   engine_ready_after(Engine *e, const Node *n);
 void *engine_value(Engine *e, const Node *n);  /* a root's or leaf's data after a run */
 /* Profile (codegen.h's KernelProf) and timing of compilation (NULL/0 for the interpreter). */
 const KernelProf *engine_profile(Engine *e, int *n);
@@ -114,22 +133,75 @@ double engine_compile_seconds(Engine *e);
 size_t engine_peak_bytes(Engine *e);
 void  engine_free(Engine *e);
 
+/* ----------------------------------------------------------------- comm.c */
+
+/* The processes of a data-parallel run: MPI_COMM_WORLD when built with MPI
+ * and started by a launcher, else one process (every collective a no-op).
+ * Collectives return 0, or -1 after reporting. */
+#define COMM_BUCKET (1 << 22)        /* floats per MPI_Allreduce call (16 MiB) */
+int  comm_launched(void);            /* started by an MPI launcher (environment) */
+int  comm_init(Diag *d, int *argc, char ***argv);
+void comm_finalize(void);
+void comm_abort(int code);           /* MPI_Abort of the whole job (several processes) */
+int  comm_rank(void);
+int  comm_size(void);
+int  comm_allreduce_f32(Diag *d, float *buf, int64_t n);     /* sum in place, in buckets */
+int  comm_allreduce_f64(Diag *d, double *buf, int n);        /* sum in place */
+int  comm_bcast(Diag *d, void *buf, int64_t bytes);          /* rank 0's bytes to every rank */
+int  comm_allgather_u64(Diag *d, const uint64_t *mine, int n, uint64_t *all);
+/* Nonblocking sums in place (MPI_Iallreduce), up to COMM_MAX_PENDING at a
+ * time: comm_start_sum_f32 starts one, comm_progress lets the pending ones
+ * advance (call it often), comm_wait_all finishes them all. */
+#define COMM_MAX_PENDING 64
+int  comm_start_sum_f32(Diag *d, float *buf, int64_t n);
+void comm_progress(void);
+int  comm_wait_all(Diag *d);
+/* Fails on every rank when a rank's vals differ from rank 0's (rank 0 reports
+ * the first, naming what[i] and the rank); comm_agreed_failure() is then 1:
+ * every process stops there, so none needs to abort the others. */
+int  comm_check_same(Diag *d, const uint64_t *vals, const char *const *what, int n);
+int  comm_agreed_failure(void);
+
 /* ---------------------------------------------------------------- train.c */
 
-/* Model state owned by the runtime: one buffer per param and per optimizer state. */
+/* What a training run's data order depends on: a resumed run must match it. */
+typedef struct RunKey {
+  uint64_t seed;       /* shuffling and noise */
+  int64_t batch;       /* samples per step and process */
+  int64_t samples;     /* training samples */
+  int64_t ranks;       /* processes (MPI) */
+  int shuffle;
+} RunKey;
+
+/* Model state owned by the runtime: one buffer per param and per optimizer
+ * state, and where training stands (saved in a training checkpoint). */
 typedef struct ModelState {
   float **params;      /* [g->nparams] numel floats each */
   float **states;      /* [g->nstates] */
   int64_t step;        /* optimizer steps taken */
+  int64_t epoch;       /* the epoch of the last step taken (1-based; 0: none yet) */
+  int64_t batch;       /* steps taken in that epoch */
+  double *sums;        /* [nsums]: that epoch's sum of batch losses, then of each metric */
+  int nsums;           /* 1 + g->nmetrics */
+  int resumed;         /* loaded by ckpt_load_train: key holds the run it came from */
+  RunKey key;
 } ModelState;
 
 int  model_state_init(Diag *d, const Graph *g, ModelState *ms, uint64_t seed); /* params by rng_init_param, states 0 */
 void model_state_free(const Graph *g, ModelState *ms);
 /* Parameter sets: a directory of <param>.npy or one .safetensors file (by
  * suffix).  Save is atomic as a whole; load checks names, shapes and dtypes
- * (a missing or misshapen param is an error naming it, an extra one a warning). */
+ * (a missing or misshapen param is an error naming it, an extra one a warning;
+ * the optimizer state of a training checkpoint is skipped without one). */
 int ckpt_save(Diag *d, const char *path, const Graph *g, float *const *params);
 int ckpt_load(Diag *d, const char *path, const Graph *g, float **params);
+/* Training checkpoints (.safetensors only): the params, every optimizer
+ * state as "optim/<state name>", and in the metadata the counters of ms and
+ * the RunKey.  ckpt_load_train checks and loads all of it into ms (params,
+ * states, counters, key; resumed = 1), or changes nothing and reports. */
+#define CKPT_STATE_PREFIX "optim/"
+int ckpt_save_train(Diag *d, const char *path, const Graph *g, const ModelState *ms, const RunKey *key);
+int ckpt_load_train(Diag *d, const char *path, const Graph *g, ModelState *ms);
 
 /* Progress of a training run, reported after every batch. */
 typedef struct TrainProgress {
@@ -148,6 +220,8 @@ typedef struct EpochReport {
   const double *train_metrics, *test_metrics;  /* [g->nmetrics] */
   int has_test;
   double seconds;
+  double comm_seconds;         /* several processes: time in the gradient MPI_Allreduce this epoch */
+  int64_t comm_bytes;          /* bytes each process reduces per step (0: one process) */
 } EpochReport;
 
 typedef struct TrainOpts {
@@ -158,6 +232,9 @@ typedef struct TrainOpts {
   void (*progress)(void *user, const TrainProgress *p);   /* may be NULL */
   void (*epoch_done)(void *user, const EpochReport *r);   /* may be NULL */
   void *user;
+  const char *save_path;       /* training checkpoint every save_every steps (NULL: none) */
+  int64_t save_every;          /* 0: never */
+  int64_t max_steps;           /* stop once ms->step reaches it, as if interrupted (0: no limit) */
 } TrainOpts;
 
 /* Trains `tg` (built with training=1 and the train batch, after pass_autodiff
@@ -165,7 +242,10 @@ typedef struct TrainOpts {
  * batch may differ; `etail` for the last partial batch, may be NULL) on `test` after each epoch when test != NULL.  Params
  * and optimizer state live in ms.  A NaN or Inf loss stops training with an
  * error naming the first op (and its source line) that produced a
- * non-finite value.  Returns 0 or -1. */
+ * non-finite value.  When ms->resumed, training goes on after the position
+ * ms holds (step, epoch, batch, sums), which must come from a run with the
+ * same RunKey; the result is bit for bit that of an uninterrupted run.
+ * Epochs run up to o->epochs in total.  Returns 0 or -1. */
 int rt_train(Diag *d, Graph *tg, Graph *eg, Graph *etail, ModelState *ms,
              const Dataset *train, const Dataset *test, const TrainOpts *o);
 /* Evaluates loss and metrics of g (training=0) over every sample of ds,

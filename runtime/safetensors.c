@@ -2,7 +2,8 @@
  *   u64 little-endian N, N bytes of JSON, then the tensor data.
  * The JSON maps each tensor name to {"dtype", "shape", "data_offsets":
  * [begin, end]} (offsets relative to the data section); an optional
- * "__metadata__" object is skipped.
+ * "__metadata__" object maps strings to strings (training checkpoints keep
+ * their counters there); its values that are not strings are skipped.
  *
  * The reader is a strict hand-written JSON parser over hostile input: every
  * read is bounds-checked, nesting is limited, numbers are checked for
@@ -78,13 +79,23 @@ static int64_t numel_of(const Shape *s) {
   return n;
 }
 
-int st_write(Diag *d, const char *path, const NamedTensor *t, int n) {
+int st_write_meta(Diag *d, const char *path, const NamedTensor *t, int n, const StMeta *meta, int nmeta) {
   Text h = {0};
   uint64_t off = 0;
   text_put(&h, "{", 1);
+  if (nmeta > 0) {
+    text_put(&h, "\"__metadata__\":{", 16);
+    for (int i = 0; i < nmeta; i++) {
+      if (i) text_put(&h, ",", 1);
+      text_json_str(&h, meta[i].key);
+      text_put(&h, ":", 1);
+      text_json_str(&h, meta[i].value);
+    }
+    text_put(&h, "}", 1);
+  }
   for (int i = 0; i < n; i++) {
     uint64_t bytes = (uint64_t)numel_of(&t[i].shape) * 4;
-    if (i) text_put(&h, ",", 1);
+    if (i || nmeta > 0) text_put(&h, ",", 1);
     text_json_str(&h, t[i].name);
     text_printf(&h, ":{\"dtype\":\"F32\",\"shape\":[");
     for (int k = 0; k < t[i].shape.rank; k++)
@@ -119,6 +130,10 @@ int st_write(Diag *d, const char *path, const NamedTensor *t, int n) {
   free(part);
   free(len);
   return r;
+}
+
+int st_write(Diag *d, const char *path, const NamedTensor *t, int n) {
+  return st_write_meta(d, path, t, n, NULL, 0);
 }
 
 /* ------------------------------------------------------------- reading */
@@ -287,6 +302,57 @@ static int jskip(Json *j, int depth) {
   return j->p > s ? 0 : jfail(j, "unexpected character");
 }
 
+/* Metadata pairs being collected (NULL: metadata is skipped). */
+typedef struct MetaList {
+  StMeta *m;
+  int n, cap;
+} MetaList;
+
+static int meta_add(Json *j, MetaList *ml, char *key, char *value) {
+  if (ml->n == ml->cap) {
+    int cap = ml->cap ? 2 * ml->cap : 8;
+    StMeta *m = realloc(ml->m, (size_t)cap * sizeof *m);
+    if (!m) {
+      free(key);
+      free(value);
+      return jfail(j, "out of memory");
+    }
+    ml->m = m;
+    ml->cap = cap;
+  }
+  ml->m[ml->n++] = (StMeta){key, value};
+  return 0;
+}
+
+/* metadata = '{' [string ':' value {',' string ':' value}] '}'; string values
+ * are kept in ml, others skipped.  Anything but an object is skipped whole. */
+static int jmeta(Json *j, MetaList *ml) {
+  jws(j);
+  if (!ml || j->p >= j->end || *j->p != '{') return jskip(j, 0);
+  j->p++;
+  if (jaccept(j, '}')) return 0;
+  do {
+    Text k = {0}, v = {0};
+    if (jstring(j, &k) || jexpect(j, ':')) {
+      free(k.p);
+      return -1;
+    }
+    jws(j);
+    if (j->p < j->end && *j->p == '"') {
+      if (jstring(j, &v)) {
+        free(k.p);
+        free(v.p);
+        return -1;
+      }
+      if (meta_add(j, ml, k.p, v.p)) return -1;   /* it frees both on failure */
+    } else {
+      free(k.p);
+      if (jskip(j, 1)) return -1;
+    }
+  } while (jaccept(j, ','));
+  return jexpect(j, '}');
+}
+
 /* One tensor's entry as parsed, before its offsets are checked. */
 typedef struct Entry {
   char *name;
@@ -340,7 +406,7 @@ static int jentry(Json *j, Entry *e, char *dtype, size_t dcap) {
 }
 
 /* The whole header: an object of tensor entries and optional __metadata__. */
-static int jheader(Json *j, Diag *d, const char *name, Entry **out, int *n) {
+static int jheader(Json *j, Diag *d, const char *name, Entry **out, int *n, MetaList *ml) {
   Entry *e = NULL;
   int ne = 0, cap = 0;
   Text key = {0};
@@ -349,7 +415,7 @@ static int jheader(Json *j, Diag *d, const char *name, Entry **out, int *n) {
   if (!r && !(empty = jaccept(j, '}'))) do {
     if ((r = jstring(j, &key) || jexpect(j, ':') ? -1 : 0)) break;
     if (!strcmp(key.p, "__metadata__")) {
-      r = jskip(j, 0);
+      r = jmeta(j, ml);
       continue;
     }
     for (int i = 0; i < ne; i++)
@@ -468,7 +534,17 @@ oom:
   return -1;
 }
 
-int st_read_mem(Diag *d, const char *name, const uint8_t *buf, size_t len, NamedTensor **out, int *n) {
+void st_meta_free(StMeta *m, int n) {
+  if (!m) return;
+  for (int i = 0; i < n; i++) {
+    free(m[i].key);
+    free(m[i].value);
+  }
+  free(m);
+}
+
+static int read_mem(Diag *d, const char *name, const uint8_t *buf, size_t len, NamedTensor **out, int *n,
+                    MetaList *ml) {
   *out = NULL;
   *n = 0;
   if (len < 8) {
@@ -485,7 +561,7 @@ int st_read_mem(Diag *d, const char *name, const uint8_t *buf, size_t len, Named
   Json j = {(const char *)buf + 8, (const char *)buf + 8 + hl, (const char *)buf + 8, {0}};
   Entry *e;
   int ne;
-  if (jheader(&j, d, name, &e, &ne) ||
+  if (jheader(&j, d, name, &e, &ne, ml) ||
       check_offsets(d, name, e, ne, len - 8 - hl) ||
       take_tensors(d, name, e, ne, buf + 8 + hl, out)) {
     free_entries(e, ne);
@@ -496,15 +572,40 @@ int st_read_mem(Diag *d, const char *name, const uint8_t *buf, size_t len, Named
   return 0;
 }
 
-int st_read(Diag *d, const char *path, NamedTensor **out, int *n) {
+int st_read_mem(Diag *d, const char *name, const uint8_t *buf, size_t len, NamedTensor **out, int *n) {
+  return read_mem(d, name, buf, len, out, n, NULL);
+}
+
+int st_read_mem_meta(Diag *d, const char *name, const uint8_t *buf, size_t len, NamedTensor **out, int *n,
+                     StMeta **meta, int *nmeta) {
+  MetaList ml = {0};
+  *meta = NULL;
+  *nmeta = 0;
+  int r = read_mem(d, name, buf, len, out, n, &ml);
+  if (r) {
+    st_meta_free(ml.m, ml.n);
+    return r;
+  }
+  *meta = ml.m;
+  *nmeta = ml.n;
+  return 0;
+}
+
+int st_read_meta(Diag *d, const char *path, NamedTensor **out, int *n, StMeta **meta, int *nmeta) {
   *out = NULL;
   *n = 0;
+  if (meta) *meta = NULL;
+  if (nmeta) *nmeta = 0;
   size_t len;
   uint8_t *buf = rt_read_file(d, path, &len);
   if (!buf) return -1;
-  int r = st_read_mem(d, path, buf, len, out, n);
+  int r = meta ? st_read_mem_meta(d, path, buf, len, out, n, meta, nmeta) : read_mem(d, path, buf, len, out, n, NULL);
   free(buf);
   return r;
+}
+
+int st_read(Diag *d, const char *path, NamedTensor **out, int *n) {
+  return st_read_meta(d, path, out, n, NULL, NULL);
 }
 
 void st_free(NamedTensor *t, int n) {

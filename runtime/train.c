@@ -128,40 +128,58 @@ static int eval_batch(Diag *d, Eval *ev, const Dataset *ds, const int64_t *perm,
   return 0;
 }
 
+/* The batches of ds (bs samples each, the last `tail` samples on its own
+ * graph) are shared among the processes round robin; each adds the
+ * count-weighted loss and metrics of its own into sums[0..nm), and the
+ * samples it evaluated into sums[nm + 1]. */
+static int eval_share(Diag *d, Eval *ev, Graph *tail, ModelState *ms, const Dataset *ds, const EngineOpts *eo,
+                      const int64_t *perm, double *sums, int nm) {
+  int64_t bs = ev->b.size, nfull = bs > 0 ? ds->nsamples / bs : 0;
+  int rank = comm_rank(), K = comm_size();
+  int rc = 0;
+  for (int64_t j = rank; !rc && j < nfull; j += K, sums[nm + 1] += (double)bs)
+    rc = eval_batch(d, ev, ds, perm, j * bs, &sums[0], &sums[1]);
+  int64_t done = nfull * bs;
+  if (rc || !tail || done >= ds->nsamples || nfull % K != rank) return rc;
+  Eval et;
+  rc = eval_open(d, &et, tail, ms, ds, eo);
+  if (!rc && et.b.size != ds->nsamples - done) {
+    diag_error(d, (Loc){0}, "internal: tail batch %lld != %lld", (long long)et.b.size,
+               (long long)(ds->nsamples - done));
+    rc = -1;
+  }
+  if (!rc) rc = eval_batch(d, &et, ds, perm, done, &sums[0], &sums[1]);
+  if (!rc) sums[nm + 1] += (double)et.b.size;
+  if (et.e || et.b.buf) eval_close(&et);
+  return rc;
+}
+
 int rt_evaluate(Diag *d, Graph *g, Graph *tail, ModelState *ms, const Dataset *ds,
                 const EngineOpts *eo, double *loss, double *metrics) {
   int64_t *perm = malloc((size_t)ds->nsamples * sizeof *perm);
-  if (!perm) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  double *sums = calloc((size_t)g->nmetrics + 2, sizeof *sums);   /* loss, metrics, samples */
+  if (!perm || !sums) nndc_fatal(__FILE__, __LINE__, "out of memory");
   for (int64_t i = 0; i < ds->nsamples; i++) perm[i] = i;
-  *loss = 0;
-  for (int i = 0; i < g->nmetrics; i++) metrics[i] = 0;
-  Eval ev, et;
-  memset(&et, 0, sizeof et);
+  int nm = g->nmetrics;
+  Eval ev;
   int rc = eval_open(d, &ev, g, ms, ds, eo);
-  int64_t bs = ev.b.size, done = 0;
-  for (int64_t first = 0; !rc && bs > 0 && first + bs <= ds->nsamples; first += bs, done += bs)
-    rc = eval_batch(d, &ev, ds, perm, first, loss, metrics);
-  if (!rc && tail && done < ds->nsamples) {
-    rc = eval_open(d, &et, tail, ms, ds, eo);
-    if (!rc && et.b.size != ds->nsamples - done) {
-      diag_error(d, (Loc){0}, "internal: tail batch %lld != %lld", (long long)et.b.size,
-                 (long long)(ds->nsamples - done));
-      rc = -1;
-    }
-    if (!rc) rc = eval_batch(d, &et, ds, perm, done, loss, metrics);
-    if (!rc) done = ds->nsamples;
-    if (et.e || et.b.buf) eval_close(&et);
-  }
+  int64_t bs = ev.b.size;
+  if (!rc) rc = eval_share(d, &ev, tail, ms, ds, eo, perm, sums, nm);
   eval_close(&ev);
   free(perm);
+  if (!rc) rc = comm_allreduce_f64(d, sums, nm + 2);
+  double done = sums[nm + 1];
+  *loss = sums[0];
+  for (int i = 0; i < nm; i++) metrics[i] = sums[1 + i];
+  free(sums);
   if (rc) return -1;
   if (done == 0) {
     diag_error(d, (Loc){0}, "no complete batch of %lld samples in %lld test samples", (long long)bs,
                (long long)ds->nsamples);
     return -1;
   }
-  *loss /= (double)done;
-  for (int i = 0; i < g->nmetrics; i++) metrics[i] /= (double)done;
+  *loss /= done;
+  for (int i = 0; i < nm; i++) metrics[i] /= done;
   return 0;
 }
 
@@ -172,6 +190,7 @@ static void diagnose_nonfinite(Diag *d, Graph *g, float **params, const Batch *b
                                const RunCtx *ctx, double loss, int64_t epoch, int64_t batch) {
   Interp it;
   interp_init(&it, g);
+  it.part = comm_rank();   /* the same noise as the step drew */
   uint8_t *want = calloc((size_t)g->nnodes + 1, 1);
   if (!want) nndc_fatal(__FILE__, __LINE__, "out of memory");
   ir_mark_deps(g, &g->loss, 1, want);
@@ -204,22 +223,159 @@ static void diagnose_nonfinite(Diag *d, Graph *g, float **params, const Batch *b
   free(want);
 }
 
-/* The training step engine and what it needs per batch. */
+/* The training step engine and what it needs per batch.  One process runs
+ * the whole step graph (pass_optim) as one program.  A graph made by
+ * pass_optim_split runs in two: `e` computes the loss, metrics and gradients
+ * (and batch_norm's running statistics), which are copied into `flat`,
+ * summed across the processes and divided by their number; `upd` then runs
+ * the optimizer updates on the averaged gradients, which its gradient leaves
+ * are bound to.
+ *
+ * Overlap: flat holds the gradients in the order the backward pass completes
+ * them (engine_ready_after), cut into buckets of about OVERLAP_BUCKET floats;
+ * the hook after each kernel copies the gradients that kernel completed and
+ * starts the reduction of every bucket that is then full, so the reduction
+ * of the last layers' gradients runs while the first layers' are computed. */
+enum { OVERLAP_BUCKET = 1 << 16 };   /* floats (256 KiB); a larger gradient has a bucket of its own */
+
 typedef struct Stepper {
   Engine *e;
+  Engine *upd;         /* split: the optimizer updates (NULL: e does everything) */
   Batch b;
   float **snapshot;    /* [nparams] params before the step, for diagnosis */
+  float *flat;         /* split: [nflat] the gradients, then the loss and each metric */
+  int64_t nflat, ngrad;/* ngrad: floats of gradients in flat */
+  int nupd;            /* split: optimizer updates */
+  const Node **gsrc;   /* [nupd] the gradient computed for each */
+  int64_t *goff;       /* [nupd] its offset in flat */
+  double comm_s;       /* seconds spent waiting for the reductions, in all */
+  int *ready;          /* [nupd] the kernel after which gsrc[j] is final (-1: after the run) */
+  int *bucket;         /* [nupd] the bucket gradient j belongs to */
+  uint8_t *sent;       /* [nupd] copied into flat this step */
+  int nbuckets;
+  int64_t *bstart, *blen;  /* [nbuckets] each bucket's floats in flat */
+  int *bcount, *bleft; /* [nbuckets] its gradients; those still to come this step */
+  Diag *d;             /* for the hook's errors */
+  int failed;          /* a reduction could not start this step */
 } Stepper;
+
+static int is_optimizer_update(const Node *u) { return u->op != OP_RUNNING_STATS; }
+
+static int param_of(const Graph *g, const Node *p) {
+  for (int i = 0; i < g->nparams; i++)
+    if (g->params[i].node == p) return i;
+  return -1;
+}
+
+/* Whether tg came from pass_optim_split (its updates read gradient leaves). */
+static int graph_is_split(const Graph *tg) {
+  for (int i = 0; i < tg->nupdates; i++)
+    if (is_optimizer_update(tg->updates[i])) return tg->updates[i]->in[1]->op == OP_STATE;
+  return 0;
+}
+
+/* Gradient j is complete: into flat, and its bucket's reduction starts when it is full. */
+static void send_grad(Stepper *s, int j) {
+  if (s->sent[j]) return;
+  s->sent[j] = 1;
+  memcpy(s->flat + s->goff[j], engine_value(s->e, s->gsrc[j]), (size_t)shape_numel(&s->gsrc[j]->shape) * 4);
+  int b = s->bucket[j];
+  if (--s->bleft[b] == 0 && comm_size() > 1 && comm_start_sum_f32(s->d, s->flat + s->bstart[b], s->blen[b]))
+    s->failed = 1;
+}
+
+static void grad_hook(void *user, int kernel) {
+  Stepper *s = user;
+  for (int j = 0; j < s->nupd; j++)
+    if (s->ready[j] == kernel) send_grad(s, j);
+  comm_progress();
+}
+
+/* Lays the gradients out in flat in the order they are completed, in buckets. */
+static void plan_buckets(Stepper *s) {
+  int *ord = malloc(((size_t)s->nupd + 1) * sizeof *ord);
+  s->bucket = calloc((size_t)s->nupd + 1, sizeof *s->bucket);
+  s->bstart = calloc((size_t)s->nupd + 1, sizeof *s->bstart);
+  s->blen = calloc((size_t)s->nupd + 1, sizeof *s->blen);
+  s->bcount = calloc((size_t)s->nupd + 1, sizeof *s->bcount);
+  s->bleft = calloc((size_t)s->nupd + 1, sizeof *s->bleft);
+  s->sent = calloc((size_t)s->nupd + 1, 1);
+  if (!ord || !s->bucket || !s->bstart || !s->blen || !s->bcount || !s->bleft || !s->sent)
+    nndc_fatal(__FILE__, __LINE__, "out of memory");
+  for (int j = 0; j < s->nupd; j++) {   /* insertion sort by readiness, -1 last */
+    int k = j;
+    for (; k > 0; k--) {
+      int a = s->ready[ord[k - 1]], b = s->ready[j];
+      if ((unsigned)a <= (unsigned)b) break;
+      ord[k] = ord[k - 1];
+    }
+    ord[k] = j;
+  }
+  int64_t at = 0;
+  s->nbuckets = 0;
+  for (int k = 0; k < s->nupd; k++) {
+    int j = ord[k], b = s->nbuckets ? s->nbuckets - 1 : 0;
+    int64_t n = shape_numel(&s->gsrc[j]->shape);
+    if (s->nbuckets == 0 || (s->blen[b] > 0 && s->blen[b] + n > OVERLAP_BUCKET)) {
+      b = s->nbuckets++;
+      s->bstart[b] = at;
+    }
+    s->goff[j] = at;
+    s->bucket[j] = b;
+    s->bcount[b]++;
+    s->blen[b] += n;
+    at += n;
+  }
+  free(ord);
+}
+
+/* The split stepper's gradient bookkeeping and its update engine. */
+static int stepper_split(Diag *d, Stepper *s, Graph *tg, ModelState *ms, const EngineOpts *eo) {
+  Node **roots = malloc(((size_t)tg->nupdates + 1) * sizeof *roots);
+  s->gsrc = calloc((size_t)tg->nupdates + 1, sizeof *s->gsrc);
+  s->goff = calloc((size_t)tg->nupdates + 1, sizeof *s->goff);
+  s->ready = calloc((size_t)tg->nupdates + 1, sizeof *s->ready);
+  if (!roots || !s->gsrc || !s->goff || !s->ready) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  for (int i = 0; i < tg->nupdates; i++) {
+    Node *u = tg->updates[i];
+    if (!is_optimizer_update(u)) continue;
+    int k = param_of(tg, u->in[0]);
+    if (k < 0 || !tg->grads[k]) nndc_fatal(__FILE__, __LINE__, "update of a param without a gradient");
+    roots[s->nupd] = u;
+    s->ready[s->nupd] = engine_ready_after(s->e, tg->grads[k]);
+    s->gsrc[s->nupd++] = tg->grads[k];
+    s->ngrad += shape_numel(&u->in[1]->shape);
+  }
+  plan_buckets(s);
+  s->d = d;
+  s->nflat = s->ngrad + 1 + tg->nmetrics;
+  s->flat = calloc((size_t)s->nflat, sizeof *s->flat);
+  if (!s->flat) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  s->upd = engine_new(d, tg, roots, s->nupd, eo);
+  free(roots);
+  if (!s->upd) return -1;
+  for (int i = 0; i < tg->nparams; i++) engine_bind(s->upd, tg->params[i].node, ms->params[i]);
+  for (int i = 0; i < tg->nstates; i++) engine_bind(s->upd, tg->states[i].node, ms->states[i]);
+  int j = 0;
+  for (int i = 0; i < tg->nupdates; i++)
+    if (is_optimizer_update(tg->updates[i])) engine_bind(s->upd, tg->updates[i]->in[1], s->flat + s->goff[j++]);
+  if (comm_size() > 1) engine_set_hook(s->e, grad_hook, s);
+  return 0;
+}
 
 static int stepper_open(Diag *d, Stepper *s, Graph *tg, ModelState *ms, const Dataset *ds,
                         const EngineOpts *eo) {
   memset(s, 0, sizeof *s);
-  int n = 0, cap = 1 + tg->nmetrics + tg->nupdates;
+  int split = graph_is_split(tg);
+  int n = 0, cap = 1 + tg->nmetrics + tg->nupdates + tg->nparams;
   Node **roots = malloc((size_t)cap * sizeof *roots);
   if (!roots) nndc_fatal(__FILE__, __LINE__, "out of memory");
   roots[n++] = tg->loss;
   for (int i = 0; i < tg->nmetrics; i++) roots[n++] = tg->metrics[i].node;
-  for (int i = 0; i < tg->nupdates; i++) roots[n++] = tg->updates[i];
+  for (int i = 0; i < tg->nupdates; i++)
+    if (!split || !is_optimizer_update(tg->updates[i])) roots[n++] = tg->updates[i];
+  for (int i = 0; split && i < tg->nupdates; i++)
+    if (is_optimizer_update(tg->updates[i])) roots[n++] = tg->grads[param_of(tg, tg->updates[i]->in[0])];
   int rc = batch_init(d, &s->b, tg, ds);
   if (!rc) rc = check_fed(d, tg, roots, n, &s->b);
   if (!rc) {
@@ -227,8 +383,10 @@ static int stepper_open(Diag *d, Stepper *s, Graph *tg, ModelState *ms, const Da
     rc = s->e ? 0 : -1;
   }
   free(roots);
+  if (!rc && split) rc = stepper_split(d, s, tg, ms, eo);
   if (rc) return -1;
   bind_all(s->e, tg, ms, &s->b, 1);
+  engine_set_part(s->e, comm_rank());
   s->snapshot = calloc((size_t)tg->nparams + 1, sizeof *s->snapshot);
   if (!s->snapshot) nndc_fatal(__FILE__, __LINE__, "out of memory");
   for (int i = 0; i < tg->nparams; i++) {
@@ -240,9 +398,52 @@ static int stepper_open(Diag *d, Stepper *s, Graph *tg, ModelState *ms, const Da
 
 static void stepper_close(Stepper *s, const Graph *tg) {
   engine_free(s->e);
+  engine_free(s->upd);
   batch_free(&s->b);
   for (int i = 0; s->snapshot && i < tg->nparams; i++) free(s->snapshot[i]);
   free(s->snapshot);
+  free(s->flat);
+  free(s->gsrc);
+  free(s->goff);
+  free(s->ready);
+  free(s->bucket);
+  free(s->sent);
+  free(s->bstart);
+  free(s->blen);
+  free(s->bcount);
+  free(s->bleft);
+}
+
+/* One step on the batch in s->b; the batch's loss and metrics (averaged over
+ * the processes when split) into out[0 .. 1 + nmetrics).  A non-finite loss
+ * is returned in out[0] with 0: the caller diagnoses it. */
+static int stepper_run(Diag *d, Stepper *s, Graph *tg, const RunCtx *ctx, double *out) {
+  if (s->upd) {   /* a new step: nothing sent yet */
+    memset(s->sent, 0, (size_t)s->nupd);
+    memcpy(s->bleft, s->bcount, (size_t)s->nbuckets * sizeof *s->bleft);
+    s->failed = 0;
+  }
+  if (engine_run(s->e, d, ctx)) return -1;
+  if (!s->upd) {
+    out[0] = *(float *)engine_value(s->e, tg->loss);
+    for (int i = 0; i < tg->nmetrics; i++) out[1 + i] = *(float *)engine_value(s->e, tg->metrics[i].node);
+    return 0;
+  }
+  for (int j = 0; j < s->nupd; j++) send_grad(s, j);   /* those no kernel completed (or no hook) */
+  s->flat[s->ngrad] = *(float *)engine_value(s->e, tg->loss);
+  for (int i = 0; i < tg->nmetrics; i++) s->flat[s->ngrad + 1 + i] = *(float *)engine_value(s->e, tg->metrics[i].node);
+  int K = comm_size();
+  if (K > 1) {
+    double t0 = now_s();
+    if (s->failed || comm_start_sum_f32(d, s->flat + s->ngrad, s->nflat - s->ngrad) || comm_wait_all(d))
+      return -1;
+    float inv = 1.0f / (float)K;
+    for (int64_t i = 0; i < s->nflat; i++) s->flat[i] *= inv;
+    s->comm_s += now_s() - t0;
+  }
+  for (int i = 0; i <= tg->nmetrics; i++) out[i] = s->flat[s->ngrad + i];
+  if (!isfinite(out[0])) return 0;
+  return engine_run(s->upd, d, ctx);
 }
 
 static int evaluate_epoch(Diag *d, Graph *eg, Graph *etail, ModelState *ms, const Dataset *test,
@@ -253,10 +454,74 @@ static int evaluate_epoch(Diag *d, Graph *eg, Graph *etail, ModelState *ms, cons
   return rt_evaluate(d, eg, etail, ms, test, &o->engine, &r->test_loss, test_metrics);
 }
 
+/* FNV-1a over the graph's structure: ops, types, shapes, operands and
+ * attributes of every node, and the names of params (processes must agree). */
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  const uint8_t *b = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+  return h;
+}
+
+static uint64_t graph_hash(const Graph *g) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *n = g->nodes[i];
+    int64_t v[4 + MAX_RANK] = {n->op, n->dt, n->shape.rank, n->nin};
+    for (int k = 0; k < n->shape.rank; k++) v[4 + k] = n->shape.dim[k];
+    h = fnv(h, v, sizeof v);
+    for (int k = 0; k < n->nin; k++) h = fnv(h, &n->in[k]->id, sizeof n->in[k]->id);
+    h = fnv(h, n->a.i, sizeof n->a.i);
+    h = fnv(h, n->a.f, sizeof n->a.f);
+    if (n->name) h = fnv(h, n->name, strlen(n->name));
+  }
+  return h;
+}
+
+/* Every process must train the same model on data of the same size; then
+ * they all start from rank 0's params, optimizer state and position. */
+static int sync_processes(Diag *d, const Graph *tg, ModelState *ms, const Dataset *train, const Dataset *test,
+                          int64_t bs) {
+  if (comm_size() == 1) return 0;
+  uint64_t v[4] = {graph_hash(tg), (uint64_t)train->nsamples, (uint64_t)bs, test ? (uint64_t)test->nsamples : 0};
+  static const char *const what[4] = {"a model of graph hash", "training samples", "batch", "test samples"};
+  if (comm_check_same(d, v, what, 4)) return -1;
+  for (int i = 0; i < tg->nparams; i++)
+    if (comm_bcast(d, ms->params[i], shape_numel(&tg->params[i].node->shape) * 4)) return -1;
+  for (int i = 0; i < tg->nstates; i++)
+    if (comm_bcast(d, ms->states[i], shape_numel(&tg->states[i].node->shape) * 4)) return -1;
+  int64_t c[9] = {ms->step, ms->epoch, ms->batch, ms->resumed, (int64_t)ms->key.seed, ms->key.batch,
+                  ms->key.samples, ms->key.ranks, ms->key.shuffle};
+  if (comm_bcast(d, c, sizeof c) || comm_bcast(d, ms->sums, (int64_t)ms->nsums * 8)) return -1;
+  ms->step = c[0], ms->epoch = c[1], ms->batch = c[2], ms->resumed = (int)c[3];
+  ms->key = (RunKey){(uint64_t)c[4], c[5], c[6], c[7], (int)c[8]};
+  return 0;
+}
+
+/* A resumed run must order its data as the run it continues did. */
+static int check_key(Diag *d, const RunKey *was, const RunKey *now) {
+  const char *what = was->seed != now->seed ? "seed" : was->batch != now->batch ? "batch"
+                   : was->samples != now->samples ? "number of training samples"
+                   : was->ranks != now->ranks ? "number of processes"
+                   : was->shuffle != now->shuffle ? "shuffling" : NULL;
+  if (!what) return 0;
+  diag_error(d, (Loc){0}, "--resume: the checkpoint's run had another %s (seed %llu, batch %lld, %lld samples, "
+             "%lld processes, shuffle %s; this run: seed %llu, batch %lld, %lld samples, %lld processes, "
+             "shuffle %s); continue it with the same settings", what, (unsigned long long)was->seed,
+             (long long)was->batch, (long long)was->samples, (long long)was->ranks, was->shuffle ? "on" : "off",
+             (unsigned long long)now->seed, (long long)now->batch, (long long)now->samples, (long long)now->ranks,
+             now->shuffle ? "on" : "off");
+  return -1;
+}
+
 int rt_train(Diag *d, Graph *tg, Graph *eg, Graph *etail, ModelState *ms, const Dataset *train,
              const Dataset *test, const TrainOpts *o) {
   if (!tg->loss || !tg->grads || !tg->updates) {
     diag_error(d, (Loc){0}, "the model has no loss to train");
+    return -1;
+  }
+  int K = comm_size(), rank = comm_rank();
+  if (K > 1 && !graph_is_split(tg) && tg->nupdates > 0) {
+    diag_error(d, (Loc){0}, "internal: training on %d processes needs a graph from pass_optim_split", K);
     return -1;
   }
   Stepper s;
@@ -264,63 +529,91 @@ int rt_train(Diag *d, Graph *tg, Graph *eg, Graph *etail, ModelState *ms, const 
     stepper_close(&s, tg);
     return -1;
   }
-  int64_t bs = s.b.size, n = train->nsamples, nb = bs > 0 ? n / bs : 0;
-  if (nb == 0) {
-    diag_error(d, tg->inputs[0].node->loc, "%lld training samples make no complete batch of %lld",
-               (long long)n, (long long)bs);
+  int64_t bs = s.b.size, gb = bs * K, n = train->nsamples, nb = gb > 0 ? n / gb : 0;
+  RunKey key = {o->seed, bs, n, K, o->shuffle};
+  if (sync_processes(d, tg, ms, train, test, bs) || (ms->resumed && check_key(d, &ms->key, &key))) {
     stepper_close(&s, tg);
     return -1;
   }
+  ms->key = key;   /* the run that makes the state from here on */
+  if (nb == 0) {
+    diag_error(d, tg->inputs[0].node->loc, "%lld training samples make no complete batch of %lld%s",
+               (long long)n, (long long)gb, K > 1 ? " (the batch times the processes)" : "");
+    stepper_close(&s, tg);
+    return -1;
+  }
+  int64_t ep0 = 1, b0 = 0;
+  if (ms->resumed && ms->epoch > 0) {
+    ep0 = ms->epoch, b0 = ms->batch;
+    if (b0 >= nb) ep0++, b0 = 0;
+  }
+  int nm = tg->nmetrics;
   int64_t *perm = malloc((size_t)n * sizeof *perm);
-  double *metrics = calloc((size_t)tg->nmetrics + 1, sizeof *metrics);
-  double *test_metrics = calloc((size_t)tg->nmetrics + 1, sizeof *test_metrics);
-  if (!perm || !metrics || !test_metrics) nndc_fatal(__FILE__, __LINE__, "out of memory");
-  int rc = 0;
+  double *vals = calloc((size_t)nm + 1, sizeof *vals);
+  double *metrics = calloc((size_t)nm + 1, sizeof *metrics);
+  double *test_metrics = calloc((size_t)nm + 1, sizeof *test_metrics);
+  if (!perm || !vals || !metrics || !test_metrics) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  int rc = 0, stop = 0;
   double t_start = now_s();
-  for (int64_t ep = 1; ep <= o->epochs && !rc; ep++) {
+  int64_t steps0 = ms->step;
+  for (int64_t ep = ep0; ep <= o->epochs && !rc && !stop; ep++) {
     if (o->shuffle) data_permutation(o->seed, ep, n, perm);
     else
       for (int64_t i = 0; i < n; i++) perm[i] = i;
-    double t0 = now_s(), loss_sum = 0;
-    for (int i = 0; i < tg->nmetrics; i++) metrics[i] = 0;
-    for (int64_t bi = 0; bi < nb && !rc; bi++) {
-      batch_fill(&s.b, train, perm, bi * bs);
+    double t0 = now_s(), c0 = s.comm_s;
+    int64_t first = ep == ep0 ? b0 : 0;
+    if (first == 0)
+      for (int i = 0; i < ms->nsums; i++) ms->sums[i] = 0;
+    for (int64_t bi = first; bi < nb && !rc; bi++) {
+      if (o->max_steps > 0 && ms->step >= o->max_steps) {
+        stop = 1;
+        break;
+      }
+      batch_fill(&s.b, train, perm, bi * gb + rank * bs);
       for (int i = 0; i < tg->nparams; i++)
         memcpy(s.snapshot[i], ms->params[i], (size_t)shape_numel(&tg->params[i].node->shape) * 4);
       RunCtx ctx = {o->seed, ms->step + 1, 1};
-      if (engine_run(s.e, d, &ctx)) {
+      if (stepper_run(d, &s, tg, &ctx, vals)) {
+        rc = -1;
+        break;
+      }
+      if (!isfinite(vals[0])) {
+        diagnose_nonfinite(d, tg, s.snapshot, &s.b, &ctx, vals[0], ep, bi + 1);
         rc = -1;
         break;
       }
       ms->step++;
-      double loss = *(float *)engine_value(s.e, tg->loss);
-      if (!isfinite(loss)) {
-        diagnose_nonfinite(d, tg, s.snapshot, &s.b, &ctx, loss, ep, bi + 1);
+      ms->epoch = ep;
+      ms->batch = bi + 1;
+      for (int i = 0; i <= nm; i++) ms->sums[i] += vals[i];
+      if (o->save_path && o->save_every > 0 && ms->step % o->save_every == 0 && rank == 0 &&
+          ckpt_save_train(d, o->save_path, tg, ms, &key)) {
         rc = -1;
         break;
       }
-      loss_sum += loss;
-      for (int i = 0; i < tg->nmetrics; i++) metrics[i] += *(float *)engine_value(s.e, tg->metrics[i].node);
-      if (o->progress) {
+      if (o->progress && rank == 0) {
         double el = now_s() - t0, tot = now_s() - t_start;
-        double done = (double)((ep - 1) * nb + bi + 1), all = (double)(o->epochs * nb);
-        TrainProgress p = {ep, o->epochs, bi + 1, nb, loss_sum / (double)(bi + 1),
-                           el > 0 ? (double)((bi + 1) * bs) / el : 0, tot / done * (all - done)};
+        double done = (double)(ms->step - steps0), left = (double)(o->epochs * nb - ms->step);
+        TrainProgress p = {ep, o->epochs, bi + 1, nb, ms->sums[0] / (double)(bi + 1),
+                           el > 0 ? (double)((bi + 1 - first) * gb) / el : 0, tot / done * left};
         o->progress(o->user, &p);
       }
     }
-    if (rc) break;
+    if (rc || stop) break;
     EpochReport r = {0};
     r.epoch = ep;
     r.epochs = o->epochs;
-    r.train_loss = loss_sum / (double)nb;
-    for (int i = 0; i < tg->nmetrics; i++) metrics[i] /= (double)nb;
+    r.train_loss = ms->sums[0] / (double)nb;
+    for (int i = 0; i < nm; i++) metrics[i] = ms->sums[1 + i] / (double)nb;
     r.train_metrics = metrics;
     rc = evaluate_epoch(d, eg, etail, ms, test, o, &r, test_metrics);
     r.seconds = now_s() - t0;
-    if (!rc && o->epoch_done) o->epoch_done(o->user, &r);
+    r.comm_seconds = s.comm_s - c0;
+    r.comm_bytes = K > 1 ? s.nflat * 4 : 0;
+    if (!rc && o->epoch_done && rank == 0) o->epoch_done(o->user, &r);
   }
   free(perm);
+  free(vals);
   free(metrics);
   free(test_metrics);
   stepper_close(&s, tg);

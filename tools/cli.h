@@ -25,6 +25,8 @@ typedef struct Cli {
   const char *load, *save, *out, *stage, *emit_dir, *weights;
   int dot, grad, train, json, no_shuffle, baseline, png;
   int64_t epochs, batch, repeats;      /* -1 / 0: not given */
+  int64_t save_every;                  /* train --save-every K (0: not given) */
+  int resume;                          /* train --resume */
   int64_t seed;
   int has_seed, threads;
   EngineKind engine;

@@ -4,7 +4,8 @@
  *   nndc ir M.nnd [--stage parsed|grad|opt] [--dot]
  *   nndc run M.nnd --feed NAME=FILE ... [--load P] [--out DIR] [--grad] [--seed S] [--png]
  *   nndc train M.nnd --data NAME=FILE ... [--test NAME=FILE ...] [--load P] [--save P]
- *                    [--epochs E] [--batch B] [--seed S] [--no-shuffle]
+ *                    [--save-every K] [--resume] [--epochs E] [--batch B] [--seed S] [--no-shuffle]
+ *   mpirun -np K nndc train ...   (data-parallel, spec 11)
  *   nndc emit-c M.nnd -o DIR [--train] [--weights P]
  *   nndc bench M.nnd [--train] [--json] [--repeats R] [--baseline]
  *   nndc import MODEL.onnx [-o DIR]
@@ -30,7 +31,8 @@ static void usage(void) {
         "  ir M.nnd [--stage parsed|grad|opt] [--dot]\n"
         "  run M.nnd --feed NAME=FILE ... [--load P] [--out DIR] [--grad] [--seed S] [--png]\n"
         "  train M.nnd --data NAME=FILE ... [--test NAME=FILE ...] [--load P] [--save P]\n"
-        "              [--epochs E] [--batch B] [--seed S] [--no-shuffle]\n"
+        "              [--save-every K] [--resume] [--epochs E] [--batch B] [--seed S] [--no-shuffle]\n"
+        "              (under mpirun -np K: data-parallel on K processes)\n"
         "  emit-c M.nnd -o DIR [--train] [--weights P]\n"
         "  bench M.nnd [--train] [--json] [--repeats R] [--baseline]\n"
         "  generate M.nnd --load P [--prompt TEXT] [--tokens K] [--temperature T] [--top-k K] [--seed S]\n"
@@ -120,6 +122,8 @@ static void parse_option(Cli *c, int argc, char **argv, int *i) {
   else if (!strcmp(a, "--json")) c->json = 1;
   else if (!strcmp(a, "--baseline")) c->baseline = 1;
   else if (!strcmp(a, "--no-shuffle")) c->no_shuffle = 1;
+  else if (!strcmp(a, "--resume")) c->resume = 1;
+  else if (!strcmp(a, "--save-every")) c->save_every = parse_int(a, optval(argc, argv, i), 1);
   else if (!strcmp(a, "--epochs")) c->epochs = parse_int(a, optval(argc, argv, i), 0);
   else if (!strcmp(a, "--batch")) c->batch = parse_int(a, optval(argc, argv, i), 1);
   else if (!strcmp(a, "--repeats")) c->repeats = parse_int(a, optval(argc, argv, i), 1);
@@ -172,6 +176,11 @@ static void parse_args(Cli *c, int argc, char **argv) {
     else usage_error("unexpected argument '%s'", argv[i]);
   }
   if (!c->model) usage_error("%s needs a model file", c->cmd);
+  if (c->resume && !c->load) usage_error("--resume needs --load CHECKPOINT");
+  if (c->save_every && !c->save) usage_error("--save-every needs --save PATH");
+  size_t n = c->save ? strlen(c->save) : 0;
+  if (c->save_every && (n < 12 || strcmp(c->save + n - 12, ".safetensors")))
+    usage_error("--save-every needs a .safetensors --save path (a training checkpoint), got '%s'", c->save);
 }
 
 /* Prints the diagnostics gathered so far and forgets them. */
@@ -180,8 +189,19 @@ void flush_diag(Diag *d) {
   diag_clear(d);
 }
 
+/* Under MPI, an error every process met at the same point (they disagree
+ * about the run) ends each of them; an error of one process aborts the job,
+ * so that none of the others waits for it in a collective. */
 _Noreturn void fail(Diag *d) {
   flush_diag(d);
+  if (comm_size() > 1) {
+    if (comm_agreed_failure()) {
+      comm_finalize();
+      exit(1);
+    }
+    fflush(NULL);
+    comm_abort(1);
+  }
   exit(1);
 }
 
@@ -247,9 +267,11 @@ static int cmd_ir(Cli *c, Diag *d) {
 
 int main(int argc, char **argv) {
   static Cli c;   /* static: the names it holds stay reachable until exit */
-  parse_args(&c, argc, argv);
   Diag d;
   diag_init(&d);
+  if (comm_init(&d, &argc, &argv)) fail(&d);   /* MPI, when started by its launcher */
+  flush_diag(&d);
+  parse_args(&c, argc, argv);
   int rc;
   if (!strcmp(c.cmd, "check")) rc = cmd_check(&c, &d);
   else if (!strcmp(c.cmd, "ir")) rc = cmd_ir(&c, &d);
@@ -261,5 +283,6 @@ int main(int argc, char **argv) {
   else rc = cmd_emit_c(&c, &d);
   flush_diag(&d);
   diag_free(&d);
+  comm_finalize();
   return rc;
 }

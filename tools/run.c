@@ -254,7 +254,11 @@ static void on_epoch(void *user, const EpochReport *r) {
     printf(" | test loss %.4f", r->test_loss);
     for (int i = 0; i < s->g->nmetrics; i++) printf(" %s %.4f", s->g->metrics[i].name, r->test_metrics[i]);
   }
-  printf("  (%.1f s)\n", r->seconds);
+  if (r->comm_bytes)
+    printf("  (%.1f s; allreduce %.2f MB per step, %.2f s)\n", r->seconds, (double)r->comm_bytes / 1e6,
+           r->comm_seconds);
+  else
+    printf("  (%.1f s)\n", r->seconds);
   fflush(stdout);
 }
 
@@ -272,7 +276,8 @@ int cmd_train(Cli *c, Diag *d) {
   compile(c, d, &tg, &a, 1, c->batch, NULL, 0);
   Dataset train, test;
   make_dataset(d, &tg, c->feeds, c->nfeeds, raw, &train, 1);
-  if (pass_autodiff(d, &tg) || pass_optim(d, &tg)) fail(d);
+  int procs = comm_size(), rank0 = comm_rank() == 0;
+  if (pass_autodiff(d, &tg) || (procs > 1 ? pass_optim_split(d, &tg) : pass_optim(d, &tg))) fail(d);
   Graph *egp = NULL, *etp = NULL;
   if (c->ntests) {
     int64_t ntest = rawt[0].shape.rank ? rawt[0].shape.dim[0] : 1;
@@ -289,17 +294,32 @@ int cmd_train(Cli *c, Diag *d) {
   for (int i = 0; i < c->nfeeds; i++) array_free(&raw[i]);
   for (int i = 0; i < c->ntests; i++) array_free(&rawt[i]);
   ModelState ms;
-  init_state(c, d, &tg, &ms);
-  Show show = {&tg, isatty(2), 0};
+  if (model_state_init(d, &tg, &ms, tg.train.seed)) fail(d);
+  if (c->load && rank0 &&   /* the other processes get rank 0's state */
+      (c->resume ? ckpt_load_train(d, c->load, &tg, &ms) : ckpt_load(d, c->load, &tg, ms.params)))
+    fail(d);
+  flush_diag(d);   /* warnings about extra params */
+  Show show = {&tg, isatty(2) && rank0, 0};
   TrainOpts o = {engine_opts(c), c->epochs >= 0 ? c->epochs : tg.train.epochs,
-                 c->no_shuffle ? 0 : tg.train.shuffle, tg.train.seed, on_progress, on_epoch, &show};
-  printf("training %s: %lld samples, batch %lld, %lld epochs, %s engine\n", c->model, (long long)train.nsamples,
-         (long long)tg.inputs[0].node->shape.dim[0], (long long)o.epochs, c->engine == ENGINE_JIT ? "jit" : "interp");
-  fflush(stdout);
+                 c->no_shuffle ? 0 : tg.train.shuffle, tg.train.seed, on_progress, on_epoch, &show,
+                 c->save, c->save_every, 0};
+  if (rank0) {
+    printf("training %s: %lld samples, batch %lld", c->model, (long long)train.nsamples,
+           (long long)tg.inputs[0].node->shape.dim[0]);
+    if (procs > 1) printf(" x %d processes", procs);
+    printf(", %lld epochs, %s engine", (long long)o.epochs, c->engine == ENGINE_JIT ? "jit" : "interp");
+    if (ms.resumed) printf(", resuming after step %lld (epoch %lld)", (long long)ms.step, (long long)ms.epoch);
+    printf("\n");
+    fflush(stdout);
+  }
   int rc = rt_train(d, &tg, egp, etp, &ms, &train, c->ntests ? &test : NULL, &o);
   if (show.tty) fputs("\r\033[K", stderr);
   if (rc) fail(d);
-  if (c->save) {
+  size_t sl = c->save ? strlen(c->save) : 0;
+  if (c->save && rank0 && sl >= 12 && !strcmp(c->save + sl - 12, ".safetensors")) {
+    if (ckpt_save_train(d, c->save, &tg, &ms, &ms.key)) fail(d);
+    printf("saved %d params and the optimizer state (step %lld) to %s\n", tg.nparams, (long long)ms.step, c->save);
+  } else if (c->save && rank0) {
     if (ckpt_save(d, c->save, &tg, ms.params)) fail(d);
     printf("saved %d params to %s\n", tg.nparams, c->save);
   }

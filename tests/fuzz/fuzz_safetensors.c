@@ -1,5 +1,6 @@
 /* fuzz_safetensors.c - safetensors parsing of arbitrary bytes must report
- * an error or succeed with consistent tensors, never crash or leak. */
+ * an error or succeed with consistent tensors, never crash or leak; the
+ * same with the metadata's string pairs collected (training checkpoints). */
 #include <stdlib.h>
 #include <string.h>
 #include "runtime/runtime.h"
@@ -23,6 +24,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     st_free(t, n);
   } else {
     NNDC_ASSERT(d.nerrors > 0 && !t && n == 0);
+  }
+  StMeta *m;
+  int nm;
+  diag_free(&d);
+  diag_init(&d);
+  if (st_read_mem_meta(&d, "fuzz.safetensors", data, size, &t, &n, &m, &nm) == 0) {
+    NNDC_ASSERT(d.nerrors == 0);
+    for (int i = 0; i < nm; i++) NNDC_ASSERT(m[i].key && m[i].value);
+    st_free(t, n);
+    st_meta_free(m, nm);
+  } else {
+    NNDC_ASSERT(d.nerrors > 0 && !t && n == 0 && !m && nm == 0);
   }
   diag_free(&d);
   return 0;
