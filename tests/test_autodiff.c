@@ -759,24 +759,31 @@ Test(autodiff, embedding) {
 
 /* A model's text compiled in training mode, then every param checked
  * (loss = sum(y * r) with r a fed random input). */
-static void source_case(const char *text) {
-  T t;
-  t_init(&t);
+/* The model of text (training mode) with its params filled and its inputs
+ * bound to draws in [lo, hi) from seeds seed, seed + 1, ...; the tolerances
+ * of the source cases. */
+static void source_model(T *t, const char *text, uint64_t seed, float lo, float hi) {
+  t_init(t);
   BuildOpts o = {0};
   o.training = 1;
-  cr_assert_eq(util_compile(&t.u.d, &t.u.g, text, &o), 0, "%s", t.u.d.buf ? t.u.d.buf : "");
-  fill_model_params(&t);
-  Graph *g = &t.u.g;
+  cr_assert_eq(util_compile(&t->u.d, &t->u.g, text, &o), 0, "%s", t->u.d.buf ? t->u.d.buf : "");
+  fill_model_params(t);
+  Graph *g = &t->u.g;
   for (int i = 0; i < g->ninputs; i++) {
     Node *in = g->inputs[i].node;
     int64_t n = shape_numel(&in->shape);
     float *x = malloc(sizeof(float) * (size_t)(n ? n : 1));
-    util_fill(x, n, 500 + (uint64_t)i, -2, 2);
-    t_bind(&t, in, x);
+    util_fill(x, n, seed + (uint64_t)i, lo, hi);
+    t_bind(t, in, x);
   }
-  t.eps = 1e-3;
-  t.atol = 2e-3;
-  t.rtol = 1e-2;
+  t->eps = 1e-3;
+  t->atol = 2e-3;
+  t->rtol = 1e-2;
+}
+
+static void source_case(const char *text) {
+  T t;
+  source_model(&t, text, 500, -2, 2);
   check_loss(&t, 24);
   t_free(&t);
 }
@@ -815,23 +822,9 @@ static int has_op(const Graph *g, Op o) {
 static void attention_case(const char *text, int forced) {
   if (forced) setenv("NNDC_ATTENTION", "fused", 1);
   T t;
-  t_init(&t);
-  BuildOpts o = {0};
-  o.training = 1;
-  cr_assert_eq(util_compile(&t.u.d, &t.u.g, text, &o), 0, "%s", t.u.d.buf ? t.u.d.buf : "");
-  fill_model_params(&t);
-  Graph *g = &t.u.g;
-  for (int i = 0; i < g->ninputs; i++) {
-    Node *in = g->inputs[i].node;
-    int64_t n = shape_numel(&in->shape);
-    float *x = malloc(sizeof(float) * (size_t)(n ? n : 1));
-    util_fill(x, n, 700 + (uint64_t)i, -1, 1);
-    t_bind(&t, in, x);
-  }
-  t.eps = 1e-3;
-  t.atol = 2e-3;
-  t.rtol = 1e-2;
+  source_model(&t, text, 700, -1, 1);
   check_loss(&t, 24);
+  const Graph *g = &t.u.g;
   cr_assert(has_op(g, OP_ATTN) && has_op(g, OP_ATTN_BWD) && has_op(g, OP_ATTN_LSE), "attention was not fused");
   t_free(&t);
   if (forced) unsetenv("NNDC_ATTENTION");

@@ -15,17 +15,6 @@
 static const char *models[] = {"autoencoder", "deep_mlp", "lenet", "linreg", "logreg", "lstm", "mlp", "rnn"};
 #define NMODELS (sizeof models / sizeof *models)
 
-static char *nndc(int *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *nndc(int *st, const char *fmt, ...) {
-  char args[8192], cmd[9000];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
-  snprintf(cmd, sizeof cmd, "%s %s", NNDC_BIN, args);
-  return util_run(cmd, st);
-}
-
 static void write_f32(const char *path, const Shape *s, uint64_t seed, float lo, float hi) {
   int64_t n = shape_numel(s);
   float *x = malloc((size_t)n * 4);
@@ -61,22 +50,22 @@ static float *read_f32(const char *path, int64_t *n) {
 
 Test(cli, usage_errors_exit_2) {
   int st;
-  free(nndc(&st, " "));
+  free(util_nndc(&st, " "));
   cr_expect_eq(st, 2);
-  char *o = nndc(&st, "frobnicate x.nnd");
+  char *o = util_nndc(&st, "frobnicate x.nnd");
   cr_expect_eq(st, 2);
   cr_expect(strstr(o, "unknown command"), "%s", o);
   free(o);
-  o = nndc(&st, "check %s/models/mlp.nnd --bogus", NNDC_SHARED_DIR);
+  o = util_nndc(&st, "check %s/models/mlp.nnd --bogus", NNDC_SHARED_DIR);
   cr_expect_eq(st, 2);
   cr_expect(strstr(o, "unknown option '--bogus'"), "%s", o);
   free(o);
-  o = nndc(&st, "run %s/models/mlp.nnd --engine gpu", NNDC_SHARED_DIR);
+  o = util_nndc(&st, "run %s/models/mlp.nnd --engine gpu", NNDC_SHARED_DIR);
   cr_expect_eq(st, 2);
   free(o);
-  free(nndc(&st, "check"));
+  free(util_nndc(&st, "check"));
   cr_expect_eq(st, 2);
-  o = nndc(&st, "run %s/models/mlp.nnd --target sse9", NNDC_SHARED_DIR);
+  o = util_nndc(&st, "run %s/models/mlp.nnd --target sse9", NNDC_SHARED_DIR);
   cr_expect_eq(st, 2);
   cr_expect(strstr(o, "--target must be generic, avx2, avx512 or host"), "%s", o);
   free(o);
@@ -87,14 +76,14 @@ Test(cli, model_error_exit_1_with_caret) {
   snprintf(path, sizeof path, "%s/bad.nnd", dir);
   util_write_file(path, "input x: f32[4, 3]\ny = relu(x) @ x\n");
   int st;
-  char *o = nndc(&st, "check %s", path);
+  char *o = util_nndc(&st, "check %s", path);
   cr_expect_eq(st, 1);
   cr_expect(strstr(o, "bad.nnd:2:"), "%s", o);
   cr_expect(strstr(o, "error:"), "%s", o);
   cr_expect(strstr(o, "f32[4,3]"), "both shapes named: %s", o);
   cr_expect(strstr(o, "^"), "caret: %s", o);
   free(o);
-  o = nndc(&st, "check %s/missing.nnd", dir);
+  o = util_nndc(&st, "check %s/missing.nnd", dir);
   cr_expect_eq(st, 1);
   free(o);
   free(dir);
@@ -103,26 +92,26 @@ Test(cli, model_error_exit_1_with_caret) {
 Test(cli, every_shared_model_checks_and_prints) {
   for (size_t i = 0; i < NMODELS; i++) {
     int st;
-    char *o = nndc(&st, "check %s/models/%s.nnd", NNDC_SHARED_DIR, models[i]);
+    char *o = util_nndc(&st, "check %s/models/%s.nnd", NNDC_SHARED_DIR, models[i]);
     cr_expect_eq(st, 0, "%s: %s", models[i], o);
     free(o);
-    o = nndc(&st, "ir %s/models/%s.nnd", NNDC_SHARED_DIR, models[i]);
+    o = util_nndc(&st, "ir %s/models/%s.nnd", NNDC_SHARED_DIR, models[i]);
     cr_expect_eq(st, 0, "%s: %s", models[i], o);
     cr_expect(strstr(o, "matmul") || strstr(o, "conv2d"), "%s", models[i]);
     free(o);
-    o = nndc(&st, "ir %s/models/%s.nnd --stage grad", NNDC_SHARED_DIR, models[i]);
+    o = util_nndc(&st, "ir %s/models/%s.nnd --stage grad", NNDC_SHARED_DIR, models[i]);
     cr_expect_eq(st, 0, "%s grad: %s", models[i], o);
     free(o);
-    o = nndc(&st, "ir %s/models/%s.nnd --stage parsed", NNDC_SHARED_DIR, models[i]);
+    o = util_nndc(&st, "ir %s/models/%s.nnd --stage parsed", NNDC_SHARED_DIR, models[i]);
     cr_expect_eq(st, 0, "%s parsed: %s", models[i], o);
     free(o);
     int small = strcmp(models[i], "lstm") && strcmp(models[i], "rnn"); /* dot takes minutes on 28 unrolled steps */
     if (small && system("command -v dot >/dev/null 2>&1") == 0) {
-      o = nndc(&st, "ir %s/models/%s.nnd --stage opt --dot | dot -Tsvg >/dev/null", NNDC_SHARED_DIR, models[i]);
+      o = util_nndc(&st, "ir %s/models/%s.nnd --stage opt --dot | dot -Tsvg >/dev/null", NNDC_SHARED_DIR, models[i]);
       cr_expect_eq(st, 0, "%s dot: %s", models[i], o);
       free(o);
     }
-    o = nndc(&st, "ir %s/models/%s.nnd --stage opt --dot", NNDC_SHARED_DIR, models[i]);
+    o = util_nndc(&st, "ir %s/models/%s.nnd --stage opt --dot", NNDC_SHARED_DIR, models[i]);
     cr_expect_eq(st, 0, "%s dot: %s", models[i], o);
     cr_expect(!strncmp(o, "digraph", 7), "%s", models[i]);
     free(o);
@@ -152,7 +141,7 @@ static void run_model(const char *engine, const char *model) {
     snprintf(feeds + l, sizeof feeds - l, " --feed %s=%s", in->name, path);
   }
   int st;
-  char *out = nndc(&st, "run %s %s --engine %s --out %s/out --grad", src, feeds, engine, dir);
+  char *out = util_nndc(&st, "run %s %s --engine %s --out %s/out --grad", src, feeds, engine, dir);
   cr_assert_eq(st, 0, "%s: %s", model, out);
   free(out);
   char p[700];
@@ -198,7 +187,7 @@ Test(cli, run_skips_what_needs_unfed_inputs) {
   Shape s = {2, {3, 784}};
   write_f32(x, &s, 3, 0, 1);
   int st;
-  char *o = nndc(&st, "run %s/models/mlp.nnd --engine interp --feed x=%s --out %s", NNDC_SHARED_DIR, x, dir);
+  char *o = util_nndc(&st, "run %s/models/mlp.nnd --engine interp --feed x=%s --out %s", NNDC_SHARED_DIR, x, dir);
   cr_expect_eq(st, 0, "%s", o);
   cr_expect(strstr(o, "loss 'loss' skipped") || strstr(o, "skipped"), "%s", o);
   free(o);
@@ -207,10 +196,10 @@ Test(cli, run_skips_what_needs_unfed_inputs) {
   int64_t n;
   free(read_f32(p, &n));
   cr_expect_eq(n, 30);
-  o = nndc(&st, "run %s/models/mlp.nnd --engine interp --out %s", NNDC_SHARED_DIR, dir);
+  o = util_nndc(&st, "run %s/models/mlp.nnd --engine interp --out %s", NNDC_SHARED_DIR, dir);
   cr_expect_eq(st, 1, "nothing computable: %s", o);
   free(o);
-  o = nndc(&st, "run %s/models/mlp.nnd --engine interp --feed z=%s", NNDC_SHARED_DIR, x);
+  o = util_nndc(&st, "run %s/models/mlp.nnd --engine interp --feed z=%s", NNDC_SHARED_DIR, x);
   cr_expect_eq(st, 1, "unknown input: %s", o);
   cr_expect(strstr(o, "no input named 'z'"), "%s", o);
   free(o);
@@ -233,7 +222,7 @@ Test(cli, run_inputs_without_symbolic_dims) {
   write_f32(c, &sc, 3, -1, 1);
   for (int e = 0; e < 2; e++) {
     int st;
-    char *o = nndc(&st, "run %s --engine %s --feed a=%s --feed b=%s --feed c=%s --out %s", m, e ? "jit" : "interp", a, b,
+    char *o = util_nndc(&st, "run %s --engine %s --feed a=%s --feed b=%s --feed c=%s --out %s", m, e ? "jit" : "interp", a, b,
                    c, dir);
     cr_expect_eq(st, 0, "%s", o);
     free(o);
@@ -256,7 +245,7 @@ Test(cli, run_inputs_without_symbolic_dims) {
   Shape sc4 = {2, {4, 2}};
   write_f32(c, &sc4, 3, -1, 1);
   int st;
-  char *o = nndc(&st, "run %s --engine interp --feed a=%s --feed b=%s --feed c=%s --out %s", m, a, b, c, dir);
+  char *o = util_nndc(&st, "run %s --engine interp --feed a=%s --feed b=%s --feed c=%s --out %s", m, a, b, c, dir);
   cr_expect_eq(st, 1, "%s", o);
   cr_expect(strstr(o, "'N'") && strstr(o, "error"), "%s", o);
   free(o);
@@ -264,7 +253,7 @@ Test(cli, run_inputs_without_symbolic_dims) {
   Shape sb5 = {2, {5, 5}};
   write_f32(b, &sb5, 2, -1, 1);
   write_f32(c, &sc, 3, -1, 1);
-  o = nndc(&st, "run %s --engine interp --feed a=%s --feed b=%s --feed c=%s --out %s", m, a, b, c, dir);
+  o = util_nndc(&st, "run %s --engine interp --feed a=%s --feed b=%s --feed c=%s --out %s", m, a, b, c, dir);
   cr_expect_eq(st, 1, "%s", o);
   cr_expect(strstr(o, "b.npy: error:"), "%s", o);
   free(o);
@@ -293,7 +282,7 @@ static void train_linreg(const char *engine) {
   char *dir = util_tmpdir();
   write_linreg(dir, 30);
   int st;
-  char *o = nndc(&st, "train %s/models/linreg.nnd --engine %s --data x=%s/x.npy --data t=%s/t.npy --epochs 300 --save %s/ck",
+  char *o = util_nndc(&st, "train %s/models/linreg.nnd --engine %s --data x=%s/x.npy --data t=%s/t.npy --epochs 300 --save %s/ck",
                  NNDC_SHARED_DIR, engine, dir, dir, dir);
   cr_assert_eq(st, 0, "%s", o);
   cr_expect(strstr(o, "epoch 300/300: train loss"), "%s", o);
@@ -310,7 +299,7 @@ static void train_linreg(const char *engine) {
   cr_expect(fabsf(b[0] - 0.5f) < 0.02f, "b = %g", b[0]);
   free(b);
   /* --load continues from the checkpoint: the loss starts near zero */
-  o = nndc(&st, "run %s/models/linreg.nnd --engine %s --feed x=%s/x.npy --feed t=%s/t.npy --load %s/ck --out %s",
+  o = util_nndc(&st, "run %s/models/linreg.nnd --engine %s --feed x=%s/x.npy --feed t=%s/t.npy --load %s/ck --out %s",
            NNDC_SHARED_DIR, engine, dir, dir, dir, dir);
   cr_assert_eq(st, 0, "%s", o);
   free(o);
@@ -339,7 +328,7 @@ Test(cli, nan_loss_names_the_op) {
   snprintf(x, sizeof x, "%s/x.npy", dir);
   write_f32(x, &s, 9, 0.5f, 1);
   int st;
-  char *o = nndc(&st, "train %s --engine interp --data x=%s", path, x);
+  char *o = util_nndc(&st, "train %s --engine interp --data x=%s", path, x);
   cr_expect_eq(st, 1, "%s", o);
   cr_expect(strstr(o, "nan.nnd:4:"), "names the line of log: %s", o);
   cr_expect(strstr(o, "'log'"), "names the op: %s", o);
@@ -357,11 +346,11 @@ Test(cli, data_errors) {
   write_i32(y, &sy, 10);
   util_write_file(bad, "this is not an idx file at all");
   int st;
-  char *o = nndc(&st, "train %s/models/mlp.nnd --engine interp --data x=%s --data y=%s", NNDC_SHARED_DIR, x, y);
+  char *o = util_nndc(&st, "train %s/models/mlp.nnd --engine interp --data x=%s --data y=%s", NNDC_SHARED_DIR, x, y);
   cr_expect_eq(st, 1, "%s", o);
   cr_expect(strstr(o, "samples"), "%s", o);
   free(o);
-  o = nndc(&st, "train %s/models/mlp.nnd --engine interp --data x=%s --data y=%s", NNDC_SHARED_DIR, bad, y);
+  o = util_nndc(&st, "train %s/models/mlp.nnd --engine interp --data x=%s --data y=%s", NNDC_SHARED_DIR, bad, y);
   cr_expect_eq(st, 1, "%s", o);
   cr_expect(strstr(o, "bad.idx"), "%s", o);
   free(o);
@@ -372,7 +361,7 @@ Test(cli, failed_save_keeps_previous_checkpoint, .timeout = 120) {
   char *dir = util_tmpdir();
   write_linreg(dir, 6);
   int st;
-  char *o = nndc(&st, "train %s/models/linreg.nnd --engine interp --data x=%s/x.npy --data t=%s/t.npy --epochs 2 --save %s/ck.safetensors",
+  char *o = util_nndc(&st, "train %s/models/linreg.nnd --engine interp --data x=%s/x.npy --data t=%s/t.npy --epochs 2 --save %s/ck.safetensors",
                  NNDC_SHARED_DIR, dir, dir, dir);
   cr_assert_eq(st, 0, "%s", o);
   free(o);
@@ -380,14 +369,14 @@ Test(cli, failed_save_keeps_previous_checkpoint, .timeout = 120) {
   snprintf(cmd, sizeof cmd, "cp %s/ck.safetensors %s/before && chmod 555 %s", dir, dir, dir);
   free(util_run(cmd, &st));
   /* a save into a directory that is a regular file must fail cleanly */
-  o = nndc(&st, "train %s/models/linreg.nnd --engine interp --data x=%s/x.npy --data t=%s/t.npy --epochs 2 --save %s/before/ck",
+  o = util_nndc(&st, "train %s/models/linreg.nnd --engine interp --data x=%s/x.npy --data t=%s/t.npy --epochs 2 --save %s/before/ck",
            NNDC_SHARED_DIR, dir, dir, dir);
   cr_expect_eq(st, 1, "%s", o);
   free(o);
   snprintf(cmd, sizeof cmd, "chmod 755 %s; cmp %s/ck.safetensors %s/before", dir, dir, dir);
   free(util_run(cmd, &st));
   cr_expect_eq(st, 0, "previous checkpoint intact");
-  o = nndc(&st, "run %s/models/linreg.nnd --engine interp --feed x=%s/x.npy --load %s/ck.safetensors --out %s",
+  o = util_nndc(&st, "run %s/models/linreg.nnd --engine interp --feed x=%s/x.npy --load %s/ck.safetensors --out %s",
            NNDC_SHARED_DIR, dir, dir, dir);
   cr_expect_eq(st, 0, "%s", o);
   free(o);
@@ -396,14 +385,14 @@ Test(cli, failed_save_keeps_previous_checkpoint, .timeout = 120) {
 
 Test(cli, bench_json_reports_every_field, .timeout = 300) {
   int st;
-  char *o = nndc(&st, "bench %s/models/mlp.nnd --train --json --repeats 3 -D N=8 --baseline", NNDC_SHARED_DIR);
+  char *o = util_nndc(&st, "bench %s/models/mlp.nnd --train --json --repeats 3 -D N=8 --baseline", NNDC_SHARED_DIR);
   cr_assert_eq(st, 0, "%s", o);
   const char *keys[] = {"\"compile_ms\"", "\"step_us_min\"", "\"step_us_median\"", "\"step_us_max\"",
                         "\"samples_per_s\"", "\"gflops\"", "\"peak_bytes\"", "\"kernels\"", "\"speedup_vs_interp\""};
   for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) cr_expect(strstr(o, keys[i]), "%s missing: %s", keys[i], o);
   cr_expect(strstr(o, "\"batch\":8"), "%s", o);
   free(o);
-  o = nndc(&st, "bench %s/models/lenet.nnd --repeats 2 -D N=2", NNDC_SHARED_DIR);
+  o = util_nndc(&st, "bench %s/models/lenet.nnd --repeats 2 -D N=2", NNDC_SHARED_DIR);
   cr_expect_eq(st, 0, "%s", o);
   cr_expect(strstr(o, "GFLOP/s"), "%s", o);
   free(o);
@@ -421,7 +410,7 @@ Test(cli, embedding_id_out_of_range) {
   write_i32(ids, &s, 5);
   for (int e = 0; e < 2; e++) {
     int st;
-    char *o = nndc(&st, "run %s --engine %s --feed ids=%s --out %s", m, e ? "jit" : "interp", ids, dir);
+    char *o = util_nndc(&st, "run %s --engine %s --feed ids=%s --out %s", m, e ? "jit" : "interp", ids, dir);
     cr_expect_eq(st, 0, "%s", o);
     free(o);
   }
@@ -432,7 +421,7 @@ Test(cli, embedding_id_out_of_range) {
   diag_free(&d);
   for (int e = 0; e < 2; e++) {
     int st;
-    char *o = nndc(&st, "run %s --engine %s --feed ids=%s --out %s", m, e ? "jit" : "interp", ids, dir);
+    char *o = util_nndc(&st, "run %s --engine %s --feed ids=%s --out %s", m, e ? "jit" : "interp", ids, dir);
     cr_expect_eq(st, 1, "%s", o);
     cr_expect(strstr(o, "emb.nnd:3:") && strstr(o, "id 6 out of range [0, 5)"), "%s", o);
     free(o);
@@ -469,7 +458,7 @@ Test(cli, batched_matmul_and_positional_cross_entropy) {
   }
   for (int e = 0; e < 2; e++) {
     int st;
-    char *o = nndc(&st, "run %s --engine %s --feed a=%s --feed b=%s --feed l=%s --out %s", m, e ? "jit" : "interp", pa, pb,
+    char *o = util_nndc(&st, "run %s --engine %s --feed a=%s --feed b=%s --feed l=%s --out %s", m, e ? "jit" : "interp", pa, pb,
                    pl, dir);
     cr_expect_eq(st, 0, "%s", o);
     double loss = 0;
@@ -511,7 +500,7 @@ Test(cli, layer_norm_values_and_errors) {
   util_fill(x, 30, 21, -3, 3);
   for (int e = 0; e < 2; e++) {
     int st;
-    char *o = nndc(&st, "run %s --engine %s --feed x=%s --out %s", m, e ? "jit" : "interp", px, dir);
+    char *o = util_nndc(&st, "run %s --engine %s --feed x=%s --out %s", m, e ? "jit" : "interp", px, dir);
     cr_expect_eq(st, 0, "%s", o);
     free(o);
     snprintf(py, sizeof py, "%s/y.npy", dir);
@@ -536,7 +525,7 @@ Test(cli, layer_norm_values_and_errors) {
   for (int i = 0; i < 2; i++) {
     cr_assert_eq(util_write_file(m, bad[i][0]), 0);
     int st;
-    char *o = nndc(&st, "check %s", m);
+    char *o = util_nndc(&st, "check %s", m);
     cr_expect_eq(st, 1, "%s", o);
     cr_expect(strstr(o, bad[i][1]), "%s", o);
     free(o);
@@ -560,7 +549,7 @@ Test(cli, norm_against_torch) {
     int tk = target_parse(runs[e][1]);   /* runs[0] is the host: always run */
     if (e > 0 && !target_host_runs((TargetKind)tk)) continue;
     int st;
-    char *o = nndc(&st, "train %s/norm.nnd --data x=%s/x.npy --data y=%s/y.npy --load %s/init --save %s/s%d "
+    char *o = util_nndc(&st, "train %s/norm.nnd --data x=%s/x.npy --data y=%s/y.npy --load %s/init --save %s/s%d "
                    "--no-shuffle --engine %s --target %s", G, G, G, G, dir, e, runs[e][0], runs[e][1]);
     cr_assert_eq(st, 0, "%s", o);
     free(o);
@@ -576,7 +565,7 @@ Test(cli, norm_against_torch) {
       free(got);
       free(want);
     }
-    o = nndc(&st, "run %s/norm.nnd --feed x=%s/x.npy --load %s/s%d --out %s/r%d --engine %s --target %s", G, G,
+    o = util_nndc(&st, "run %s/norm.nnd --feed x=%s/x.npy --load %s/s%d --out %s/r%d --engine %s --target %s", G, G,
              dir, e, dir, e, runs[e][0], runs[e][1]);
     cr_assert_eq(st, 0, "%s", o);
     free(o);
@@ -619,7 +608,7 @@ Test(cli, batch_norm_errors) {
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     cr_assert_eq(util_write_file(m, bad[i][0]), 0);
     int st;
-    char *o = nndc(&st, "check %s", m);
+    char *o = util_nndc(&st, "check %s", m);
     cr_expect_eq(st, 1, "%s", o);
     cr_expect(strstr(o, bad[i][1]), "case %zu: %s", i, o);
     free(o);
@@ -628,7 +617,7 @@ Test(cli, batch_norm_errors) {
   cr_assert_eq(util_write_file(m, "input x: f32[N, 3]\ninput t: f32[N, 3]\nparam w: f32[3]\nparam b: f32[3]\n"
                                   "h = batch_norm(x, w, b)\nloss = mse(h, t)\n"), 0);
   int st;
-  char *o = nndc(&st, "bench %s --train -D N=1 --repeats 1", m);
+  char *o = util_nndc(&st, "bench %s --train -D N=1 --repeats 1", m);
   cr_expect_eq(st, 1, "%s", o);
   cr_expect(strstr(o, "more than one value per channel"), "%s", o);
   free(o);
@@ -660,7 +649,7 @@ Test(cli, conv_options_match_torch, .timeout = 300) {
     float *want = read_f32(py, &nw);
     for (int e = 0; e < 2; e++) {
       int st;
-      char *o = nndc(&st, "run %s --engine %s --feed x=%s_x0.npy --feed w=%s_x1.npy --out %s", m, e ? "jit" : "interp",
+      char *o = util_nndc(&st, "run %s --engine %s --feed x=%s_x0.npy --feed w=%s_x1.npy --out %s", m, e ? "jit" : "interp",
                      gold, gold, dir);
       cr_expect_eq(st, 0, "%s: %s", cs[i].call, o);
       free(o);
@@ -696,7 +685,7 @@ Test(cli, run_png_writes_image_grids) {
   float x[100];
   util_fill(x, 100, 3, -0.2f, 1.2f);
   int st;
-  char *o = nndc(&st, "run %s --feed x=%s --out %s --png", m, px, dir);
+  char *o = util_nndc(&st, "run %s --feed x=%s --out %s --png", m, px, dir);
   cr_assert_eq(st, 0, "%s", o);
   cr_expect(strstr(o, "wrote 2 images"), "%s", o);
   free(o);
@@ -764,7 +753,7 @@ Test(cli, randn_extreme_draws_are_finite) {
     if (e > 0 && !target_host_runs((TargetKind)tk)) continue;
     for (int s = 0; s < 2; s++) {
       int st;
-      char *o = nndc(&st, "run %s --seed %lld --out %s --engine %s --target %s", m, seeds[s], dir, runs[e][0], runs[e][1]);
+      char *o = util_nndc(&st, "run %s --seed %lld --out %s --engine %s --target %s", m, seeds[s], dir, runs[e][0], runs[e][1]);
       cr_assert_eq(st, 0, "%s", o);
       free(o);
       snprintf(p, sizeof p, "%s/r.npy", dir);
@@ -790,7 +779,7 @@ Test(cli, text_data_windows) {
   snprintf(txt, sizeof txt, "%s/t.txt", dir);
   cr_assert_eq(util_write_file(txt, "abcdefghijk"), 0);   /* the 11th byte starts no whole window */
   int st;
-  char *o = nndc(&st, "run %s --feed x=%s --out %s", m, txt, dir);
+  char *o = util_nndc(&st, "run %s --feed x=%s --out %s", m, txt, dir);
   cr_assert_eq(st, 0, "%s", o);
   free(o);
   snprintf(out, sizeof out, "%s/y.npy", dir);
@@ -801,12 +790,12 @@ Test(cli, text_data_windows) {
   for (int i = 0; i < 12; i++) cr_expect_eq(y[i], (float)(unsigned char)want[i], "element %d", i);
   free(y);
   cr_assert_eq(util_write_file(m, "input x: f32[N, 4]\noutput y = x\n"), 0);
-  o = nndc(&st, "run %s --feed x=%s --out %s", m, txt, dir);
+  o = util_nndc(&st, "run %s --feed x=%s --out %s", m, txt, dir);
   cr_expect_eq(st, 1, "%s", o);
   cr_expect(strstr(o, "t.txt: error: a text file feeds an i32[N, L] input"), "%s", o);
   free(o);
   cr_assert_eq(util_write_file(m, "input x: i32[N, 40]\noutput y = float(x)\n"), 0);
-  o = nndc(&st, "run %s --feed x=%s --out %s", m, txt, dir);
+  o = util_nndc(&st, "run %s --feed x=%s --out %s", m, txt, dir);
   cr_expect_eq(st, 1, "%s", o);
   cr_expect(strstr(o, "holds 11 bytes: fewer than one window of 40"), "%s", o);
   free(o);
@@ -839,31 +828,31 @@ Test(cli, generate_text) {
   free(t);
   int st;
   for (int e = 0; e < 2; e++) {
-    char *o = nndc(&st, "generate %s --load %s --prompt abc --tokens 9 --temperature 0 --engine %s", m, p,
+    char *o = util_nndc(&st, "generate %s --load %s --prompt abc --tokens 9 --temperature 0 --engine %s", m, p,
                    e ? "jit" : "interp");
     cr_expect_eq(st, 0, "%s", o);
     cr_expect_str_eq(o, "abcdefghijkl\n");
     free(o);
   }
-  char *o1 = nndc(&st, "generate %s --load %s --prompt x --tokens 40 --seed 7 --top-k 20 --temperature 20", m, p);
-  char *o2 = nndc(&st, "generate %s --load %s --prompt x --tokens 40 --seed 7 --top-k 20 --temperature 20 --engine interp", m, p);
-  char *o3 = nndc(&st, "generate %s --load %s --prompt x --tokens 40 --seed 8 --top-k 20 --temperature 20", m, p);
+  char *o1 = util_nndc(&st, "generate %s --load %s --prompt x --tokens 40 --seed 7 --top-k 20 --temperature 20", m, p);
+  char *o2 = util_nndc(&st, "generate %s --load %s --prompt x --tokens 40 --seed 7 --top-k 20 --temperature 20 --engine interp", m, p);
+  char *o3 = util_nndc(&st, "generate %s --load %s --prompt x --tokens 40 --seed 8 --top-k 20 --temperature 20", m, p);
   cr_expect_str_eq(o1, o2, "the same seed on both engines");
   cr_expect_str_neq(o1, o3, "another seed, another text");
   cr_expect_eq(strlen(o1), 42);
   free(o1);
   free(o2);
   free(o3);
-  char *o = nndc(&st, "generate %s --prompt abc", m);
+  char *o = util_nndc(&st, "generate %s --prompt abc", m);
   cr_expect_eq(st, 1, "%s", o);
   cr_expect(strstr(o, "--load"), "%s", o);
   free(o);
   cr_assert_eq(util_write_file(m, "input x: f32[N, 5]\nparam t: f32[256, 256]\noutput logits = x\n"), 0);
-  o = nndc(&st, "generate %s --load %s", m, p);
+  o = util_nndc(&st, "generate %s --load %s", m, p);
   cr_expect_eq(st, 1, "%s", o);
   cr_expect(strstr(o, "one i32[N, L] input of byte tokens"), "%s", o);
   free(o);
-  o = nndc(&st, "generate %s --load %s --temperature -1", m, p);
+  o = util_nndc(&st, "generate %s --load %s --temperature -1", m, p);
   cr_expect_eq(st, 2, "%s", o);
   free(o);
   free(dir);

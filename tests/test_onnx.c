@@ -13,17 +13,6 @@
 
 #define GOLD NNDC_SRC_DIR "/tests/golden/onnx/"
 
-static char *nndc(int *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *nndc(int *st, const char *fmt, ...) {
-  char args[8192], cmd[9000];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
-  snprintf(cmd, sizeof cmd, "%s %s", NNDC_BIN, args);
-  return util_run(cmd, st);
-}
-
 static float *read_f32(const char *path, Shape *s) {
   Diag d;
   diag_init(&d);
@@ -38,7 +27,7 @@ static float *read_f32(const char *path, Shape *s) {
 /* Imports GOLD<name>.onnx into dir; asserts success. */
 static void import(const char *dir, const char *name) {
   int st;
-  char *out = nndc(&st, "import " GOLD "%s.onnx -o %s", name, dir);
+  char *out = util_nndc(&st, "import " GOLD "%s.onnx -o %s", name, dir);
   cr_assert_eq(st, 0, "import %s: %s", name, out);
   free(out);
 }
@@ -46,7 +35,7 @@ static void import(const char *dir, const char *name) {
 /* Runs the imported model on GOLD<name>_x.npy and compares with _y.npy. */
 static void run_and_compare(const char *dir, const char *name, const char *engine) {
   int st;
-  char *out = nndc(&st, "run %s/%s.nnd --load %s/%s.safetensors --feed x=" GOLD "%s_x.npy --out %s/out_%s --engine %s",
+  char *out = util_nndc(&st, "run %s/%s.nnd --load %s/%s.safetensors --feed x=" GOLD "%s_x.npy --out %s/out_%s --engine %s",
                    dir, name, dir, name, name, dir, engine, engine);
   cr_assert_eq(st, 0, "run %s: %s", name, out);
   free(out);
@@ -112,10 +101,10 @@ Test(onnx, imported_model_checks_benches_and_fine_tunes, .timeout = 300) {
   char *dir = util_tmpdir();
   import(dir, "lenet");
   int st;
-  char *out = nndc(&st, "check %s/lenet.nnd", dir);
+  char *out = util_nndc(&st, "check %s/lenet.nnd", dir);
   cr_assert_eq(st, 0, "%s", out);
   free(out);
-  out = nndc(&st, "bench %s/lenet.nnd -D N=4 --repeats 2", dir);
+  out = util_nndc(&st, "bench %s/lenet.nnd -D N=4 --repeats 2", dir);
   cr_assert_eq(st, 0, "%s", out);
   free(out);
   /* fine-tuning: the user adds labels, a loss and a train block */
@@ -132,11 +121,11 @@ Test(onnx, imported_model_checks_benches_and_fine_tunes, .timeout = 300) {
   diag_init(&d);
   cr_assert_eq(npy_write(&d, p, EL_I32, &s, lab), 0);
   diag_free(&d);
-  out = nndc(&st, "train %s/lenet.nnd --load %s/lenet.safetensors --data x=" GOLD "lenet_x.npy --data labels=%s --epochs 2 --save %s/tuned.safetensors",
+  out = util_nndc(&st, "train %s/lenet.nnd --load %s/lenet.safetensors --data x=" GOLD "lenet_x.npy --data labels=%s --epochs 2 --save %s/tuned.safetensors",
              dir, dir, p, dir);
   cr_assert_eq(st, 0, "%s", out);
   free(out);
-  out = nndc(&st, "run %s/lenet.nnd --load %s/tuned.safetensors --feed x=" GOLD "lenet_x.npy --out %s/tuned", dir, dir, dir);
+  out = util_nndc(&st, "run %s/lenet.nnd --load %s/tuned.safetensors --feed x=" GOLD "lenet_x.npy --out %s/tuned", dir, dir, dir);
   cr_assert_eq(st, 0, "%s", out);
   free(out);
   free(dir);
@@ -148,7 +137,7 @@ Test(onnx, emit_c_of_imported_model_builds_and_matches, .timeout = 300) {
   char *dir = util_tmpdir();
   import(dir, "cnn_bn");
   int st;
-  char *out = nndc(&st, "emit-c %s/cnn_bn.nnd -o %s/c -D N=4 --weights %s/cnn_bn.safetensors", dir, dir, dir);
+  char *out = util_nndc(&st, "emit-c %s/cnn_bn.nnd -o %s/c -D N=4 --weights %s/cnn_bn.safetensors", dir, dir, dir);
   cr_assert_eq(st, 0, "%s", out);
   free(out);
   char p[4096];
@@ -201,7 +190,7 @@ Test(onnx, bad_models_exit_1_with_a_clear_error) {
   char *dir = util_tmpdir();
   for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
     int st;
-    char *out = nndc(&st, "import " GOLD "%s.onnx -o %s 2>&1", cs[i].model, dir);
+    char *out = util_nndc(&st, "import " GOLD "%s.onnx -o %s 2>&1", cs[i].model, dir);
     cr_expect_eq(st, 1, "%s: status %d: %s", cs[i].model, st, out);
     cr_expect(strstr(out, cs[i].msg), "%s: expected '%s' in: %s", cs[i].model, cs[i].msg, out);
     free(out);
@@ -212,12 +201,12 @@ Test(onnx, bad_models_exit_1_with_a_clear_error) {
     snprintf(cmd, sizeof cmd, "head -c %d " GOLD "mlp.onnx > %s/t.onnx", cut, dir);
     free(util_run(cmd, &(int){0}));
     int st;
-    char *out = nndc(&st, "import %s/t.onnx -o %s 2>&1", dir, dir);
+    char *out = util_nndc(&st, "import %s/t.onnx -o %s 2>&1", dir, dir);
     cr_expect_eq(st, 1, "cut at %d: status %d: %s", cut, st, out);
     free(out);
   }
   int st;
-  char *out = nndc(&st, "import %s/missing.onnx 2>&1", dir);
+  char *out = util_nndc(&st, "import %s/missing.onnx 2>&1", dir);
   cr_expect_eq(st, 1, "%s", out);
   free(out);
   free(dir);

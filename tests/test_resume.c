@@ -252,17 +252,6 @@ Test(st, metadata_round_trips) {
 
 /* ---------------------------------------------------------- command line */
 
-static char *nndc(int *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *nndc(int *st, const char *fmt, ...) {
-  char args[4096], cmd[4400];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
-  snprintf(cmd, sizeof cmd, "%s %s 2>&1", NNDC_BIN, args);
-  return util_run(cmd, st);
-}
-
 static void write_data(const char *dir) {
   char p[600];
   Shape sx = {2, {NS, NX}}, sy = {1, {NS}};
@@ -287,14 +276,14 @@ Test(resume_cli, save_every_and_resume_match_one_run, .timeout = 300) {
   int st;
   char *out;
 #define DATA "%s/m.nnd --data x=%s/x.npy --data y=%s/y.npy --seed 3"
-  out = nndc(&st, "train " DATA " --epochs 3 --save %s/full.safetensors", dir, dir, dir, dir);
+  out = util_nndc(&st, "train " DATA " --epochs 3 --save %s/full.safetensors", dir, dir, dir, dir);
   cr_assert_eq(st, 0, "%s", out);
   free(out);
-  out = nndc(&st, "train " DATA " --epochs 2 --save %s/part.safetensors --save-every 5", dir, dir, dir, dir);
+  out = util_nndc(&st, "train " DATA " --epochs 2 --save %s/part.safetensors --save-every 5", dir, dir, dir, dir);
   cr_assert_eq(st, 0, "%s", out);
   cr_assert(strstr(out, "(step 24)"), "%s", out);
   free(out);
-  out = nndc(&st, "train " DATA " --epochs 3 --load %s/part.safetensors --resume --save %s/res.safetensors", dir, dir, dir,
+  out = util_nndc(&st, "train " DATA " --epochs 3 --load %s/part.safetensors --resume --save %s/res.safetensors", dir, dir, dir,
              dir, dir);
   cr_assert_eq(st, 0, "%s", out);
   cr_assert(strstr(out, "resuming after step 24 (epoch 2)"), "%s", out);
@@ -307,20 +296,20 @@ Test(resume_cli, save_every_and_resume_match_one_run, .timeout = 300) {
   cr_assert_eq(st, 0, "resumed checkpoint differs from one run: %s", out);
   free(out);
   /* --load without --resume: params only, the optimizer state skipped silently */
-  out = nndc(&st, "train " DATA " --epochs 1 --load %s/part.safetensors", dir, dir, dir, dir);
+  out = util_nndc(&st, "train " DATA " --epochs 1 --load %s/part.safetensors", dir, dir, dir, dir);
   cr_assert_eq(st, 0, "%s", out);
   cr_assert(!strstr(out, "warning"), "%s", out);
   cr_assert(!strstr(out, "resuming"), "%s", out);
   free(out);
   /* another batch cannot resume */
-  out = nndc(&st, "train " DATA " --batch 4 --load %s/part.safetensors --resume", dir, dir, dir, dir);
+  out = util_nndc(&st, "train " DATA " --batch 4 --load %s/part.safetensors --resume", dir, dir, dir, dir);
   cr_assert_eq(st, 1, "%s", out);
   cr_assert(strstr(out, "another batch"), "%s", out);
   free(out);
   /* a truncated checkpoint */
   snprintf(cmd, sizeof cmd, "head -c 1000 %s/part.safetensors > %s/bad.safetensors", dir, dir);
   free(util_run(cmd, &st));
-  out = nndc(&st, "train " DATA " --load %s/bad.safetensors --resume", dir, dir, dir, dir);
+  out = util_nndc(&st, "train " DATA " --load %s/bad.safetensors --resume", dir, dir, dir, dir);
   cr_assert_eq(st, 1, "%s", out);
   cr_assert(strstr(out, "bad.safetensors: error:"), "%s", out);
   free(out);
@@ -329,14 +318,14 @@ Test(resume_cli, save_every_and_resume_match_one_run, .timeout = 300) {
 
 Test(resume_cli, usage_errors) {
   int st;
-  char *out = nndc(&st, "train m.nnd --data x=x.npy --resume");
+  char *out = util_nndc(&st, "train m.nnd --data x=x.npy --resume");
   cr_assert_eq(st, 2, "%s", out);
   cr_assert(strstr(out, "--resume needs --load"), "%s", out);
   free(out);
-  out = nndc(&st, "train m.nnd --data x=x.npy --save-every 3");
+  out = util_nndc(&st, "train m.nnd --data x=x.npy --save-every 3");
   cr_assert_eq(st, 2, "%s", out);
   free(out);
-  out = nndc(&st, "train m.nnd --data x=x.npy --save ck --save-every 3");
+  out = util_nndc(&st, "train m.nnd --data x=x.npy --save ck --save-every 3");
   cr_assert_eq(st, 2, "%s", out);
   cr_assert(strstr(out, ".safetensors"), "%s", out);
   free(out);

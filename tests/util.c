@@ -1,4 +1,5 @@
 /* util.c - helpers shared by the Criterion tests. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,22 @@ char *util_run(const char *cmd, int *status) {
   int st = p ? pclose(p) : -1;
   *status = (st != -1 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
   return out;
+}
+
+char *util_nndc(int *status, const char *fmt, ...) {
+#ifdef NNDC_BIN
+  char args[8192], cmd[9000];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  snprintf(cmd, sizeof cmd, "%s %s", NNDC_BIN, args);
+  return util_run(cmd, status);
+#else
+  (void)fmt;
+  *status = -1;
+  return strdup("util_nndc: built without NNDC_BIN");
+#endif
 }
 
 char *util_tmpdir(void) {

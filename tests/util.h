@@ -9,6 +9,9 @@
 /* Runs a shell command; returns its combined stdout+stderr (malloc'd) and the
  * exit status in *status. */
 char *util_run(const char *cmd, int *status);
+/* util_run of "NNDC_BIN ARGS" (the nndc built with the tests; the
+ * arguments printf-formatted). */
+char *util_nndc(int *status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Makes a fresh empty temporary directory (malloc'd path). */
 char *util_tmpdir(void);
 /* Writes text to path; returns 0 on success. */
