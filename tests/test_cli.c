@@ -38,14 +38,11 @@ static void write_i32(const char *path, const Shape *s, int32_t mod) {
 }
 
 static float *read_f32(const char *path, int64_t *n) {
-  Diag d;
-  diag_init(&d);
-  Array a;
-  cr_assert_eq(npy_read(&d, path, &a), 0, "%s: %s", path, d.buf ? d.buf : "");
-  cr_assert_eq(a.et, EL_F32);
-  *n = shape_numel(&a.shape);
-  diag_free(&d);
-  return a.data;
+  Shape s;
+  float *x = util_read_f32(path, &s);
+  cr_assert(x, "%s", path);
+  *n = shape_numel(&s);
+  return x;
 }
 
 Test(cli, usage_errors_exit_2) {

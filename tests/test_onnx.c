@@ -13,17 +13,6 @@
 
 #define GOLD NNDC_SRC_DIR "/tests/golden/onnx/"
 
-static float *read_f32(const char *path, Shape *s) {
-  Diag d;
-  diag_init(&d);
-  Array a;
-  cr_assert_eq(npy_read(&d, path, &a), 0, "%s: %s", path, d.buf ? d.buf : "");
-  cr_assert_eq(a.et, EL_F32);
-  *s = a.shape;
-  diag_free(&d);
-  return a.data;
-}
-
 /* Imports GOLD<name>.onnx into dir; asserts success. */
 static void import(const char *dir, const char *name) {
   int st;
@@ -43,7 +32,8 @@ static void run_and_compare(const char *dir, const char *name, const char *engin
   snprintf(p, sizeof p, "%s/out_%s/y.npy", dir, engine);
   snprintf(q, sizeof q, GOLD "%s_y.npy", name);
   Shape sg, se;
-  float *got = read_f32(p, &sg), *exp = read_f32(q, &se);
+  float *got = util_read_f32(p, &sg), *exp = util_read_f32(q, &se);
+  cr_assert(got && exp, "%s, %s", p, q);
   cr_assert(shape_eq(&sg, &se), "%s: output shape differs", name);
   char label[256];
   snprintf(label, sizeof label, "%s (%s)", name, engine);
@@ -167,7 +157,8 @@ Test(onnx, emit_c_of_imported_model_builds_and_matches, .timeout = 300) {
   out = util_run(cmd, &st);
   cr_assert_eq(st, 0, "%s", out);
   Shape se;
-  float *exp = read_f32(GOLD "cnn_bn_y.npy", &se), got[20];
+  float *exp = util_read_f32(GOLD "cnn_bn_y.npy", &se), got[20];
+  cr_assert(exp);
   char *s = out;
   for (int i = 0; i < 20; i++) got[i] = strtof(s, &s);
   cr_expect_leq(util_compare("cnn_bn (emitted C)", got, exp, 20, 1e-6, 1e-4), 1.0);

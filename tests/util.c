@@ -43,6 +43,23 @@ char *util_nndc(int *status, const char *fmt, ...) {
 #endif
 }
 
+float *util_read_f32(const char *path, Shape *s) {
+  Diag d;
+  diag_init(&d);
+  Array a;
+  int rc = npy_read(&d, path, &a);
+  if (rc) fprintf(stderr, "%s", d.buf ? d.buf : "npy_read failed\n");
+  diag_free(&d);
+  if (rc) return NULL;
+  if (a.et != EL_F32) {
+    fprintf(stderr, "%s: not f32\n", path);
+    array_free(&a);
+    return NULL;
+  }
+  *s = a.shape;
+  return a.data;
+}
+
 char *util_tmpdir(void) {
   char *t = strdup("/tmp/nndc-test-XXXXXX");
   if (!mkdtemp(t)) abort();

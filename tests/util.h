@@ -12,6 +12,9 @@ char *util_run(const char *cmd, int *status);
 /* util_run of "NNDC_BIN ARGS" (the nndc built with the tests; the
  * arguments printf-formatted). */
 char *util_nndc(int *status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The f32 array of an .npy file (malloc'd), *s its shape; NULL (after a
+ * message on stderr) if it does not read or is not f32. */
+float *util_read_f32(const char *path, Shape *s);
 /* Makes a fresh empty temporary directory (malloc'd path). */
 char *util_tmpdir(void);
 /* Writes text to path; returns 0 on success. */
