@@ -433,16 +433,47 @@ static void lower_argmax(L *l, const Node *n) {
   store(l, at, buf_of(l, n), add(l, muli(l, o, I), t), var(l, bi));
 }
 
-/* TRANSPOSE: out[k...] = in at the permuted index. */
+/* TRANSPOSE: out[k...] = in at the permuted index.  When the output axis
+ * `ri` that walks the input contiguously is not the output's last axis and
+ * both are at least 2 * TRANSPOSE_TILE long, the two are walked in tiles of
+ * TRANSPOSE_TILE x TRANSPOSE_TILE (the other axes outside), so the strided
+ * side of the copy stays in cache: a plain walk reads a new line (and often
+ * a new page) for every element. */
+enum { TRANSPOSE_TILE = 32 };
+
 static void lower_transpose(L *l, const Node *n) {
   const Shape *s = &n->in[0]->shape;
   int64_t ist[MAX_RANK], st[MAX_RANK], acc = 1;
   for (int k = s->rank - 1; k >= 0; k--) ist[k] = acc, acc *= s->dim[k];
   for (int k = 0; k < s->rank; k++) st[k] = ist[n->a.i[k]];
   KExpr *ve[MAX_RANK];
-  int r = n->shape.rank;
-  KStmt **at = nest(l, &l->kg.k->body, n->shape.dim, r, r > 0, ve);
-  store(l, at, buf_of(l, n), flat(l, ve, n->shape.dim, r), load(l, buf_of(l, n->in[0]), strided(l, ve, st, r)));
+  int r = n->shape.rank, ri = -1;
+  const int64_t *d = n->shape.dim, T = TRANSPOSE_TILE;
+  for (int k = 0; k < r - 1; k++)
+    if (st[k] == 1) ri = k;
+  int xb = buf_of(l, n->in[0]), ob = buf_of(l, n);
+  if (ri < 0 || d[ri] < 2 * T || d[r - 1] < 2 * T) {
+    KStmt **at = nest(l, &l->kg.k->body, n->shape.dim, r, r > 0, ve);
+    store(l, at, ob, flat(l, ve, n->shape.dim, r), load(l, xb, strided(l, ve, st, r)));
+    return;
+  }
+  KStmt **at = &l->kg.k->body;
+  int first = 1;
+  for (int k = 0; k < r - 1; k++) {
+    if (k == ri) continue;
+    at = loop_or_zero(l, &at, &ve[k], d[k], first ? KL_PARALLEL : 0);
+    first = 0;
+  }
+  int lo[2] = {ri, r - 1};
+  KExpr *tile[2];
+  for (int j = 0; j < 2; j++)
+    at = loopv(l, &at, &tile[j], (d[lo[j]] + T - 1) / T, first && j == 0 ? KL_PARALLEL : 0);
+  for (int j = 0; j < 2; j++) {
+    KExpr *t0 = muli(l, tile[j], T);
+    at = kg_loop(&l->kg, &at, &ve[lo[j]], t0, bin(l, KB_MIN, addi(l, t0, T), ci(l, d[lo[j]])), 1,
+                 j == 1 ? KL_VECTOR : 0);
+  }
+  store(l, at, ob, flat(l, ve, d, r), load(l, xb, strided(l, ve, st, r)));
 }
 
 /* SLICE: out = in at (index + start). */

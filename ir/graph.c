@@ -825,6 +825,14 @@ void graph_add_update(Graph *g, Node *u) {
   g->updates = ups;
 }
 
+int ir_swaps_last_two(const Node *t) {
+  int r = t->shape.rank;
+  if (t->op != OP_TRANSPOSE || t->dt != DT_F32 || r < 2 || r > 3) return 0;
+  for (int k = 0; k < r - 2; k++)
+    if (t->a.i[k] != k) return 0;
+  return t->a.i[r - 2] == r - 1 && t->a.i[r - 1] == r - 2;
+}
+
 /* The statistics' groups of x over mask as [P, G, Q]: element (p, g, q) at
  * (p G + g) Q + q, group g's statistics at g.  The kept axes (of extent
  * above 1) must be adjacent: layer_norm's leading axes, batch_norm's axis 1. */

@@ -159,6 +159,10 @@ void ir_roles(Graph *g, void (*fn)(void *ctx, Node **slot), void *ctx);
  * topological); drops g->fuse_group. */
 void ir_toposort(Graph *g);
 
+/* Whether t is a TRANSPOSE (f32) swapping the last two axes of a rank-2 or
+ * rank-3 tensor: a transposed matrix or batch of matrices, which a product
+ * can read in place (passes/fuse.c, passes/simplify.c). */
+int ir_swaps_last_two(const Node *t);
 /* The groups of a normalization of shape s over the axes of mask (0: all)
  * as [P, G, Q]: element (p, g, q) at (p G + g) Q + q, group g's statistics
  * at g; -1 when the kept axes (of extent above 1) are not adjacent. */

@@ -39,15 +39,6 @@ static int fusible(const Node *n) {
   return n->dt == DT_F32 && ((op_info[n->op].flags & F_EW) || n->op == OP_EXPAND);
 }
 
-/* A TRANSPOSE of the last two axes of a rank-2 or rank-3 tensor. */
-static int swaps_last_two(const Node *t) {
-  int r = t->shape.rank;
-  if (t->op != OP_TRANSPOSE || t->dt != DT_F32 || r < 2 || r > 3) return 0;
-  for (int k = 0; k < r - 2; k++)
-    if (t->a.i[k] != k) return 0;
-  return t->a.i[r - 2] == r - 1 && t->a.i[r - 1] == r - 2;
-}
-
 static void pin(void *pinned, Node **n) {
   if (*n) ((uint8_t *)pinned)[(*n)->id] = 1;
 }
@@ -115,7 +106,7 @@ int pass_fuse(Diag *d, Graph *g, Node *const *roots, int nroots) {
   pin_roles(g, pinned, roots, nroots);
   for (int i = n - 1; i >= 0; i--) {
     const Node *x = g->nodes[i];
-    if (!pinned[i] && uses[i] > 1 && swaps_last_two(x) && mmuses[i] == uses[i]) {
+    if (!pinned[i] && uses[i] > 1 && ir_swaps_last_two(x) && mmuses[i] == uses[i]) {
       group[i] = FUSE_IN_PLACE;
       continue;
     }
@@ -135,7 +126,7 @@ int pass_fuse(Diag *d, Graph *g, Node *const *roots, int nroots) {
     }
     else if (x->op == OP_MATMUL && x->dt == DT_F32)
       join = fusible(u) && shape_eq(&x->shape, &u->shape) && !(group[u->id] >= 0 && has_mm[group[u->id]]);
-    else if (swaps_last_two(x))
+    else if (ir_swaps_last_two(x))
       join = u->op == OP_MATMUL;
     if (!join) continue;
     if (group[u->id] < 0) group[u->id] = u->id, ngroups++;

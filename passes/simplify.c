@@ -5,12 +5,14 @@
  * replaced by their representatives (rep[]), then is folded in place into a
  * CONST (every operand a uniform f32 CONST and the op exactly computable in
  * f32), or replaced by an operand (x*1, x+0, x-0, x/1, neg(neg x), a
- * reshape/expand to its operand's shape), or by an earlier identical node
+ * reshape/expand to its operand's shape, a transpose by the identity or
+ * of a transpose it undoes), or by an earlier identical node
  * (same op, dtype, shape, operands and attributes).  Then the nodes that the
  * graph's roles, the caller's roots, params, inputs and states need are kept
  * in their order and renumbered; every role refers to its representative.
  * A sum of SLICE_BWDs that tile their shape along one axis becomes a
- * CONCAT of their operands.  x*0 is not simplified (NaN*0 is NaN), nor are
+ * CONCAT of their operands; a transposed product of a transposed operand
+ * is a product of transposed operands (transpose_products).  x*0 is not simplified (NaN*0 is NaN), nor are
  * updates or leaves other than CONST merged.
  */
 #include <math.h>
@@ -81,6 +83,14 @@ static Node *identity_of(const Node *n) {
   case OP_DIV: r = is_const_val(y, 1) ? x : NULL; break;
   case OP_NEG: r = x->op == OP_NEG ? x->in[0] : NULL; break;
   case OP_RESHAPE: case OP_EXPAND: r = x; break;
+  case OP_TRANSPOSE: {  /* the identity permutation, or one undoing x's */
+    const Node *y0 = x->op == OP_TRANSPOSE ? x->in[0] : x;
+    int id = 1;
+    for (int k = 0; k < n->shape.rank; k++)
+      id &= (x->op == OP_TRANSPOSE ? x->a.i[n->a.i[k]] : n->a.i[k]) == k;
+    r = id ? (Node *)y0 : NULL;
+    break;
+  }
   default: return NULL;
   }
   if (!r || r->dt != n->dt || !shape_eq(&r->shape, &n->shape)) return NULL;
@@ -238,6 +248,51 @@ static void simplify_node(S *s, Node *n) {
   s->rep[n->id] = x ? x : cse(s, n);
 }
 
+/* ------------------------------------------------- transposed products */
+
+static void count_use(void *uses, Node **n) {
+  if (*n) ((int *)uses)[(*n)->id]++;
+}
+
+/* transpose(transpose(a0) @ b), the gradient of x @ transpose(W) with
+ * respect to W, is b^T @ a0: one product whose first operand is b read
+ * transposed in place (passes/fuse.c), instead of a product and a copy of
+ * its result transposed.  The product, used only by the transpose, becomes
+ * b^T in place, the transpose the product.  Matrices or batches of them.
+ * Returns the number of rewrites. */
+static int transpose_products(Graph *g, Node *const *roots, int nroots) {
+  int *uses = calloc((size_t)g->nnodes + 1, sizeof *uses), done = 0;
+  NNDC_ASSERT(uses);
+  for (int i = 0; i < g->nnodes; i++)
+    for (int j = 0; j < g->nodes[i]->nin; j++) uses[g->nodes[i]->in[j]->id]++;
+  for (int i = 0; i < nroots; i++) uses[roots[i]->id]++;
+  ir_roles(g, count_use, uses);
+  for (int i = 0; i < g->nnodes; i++) {
+    Node *n = g->nodes[i], *m = n->in ? n->in[0] : NULL;
+    if (!ir_swaps_last_two(n) || m->op != OP_MATMUL || uses[m->id] != 1 || !ir_swaps_last_two(m->in[0])) continue;
+    Node *a0 = m->in[0]->in[0], *b = m->in[1];
+    int r = b->shape.rank;
+    if (a0->shape.rank != r || m->shape.rank != r) continue;
+    Node **in = arena_alloc(g->arena, 2 * sizeof *in);
+    in[0] = m, in[1] = a0;
+    m->op = OP_TRANSPOSE;
+    m->in = &m->in[1];   /* b */
+    m->nin = 1;
+    memset(&m->a, 0, sizeof m->a);
+    for (int k = 0; k < r; k++) m->a.i[k] = k;
+    m->a.i[r - 2] = r - 1, m->a.i[r - 1] = r - 2;
+    m->shape = b->shape;
+    m->shape.dim[r - 2] = b->shape.dim[r - 1], m->shape.dim[r - 1] = b->shape.dim[r - 2];
+    n->op = OP_MATMUL;
+    n->in = in;
+    n->nin = 2;
+    memset(&n->a, 0, sizeof n->a);
+    done++;
+  }
+  free(uses);
+  return done;
+}
+
 /* Keeps the live nodes in order and renumbers them. */
 static void compact(Graph *g, const uint8_t *live) {
   int w = 0;
@@ -271,6 +326,13 @@ int pass_simplify_ex(Diag *d, Graph *g, Node **roots, int nroots, Node **track, 
   for (int i = 0; i < ntrack; i++)
     if (track[i]) track[i] = live[rep_of(&s, track[i])->id] ? rep_of(&s, track[i]) : NULL;
   compact(g, live);
+  if (transpose_products(g, roots, nroots)) {  /* their first transposes may be dead now */
+    memset(live, 0, (size_t)g->nnodes + 1);
+    mark_live(g, live, roots, nroots);
+    for (int i = 0; i < ntrack; i++)
+      if (track[i] && !live[track[i]->id]) track[i] = NULL;
+    compact(g, live);
+  }
   free(s.rep);
   free(s.table);
   free(live);

@@ -303,6 +303,26 @@ Test(jit, shapes) {
   t_free(t);
 }
 
+/* Transposes walked in tiles (both walked axes >= 64) and plainly, and a
+ * transposed product of a transpose, which simplify rewrites (the
+ * interpreter runs the graph as built). */
+Test(jit, transposes_tiled) {
+  T *t = t_new();
+  Node *r[6];
+  int n = 0;
+  Node *x = in(t, shp(2, 70, 131, 0, 0), -2, 2), *y = in(t, shp(3, 3, 65, 97, 0), -2, 2);
+  Attr sw = ai(1, 0), p021 = ai(0, 2), p201 = ai(2, 0), p120 = ai(1, 2);
+  p021.i[2] = 1, p201.i[2] = 1, p120.i[2] = 0;
+  r[n++] = op(t, OP_TRANSPOSE, x, NULL, &sw);
+  r[n++] = op(t, OP_TRANSPOSE, y, NULL, &p021);
+  r[n++] = op(t, OP_TRANSPOSE, y, NULL, &p201);
+  r[n++] = op(t, OP_TRANSPOSE, y, NULL, &p120);
+  Node *a = in(t, shp(2, 33, 70, 0, 0), -1, 1), *b = in(t, shp(2, 33, 19, 0, 0), -1, 1);
+  r[n++] = op(t, OP_TRANSPOSE, op(t, OP_MATMUL, op(t, OP_TRANSPOSE, a, NULL, &sw), b, NULL), NULL, &sw);
+  check(t, r, n, 1e-5);
+  t_free(t);
+}
+
 Test(jit, matmul) {
   T *t = t_new();
   Node *r[8];

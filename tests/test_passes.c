@@ -285,6 +285,58 @@ Test(simplify, algebraic_identities) {
   util_graph_free(t);
 }
 
+static Attr perm(int r, const int *p) {
+  Attr a;
+  memset(&a, 0, sizeof a);
+  for (int k = 0; k < r; k++) a.i[k] = p[k];
+  return a;
+}
+
+Test(simplify, transposes_that_cancel) {
+  T *t = util_graph_new();
+  Node *x = in(t, SHAPE(2, 3, 5));
+  Attr p120 = perm(3, (int[]){1, 2, 0}), p201 = perm(3, (int[]){2, 0, 1}), p012 = perm(3, (int[]){0, 1, 2});
+  Attr p021 = perm(3, (int[]){0, 2, 1});
+  Node *o[4];
+  o[0] = op(t, OP_TRANSPOSE, op(t, OP_TRANSPOSE, x, NULL, &p120), NULL, &p201);  /* undone */
+  o[1] = op(t, OP_TRANSPOSE, x, NULL, &p012);                                     /* the identity */
+  o[2] = op(t, OP_TRANSPOSE, op(t, OP_TRANSPOSE, x, NULL, &p021), NULL, &p021);   /* a swap twice */
+  o[3] = op(t, OP_TRANSPOSE, op(t, OP_TRANSPOSE, x, NULL, &p120), NULL, &p120);   /* not undone */
+  set_outputs(t, o, 4);
+  simplify(t);
+  for (int i = 0; i < 3; i++) cr_expect_eq(t->g.outputs[i].node, x, "output %d is not x", i);
+  cr_expect_str_eq(sig(t), "input transpose(0) transpose(1)");
+  util_graph_free(t);
+}
+
+/* transpose(transpose(a) @ b) -> transpose(b) @ a, the product reading b
+ * transposed in place; kept when the product has another use. */
+Test(simplify, transposed_product_of_a_transpose) {
+  T *t = util_graph_new();
+  Node *a = in(t, SHAPE(7, 5)), *b = in(t, SHAPE(7, 11));
+  Attr sw = perm(2, (int[]){1, 0});
+  Node *o = op(t, OP_TRANSPOSE, op2(t, OP_MATMUL, op(t, OP_TRANSPOSE, a, NULL, &sw), b), NULL, &sw);
+  set_outputs(t, &o, 1);
+  simplify(t);
+  cr_expect_str_eq(sig(t), "input input transpose(1) matmul(2,0)");
+  cr_expect_eq(t->g.outputs[0].node, o, "the output keeps its Node");
+  cr_expect_eq(o->shape.dim[0], 11);
+  cr_expect_eq(o->shape.dim[1], 5);
+  cr_expect_eq(t->g.nodes[2]->shape.dim[0], 11);
+  cr_expect_eq(t->g.nodes[2]->shape.dim[1], 7);
+  util_graph_free(t);
+
+  t = util_graph_new();  /* batched, and a product used twice */
+  Node *a3 = in(t, SHAPE(3, 7, 5)), *b3 = in(t, SHAPE(3, 7, 11));
+  Attr sw3 = perm(3, (int[]){0, 2, 1});
+  Node *m = op2(t, OP_MATMUL, op(t, OP_TRANSPOSE, a3, NULL, &sw3), b3);
+  Node *oo[2] = {op(t, OP_TRANSPOSE, m, NULL, &sw3), op1(t, OP_NEG, m)};
+  set_outputs(t, oo, 2);
+  simplify(t);
+  cr_expect_str_eq(sig(t), "input input transpose(0) matmul(2,1) transpose(3) neg(3)");
+  util_graph_free(t);
+}
+
 Test(simplify, identities_that_do_not_hold_are_kept) {
   T *t = util_graph_new();
   Node *x = in(t, SHAPE(3));
