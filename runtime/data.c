@@ -19,6 +19,7 @@ static const char *el_name(ElemType et) {
   case EL_I64: return "i64";
   case EL_U8: return "u8";
   case EL_TEXT: return "text";
+  case EL_U16: return "u16";
   }
   NNDC_ASSERT(0);
 }
@@ -49,36 +50,6 @@ int data_read(Diag *d, const char *path, Array *out) {
   return idx_read(d, path, out);
 }
 
-/* Text fed to an i32 [N, L] input: the windows bytes[k(L-1) : k(L-1) + L]. */
-static int text_windows(Diag *d, const char *path, const Array *in, const Node *input, Array *out) {
-  char ib[160];
-  if (input->dt != DT_I32 || input->shape.rank != 2 || input->shape.dim[1] < 2) {
-    diag_file_error(d, path, "a text file feeds an i32[N, L] input of byte tokens (L >= 2), not '%s' (%s)",
-                    input->name, shape_str(&input->shape, input->dt, ib, sizeof ib));
-    return -1;
-  }
-  int64_t n = in->shape.dim[0], L = input->shape.dim[1];
-  if (n < L) {
-    diag_file_error(d, path, "holds %lld bytes: fewer than one window of %lld for input '%s'", (long long)n,
-                    (long long)L, input->name);
-    return -1;
-  }
-  int64_t ns = (n - L) / (L - 1) + 1;
-  int32_t *buf = malloc((size_t)(ns * L) * sizeof *buf);
-  if (!buf) {
-    diag_file_error(d, path, "out of memory making %lld windows of %lld bytes", (long long)ns, (long long)L);
-    return -1;
-  }
-  const uint8_t *b = in->data;
-  for (int64_t k = 0; k < ns; k++)
-    for (int64_t t = 0; t < L; t++) buf[k * L + t] = b[k * (L - 1) + t];
-  out->et = EL_I32;
-  out->shape = input->shape;
-  out->shape.dim[0] = ns;
-  out->data = buf;
-  return 0;
-}
-
 /* Element i of a as a double (exact for every type but the largest i64). */
 static double elem(const Array *a, int64_t i) {
   switch (a->et) {
@@ -86,8 +57,56 @@ static double elem(const Array *a, int64_t i) {
   case EL_I32: return ((const int32_t *)a->data)[i];
   case EL_I64: return (double)((const int64_t *)a->data)[i];
   case EL_U8: case EL_TEXT: return ((const uint8_t *)a->data)[i];
+  case EL_U16: return ((const uint16_t *)a->data)[i];
   }
   NNDC_ASSERT(0);
+}
+
+static int is_int(ElemType et) { return et != EL_F32; }
+
+int64_t data_windows(const Array *in, const Node *input) {
+  if (in->shape.rank != 1 || !is_int(in->et) || input->dt != DT_I32 || input->shape.rank != 2) return -1;
+  int64_t n = in->shape.dim[0], L = input->shape.dim[1];
+  if (in->et != EL_TEXT && L < 2) return -1;  /* one integer per sample: plain data */
+  return L >= 2 && n >= L ? (n - L) / (L - 1) + 1 : 0;
+}
+
+/* A stream of tokens (a text's bytes, or a 1-D integer array) fed to an
+ * i32 [N, L] input: the windows tokens[k(L-1) : k(L-1) + L]. */
+static int stream_windows(Diag *d, const char *path, const Array *in, const Node *input, Array *out) {
+  char ib[160];
+  int64_t ns = data_windows(in, input);
+  if (ns < 0) {
+    diag_file_error(d, path, "a text file feeds an i32[N, L] input of byte tokens (L >= 2), not '%s' (%s)",
+                    input->name, shape_str(&input->shape, input->dt, ib, sizeof ib));
+    return -1;
+  }
+  int64_t n = in->shape.dim[0], L = input->shape.dim[1];
+  if (ns == 0) {
+    diag_file_error(d, path, "holds %lld %s: fewer than one window of %lld for input '%s'", (long long)n,
+                    in->et == EL_TEXT ? "bytes" : "tokens", (long long)L, input->name);
+    return -1;
+  }
+  int32_t *buf = malloc((size_t)(ns * L) * sizeof *buf);
+  if (!buf) {
+    diag_file_error(d, path, "out of memory making %lld windows of %lld tokens", (long long)ns, (long long)L);
+    return -1;
+  }
+  for (int64_t k = 0; k < ns; k++)
+    for (int64_t t = 0; t < L; t++) {
+      double v = elem(in, k * (L - 1) + t);
+      if (!(v >= INT32_MIN && v <= INT32_MAX)) {
+        free(buf);
+        diag_file_error(d, path, "token %lld (%g) does not fit in i32", (long long)(k * (L - 1) + t), v);
+        return -1;
+      }
+      buf[k * L + t] = (int32_t)v;
+    }
+  out->et = EL_I32;
+  out->shape = input->shape;
+  out->shape.dim[0] = ns;
+  out->data = buf;
+  return 0;
 }
 
 static void to_f32(const Array *in, int64_t numel, float *o) {
@@ -145,7 +164,7 @@ static int check_sample(Diag *d, const char *path, const Array *in, const Node *
 
 int data_convert(Diag *d, const char *path, const Array *in, const Node *input, Array *out) {
   memset(out, 0, sizeof *out);
-  if (in->et == EL_TEXT) return text_windows(d, path, in, input, out);
+  if (in->et == EL_TEXT || data_windows(in, input) >= 0) return stream_windows(d, path, in, input, out);
   if (check_sample(d, path, in, input)) return -1;
   Shape s = input->shape;
   s.dim[0] = in->shape.dim[0];

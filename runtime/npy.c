@@ -28,6 +28,7 @@ size_t el_size(ElemType et) {
   case EL_I32: return 4;
   case EL_I64: return 8;
   case EL_U8: case EL_TEXT: return 1;
+  case EL_U16: return 2;
   }
   NNDC_ASSERT(0);
 }
@@ -43,6 +44,7 @@ static const char *el_descr(ElemType et) {
   case EL_I32: return "<i4";
   case EL_I64: return "<i8";
   case EL_U8: case EL_TEXT: return "|u1";
+  case EL_U16: return "<u2";
   }
   NNDC_ASSERT(0);
 }
@@ -181,6 +183,7 @@ static int descr_type(const char *s, ElemType *et) {
   else if (!strcmp(s, "<i4")) *et = EL_I32;
   else if (!strcmp(s, "<i8")) *et = EL_I64;
   else if (!strcmp(s, "|u1") || !strcmp(s, "<u1") || !strcmp(s, "u1")) *et = EL_U8;
+  else if (!strcmp(s, "<u2")) *et = EL_U16;
   else return -1;
   return 0;
 }
@@ -226,7 +229,7 @@ static void parse_dict(Hdr *h, ElemType *et, Shape *s) {
   else if (fortran) hdr_fail(h, "fortran_order arrays are not supported (save in C order)");
   else if (descr_type(descr, et)) {
     snprintf(h->errbuf, sizeof h->errbuf,
-             "unsupported dtype '%s' (supported: <f4, <i4, <i8, |u1)", descr);
+             "unsupported dtype '%s' (supported: <f4, <i4, <i8, <u2, |u1)", descr);
     hdr_fail(h, h->errbuf);
   }
 }

@@ -20,7 +20,7 @@ void rng_fans(const Shape *s, double *fan_in, double *fan_out);
 
 /* ------------------------------------------------- npy.c, idx.c, data.c */
 
-typedef enum { EL_F32, EL_I32, EL_I64, EL_U8, EL_TEXT } ElemType;  /* EL_TEXT: a .txt file's bytes, [n] */
+typedef enum { EL_F32, EL_I32, EL_I64, EL_U8, EL_TEXT, EL_U16 } ElemType;  /* EL_TEXT: a .txt file's bytes, [n] */
 
 /* An n-d array read from or written to a data file (C order). */
 typedef struct Array {
@@ -31,7 +31,7 @@ typedef struct Array {
 
 size_t el_size(ElemType et);
 void array_free(Array *a);
-/* .npy: little-endian f4, i4, i8, u1, C order.  Truncated files, header
+/* .npy: little-endian f4, i4, i8, u2, u1, C order.  Truncated files, header
  * lengths that lie, absurd shapes and unsupported dtypes are errors. */
 int npy_read(Diag *d, const char *path, Array *out);
 int npy_read_mem(Diag *d, const char *name, const uint8_t *buf, size_t n, Array *out);
@@ -59,8 +59,12 @@ int data_read(Diag *d, const char *path, Array *out);
  * u1 -> f32 divides by 255; integer -> i32 by value (range checked);
  * f32 -> i32 only for integral values.  out is [nsamples, input dims 1..].
  * Text fed to an i32 [N, L] input (L >= 2): byte tokens, sample k the
- * window bytes[k(L-1) : k(L-1) + L] (consecutive windows share a byte). */
+ * window bytes[k(L-1) : k(L-1) + L] (consecutive windows share a byte);
+ * a 1-D integer array (a stream of token ids) fed to one is windowed alike. */
 int data_convert(Diag *d, const char *path, const Array *in, const Node *input, Array *out);
+/* The number of windows data_convert makes of `in` for `input` (0: too
+ * short for one), or -1 if `in` is not a stream of tokens for it. */
+int64_t data_windows(const Array *in, const Node *input);
 
 /* A named set of arrays fed to a model's inputs, all with the same sample count. */
 typedef struct Dataset {

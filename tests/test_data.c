@@ -396,6 +396,46 @@ Test(data, npy_by_suffix) {
   free(dir);
 }
 
+/* A stream of token ids (u2 .npy, i4, the bytes of a text) fed to an
+ * i32 [N, L] input: windows of L sharing one token; other inputs refuse it. */
+Test(data, token_streams_are_windowed) {
+  char *dir = util_tmpdir(), path[512];
+  snprintf(path, sizeof path, "%s/tok.npy", dir);
+  uint16_t tok[10] = {0, 1, 2, 3, 4, 5, 60000, 7, 8, 9};
+  Shape s = {1, {10}};
+  Diag d;
+  diag_init(&d);
+  cr_assert_eq(npy_write(&d, path, EL_U16, &s, tok), 0);
+  Array a, out;
+  cr_assert_eq(data_read(&d, path, &a), 0, "%s", d.buf ? d.buf : "");
+  cr_assert_eq(a.et, EL_U16);
+  Node x = input_node(DT_I32, 2, (int64_t[]){32, 4});
+  cr_assert_eq(data_windows(&a, &x), 3);
+  cr_assert_eq(data_convert(&d, path, &a, &x, &out), 0, "%s", d.buf ? d.buf : "");
+  cr_assert_eq(out.shape.dim[0], 3);
+  cr_assert_eq(out.shape.dim[1], 4);
+  const int32_t want[12] = {0, 1, 2, 3, 3, 4, 5, 60000, 60000, 7, 8, 9};
+  for (int i = 0; i < 12; i++) cr_expect_eq(((int32_t *)out.data)[i], want[i], "elem %d", i);
+  array_free(&out);
+  Node x11 = input_node(DT_I32, 2, (int64_t[]){32, 11});  /* longer than the stream */
+  cr_assert_eq(data_convert(&d, path, &a, &x11, &out), -1);
+  cr_assert(strstr(d.buf, "holds 10 tokens: fewer than one window of 11"), "%s", d.buf);
+  Node f = input_node(DT_F32, 2, (int64_t[]){32, 4});  /* not a token input: per-sample counts */
+  cr_assert_eq(data_windows(&a, &f), -1);
+  cr_assert_eq(data_convert(&d, path, &a, &f, &out), -1);
+  Node y = input_node(DT_I32, 1, (int64_t[]){32});     /* one label per sample: plain data */
+  cr_assert_eq(data_windows(&a, &y), -1);
+  cr_assert_eq(data_convert(&d, path, &a, &y, &out), 0);
+  cr_assert_eq(out.shape.dim[0], 10);
+  cr_assert_eq(((int32_t *)out.data)[6], 60000);
+  array_free(&out);
+  array_free(&a);
+  diag_free(&d);
+  unlink(path);
+  rmdir(dir);
+  free(dir);
+}
+
 /* ------------------------------------------------------ shuffle, gather */
 
 Test(data, permutation) {

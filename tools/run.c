@@ -133,21 +133,21 @@ int cmd_run(Cli *c, Diag *d) {
   memset(raw, 0, sizeof raw);
   read_arrays(d, c->feeds, c->nfeeds, raw);
   Feed feeds[MAX_ITEMS];
-  int text = 0;
+  int stream = 0;
   for (int i = 0; i < c->nfeeds; i++) {
     feeds[i].name = c->feeds[i].name;
     feeds[i].nsamples = raw[i].shape.rank ? raw[i].shape.dim[0] : 1;
-    text |= raw[i].et == EL_TEXT;
+    stream |= raw[i].et == EL_TEXT || (raw[i].shape.rank == 1 && raw[i].et != EL_F32);
   }
   Arena a;
   arena_init(&a);
   Graph g;
   compile(c, d, &g, &a, 0, 0, feeds, c->nfeeds);
-  if (text) {  /* a text's samples are its windows: their count needs the input's L, so compile again */
+  if (stream) {  /* a stream's samples are its windows: their count needs the input's L, so compile again */
     for (int i = 0; i < c->nfeeds; i++) {
       const Node *in = input_named(&g, c->feeds[i].name);
-      int64_t n = raw[i].shape.dim[0], L = in && in->shape.rank == 2 ? in->shape.dim[1] : 0;
-      if (raw[i].et == EL_TEXT && L >= 2 && n >= L) feeds[i].nsamples = (n - L) / (L - 1) + 1;
+      int64_t nw = in ? data_windows(&raw[i], in) : -1;
+      if (nw > 0) feeds[i].nsamples = nw;
     }
     arena_free(&a);
     arena_init(&a);
@@ -229,20 +229,25 @@ static void fmt_time(double s, char *buf, size_t n) {
   else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
 }
 
+/* Decimals for a rate: a model that trains a few samples a second shows them. */
+static int sps_digits(double sps) { return sps < 10 ? 2 : 0; }
+
 static void on_progress(void *user, const TrainProgress *p) {
   Show *s = user;
   char eta[32];
   fmt_time(p->eta_s, eta, sizeof eta);
   if (s->tty) {
-    fprintf(stderr, "\r\033[Kepoch %lld/%lld  batch %lld/%lld  loss %.4f  %.0f samples/s  ETA %s", (long long)p->epoch,
-            (long long)p->epochs, (long long)p->batch, (long long)p->nbatches, p->loss, p->samples_per_s, eta);
+    fprintf(stderr, "\r\033[Kepoch %lld/%lld  batch %lld/%lld  loss %.4f  %.*f samples/s  ETA %s", (long long)p->epoch,
+            (long long)p->epochs, (long long)p->batch, (long long)p->nbatches, p->loss, sps_digits(p->samples_per_s),
+            p->samples_per_s, eta);
     fflush(stderr);
     return;
   }
   int64_t every = p->nbatches / 4 > 0 ? p->nbatches / 4 : 1;
   if (p->batch % every == 0 && p->batch != p->nbatches)
-    fprintf(stderr, "epoch %lld/%lld  batch %lld/%lld  loss %.4f  %.0f samples/s  ETA %s\n", (long long)p->epoch,
-            (long long)p->epochs, (long long)p->batch, (long long)p->nbatches, p->loss, p->samples_per_s, eta);
+    fprintf(stderr, "epoch %lld/%lld  batch %lld/%lld  loss %.4f  %.*f samples/s  ETA %s\n", (long long)p->epoch,
+            (long long)p->epochs, (long long)p->batch, (long long)p->nbatches, p->loss, sps_digits(p->samples_per_s),
+            p->samples_per_s, eta);
 }
 
 static void on_epoch(void *user, const EpochReport *r) {
