@@ -675,22 +675,29 @@ static void lower_embedding(L *l, const Node *n) {
   l->kg.k->errarg = V;
 }
 
-/* EMBEDDING_BWD: dy [P..., D], ids [P...] -> dtable [V, D]: columns in
- * parallel, each zeroed and then summed over the positions in order, so
- * the result does not depend on the threads (ids outside [0, V) add
- * nothing: the forward pass has stopped on them). */
+/* EMBEDDING_BWD: dy [P..., D], ids [P...] -> dtable [V, D]: blocks of
+ * EMB_COLS columns in parallel, each zeroed row by row and then summed
+ * over the positions in order (rows of the block contiguous), so the
+ * result does not depend on the threads (ids outside [0, V) add nothing:
+ * the forward pass has stopped on them). */
+enum { EMB_COLS = 64 };
+
 static void lower_embedding_bwd(L *l, const Node *n) {
   int64_t V = n->shape.dim[0], D = n->shape.dim[1], P = shape_numel(&n->in[1]->shape);
+  int64_t B = EMB_COLS, nblk = (D + B - 1) / B;
   int id;
-  KExpr *d, *v, *p;
+  KExpr *c, *d, *v, *p;
   int ob = buf_of(l, n);
   KStmt **at = &l->kg.k->body;
-  KStmt **col = loopv(l, &at, &d, D, KL_PARALLEL);
-  KStmt **z = loopv(l, &col, &v, V, 0);
+  KStmt **blk = loopv(l, &at, &c, nblk, KL_PARALLEL);
+  KExpr *d0 = muli(l, c, B), *d1 = bin(l, KB_MIN, addi(l, d0, B), ci(l, D));
+  KStmt **z = loopv(l, &blk, &v, V, 0);
+  z = kg_loop(&l->kg, &z, &d, d0, d1, 1, KL_VECTOR);
   store(l, z, ob, add(l, muli(l, v, D), d), cf(l, 0));
-  KStmt **pos = loopv(l, &col, &p, P, 0);
+  KStmt **pos = loopv(l, &blk, &p, P, 0);
   pos = let(l, pos, &id, load(l, buf_of(l, n->in[1]), p));
   KStmt **in = if_(l, &pos, bin(l, KB_AND, bin(l, KB_GE, var(l, id), ci(l, 0)), bin(l, KB_LT, var(l, id), ci(l, V))));
+  in = kg_loop(&l->kg, &in, &d, d0, d1, 1, KL_VECTOR);
   KExpr *o = add(l, muli(l, var(l, id), D), d);
   store(l, in, ob, o, add(l, load(l, ob, o), load(l, buf_of(l, n->in[0]), add(l, muli(l, p, D), d))));
   l->kg.k->flops = (double)P * (double)D;

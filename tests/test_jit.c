@@ -756,7 +756,7 @@ Test(jit, tril_every_k) {
 }
 
 /* embedding's gather and its row-summing gradient (repeated ids, odd and
- * aligned widths, ids of rank 0 to 2). */
+ * aligned widths, one wider than two column blocks, ids of rank 0 to 2). */
 Test(jit, embedding_and_gradient) {
   T *t = t_new();
   Node *tab = in(t, shp(2, 7, 13, 0, 0), -2, 2), *tab16 = in(t, shp(2, 5, 16, 0, 0), -2, 2);
@@ -764,7 +764,8 @@ Test(jit, embedding_and_gradient) {
   Node *ids0 = leaf(t, OP_INPUT, DT_I32, shp(0, 0, 0, 0, 0), 0, 5);
   Node *ids1 = leaf(t, OP_INPUT, DT_I32, shp(1, 40, 0, 0, 0), 0, 5);
   Node *dy = in(t, shp(3, 3, 11, 13, 0), -1, 1), *dy1 = in(t, shp(2, 40, 16, 0, 0), -1, 1);
-  Node *r[5];
+  Node *dyw = in(t, shp(3, 2, 11, 150, 0), -1, 1), *idsw = leaf(t, OP_INPUT, DT_I32, shp(2, 2, 11, 0, 0), 0, 9);
+  Node *r[6];
   r[0] = op(t, OP_EMBEDDING, tab, ids, NULL);
   r[1] = op(t, OP_EMBEDDING, tab16, ids0, NULL);
   r[2] = op(t, OP_EMBEDDING, tab16, ids1, NULL);
@@ -773,7 +774,9 @@ Test(jit, embedding_and_gradient) {
   r[3] = op(t, OP_EMBEDDING_BWD, dy, ids, &a);
   a.shape = tab16->shape;
   r[4] = op(t, OP_EMBEDDING_BWD, dy1, ids1, &a);
-  check(t, r, 5, 1e-6);
+  a.shape = shp(2, 9, 150, 0, 0);
+  r[5] = op(t, OP_EMBEDDING_BWD, dyw, idsw, &a);
+  check(t, r, 6, 1e-6);
   t_free(t);
 }
 
