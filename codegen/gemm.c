@@ -245,6 +245,27 @@ void gemm_pack(KGen *g, int64_t batch, int64_t N, int64_t K, GemmOperand B, int 
   int64_t nfull = N / nr * nr, w = rem_width(N, nr), per = K * (nfull + w);
   KExpr *t, *jt, *c;
   KStmt **at = &g->k->body;
+  if (B.cs != 1 && B.rs == 1) {
+    /* B read transposed: a panel's columns are rows of B's storage, so each
+     * panel is copied whole (nr streams read in order, one written) rather
+     * than row k across every panel, which touches a line per element */
+    int64_t nt = nfull / nr + (w > 0);
+    KExpr *k;
+    at = kg_loop(g, &at, &t, kg_int(g, 0), kg_int(g, batch * nt), 1, KL_PARALLEL);
+    KExpr *b = batch > 1 ? kg_bin(g, KB_DIV, t, kg_int(g, nt)) : kg_int(g, 0);
+    KExpr *j = batch > 1 ? kg_bin(g, KB_REM, t, kg_int(g, nt)) : t;
+    KExpr *wd = kg_sel(g, kg_bin(g, KB_LT, j, kg_int(g, nfull / nr)), kg_int(g, nr), kg_int(g, w));
+    KExpr *out = kg_add(g, kg_muli(g, b, per), kg_muli(g, j, (int64_t)nr * K));
+    KStmt **kl = kg_loop(g, &at, &k, kg_int(g, 0), kg_int(g, K), 1, 0);
+    KStmt **cl = kg_loop(g, &kl, &c, kg_int(g, 0), wd, 1, KL_VECTOR);
+    KExpr *col = kg_add(g, kg_muli(g, j, nr), c);
+    KExpr *src = kg_add(g, kg_muli(g, b, B.bs), k);
+    KExpr *v = kg_load(g, B.buf, kg_add(g, src, kg_muli(g, kg_bin(g, KB_MIN, col, kg_int(g, N - 1)), B.cs)));
+    kg_store(g, cl, dst, kg_add(g, out, kg_add(g, kg_bin(g, KB_MUL, k, wd), c)),
+             kg_sel(g, kg_bin(g, KB_LT, col, kg_int(g, N)), v, kg_f32(g, 0)));
+    g->k->flops = 0;
+    return;
+  }
   at = kg_loop(g, &at, &t, kg_int(g, 0), kg_int(g, batch * K), 1, KL_PARALLEL);
   KExpr *b = batch > 1 ? kg_bin(g, KB_DIV, t, kg_int(g, K)) : kg_int(g, 0);
   KExpr *k = batch > 1 ? kg_bin(g, KB_REM, t, kg_int(g, K)) : t;

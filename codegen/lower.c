@@ -781,35 +781,72 @@ static void lower_one_hot(L *l, const Node *n) {
   store(l, at, buf_of(l, n), add(l, muli(l, r, C), c), f01(l, bin(l, KB_EQ, y, c)));
 }
 
+/* The label y of row r (an i64 local, checked: an error names it) and the
+ * row's max m and sum s of exp(x - m) as f32 locals, appended at *at. */
+static void ce_row(L *l, KStmt ***at, int xb, int lb, KExpr *r, int64_t C, int *y, int *m, int *s) {
+  KExpr *a1, *a2;
+  *at = let(l, *at, y, load(l, lb, r));
+  KStmt **err = if_(l, at, bin(l, KB_OR, bin(l, KB_LT, var(l, *y), ci(l, 0)), bin(l, KB_GE, var(l, *y), ci(l, C))));
+  kg_error(&l->kg, err, var(l, *y));
+  KExpr *base = muli(l, r, C);
+  *at = let(l, *at, m, cf(l, -INFINITY));
+  KStmt **in = loopv(l, at, &a1, C, 0);
+  set(l, in, *m, bin(l, KB_MAX, var(l, *m), load(l, xb, add(l, base, a1))));
+  *at = let(l, *at, s, cf(l, 0));
+  in = loopv(l, at, &a2, C, 0);
+  set(l, in, *s, add(l, var(l, *s), un(l, KU_EXP, bin(l, KB_SUB, load(l, xb, add(l, base, a2)), var(l, *m)))));
+}
+
+
 /* CROSS_ENTROPY: mean over rows of logsumexp(x[n]) - x[n, y[n]], as
  * PyTorch's log_softmax rounds it: log(s) - (x[n, y] - m) with m the row's
  * max and s the sum of exp(x - m) (both terms >= 0, so a confident row's
  * small loss is not cancelled against m); a label outside [0, C) is a
- * run-time error. */
+ * run-time error.  A kernel of rows in parallel writes each row's loss to
+ * scratch; the node's kernel sums them in order (in f64), so the result
+ * does not depend on the threads. */
 static void lower_cross_entropy(L *l, const Node *n) {
   int64_t N = n->in[0]->shape.dim[0], C = n->in[0]->shape.dim[1];
-  int xb = buf_of(l, n->in[0]), tot, m, s, y;
-  KExpr *r, *a1, *a2;
-  KStmt **at = &l->kg.k->body;
+  int xb = buf_of(l, n->in[0]), rows = add_scratch(l->p, n, N), tot, m, s, y;
+  Kernel *k = l->kg.k, *rk = kernel_new(l, n);
+  rk->name = arena_printf(l->a, "k%d_cross_entropy_rows", n->id);
+  rk->opname = "cross_entropy_rows";
+  KExpr *r, *r2;
+  KStmt **at = &rk->body;
+  KStmt **row = loopv(l, &at, &r, N, KL_PARALLEL);
+  ce_row(l, &row, xb, buf_of(l, n->in[1]), r, C, &y, &m, &s);
+  KExpr *xy = load(l, xb, add(l, muli(l, r, C), clampi(l, var(l, y), C)));
+  store(l, row, rows, r, bin(l, KB_SUB, un(l, KU_LOG, var(l, s)), bin(l, KB_SUB, xy, var(l, m))));
+  rk->errfmt = "label %lld out of range [0, %lld)";
+  rk->errarg = C;
+  rk->flops = 4.0 * (double)N * (double)C;
+  l->p->kernels[l->p->nkernels++] = rk;
+  build_on(l, k);
+  at = &k->body;
   at = let(l, at, &tot, cd(l, 0));
-  KStmt **row = loopv(l, &at, &r, N, 0);
-  row = let(l, row, &y, load(l, buf_of(l, n->in[1]), r));
-  KStmt **err = if_(l, &row, bin(l, KB_OR, bin(l, KB_LT, var(l, y), ci(l, 0)), bin(l, KB_GE, var(l, y), ci(l, C))));
-  kg_error(&l->kg, err, var(l, y));
-  KExpr *base = muli(l, r, C);
-  row = let(l, row, &m, cf(l, -INFINITY));
-  KStmt **in = loopv(l, &row, &a1, C, 0);
-  set(l, in, m, bin(l, KB_MAX, var(l, m), load(l, xb, add(l, base, a1))));
-  row = let(l, row, &s, cf(l, 0));
-  in = loopv(l, &row, &a2, C, 0);
-  set(l, in, s, add(l, var(l, s), un(l, KU_EXP, bin(l, KB_SUB, load(l, xb, add(l, base, a2)), var(l, m)))));
-  KExpr *xy = load(l, xb, add(l, base, clampi(l, var(l, y), C)));
-  KExpr *li = bin(l, KB_SUB, un(l, KU_LOG, var(l, s)), bin(l, KB_SUB, xy, var(l, m)));
-  set(l, row, tot, add(l, var(l, tot), cast(l, KT_F64, li)));
+  KStmt **sum = loopv(l, &at, &r2, N, 0);
+  set(l, sum, tot, add(l, var(l, tot), cast(l, KT_F64, load(l, rows, r2))));
   store(l, at, buf_of(l, n), ci(l, 0), bin(l, KB_DIV, var(l, tot), cd(l, (double)N)));
+  k->flops = (double)N;
+}
+
+/* CE_BWD: rows in parallel, each (exp(x - m) / s - [col == y]) dy / N. */
+static void lower_ce_bwd(L *l, const Node *n) {
+  int64_t N = n->shape.dim[0], C = n->shape.dim[1];
+  int xb = buf_of(l, n->in[0]), m, s, y, sc;
+  KExpr *r, *a;
+  KStmt **at = &l->kg.k->body;
+  KStmt **row = loopv(l, &at, &r, N, KL_PARALLEL);
+  ce_row(l, &row, xb, buf_of(l, n->in[1]), r, C, &y, &m, &s);
+  row = let(l, row, &sc, bin(l, KB_DIV, load(l, buf_of(l, n->in[2]), ci(l, 0)), cf(l, (double)N)));
+  KStmt **in = loopv(l, &row, &a, C, KL_VECTOR);
+  KExpr *idx = add(l, muli(l, r, C), a);
+  KExpr *p = bin(l, KB_DIV, un(l, KU_EXP, bin(l, KB_SUB, load(l, xb, idx), var(l, m))), var(l, s));
+  KExpr *t = sel(l, bin(l, KB_EQ, a, var(l, y)), cf(l, 1), cf(l, 0));
+  store(l, in, buf_of(l, n), idx, mul(l, bin(l, KB_SUB, p, t), var(l, sc)));
   l->kg.k->errfmt = "label %lld out of range [0, %lld)";
   l->kg.k->errarg = C;
-  l->kg.k->flops = 4.0 * (double)N * (double)C;
+  l->kg.k->flops = 6.0 * (double)N * (double)C;
 }
 
 /* MSE, BCE_LOGITS: mean over equal-shaped operands. */

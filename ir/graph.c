@@ -543,6 +543,20 @@ static int infer_loss(Infer *f) {
   return 0;
 }
 
+/* cross_entropy's gradient: logits [N, C], labels i32 [N], dy [] -> [N, C]. */
+static int infer_ce_bwd(Infer *f) {
+  char b[SBUF];
+  Op op = f->op;
+  f->op = OP_CROSS_ENTROPY;  /* the operands of the loss it differentiates */
+  int bad = infer_loss(f);
+  f->op = op;
+  if (bad) return -1;
+  if (f->in[2]->dt != DT_F32 || f->in[2]->shape.rank != 0)
+    return fail(f, "cross_entropy_bwd: dy must be f32[], got %s", sstr(f->in[2], b));
+  f->shape = f->in[0]->shape;
+  return 0;
+}
+
 /* Output size of a window sliding over n with padding p; -1 if it does not fit. */
 static int64_t window_out(int64_t n, int64_t k, int64_t stride, int64_t pad) {
   if (n + 2 * pad < k) return -1;

@@ -558,6 +558,27 @@ static int k_cross_entropy(K *k) {
   return 0;
 }
 
+/* logits [N, C], labels i32 [N], dy [] -> y [N, C]:
+ * (softmax(x[n]) - one_hot(labels[n])) dy / N */
+static int k_ce_bwd(K *k) {
+  const Shape *s = &k->n->in[0]->shape;
+  int64_t N = s->dim[0], C = s->dim[1];
+  const int32_t *lab = k->x[1];
+  double scale = (double)((const float *)k->x[2])[0] / (double)N;
+  for (int64_t r = 0; r < N; r++) {
+    const float *x = X0 + r * C;
+    if (lab[r] < 0 || lab[r] >= C) {
+      diag_error(k->d, k->n->loc, "label %d out of range [0, %lld)", (int)lab[r], (long long)C);
+      return -1;
+    }
+    double mx = -INFINITY, se = 0;
+    for (int64_t j = 0; j < C; j++) mx = x[j] > mx ? x[j] : mx;
+    for (int64_t j = 0; j < C; j++) se += exp(x[j] - mx);
+    for (int64_t j = 0; j < C; j++) Y[r * C + j] = (float)((exp(x[j] - mx) / se - (j == lab[r])) * scale);
+  }
+  return 0;
+}
+
 /* a [d...], b [d...] -> y []: mean of (a - b)^2, or of bce_logits(a, b) */
 static int k_mse_bce(K *k) {
   int64_t n = shape_numel(&k->n->in[0]->shape);

@@ -351,12 +351,6 @@ static void vjp_matmul(AD *ad, Node *n, Node *dy) {
 
 /* ------------------------------------------------------------ neural */
 
-static Attr attr_axis(int64_t axis) {
-  Attr a = attr_zero();
-  a.i[0] = axis;
-  return a;
-}
-
 /* softmax: y * (dy - sum(dy*y, axis, keepdims)). */
 static void vjp_softmax(AD *ad, Node *n, Node *dy) {
   Node *s = reduce(ad, OP_SUM, mul(ad, dy, n), (int64_t)1 << n->a.i[0], 1);
@@ -387,16 +381,11 @@ static void vjp_log_softmax(AD *ad, Node *n, Node *dy) {
 /* The same mask (same key, same step) applied to dy. */
 static void vjp_dropout(AD *ad, Node *n, Node *dy) { acc(ad, n->in[0], op1(ad, OP_DROPOUT, dy, &n->a)); }
 
-/* cross_entropy: (softmax(z) - one_hot(labels)) * dy / N. */
+/* cross_entropy: (softmax(z) - one_hot(labels)) * dy / N, one node whose
+ * kernel writes each row once (CE_BWD). */
 static void vjp_cross_entropy(AD *ad, Node *n, Node *dy) {
-  Node *z = n->in[0];
-  Attr ax = attr_axis(1);
-  Node *p = op1(ad, OP_SOFTMAX, z, &ax);
-  Attr oh = attr_zero();
-  oh.shape = z->shape;
-  Node *t = op1(ad, OP_ONE_HOT, n->in[1], &oh);
-  Node *scale = dvd(ad, dy, num(ad, (double)z->shape.dim[0]));
-  acc(ad, z, mul(ad, sub(ad, p, t), scale));
+  Node *in[3] = {n->in[0], n->in[1], dy};
+  acc(ad, n->in[0], ir_build(ad->g, OP_CE_BWD, in, 3, NULL, n->loc));
 }
 
 /* mse: 2 (a - b) / numel * dy; the negation for b. */

@@ -152,13 +152,17 @@ Test(gemm, batched) {
 Test(gemm, transposed_operands) {
   T *t = util_graph_new();
   Attr p = ai(1, 0);
-  Node *r[4];
+  Node *r[5];
   int n = 0;
   Node *x = in(t, shp(2, 64, 31, 0, 0)), *dy = in(t, shp(2, 64, 17, 0, 0)), *w = in(t, shp(2, 31, 17, 0, 0));
   r[n++] = op(t, OP_MATMUL, op(t, OP_TRANSPOSE, x, NULL, &p), dy, NULL);  /* [31,17] */
   r[n++] = op(t, OP_MATMUL, dy, op(t, OP_TRANSPOSE, w, NULL, &p), NULL);  /* [64,31] */
   Node *a = in(t, shp(2, 257, 3, 0, 0)), *b = in(t, shp(2, 33, 257, 0, 0));
   r[n++] = op(t, OP_MATMUL, op(t, OP_TRANSPOSE, a, NULL, &p), op(t, OP_TRANSPOSE, b, NULL, &p), NULL);
+  Attr p3 = ai(0, 2);  /* batched: B's panels packed from its rows, the last one padded */
+  p3.i[2] = 1;
+  Node *q = in(t, shp(3, 3, 40, 31, 0)), *k = in(t, shp(3, 3, 45, 31, 0));
+  r[n++] = op(t, OP_MATMUL, q, op(t, OP_TRANSPOSE, k, NULL, &p3), NULL);
   check(t, r, n, 5e-5);
   util_graph_free(t);
 }

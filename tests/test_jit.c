@@ -349,6 +349,8 @@ Test(jit, softmax_losses) {
     r[n++] = op(t, OP_LOG_SOFTMAX, x, NULL, &at);
   }
   r[n++] = op(t, OP_CROSS_ENTROPY, lg, lab, NULL);
+  Node *ce_in[3] = {lg, lab, in(t, shp(0, 0, 0, 0, 0), 0.5f, 2)};
+  r[n++] = ir_op(&t->u.g, &t->u.d, (Loc){0}, OP_CE_BWD, ce_in, 3, NULL);  /* its gradient, dy / N scaled */
   r[n++] = op(t, OP_MSE, a, b, NULL);
   r[n++] = op(t, OP_BCE_LOGITS, a, b, NULL);
   check(t, r, n, 1e-5);

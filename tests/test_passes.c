@@ -582,29 +582,30 @@ Test(fuse, grads_and_updates_are_never_interior) {
   }
 }
 
-/* The whole training step: only sub+mul (the cross-entropy gradient) and
- * gt+mul (the relu gradient) fuse; add(x @ W1, b1) feeds relu and its
- * gradient's gt, so it stays alone.  No role is interior. */
+/* The whole training step: the cross-entropy gradient is one node
+ * (cross_entropy_bwd); only gt+mul (the relu gradient) fuses; add(x @ W1,
+ * b1) feeds relu and its gradient's gt, so it stays alone.  No role is
+ * interior. */
 Test(fuse, mlp_training_step_groups) {
   T *t = t_src(MLP, 1);
   cr_assert_eq(pass_autodiff(&t->d, &t->g), 0, "%s", t->d.buf ? t->d.buf : "");
   cr_assert_eq(pass_optim(&t->d, &t->g), 0, "%s", t->d.buf ? t->d.buf : "");
   cr_assert_eq(passes_optimize(&t->d, &t->g), 0);
   cr_expect_str_eq(sig(t), "input input param param param param matmul(0,2) add(6,3) relu(7) matmul(8,4) add(9,5) "
-                           "softmax(10) cross_entropy(10,1) argmax(10) eq(13,1) mean(14) one_hot(1) const=0.25 "
-                           "sub(11,16) mul(18,17) sum(19) reshape(20) transpose(4) matmul(19,22) transpose(8) "
-                           "matmul(24,19) const=0 gt(7,26) mul(23,27) sum(28) reshape(29) transpose(0) "
-                           "matmul(31,28) state state adam_update(2,32,33,34) state state adam_update(3,30,36,37) "
-                           "state state adam_update(4,25,39,40) state state adam_update(5,21,42,43)");
+                           "softmax(10) cross_entropy(10,1) argmax(10) eq(13,1) mean(14) const=1 "
+                           "cross_entropy_bwd(10,1,16) sum(17) reshape(18) transpose(4) matmul(17,20) transpose(8) "
+                           "matmul(22,17) const=0 gt(7,24) mul(21,25) sum(26) reshape(27) transpose(0) "
+                           "matmul(29,26) state state adam_update(2,30,31,32) state state adam_update(3,28,34,35) "
+                           "state state adam_update(4,23,37,38) state state adam_update(5,19,40,41)");
   /* forward products with their bias adds (the adds are used twice: by
    * relu and relu's derivative, by softmax and cross-entropy); the
    * backward's products with the transposes they read and relu's
    * derivative (gt, mul) as the epilogue of dh = dlogits @ W2^T */
-  cr_expect_str_eq(groups(t), "-1 -1 -1 -1 -1 -1 7 7 -1 10 10 -1 -1 -1 -1 -1 -1 -1 19 19 -1 -1 28 28 25 25 -1 28 "
-                              "28 -1 -1 32 32 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1");
+  cr_expect_str_eq(groups(t), "-1 -1 -1 -1 -1 -1 7 7 -1 10 10 -1 -1 -1 -1 -1 -1 -1 -1 -1 26 26 23 23 -1 26 26 -1 "
+                              "-1 30 30 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1 -1");
   const char *p = fuse_print(&t->g, &t->a);
-  cr_expect(strstr(p, "\ngroup %7: %6 -> %7\ngroup %10: %9 -> %10\ngroup %19: %18 -> %19\n"
-                      "group %25: %24 -> %25\ngroup %28: %22 %23 %27 -> %28\ngroup %32: %31 -> %32\n"), "%s", p);
+  cr_expect(strstr(p, "\ngroup %7: %6 -> %7\ngroup %10: %9 -> %10\ngroup %23: %22 -> %23\n"
+                      "group %26: %20 %21 %25 -> %26\ngroup %30: %29 -> %30\n"), "%s", p);
   const int *fg = t->g.fuse_group;
   Graph *g = &t->g;
   for (int i = 0; i < g->nparams; i++) cr_expect(fg[g->grads[i]->id] < 0 || fg[g->grads[i]->id] == g->grads[i]->id);
@@ -654,7 +655,7 @@ Test(lower, mlp_forward_kernels) {
   Node *roots[64];
   int nr;
   KProgram *p = mlp_program(&pa, 0, &t, roots, &nr);
-  cr_expect_str_eq(opnames(&pa, p), "matmul+add+relu matmul+add softmax cross_entropy argmax eq mean");
+  cr_expect_str_eq(opnames(&pa, p), "matmul+add+relu matmul+add softmax cross_entropy_rows cross_entropy argmax eq mean");
   arena_free(&pa);
   util_graph_free(t);
 }
@@ -669,7 +670,7 @@ Test(lower, mlp_training_step_kernels) {
   /* the products' transposes are read in place; dh = dlogits @ W2^T
    * carries relu's derivative; dW2 = h^T @ dlogits, dW1 = x^T @ dh; W2^T
    * is packed (its rows are not contiguous); one Adam kernel for all */
-  cr_expect_str_eq(opnames(&pa, p), "matmul+add relu matmul+add softmax cross_entropy argmax eq mean one_hot sub+mul "
+  cr_expect_str_eq(opnames(&pa, p), "matmul+add relu matmul+add softmax cross_entropy_rows cross_entropy argmax eq mean cross_entropy_bwd "
                                     "sum transpose+matmul pack transpose+matmul+gt+mul sum transpose+matmul adam_update");
   arena_free(&pa);
   util_graph_free(t);
@@ -1081,12 +1082,13 @@ Test(plan, reused_chain_computes_the_same) {
   util_graph_free(t);
 }
 
-/* Forward 512 bytes of buffers in 256; the training step 1728 in 896 with
+/* Forward 576 bytes of buffers (cross_entropy's per-row losses among them)
+ * in 256; the training step 1728 in 896 with
  * AVX2's 16-column tiles (the products' epilogues and transposes need no
  * buffers of their own; W2^T's packed copy needs one, padded to whole tiles,
  * so its size depends on the target: each target is pinned). */
 Test(plan, mlp_no_live_buffers_overlap) {
-  static const size_t want_sum[TARGET_COUNT][2] = {{512, 1728}, {512, 1728}, {512, 1792}};
+  static const size_t want_sum[TARGET_COUNT][2] = {{576, 1728}, {576, 1728}, {576, 1792}};
   static const size_t want_arena[TARGET_COUNT][2] = {{256, 896}, {256, 896}, {256, 960}};
   for (int tk = 0; tk < TARGET_COUNT * 2; tk++) {
     int train = tk % 2, target = tk / 2;
