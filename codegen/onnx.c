@@ -129,8 +129,10 @@ static Onnx__NodeProto *node(Ex *x, const char *op, const char *const *in, int n
   n->n_output = 1;
   n->output = strs(x, &out, 1);
   n->name = (char *)out;
-  if (x->cur && x->cur->loc.src)
-    n->doc_string = arena_printf(x->a, "%s:%d", x->cur->loc.src->path, x->cur->loc.line);
+  if (x->cur && x->cur->loc.src) {   /* the file's name, not its path: an export does not depend on the directory */
+    const char *p = x->cur->loc.src->path, *base = strrchr(p, '/');
+    n->doc_string = arena_printf(x->a, "%s:%d", base ? base + 1 : p, x->cur->loc.line);
+  }
   push(x->a, (void ***)&x->nodes, &x->nnodes, &x->ncap, n);
   return n;
 }
