@@ -486,7 +486,7 @@ static const char *expand(Ex *x, const Node *n, const char *out) {
   return node2(x, "Expand", in, dyn ? shape_tensor(x, t, r) : const_i64s(x, v, r), out);
 }
 
-/* slice: Slice over the axes it narrows (a symbolic axis only whole). */
+/* slice: Slice over the axes it narrows (to a static size, or a symbolic axis whole). */
 static const char *slice(Ex *x, const Node *n, const char *out) {
   const Node *src = n->in[0];
   const DimX *s = x->dx[src->id], *t = x->dx[n->id];
@@ -494,8 +494,8 @@ static const char *slice(Ex *x, const Node *n, const char *out) {
   int na = 0;
   for (int k = 0; k < n->shape.rank; k++) {
     if (n->a.i[k] == 0 && dx_eq(s[k], t[k])) continue;
-    if (s[k].sym >= 0 || t[k].sym >= 0) {
-      fail_at(x, n, "export: this slice narrows an axis of symbolic size %s; bind it with -D", x->syms[t[k].sym >= 0 ? t[k].sym : s[k].sym].name);
+    if (t[k].sym >= 0) {
+      fail_at(x, n, "export: this slice keeps a part of symbolic size %s of an axis; bind it with -D", x->syms[t[k].sym].name);
       return NULL;
     }
     st[na] = n->a.i[k];
@@ -858,7 +858,7 @@ static int prepare(Ex *x) {
   for (int i = 0; i < g->noutputs; i++) {
     const Node *n = g->outputs[i].node;
     x->uses[n->id]++;
-    if (!(op_info[n->op].flags & F_LEAF) && !x->hint[n->id]) x->hint[n->id] = g->outputs[i].name;
+    if (n->op != OP_INPUT && n->op != OP_PARAM && !x->hint[n->id]) x->hint[n->id] = g->outputs[i].name;
   }
   return bad ? -1 : 0;
 }
