@@ -86,8 +86,10 @@ static const char *name_of(Ex *x, const Node *n) {
   return fresh(x, arena_printf(x->a, "%s_%d", op_info[n->op].name, n->id));
 }
 
-/* A helper value of the node being exported: "<its name>_<k>". */
-static const char *tmp(Ex *x) { return fresh(x, arena_printf(x->a, "%s_%d", x->curname, ++x->ntmp)); }
+/* A helper value of the node being exported: "<its name>.<k>", which no
+ * node's name ("<op>_<id>"), .nnd name (an identifier, or a param's
+ * "<prefix>.<identifier>") or other helper can be. */
+static const char *tmp(Ex *x) { return arena_printf(x->a, "%s.%d", x->curname, ++x->ntmp); }
 
 static int fail_at(Ex *x, const Node *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail_at(Ex *x, const Node *n, const char *fmt, ...) {
