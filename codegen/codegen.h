@@ -1,6 +1,7 @@
 /* codegen.h - from the tensor graph to native code: kir.h (kernel IR),
  * lower.c (graph -> kernels), llvm.c (kernels -> LLVM IR -> ORC LLJIT),
- * c.c (kernels -> C99 source).  The runtime runs a JitProgram over one arena. */
+ * c.c (kernels -> C99 source); and to other runtimes: onnx.c (the graph as
+ * an ONNX model).  The runtime runs a JitProgram over one arena. */
 #ifndef NNDC_CODEGEN_H
 #define NNDC_CODEGEN_H
 
@@ -50,5 +51,27 @@ void  jit_free(JitProgram *p);
 int c_emit(Diag *d, const Graph *g, const Graph *tg, float *const *weights, char **header, char **source);
 /* The C identifier <m> of a model name: "h1.W" -> "h1_W", "2d" -> "m2d". */
 char *c_model_ident(Arena *a, const char *name);
+
+/* ---------------------------------------------------------------- onnx.c */
+
+/* A symbolic dimension that an export keeps symbolic: its name (the
+ * dim_param), its value in the exported graph, and the same model built
+ * with it at twice that value (the dims that change are the ones that
+ * depend on it). */
+typedef struct OnnxSym {
+  const char *name;
+  int64_t value;
+  const Graph *alt;
+} OnnxSym;
+
+/* `nndc export` (spec 9).  g: the model built with training = 0 and no
+ * pass run; its outputs become an ONNX model (opset 17, IR version 8): the
+ * inputs and outputs named as in the .nnd, params[i] (the values of
+ * g->params[i], those the outputs need) as initializers, each of
+ * syms[0..nsyms) symbolic.  On success sets *buf (malloc'd, the caller
+ * frees) and *len and returns 0; -1 after reporting, at its line, every op
+ * ONNX cannot express and anything that ties the graph to a symbol's value. */
+int onnx_export(Diag *d, const Graph *g, const OnnxSym *syms, int nsyms, float *const *params, uint8_t **buf,
+                size_t *len);
 
 #endif

@@ -229,6 +229,34 @@ static int op_trilu(Imp *m) {
   return ox_result(m, 0, e, upper ? P_ADD : P_ATOM, VT_F32, x->rank, x->dim, 0) ? 0 : -1;
 }
 
+/* RandomNormal, RandomUniform (a static shape) and their *Like (the
+ * input's shape, symbolic dims kept): `mean + scale * randn([...])`,
+ * `low + (high - low) * rand([...])`, each its own statement (one draw per
+ * node).  The draws are nndc's (its --seed), not those of the seed attribute. */
+static int op_random(Imp *m) {
+  const char *op = m->node->op_type;
+  int like = strstr(op, "Like") != NULL, normal = !strncmp(op, "RandomNormal", 12);
+  int64_t dim[MAX_RANK];
+  int rank;
+  if (like) {
+    Val *x = ox_need_in(m, 0);
+    if (!x) return -1;
+    rank = x->rank;
+    memcpy(dim, x->dim, sizeof(int64_t) * (size_t)rank);
+  } else if ((rank = ox_attr_ints(m, "shape", dim, MAX_RANK)) < 0) {
+    return -1;
+  }
+  if (ox_attr_i(m, "dtype", 1) != 1) return ox_unsupported(m, "random numbers of a type other than float");
+  const char *sh = ox_list_text(m, dim, rank);
+  if (!sh) return ox_unsupported(m, "random numbers of a shape unknown at import time");
+  double lo = normal ? ox_attr_f(m, "mean", 0) : ox_attr_f(m, "low", 0);
+  double sc = normal ? ox_attr_f(m, "scale", 1) : ox_attr_f(m, "high", 1) - lo;
+  const char *e = arena_printf(m->a, "%s(%s)", normal ? "randn" : "rand", sh);
+  if (sc != 1) e = arena_printf(m->a, "%s * %s", ox_num_text(m, sc), e);
+  if (lo != 0) e = arena_printf(m->a, "%s + %s", ox_num_text(m, lo), e);
+  return ox_result(m, 0, e, P_ATOM, VT_F32, rank, dim, 1) ? 0 : -1;
+}
+
 static int op_size(Imp *m) {
   Val *x = ox_need_in(m, 0);
   if (!x) return -1;
@@ -1711,7 +1739,8 @@ static const OpEntry op_table[] = {
   {"ReduceSumSquare", op_reduce}, {"ReduceL1", op_reduce}, {"ReduceL2", op_reduce}, {"ReduceLogSum", op_reduce},
   {"ReduceLogSumExp", op_reduce}, {"ArgMax", op_argmax}, {"Dropout", op_identity}, {"Identity", op_identity},
   {"Constant", op_constant}, {"Shape", op_shape}, {"Cast", op_cast}, {"ConstantOfShape", op_constant_of_shape}, {"Resize", op_resize}, {"Pad", op_pad}, {"SoftmaxCrossEntropyLoss", op_sce_loss}, {"Upsample", op_resize}, {"Expand", op_expand},
-  {"RNN", op_recurrent}, {"GRU", op_recurrent}, {"LSTM", op_recurrent},
+  {"RandomNormal", op_random}, {"RandomUniform", op_random}, {"RandomNormalLike", op_random},
+  {"RandomUniformLike", op_random}, {"RNN", op_recurrent}, {"GRU", op_recurrent}, {"LSTM", op_recurrent},
 };
 
 OpFn ox_find_op(const Onnx__NodeProto *n) {

@@ -42,7 +42,8 @@ static void run_and_compare(const char *dir, const char *name, const char *engin
   free(exp);
 }
 
-static const char *exported[] = {"mlp", "lenet", "cnn_bn", "resblock", "attention", "lstm", "gru_rnn"};
+static const char *exported[] = {"mlp", "lenet", "cnn_bn", "resblock", "attention", "lstm", "gru_rnn",
+                                  "autoencoder", "deep_mlp", "logreg", "linreg", "rnn_loop"};
 
 Test(onnx, exported_models_match_torch, .timeout = 300) {
   char *dir = util_tmpdir();

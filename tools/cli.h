@@ -1,7 +1,7 @@
 /* cli.h - what the files of the nndc command share: the parsed command line
  * and the helpers that print diagnostics and build graphs.  nndc.c parses
  * and dispatches; run.c runs and trains; bench.c measures; emitc.c writes C;
- * import.c translates ONNX models. */
+ * import.c translates ONNX models; export.c writes them. */
 #ifndef NNDC_CLI_H
 #define NNDC_CLI_H
 
@@ -52,5 +52,7 @@ int cmd_emit_c(Cli *c, Diag *d);
 int cmd_generate(Cli *c, Diag *d);
 /* import.c */
 int cmd_import(Cli *c, Diag *d);
+/* export.c */
+int cmd_export(Cli *c, Diag *d);
 
 #endif

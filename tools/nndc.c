@@ -9,6 +9,7 @@
  *   nndc emit-c M.nnd -o DIR [--train] [--weights P]
  *   nndc bench M.nnd [--train] [--json] [--repeats R] [--baseline]
  *   nndc import MODEL.onnx [-o DIR]
+ *   nndc export M.nnd [--load P] [--seed S] -o M.onnx
  * Every command takes -D NAME=VALUE; run, train and bench take --engine
  * jit|interp and --threads T.  Exit status: 0 ok, 1 model or data error
  * (diagnostics printed), 2 usage error. */
@@ -37,6 +38,7 @@ static void usage(void) {
         "  bench M.nnd [--train] [--json] [--repeats R] [--baseline]\n"
         "  generate M.nnd --load P [--prompt TEXT] [--tokens K] [--temperature T] [--top-k K] [--seed S]\n"
         "  import MODEL.onnx [-o DIR]         DIR/MODEL.nnd and DIR/MODEL.safetensors\n"
+        "  export M.nnd [--load P] [--seed S] -o M.onnx   the evaluation graph as ONNX (opset 17)\n"
         "options for every command: -D NAME=VALUE\n"
         "options for run, train, bench, emit-c: --target generic|avx2|avx512|host\n"
         "  (the code-generation target; default: NNDC_TARGET, else the host's best)\n"
@@ -166,7 +168,7 @@ static void parse_args(Cli *c, int argc, char **argv) {
     exit(argc < 2 ? 2 : 0);
   }
   c->cmd = argv[1];
-  static const char *cmds[] = {"check", "ir", "run", "train", "emit-c", "bench", "generate", "import"};
+  static const char *cmds[] = {"check", "ir", "run", "train", "emit-c", "bench", "generate", "import", "export"};
   int known = 0;
   for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++) known |= !strcmp(c->cmd, cmds[k]);
   if (!known) usage_error("unknown command '%s'", c->cmd);
@@ -280,6 +282,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(c.cmd, "bench")) rc = cmd_bench(&c, &d);
   else if (!strcmp(c.cmd, "generate")) rc = cmd_generate(&c, &d);
   else if (!strcmp(c.cmd, "import")) rc = cmd_import(&c, &d);
+  else if (!strcmp(c.cmd, "export")) rc = cmd_export(&c, &d);
   else rc = cmd_emit_c(&c, &d);
   flush_diag(&d);
   diag_free(&d);

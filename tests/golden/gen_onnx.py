@@ -132,6 +132,64 @@ class GRUTagger(nn.Module):
         return z + h
 
 
+class AutoEncoder(nn.Module):
+    """shared/models/autoencoder.nnd in small: relu encoder to a code, sigmoid decoder."""
+    def __init__(self):
+        super().__init__()
+        self.e1, self.e2 = nn.Linear(24, 12), nn.Linear(12, 4)
+        self.d1, self.d2 = nn.Linear(4, 12), nn.Linear(12, 24)
+
+    def forward(self, x):
+        code = torch.relu(self.e2(torch.relu(self.e1(x))))
+        return torch.sigmoid(self.d2(torch.relu(self.d1(code))))
+
+
+class DeepMLP(nn.Module):
+    """shared/models/deep_mlp.nnd in small: ELU layers with dropout (gone in evaluation)."""
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(20, 16), nn.Linear(16, 16), nn.Linear(16, 10)
+        self.drop = nn.Dropout(0.2)
+
+    def forward(self, x):
+        h = self.drop(F.elu(self.fc1(x)))
+        h = self.drop(F.elu(self.fc2(h)))
+        return F.softmax(self.fc3(h), dim=1)
+
+
+class LogReg(nn.Module):
+    """shared/models/logreg.nnd: images flattened, one linear layer, softmax."""
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(7 * 7, 10)
+
+    def forward(self, x):
+        return F.softmax(self.fc(torch.flatten(x, 1)), dim=1)
+
+
+class LinReg(nn.Module):
+    """shared/models/linreg.nnd: y = x @ w + b."""
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 1)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class RNNLoop(nn.Module):
+    """shared/models/rnn.nnd: a tanh cell written as a Python loop over x[:, t] (traced: unrolled)."""
+    def __init__(self):
+        super().__init__()
+        self.wx, self.wh, self.out = nn.Linear(6, 8), nn.Linear(8, 8, bias=False), nn.Linear(8, 10)
+
+    def forward(self, x):
+        h = torch.zeros(x.shape[0], 8)
+        for t in range(x.shape[1]):
+            h = torch.tanh(self.wx(x[:, t]) + self.wh(h))
+        return F.softmax(self.out(h), dim=1)
+
+
 def randomize_bn(m):
     """Running statistics that are not the defaults, so the test sees them."""
     for mod in m.modules():
@@ -209,6 +267,12 @@ def main():
     export("attention", Attention(), torch.randn(3, 6, 16), dynamic=False)
     export("lstm", LSTMClassifier(), torch.randn(3, 5, 6))
     export("gru_rnn", GRUTagger(), torch.randn(4, 2, 6), dynamic=False)
+    # the shared models not above, in small (appended: the models above keep their draws)
+    export("autoencoder", AutoEncoder(), torch.rand(4, 24))
+    export("deep_mlp", DeepMLP(), torch.randn(5, 20))
+    export("logreg", LogReg(), torch.rand(3, 1, 7, 7))
+    export("linreg", LinReg(), torch.randn(6, 3))
+    export("rnn_loop", RNNLoop(), torch.randn(3, 5, 6))
 
 
 if __name__ == "__main__":
