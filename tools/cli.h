@@ -59,7 +59,8 @@ void grad_input_png(Diag *d, const Node *x, const float *xv, const float *gv, co
 int cmd_attack(Cli *c, Diag *d);
 /* trainlog.c */
 typedef struct TrainLog TrainLog;
-TrainLog *trainlog_open(Cli *c, Diag *d, const Graph *g, int64_t nbatches);
+/* NULL when neither --log nor --plot is given, or not on rank 0; the others accept NULL. */
+TrainLog *trainlog_open(Cli *c, Diag *d, const Graph *g);
 void trainlog_step(TrainLog *l, const TrainProgress *p);
 void trainlog_epoch(TrainLog *l, const EpochReport *r);
 void trainlog_close(TrainLog *l);

@@ -228,6 +228,7 @@ typedef struct Show {
   const Graph *g;
   int tty;
   int64_t last_line;   /* batch of the last plain progress line */
+  TrainLog *log;       /* --log, --plot (trainlog.c); NULL: neither */
 } Show;
 
 static void fmt_time(double s, char *buf, size_t n) {
@@ -238,6 +239,7 @@ static void fmt_time(double s, char *buf, size_t n) {
 
 static void on_progress(void *user, const TrainProgress *p) {
   Show *s = user;
+  trainlog_step(s->log, p);
   char eta[32];
   fmt_time(p->eta_s, eta, sizeof eta);
   if (s->tty) {
@@ -254,6 +256,7 @@ static void on_progress(void *user, const TrainProgress *p) {
 
 static void on_epoch(void *user, const EpochReport *r) {
   Show *s = user;
+  trainlog_epoch(s->log, r);
   if (s->tty) fputs("\r\033[K", stderr);
   printf("epoch %lld/%lld: train loss %.4f", (long long)r->epoch, (long long)r->epochs, r->train_loss);
   for (int i = 0; i < s->g->nmetrics; i++) printf(" %s %.4f", s->g->metrics[i].name, r->train_metrics[i]);
@@ -306,7 +309,7 @@ int cmd_train(Cli *c, Diag *d) {
       (c->resume ? ckpt_load_train(d, c->load, &tg, &ms) : ckpt_load(d, c->load, &tg, ms.params)))
     fail(d);
   flush_diag(d);   /* warnings about extra params */
-  Show show = {&tg, isatty(2) && rank0, 0};
+  Show show = {&tg, isatty(2) && rank0, 0, trainlog_open(c, d, &tg)};
   TrainOpts o = {engine_opts(c), c->epochs >= 0 ? c->epochs : tg.train.epochs,
                  c->no_shuffle ? 0 : tg.train.shuffle, tg.train.seed, on_progress, on_epoch, &show,
                  c->save, c->save_every, 0};
@@ -320,6 +323,7 @@ int cmd_train(Cli *c, Diag *d) {
     fflush(stdout);
   }
   int rc = rt_train(d, &tg, egp, etp, &ms, &train, c->ntests ? &test : NULL, &o);
+  trainlog_close(show.log);
   if (show.tty) fputs("\r\033[K", stderr);
   if (rc) fail(d);
   size_t sl = c->save ? strlen(c->save) : 0;
