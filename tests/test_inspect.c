@@ -240,26 +240,26 @@ Test(inspect, saliency_png_pairs_each_input_with_its_map) {
 }
 
 Test(inspect, errors) {
-  int st;
-  char *o = util_nndc(&st, "run %s/models/mlp.nnd --feed x=" GOLD "x.npy --feed y=" GOLD "y.npy --grad-input y",
-                      NNDC_SHARED_DIR);
-  cr_expect_eq(st, 1, "%s", o);
-  cr_expect(strstr(o, "error: --grad-input: input 'y' is i32"), "%s", o);
-  free(o);
-  o = util_nndc(&st, "run %s/models/mlp.nnd --feed x=" GOLD "x.npy --grad-input z", NNDC_SHARED_DIR);
-  cr_expect_eq(st, 1, "%s", o);
-  cr_expect(strstr(o, "no input named 'z'"), "%s", o);
-  free(o);
-  o = util_nndc(&st, "attack %s/models/mlp.nnd --eps 0.1", NNDC_SHARED_DIR);
-  cr_expect_eq(st, 2, "%s", o);
-  free(o);
-  o = util_nndc(&st, "attack %s/models/mlp.nnd --test x=" GOLD "x.npy --test y=" GOLD "y.npy --eps 0.1,-1",
-                NNDC_SHARED_DIR);
-  cr_expect_eq(st, 2, "%s", o);
-  cr_expect(strstr(o, "--eps needs numbers >= 0"), "%s", o);
-  free(o);
-  o = util_nndc(&st, "attack %s/models/mlp.nnd --test x=" GOLD "x.npy", NNDC_SHARED_DIR);
-  cr_expect_eq(st, 1, "%s", o);
-  cr_expect(strstr(o, "error: attack needs the model's loss"), "%s", o);
-  free(o);
+  static const struct {
+    const char *args;  /* after "nndc "; %s: the shared directory */
+    int status;
+    const char *says;
+  } cases[] = {
+      {"run %s/models/mlp.nnd --feed x=" GOLD "x.npy --feed y=" GOLD "y.npy --grad-input y", 1,
+       "error: --grad-input: input 'y' is i32"},
+      {"run %s/models/mlp.nnd --feed x=" GOLD "x.npy --grad-input z", 1, "no input named 'z'"},
+      {"attack %s/models/mlp.nnd --eps 0.1", 2, "attack needs --test"},
+      {"attack %s/models/mlp.nnd --test x=" GOLD "x.npy --test y=" GOLD "y.npy --eps 0.1,-1", 2,
+       "--eps needs numbers >= 0"},
+      {"attack %s/models/mlp.nnd --test x=" GOLD "x.npy", 1, "error: attack needs the model's loss"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    int st;
+    char args[1024];
+    snprintf(args, sizeof args, cases[k].args, NNDC_SHARED_DIR);
+    char *o = util_nndc(&st, "%s", args);
+    cr_expect_eq(st, cases[k].status, "%s: %s", args, o);
+    cr_expect(strstr(o, cases[k].says), "%s: %s", args, o);
+    free(o);
+  }
 }

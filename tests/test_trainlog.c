@@ -88,12 +88,18 @@ static int read_rows(const char *path, const char *header, Row *rows, int max) {
 static const char *header = "step,epoch,batch,kind,loss,accuracy,top,test_loss,test_accuracy,test_top,lr,"
                             "samples_per_s,seconds\n";
 
-Test(trainlog, csv_rows_match_the_printed_summaries) {
-  char *dir = setup();
+/* Trains 3 epochs with --log DIR/log.csv --log-every 3 --plot DIR/p.svg; returns the output. */
+static char *train_logged(const char *dir) {
   int st;
   char *o = util_nndc(&st, "train " DATA TEST " --log %s/log.csv --log-every 3 --plot %s/p.svg", dir, dir, dir, dir,
                       dir, dir, dir);
   cr_assert_eq(st, 0, "%s", o);
+  return o;
+}
+
+Test(trainlog, csv_rows_match_the_printed_summaries) {
+  char *dir = setup();
+  char *o = train_logged(dir);
   char path[4096];
   snprintf(path, sizeof path, "%s/log.csv", dir);
   Row r[32];
@@ -135,9 +141,7 @@ Test(trainlog, csv_rows_match_the_printed_summaries) {
 Test(trainlog, svg_is_well_formed_with_every_curve) {
   char *dir = setup();
   int st;
-  char *o = util_nndc(&st, "train " DATA TEST " --log %s/log.csv --log-every 3 --plot %s/p.svg", dir, dir, dir, dir,
-                      dir, dir, dir);
-  cr_assert_eq(st, 0, "%s", o);
+  char *o = train_logged(dir);
   free(o);
   /* per panel: its title, then each polyline's point count and its legend */
   char cmd[8192];
