@@ -64,9 +64,10 @@ Node *grad_input_prepare(Cli *c, Diag *d, Graph *g, const Dataset *ds) {
       diag_error(d, obj->loc, "--grad-input: neither the loss nor the first output can be computed from the inputs fed");
       fail(d);
     }
+    int sm = obj->in[0]->in[0] != g->outputs[0].node;   /* the logits under the output's softmax */
     fprintf(stderr, "nndc: note: --grad-input: the loss needs an input that was not fed; grad.%s is the gradient "
-            "of the top logit (the sum over the samples of each one's largest logit of output '%s')\n",
-            c->grad_input, g->outputs[0].name);
+            "of the top logit (the sum over the samples of each one's largest logit of %s '%s')\n",
+            c->grad_input, sm ? "the operand of output" : "output", g->outputs[0].name);
   }
   free(fed);
   return obj;
@@ -355,6 +356,7 @@ int cmd_attack(Cli *c, Diag *d) {
     fputs("nndc: usage error: attack needs --test NAME=FILE for the model's inputs and labels\n", stderr);
     return 2;
   }
+  if (!c->load) fputs("nndc: note: attack without --load attacks the params as initialised\n", stderr);
   Array raw[MAX_ITEMS];
   read_arrays(d, c->tests, c->ntests, raw);
   int64_t n = raw[0].shape.rank ? raw[0].shape.dim[0] : 1;
