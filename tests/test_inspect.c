@@ -252,6 +252,8 @@ Test(inspect, errors) {
       {"attack %s/models/mlp.nnd --test x=" GOLD "x.npy --test y=" GOLD "y.npy --eps 0.1,-1", 2,
        "--eps needs numbers >= 0"},
       {"attack %s/models/mlp.nnd --test x=" GOLD "x.npy", 1, "error: attack needs the model's loss"},
+      {"attack %s/models/mlp.nnd --test x=" NNDC_SRC_DIR "/tests/golden/npy/f4_0x3.npy --test y=" GOLD "y.npy", 1,
+       "holds no samples to attack"},
   };
   for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
     int st;
@@ -262,4 +264,19 @@ Test(inspect, errors) {
     cr_expect(strstr(o, cases[k].says), "%s: %s", args, o);
     free(o);
   }
+}
+
+Test(inspect, ir_shows_the_input_gradient) {
+  int st;
+  char *o = util_nndc(&st, "ir %s/models/lenet.nnd --stage grad --grad-input x", NNDC_SHARED_DIR);
+  cr_assert_eq(st, 0, "%s", o);
+  const char *g = strstr(o, "grad input x = %");
+  cr_assert(g, "%s", o);
+  char want[64];
+  snprintf(want, sizeof want, "%%%d = conv2d_bwd_x(", atoi(g + strlen("grad input x = %")));
+  cr_expect(strstr(o, want), "d loss / d x comes from the first convolution's backward: %s", want);
+  free(o);
+  o = util_nndc(&st, "ir %s/models/lenet.nnd --stage grad", NNDC_SHARED_DIR);
+  cr_expect(st == 0 && !strstr(o, "grad input"), "%s", o);
+  free(o);
 }

@@ -54,6 +54,8 @@ int computable(const Graph *g, Node *n, const uint8_t *fed);
 EngineOpts engine_opts(const Cli *c);
 void init_state(Cli *c, Diag *d, const Graph *g, ModelState *ms);
 /* inspect.c */
+/* Marks input `name` of g as a differentiation target (Node.wrt); fails unless it is an f32 input. */
+Node *mark_target(Diag *d, Graph *g, const char *name);
 Node *grad_input_prepare(Cli *c, Diag *d, Graph *g, const Dataset *ds);
 void grad_input_png(Diag *d, const Node *x, const float *xv, const float *gv, const char *dir);
 int cmd_attack(Cli *c, Diag *d);

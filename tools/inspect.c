@@ -26,8 +26,7 @@ static Node *input_by_name(const Graph *g, const char *name) {
   return NULL;
 }
 
-/* Marks input `name` of g as a differentiation target; fails unless it is an f32 input. */
-static Node *mark_target(Diag *d, Graph *g, const char *name) {
+Node *mark_target(Diag *d, Graph *g, const char *name) {
   Node *x = input_by_name(g, name);
   if (!x) {
     diag_error(d, (Loc){0}, "--grad-input: the model has no input named '%s'", name);
@@ -360,6 +359,10 @@ int cmd_attack(Cli *c, Diag *d) {
   Array raw[MAX_ITEMS];
   read_arrays(d, c->tests, c->ntests, raw);
   int64_t n = raw[0].shape.rank ? raw[0].shape.dim[0] : 1;
+  if (n < 1) {
+    diag_file_error(d, c->tests[0].path, "holds no samples to attack");
+    fail(d);
+  }
   int64_t bs = c->batch > 0 && c->batch < n ? c->batch : n < 1000 ? n : 1000;
   Fgsm full, tail;
   fgsm_open(&at, d, &full, bs, raw);

@@ -1,7 +1,7 @@
 /* nndc.c - the command line: the only place that prints to the user or exits.
  *
  *   nndc check M.nnd
- *   nndc ir M.nnd [--stage parsed|grad|opt] [--dot]
+ *   nndc ir M.nnd [--stage parsed|grad|opt] [--dot] [--grad-input NAME]
  *   nndc run M.nnd --feed NAME=FILE ... [--load P] [--out DIR] [--grad] [--grad-input NAME]
  *                  [--seed S] [--png]
  *   nndc train M.nnd --data NAME=FILE ... [--test NAME=FILE ...] [--load P] [--save P]
@@ -31,7 +31,7 @@ static void usage(void) {
   fputs("usage: nndc COMMAND MODEL.nnd [options]\n"
         "commands:\n"
         "  check M.nnd                        parse and type-check\n"
-        "  ir M.nnd [--stage parsed|grad|opt] [--dot]\n"
+        "  ir M.nnd [--stage parsed|grad|opt] [--dot] [--grad-input NAME]\n"
         "  run M.nnd --feed NAME=FILE ... [--load P] [--out DIR] [--grad] [--grad-input NAME]\n"
         "            [--seed S] [--png]\n"
         "  train M.nnd --data NAME=FILE ... [--test NAME=FILE ...] [--load P] [--save P]\n"
@@ -267,6 +267,7 @@ static int cmd_ir(Cli *c, Diag *d) {
   Graph g;
   int stage_grad = c->stage != NULL;
   compile(c, d, &g, &a, stage_grad, 0, NULL, 0);
+  if (stage_grad && c->grad_input) mark_target(d, &g, c->grad_input);   /* "grad input NAME = %N" too */
   if (stage_grad && pass_autodiff(d, &g)) fail(d);
   int opt = c->stage && !strcmp(c->stage, "opt");
   if (opt && pass_optim(d, &g)) fail(d);
