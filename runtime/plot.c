@@ -56,7 +56,8 @@ static void put_axes(Buf *b, double oy, double x0, double x1, double y0, double 
   double sx = nice_step(x0, x1), sy = nice_step(y0, y1);
   for (double t = ceil(x0 / sx - 1e-9) * sx; t <= x1 + 1e-9 * sx; t += sx) {
     double px = ML + (t - x0) / (x1 - x0) * w;
-    buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>", px, oy + MT, px, oy + MT + h);
+    buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>", px, oy + MT, px,
+               oy + MT + h);
     buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n", px, oy + MT + h + 16,
                fabs(t) < 1e-12 * sx ? 0.0 : t);
   }

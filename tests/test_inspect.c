@@ -252,6 +252,8 @@ Test(inspect, errors) {
       {"attack %s/models/mlp.nnd --test x=" GOLD "x.npy --test y=" GOLD "y.npy --eps 0.1,-1", 2,
        "--eps needs numbers >= 0"},
       {"attack %s/models/mlp.nnd --test x=" GOLD "x.npy", 1, "error: attack needs the model's loss"},
+      {"attack %s/models/mlp.nnd --test x=" GOLD "x.npy --test y=" GOLD "y.npy --grad-input y", 1,
+       "error: --grad-input: input 'y' is i32"},
       {"attack %s/models/mlp.nnd --test x=" NNDC_SRC_DIR "/tests/golden/npy/f4_0x3.npy --test y=" GOLD "y.npy", 1,
        "holds no samples to attack"},
   };

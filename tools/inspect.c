@@ -60,7 +60,8 @@ Node *grad_input_prepare(Cli *c, Diag *d, Graph *g, const Dataset *ds) {
     obj = autodiff_top_logit(d, g);
     if (!obj) fail(d);
     if (!computable(g, obj, fed)) {
-      diag_error(d, obj->loc, "--grad-input: neither the loss nor the first output can be computed from the inputs fed");
+      diag_error(d, obj->loc,
+                 "--grad-input: neither the loss nor the first output can be computed from the inputs fed");
       fail(d);
     }
     int sm = obj->in[0]->in[0] != g->outputs[0].node;   /* the logits under the output's softmax */
@@ -178,6 +179,7 @@ static void choose_targets(Attack *at, Diag *d, Graph *g) {
   uint8_t *dep = calloc((size_t)g->nnodes + 1, 1);
   if (!dep) nndc_fatal(__FILE__, __LINE__, "out of memory");
   ir_mark_deps(g, &g->loss, 1, dep);
+  if (at->c->grad_input) mark_target(d, g, at->c->grad_input);   /* fails on an unknown or i32 input */
   int n = 0;
   for (int i = 0; i < at->ds.n; i++) {
     const Node *x = at->ds.inputs[i];
@@ -186,15 +188,10 @@ static void choose_targets(Attack *at, Diag *d, Graph *g) {
     n += pick;
   }
   free(dep);
-  if (at->c->grad_input && !n) {
-    mark_target(d, g, at->c->grad_input);   /* reports an unknown or i32 input */
+  if (!n && at->c->grad_input)
     diag_error(d, (Loc){0}, "--grad-input: input '%s' was not fed with --test", at->c->grad_input);
-    fail(d);
-  }
-  if (!n) {
-    diag_error(d, g->loss->loc, "attack: the loss depends on no f32 input that was fed");
-    fail(d);
-  }
+  else if (!n) diag_error(d, g->loss->loc, "attack: the loss depends on no f32 input that was fed");
+  if (!n) fail(d);
 }
 
 /* The clipping range of each target: [0, 1] when its data lies in it, else the data's range. */
@@ -209,6 +206,8 @@ static void clip_ranges(Attack *at) {
     at->lo[i] = lo, at->hi[i] = hi;
   }
 }
+
+static void fgsm_engines(Attack *at, Diag *d, Fgsm *f);
 
 /* Compiles the model at batch size bs and builds its engines; the first
  * (raw: the test arrays read) also makes the dataset, the params and the
@@ -244,15 +243,21 @@ static void fgsm_open(Attack *at, Diag *d, Fgsm *f, int64_t bs, const Array *raw
     if (!at->target || !at->lo || !at->hi) nndc_fatal(__FILE__, __LINE__, "out of memory");
     choose_targets(at, d, g);
   }
+  fgsm_engines(at, d, f);
+}
+
+/* Differentiates f's graph with respect to the targets and compiles its two engines. */
+static void fgsm_engines(Attack *at, Diag *d, Fgsm *f) {
+  Graph *g = &f->g;
+  int n = at->ds.n, nr = 0;
   for (int i = 0; i < n; i++)
     if (at->target[i]) ((Node *)f->in[i])->wrt = 1;
   if (pass_autodiff(d, g)) fail(d);
-  int nr = 0;
   Node **roots = calloc((size_t)(1 + g->nmetrics + n), sizeof *roots);
   if (!roots) nndc_fatal(__FILE__, __LINE__, "out of memory");
   roots[nr++] = g->loss;
   for (int i = 0; i < g->nmetrics; i++) roots[nr++] = g->metrics[i].node;
-  EngineOpts eo = engine_opts(c);
+  EngineOpts eo = engine_opts(at->c);
   f->eval = engine_new(d, g, roots, nr, &eo);
   for (int i = 0; i < n; i++)
     for (int k = 0; at->target[i] && k < g->ninputs; k++)
