@@ -48,6 +48,7 @@ static Graph *graph_copy(Arena *a, const Graph *g, Node **map) {
   c->metrics = copy_named(a, g->metrics, g->nmetrics, map);
   c->states = copy_named(a, g->states, g->nstates, map);
   c->grads = copy_nodes(a, g->grads, g->nparams, map);
+  c->input_grads = copy_nodes(a, g->input_grads, g->ninputs, map);
   c->updates = copy_nodes(a, g->updates, g->nupdates, map);
   c->loss = mapped(map, g->loss);
   c->fuse_group = NULL;

@@ -748,6 +748,8 @@ void ir_roles(Graph *g, void (*fn)(void *ctx, Node **slot), void *ctx) {
   for (int i = 0; i < g->nmetrics; i++) fn(ctx, &g->metrics[i].node);
   fn(ctx, &g->loss);
   for (int i = 0; g->grads && i < g->nparams; i++) fn(ctx, &g->grads[i]);
+  for (int i = 0; g->input_grads && i < g->ninputs; i++)
+    if (g->input_grads[i]) fn(ctx, &g->input_grads[i]);
   for (int i = 0; g->updates && i < g->nupdates; i++) fn(ctx, &g->updates[i]);
 }
 

@@ -79,6 +79,8 @@ struct Node {
   Init init;           /* PARAM */
   int running;         /* PARAM: a running statistic of batch_norm: model state, saved
                         * and loaded with the params, never given to an optimizer */
+  int wrt;             /* INPUT (f32): a differentiation target: pass_autodiff also gives
+                        * d loss / d input in Graph.input_grads (run --grad-input, attack) */
   Loc loc;             /* where the user wrote it (autodiff: the forward node's) */
 };
 
@@ -123,6 +125,8 @@ typedef struct Graph {
   Node *loss;                      /* `loss = e`, or NULL */
   Named *metrics;  int nmetrics;   /* `metric NAME = e` */
   Node **grads;                    /* [nparams] d loss / d param, after pass_autodiff */
+  Node **input_grads;              /* [ninputs] d loss / d input for inputs marked wrt (else NULL),
+                                    * after pass_autodiff; NULL when none is marked */
   Named *states;   int nstates;    /* optimizer STATE leaves, after pass_optim */
   Node **updates;  int nupdates;   /* OPT_* nodes, after pass_optim */
   Sym *syms;       int nsyms;      /* bound symbolic dims */

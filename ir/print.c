@@ -100,6 +100,8 @@ char *ir_print(const Graph *g, Arena *a) {
   put_named(&b, "metric", g->metrics, g->nmetrics);
   for (int i = 0; g->grads && i < g->nparams; i++)
     if (g->grads[i]) buf_printf(&b, "grad %s = %%%d\n", g->params[i].name, g->grads[i]->id);
+  for (int i = 0; g->input_grads && i < g->ninputs; i++)
+    if (g->input_grads[i]) buf_printf(&b, "grad input %s = %%%d\n", g->inputs[i].name, g->input_grads[i]->id);
   for (int i = 0; g->updates && i < g->nupdates; i++)
     if (g->updates[i]) buf_printf(&b, "update %%%d\n", g->updates[i]->id);
   return finish(&b, a);

@@ -104,6 +104,8 @@ static int check_roles(const Graph *g, Diag *d) {
   }
   for (int i = 0; i < g->nmetrics; i++) bad += check_root(g, d, "a metric", g->metrics[i].node);
   for (int i = 0; g->grads && i < g->nparams; i++) bad += check_root(g, d, "a gradient", g->grads[i]);
+  for (int i = 0; g->input_grads && i < g->ninputs; i++)
+    if (g->input_grads[i]) bad += check_root(g, d, "an input's gradient", g->input_grads[i]);
   for (int i = 0; i < g->nstates; i++) bad += check_root(g, d, "a state", g->states[i].node);
   for (int i = 0; i < g->nupdates; i++) bad += check_root(g, d, "an update", g->updates[i]);
   return bad;

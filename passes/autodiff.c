@@ -12,7 +12,9 @@
  *
  * Requires: g->loss set, a one-element f32 tensor.
  * Produces: g->grads[nparams] (arena); params the loss does not reach get a
- * CONST 0 of their shape.  Preserves every forward node.
+ * CONST 0 of their shape.  Inputs marked as differentiation targets (Node.wrt,
+ * f32) are differentiated like params, into g->input_grads[ninputs] (NULL for
+ * the others).  Preserves every forward node.
  */
 #include <math.h>
 #include <string.h>
@@ -478,12 +480,13 @@ int autodiff_has_rule(Op op) { return op >= 0 && op < OP_COUNT && rules[op] != N
 
 /* --------------------------------------------------------------- pass */
 
-/* need[i]: node i is f32, passes gradients, and depends on a param. */
+/* need[i]: node i is f32, passes gradients, and depends on a param or on
+ * an input marked wrt. */
 static void mark_need(AD *ad) {
   for (int i = 0; i < ad->nfwd; i++) {
     Node *n = ad->g->nodes[i];
     int fl = op_info[n->op].flags;
-    if (n->op == OP_PARAM) { ad->need[i] = 1; continue; }
+    if (n->op == OP_PARAM || (n->op == OP_INPUT && n->wrt && n->dt == DT_F32)) { ad->need[i] = 1; continue; }
     if ((fl & (F_LEAF | F_NOGRAD)) || n->dt != DT_F32) continue;
     for (int k = 0; k < n->nin && !ad->need[i]; k++) ad->need[i] = ad->need[n->in[k]->id];
   }
@@ -505,18 +508,43 @@ static void set_grads(AD *ad) {
     Node *p = g->params[i].node;
     g->grads[i] = ad->grad[p->id] ? ad->grad[p->id] : ir_const(g, p->loc, &p->shape, 0.0);
   }
+  g->input_grads = NULL;
+  for (int i = 0; i < g->ninputs; i++) {
+    Node *x = g->inputs[i].node;
+    if (!x->wrt || x->dt != DT_F32) continue;
+    if (!g->input_grads) g->input_grads = arena_alloc(g->arena, sizeof(Node *) * (size_t)g->ninputs);
+    g->input_grads[i] = ad->grad[x->id] ? ad->grad[x->id] : ir_const(g, x->loc, &x->shape, 0.0);
+  }
 }
 
-int pass_autodiff(Diag *d, Graph *g) {
+int pass_autodiff(Diag *d, Graph *g) { return pass_autodiff_of(d, g, g->loss); }
+
+Node *autodiff_top_logit(Diag *d, Graph *g) {
+  Node *o = g->noutputs ? g->outputs[0].node : NULL;
+  if (!o || o->dt != DT_F32 || o->shape.rank < 1) {
+    diag_error(d, o ? o->loc : (Loc){0}, "the top logit needs a first output of f32 logits [..., C]");
+    return NULL;
+  }
+  int last = o->shape.rank - 1;
+  if ((o->op == OP_SOFTMAX || o->op == OP_LOG_SOFTMAX) && o->a.i[0] == last) o = o->in[0];
+  Attr a;
+  memset(&a, 0, sizeof a);
+  a.i[0] = (int64_t)1 << last;
+  Node *top = ir_build(g, OP_MAX, &o, 1, &a, o->loc);
+  a.i[0] = 0;
+  return ir_build(g, OP_SUM, &top, 1, &a, o->loc);
+}
+
+int pass_autodiff_of(Diag *d, Graph *g, Node *loss) {
   Loc none = {0};
-  if (!g->loss) {
+  if (!loss) {
     diag_error(d, none, "the model has no loss to differentiate");
     return -1;
   }
-  if (g->loss->dt != DT_F32 || shape_numel(&g->loss->shape) != 1) {
+  if (loss->dt != DT_F32 || shape_numel(&loss->shape) != 1) {
     char b[96];
-    diag_error(d, g->loss->loc, "the loss must be a one-element f32 tensor, got %s",
-               shape_str(&g->loss->shape, g->loss->dt, b, sizeof b));
+    diag_error(d, loss->loc, "the loss must be a one-element f32 tensor, got %s",
+               shape_str(&loss->shape, loss->dt, b, sizeof b));
     return -1;
   }
   pass_attention(g, ATTN_MIN_KEYS);  /* the fused attention's gradient never stores the scores */
@@ -524,8 +552,8 @@ int pass_autodiff(Diag *d, Graph *g) {
   ad.grad = arena_alloc(g->arena, sizeof(Node *) * (size_t)(ad.nfwd + 1));
   ad.need = arena_alloc(g->arena, (size_t)ad.nfwd + 1);
   mark_need(&ad);
-  if (ad.need[g->loss->id])
-    ad.grad[g->loss->id] = ir_const(g, g->loss->loc, &g->loss->shape, 1.0);
+  if (ad.need[loss->id])
+    ad.grad[loss->id] = ir_const(g, loss->loc, &loss->shape, 1.0);
   for (int i = ad.nfwd - 1; i >= 0 && !ad.failed; i--) {
     Node *n = g->nodes[i];
     if (ad.grad[i] && !(op_info[n->op].flags & F_LEAF)) backprop_node(&ad, n);

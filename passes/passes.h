@@ -22,8 +22,17 @@ int pass_attention(Graph *g, int64_t min_keys);
 /* Reverse mode.  Requires g->loss (a scalar).  Appends the backward nodes
  * (ordinary IR ops, one vector-Jacobian rule per op) and sets g->grads[i] to
  * d loss / d params[i] (a CONST 0 node when the loss does not depend on it).
+ * Inputs marked wrt are differentiated too, into g->input_grads.
  * Returns 0, or -1 after reporting (no loss). */
 int pass_autodiff(Diag *d, Graph *g);
+/* The same for `loss`, a one-element f32 node of g other than g->loss (e.g.
+ * run --grad-input's top logit when no labels are fed). */
+int pass_autodiff_of(Diag *d, Graph *g, Node *loss);
+/* The objective of a saliency map when no labels are fed: the sum over the
+ * samples of each one's largest logit, sum(max(L, axis=-1)), where L is the
+ * first output, or its operand when that output is softmax or log_softmax
+ * over the last axis (the logits).  NULL after reporting (no f32 output). */
+Node *autodiff_top_logit(Diag *d, Graph *g);
 /* 1 if op has a vector-Jacobian rule (every op that is not F_LEAF or F_NOGRAD must). */
 int autodiff_has_rule(Op op);
 

@@ -48,6 +48,20 @@ void rt_fsync_parent(const char *path);
 /* The n images of v [n, c, h, w] (c 1 or 3, values in [0, 1]) as one PNG
  * grid, atomically (png.c); 0, or -1 after reporting. */
 int png_write_grid(Diag *d, const char *path, const float *v, int64_t n, int64_t c, int64_t h, int64_t w);
+/* Line charts as SVG (plot.c): panels stacked vertically, each with its own
+ * axes and legend; written atomically.  0, or -1 after reporting. */
+typedef struct PlotSeries {
+  const char *label, *color;   /* legend text; an SVG colour ("#1f77b4") */
+  const double *x, *y;         /* [n] points; non-finite ones are skipped */
+  int n;
+  int markers;                 /* 1: a circle at each point (and a thicker line) */
+} PlotSeries;
+typedef struct PlotPanel {
+  const char *title, *xlabel;
+  const PlotSeries *series;
+  int nseries;
+} PlotPanel;
+int plot_write_svg(Diag *d, const char *path, const char *title, const PlotPanel *panels, int npanels);
 /* Reads a whole regular file into a malloc'd buffer (caller frees); NULL after reporting. */
 uint8_t *rt_read_file(Diag *d, const char *path, size_t *n);
 /* IDX (MNIST format), optionally gzip-compressed (by content, not name). */
@@ -214,6 +228,8 @@ typedef struct TrainProgress {
   double loss;                 /* running mean of this epoch's batch losses */
   double samples_per_s;        /* this epoch so far */
   double eta_s;                /* seconds left for the whole run */
+  int64_t step;                /* optimizer steps taken in all (resumed runs count on) */
+  const double *metrics;       /* [g->nmetrics] running means of this epoch's batch metrics */
 } TrainProgress;
 
 /* The summary of one epoch: train loss and metrics (means over its batches),

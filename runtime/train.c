@@ -594,8 +594,9 @@ int rt_train(Diag *d, Graph *tg, Graph *eg, Graph *etail, ModelState *ms, const 
       if (o->progress && rank == 0) {
         double el = now_s() - t0, tot = now_s() - t_start;
         double done = (double)(ms->step - steps0), left = (double)(o->epochs * nb - ms->step);
+        for (int i = 0; i < nm; i++) metrics[i] = ms->sums[1 + i] / (double)(bi + 1);
         TrainProgress p = {ep, o->epochs, bi + 1, nb, ms->sums[0] / (double)(bi + 1),
-                           el > 0 ? (double)((bi + 1 - first) * gb) / el : 0, tot / done * left};
+                           el > 0 ? (double)((bi + 1 - first) * gb) / el : 0, tot / done * left, ms->step, metrics};
         o->progress(o->user, &p);
       }
     }

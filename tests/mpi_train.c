@@ -155,11 +155,15 @@ Test(mpi, test_evaluation_shared_equals_one_process, .timeout = 300) {
   char *out = sh(&st, "sed 's/adam(lr=0.001)/sgd(lr=0)/' " MLP " > %s", model);
   cr_assert_eq(st, 0);
   free(out);
-#define EVAL "%s train %s --data x=%s/x.npy --data y=%s/y.npy --test x=%s/tx.npy --test y=%s/ty.npy --epochs 1 --threads 1 --batch 16 2>&1"
-  char *one = sh(&st, EVAL, NNDC_BIN, model, dir, dir, dir, dir);
+#define EVAL "%s train %s --data x=%s/x.npy --data y=%s/y.npy --test x=%s/tx.npy --test y=%s/ty.npy --epochs 1 --threads 1 --batch 16"
+  char *one = sh(&st, EVAL " 2>&1", NNDC_BIN, model, dir, dir, dir, dir);
   cr_assert_eq(st, 0, "%s", one);
-  char *two = sh(&st, MPIRUN " -np 2 " EVAL, NNDC_BIN, model, dir, dir, dir, dir);
+  /* --log: rank 0 alone writes it (3 steps of 2 x 16: a header, a step row, an epoch row) */
+  char *two = sh(&st, MPIRUN " -np 2 " EVAL " --log %s/l.csv --log-every 2 2>&1", NNDC_BIN, model, dir, dir, dir, dir, dir);
   cr_assert_eq(st, 0, "%s", two);
+  char *lines = sh(&st, "wc -l < %s/l.csv; cut -d, -f1-4 %s/l.csv | tail -n 2", dir, dir);
+  cr_expect_str_eq(lines, "3\n2,1,2,step\n3,1,3,epoch\n", "%s", lines);
+  free(lines);
   char *a = test_part(one), *b = test_part(two);
   cr_assert_str_eq(a, b, "one process: %s\ntwo: %s", one, two);
   free(a);

@@ -33,6 +33,10 @@ typedef struct Cli {
   const char *prompt;                  /* generate */
   int64_t tokens, top_k;               /* generate: -1 / 0: not given */
   double temperature;                  /* generate: default 1 */
+  const char *grad_input;              /* run --grad-input NAME, attack --grad-input NAME */
+  const char *eps;                     /* attack --eps E1,E2,... (NULL: 0,0.05,0.1,0.2) */
+  const char *log, *plot;              /* train --log F.csv, --plot F.svg */
+  int64_t log_every;                   /* train --log-every K (0: not given) */
 } Cli;
 
 /* nndc.c */
@@ -44,6 +48,24 @@ void write_text(const char *s);
 /* run.c */
 int cmd_run(Cli *c, Diag *d);
 int cmd_train(Cli *c, Diag *d);
+void read_arrays(Diag *d, const Pair *p, int n, Array *out);
+void make_dataset(Diag *d, const Graph *g, const Pair *p, int n, const Array *raw, Dataset *ds, int same_samples);
+int computable(const Graph *g, Node *n, const uint8_t *fed);
+EngineOpts engine_opts(const Cli *c);
+void init_state(Cli *c, Diag *d, const Graph *g, ModelState *ms);
+/* inspect.c */
+/* Marks input `name` of g as a differentiation target (Node.wrt); fails unless it is an f32 input. */
+Node *mark_target(Diag *d, Graph *g, const char *name);
+Node *grad_input_prepare(Cli *c, Diag *d, Graph *g, const Dataset *ds);
+void grad_input_png(Diag *d, const Node *x, const float *xv, const float *gv, const char *dir);
+int cmd_attack(Cli *c, Diag *d);
+/* trainlog.c */
+typedef struct TrainLog TrainLog;
+/* NULL when neither --log nor --plot is given, or not on rank 0; the others accept NULL. */
+TrainLog *trainlog_open(Cli *c, Diag *d, const Graph *g);
+void trainlog_step(TrainLog *l, const TrainProgress *p);
+void trainlog_epoch(TrainLog *l, const EpochReport *r);
+void trainlog_close(TrainLog *l);
 /* bench.c */
 int cmd_bench(Cli *c, Diag *d);
 /* emitc.c */

@@ -1,10 +1,13 @@
 /* nndc.c - the command line: the only place that prints to the user or exits.
  *
  *   nndc check M.nnd
- *   nndc ir M.nnd [--stage parsed|grad|opt] [--dot]
- *   nndc run M.nnd --feed NAME=FILE ... [--load P] [--out DIR] [--grad] [--seed S] [--png]
+ *   nndc ir M.nnd [--stage parsed|grad|opt] [--dot] [--grad-input NAME]
+ *   nndc run M.nnd --feed NAME=FILE ... [--load P] [--out DIR] [--grad] [--grad-input NAME]
+ *                  [--seed S] [--png]
  *   nndc train M.nnd --data NAME=FILE ... [--test NAME=FILE ...] [--load P] [--save P]
  *                    [--save-every K] [--resume] [--epochs E] [--batch B] [--seed S] [--no-shuffle]
+ *                    [--log F.csv] [--log-every K] [--plot F.svg]
+ *   nndc attack M.nnd --load P --test NAME=FILE ... [--eps E1,E2,...] [--batch B] [--grad-input NAME]
  *   mpirun -np K nndc train ...   (data-parallel, spec 11)
  *   nndc emit-c M.nnd -o DIR [--train] [--weights P]
  *   nndc bench M.nnd [--train] [--json] [--repeats R] [--baseline]
@@ -29,20 +32,24 @@ static void usage(void) {
   fputs("usage: nndc COMMAND MODEL.nnd [options]\n"
         "commands:\n"
         "  check M.nnd                        parse and type-check\n"
-        "  ir M.nnd [--stage parsed|grad|opt] [--dot]\n"
-        "  run M.nnd --feed NAME=FILE ... [--load P] [--out DIR] [--grad] [--seed S] [--png]\n"
+        "  ir M.nnd [--stage parsed|grad|opt] [--dot] [--grad-input NAME]\n"
+        "  run M.nnd --feed NAME=FILE ... [--load P] [--out DIR] [--grad] [--grad-input NAME]\n"
+        "            [--seed S] [--png]\n"
         "  train M.nnd --data NAME=FILE ... [--test NAME=FILE ...] [--load P] [--save P]\n"
         "              [--save-every K] [--resume] [--epochs E] [--batch B] [--seed S] [--no-shuffle]\n"
+        "              [--log F.csv] [--log-every K] [--plot F.svg]\n"
         "              (under mpirun -np K: data-parallel on K processes)\n"
+        "  attack M.nnd --load P --test NAME=FILE ... [--eps E1,E2,...] [--batch B] [--grad-input NAME]\n"
+        "              test loss and metrics under the fast gradient sign method at each epsilon\n"
         "  emit-c M.nnd -o DIR [--train] [--weights P]\n"
         "  bench M.nnd [--train] [--json] [--repeats R] [--baseline]\n"
         "  generate M.nnd --load P [--prompt TEXT] [--tokens K] [--temperature T] [--top-k K] [--seed S]\n"
         "  import MODEL.onnx [-o DIR]         DIR/MODEL.nnd and DIR/MODEL.safetensors\n"
         "  export M.nnd [--load P] [--seed S] -o M.onnx   the evaluation graph as ONNX (opset 17)\n"
         "options for every command: -D NAME=VALUE\n"
-        "options for run, train, bench, emit-c: --target generic|avx2|avx512|host\n"
+        "options for run, train, bench, attack, emit-c: --target generic|avx2|avx512|host\n"
         "  (the code-generation target; default: NNDC_TARGET, else the host's best)\n"
-        "options for run, train, bench: --engine jit|interp, --threads T\n",
+        "options for run, train, bench, attack: --engine jit|interp, --threads T\n",
         stderr);
 }
 
@@ -129,6 +136,11 @@ static void parse_option(Cli *c, int argc, char **argv, int *i) {
   else if (!strcmp(a, "--epochs")) c->epochs = parse_int(a, optval(argc, argv, i), 0);
   else if (!strcmp(a, "--batch")) c->batch = parse_int(a, optval(argc, argv, i), 1);
   else if (!strcmp(a, "--repeats")) c->repeats = parse_int(a, optval(argc, argv, i), 1);
+  else if (!strcmp(a, "--grad-input")) c->grad_input = optval(argc, argv, i);
+  else if (!strcmp(a, "--eps")) c->eps = optval(argc, argv, i);
+  else if (!strcmp(a, "--log")) c->log = optval(argc, argv, i);
+  else if (!strcmp(a, "--plot")) c->plot = optval(argc, argv, i);
+  else if (!strcmp(a, "--log-every")) c->log_every = parse_int(a, optval(argc, argv, i), 1);
   else if (!strcmp(a, "--prompt")) c->prompt = optval(argc, argv, i);
   else if (!strcmp(a, "--tokens")) c->tokens = parse_int(a, optval(argc, argv, i), 0);
   else if (!strcmp(a, "--top-k")) c->top_k = parse_int(a, optval(argc, argv, i), 0);
@@ -168,7 +180,8 @@ static void parse_args(Cli *c, int argc, char **argv) {
     exit(argc < 2 ? 2 : 0);
   }
   c->cmd = argv[1];
-  static const char *cmds[] = {"check", "ir", "run", "train", "emit-c", "bench", "generate", "import", "export"};
+  static const char *cmds[] = {"check", "ir", "run", "train", "emit-c", "bench", "generate", "import", "export",
+                               "attack"};
   int known = 0;
   for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++) known |= !strcmp(c->cmd, cmds[k]);
   if (!known) usage_error("unknown command '%s'", c->cmd);
@@ -180,6 +193,7 @@ static void parse_args(Cli *c, int argc, char **argv) {
   if (!c->model) usage_error("%s needs a model file", c->cmd);
   if (c->resume && !c->load) usage_error("--resume needs --load CHECKPOINT");
   if (c->save_every && !c->save) usage_error("--save-every needs --save PATH");
+  if (c->log_every && !c->log) usage_error("--log-every needs --log FILE.csv");
   size_t n = c->save ? strlen(c->save) : 0;
   if (c->save_every && (n < 12 || strcmp(c->save + n - 12, ".safetensors")))
     usage_error("--save-every needs a .safetensors --save path (a training checkpoint), got '%s'", c->save);
@@ -256,6 +270,7 @@ static int cmd_ir(Cli *c, Diag *d) {
   Graph g;
   int stage_grad = c->stage != NULL;
   compile(c, d, &g, &a, stage_grad, 0, NULL, 0);
+  if (stage_grad && c->grad_input) mark_target(d, &g, c->grad_input);   /* "grad input NAME = %N" too */
   if (stage_grad && pass_autodiff(d, &g)) fail(d);
   int opt = c->stage && !strcmp(c->stage, "opt");
   if (opt && pass_optim(d, &g)) fail(d);
@@ -283,6 +298,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(c.cmd, "generate")) rc = cmd_generate(&c, &d);
   else if (!strcmp(c.cmd, "import")) rc = cmd_import(&c, &d);
   else if (!strcmp(c.cmd, "export")) rc = cmd_export(&c, &d);
+  else if (!strcmp(c.cmd, "attack")) rc = cmd_attack(&c, &d);
   else rc = cmd_emit_c(&c, &d);
   flush_diag(&d);
   diag_free(&d);

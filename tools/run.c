@@ -10,7 +10,7 @@
 #include "cli.h"
 
 /* Reads every NAME=FILE pair; the arrays keep the file's element type. */
-static void read_arrays(Diag *d, const Pair *p, int n, Array *out) {
+void read_arrays(Diag *d, const Pair *p, int n, Array *out) {
   for (int i = 0; i < n; i++)
     if (data_read(d, p[i].path, &out[i])) fail(d);
 }
@@ -26,8 +26,8 @@ static const Node *input_named(const Graph *g, const char *name) {
  * hold the same number of samples.  `run` feeds each array whole: the
  * frontend has bound the symbolic dims from the feeds (inputs sharing one
  * must agree) and every array must then have its input's shape. */
-static void make_dataset(Diag *d, const Graph *g, const Pair *p, int n, const Array *raw, Dataset *ds,
-                         int same_samples) {
+void make_dataset(Diag *d, const Graph *g, const Pair *p, int n, const Array *raw, Dataset *ds,
+                  int same_samples) {
   memset(ds, 0, sizeof *ds);
   ds->n = n;
   ds->inputs = calloc((size_t)n + 1, sizeof *ds->inputs);
@@ -71,7 +71,7 @@ static void write_value(Diag *d, const char *dir, const char *name, const Node *
 
 /* run --png: every output shaped [N, 1, H, W], [N, 3, H, W] or [N, H, W]
  * also as DIR/NAME.png, a grid of its N images (spec 9). */
-static void write_images(Diag *d, const Graph *g, Engine *e, const char *dir) {
+static void write_images(Diag *d, const Graph *g, Engine *e, const char *dir, int quiet) {
   int n = 0;
   for (int i = 0; i < g->noutputs; i++) {
     const Node *o = g->outputs[i].node;
@@ -85,11 +85,11 @@ static void write_images(Diag *d, const Graph *g, Engine *e, const char *dir) {
     n++;
   }
   if (n) printf("wrote %d image%s to %s/\n", n, n == 1 ? "" : "s", dir);
-  else fprintf(stderr, "nndc: note: --png: no output is shaped [N, 1, H, W], [N, 3, H, W] or [N, H, W]\n");
+  else if (!quiet) fprintf(stderr, "nndc: note: --png: no output is shaped [N, 1, H, W], [N, 3, H, W] or [N, H, W]\n");
 }
 
 /* Whether every input that node n depends on is fed. */
-static int computable(const Graph *g, Node *n, const uint8_t *fed) {
+int computable(const Graph *g, Node *n, const uint8_t *fed) {
   uint8_t *mask = calloc((size_t)g->nnodes + 1, 1);
   if (!mask) nndc_fatal(__FILE__, __LINE__, "out of memory");
   ir_mark_deps(g, &n, 1, mask);
@@ -100,12 +100,12 @@ static int computable(const Graph *g, Node *n, const uint8_t *fed) {
   return ok;
 }
 
-static EngineOpts engine_opts(const Cli *c) {
+EngineOpts engine_opts(const Cli *c) {
   EngineOpts o = {c->engine, c->threads, 0};
   return o;
 }
 
-static void init_state(Cli *c, Diag *d, const Graph *g, ModelState *ms) {
+void init_state(Cli *c, Diag *d, const Graph *g, ModelState *ms) {
   if (model_state_init(d, g, ms, g->train.seed)) fail(d);
   if (c->load && ckpt_load(d, c->load, g, ms->params)) fail(d);
   flush_diag(d);   /* warnings about extra params */
@@ -167,10 +167,12 @@ int cmd_run(Cli *c, Diag *d) {
     diag_error(d, (Loc){0}, "--grad needs a model with a loss");
     fail(d);
   }
-  if (c->grad && pass_autodiff(d, &g)) fail(d);
+  Node *objective = g.loss;   /* --grad-input without labels: the top logit (inspect.c) */
+  if (c->grad_input) objective = grad_input_prepare(c, d, &g, &ds);
+  if ((c->grad || c->grad_input) && pass_autodiff_of(d, &g, objective)) fail(d);
   uint8_t *fed = calloc((size_t)g.nnodes + 1, 1);
   for (int i = 0; i < ds.n; i++) fed[ds.inputs[i]->id] = 1;
-  Want *w = calloc((size_t)(g.noutputs + g.nmetrics + g.nparams + 2), sizeof *w);
+  Want *w = calloc((size_t)(g.noutputs + g.nmetrics + g.nparams + 3), sizeof *w);
   int nw = 0;
   for (int i = 0; i < g.noutputs; i++) nw = add_want(&g, w, nw, g.outputs[i].node, g.outputs[i].name, fed, "output");
   if (g.loss) nw = add_want(&g, w, nw, g.loss, "loss", fed, "loss");
@@ -182,6 +184,9 @@ int cmd_run(Cli *c, Diag *d) {
     diag_error(d, g.loss->loc, "--grad: the loss needs an input that was not fed");
     fail(d);
   }
+  const Node *gx = c->grad_input ? input_named(&g, c->grad_input) : NULL;
+  for (int i = 0; gx && i < g.ninputs; i++)
+    if (g.inputs[i].node == gx) w[nw++] = (Want){g.input_grads[i], arena_printf(&a, "grad.%s", c->grad_input)};
   if (nw == 0) {
     diag_error(d, (Loc){0}, "nothing to compute: every output, loss and metric needs an input that was not fed");
     fail(d);
@@ -204,7 +209,9 @@ int cmd_run(Cli *c, Diag *d) {
     if (shape_numel(&w[i].node->shape) == 1 && w[i].node->dt == DT_F32)
       printf("%s = %.6g\n", w[i].file, *(float *)engine_value(e, w[i].node));
   printf("wrote %d arrays to %s/\n", nw, dir);
-  if (c->png) write_images(d, &g, e, dir);
+  if (c->png) write_images(d, &g, e, dir, c->grad_input != NULL);   /* quiet: a saliency map follows */
+  for (int i = 0; c->png && gx && i < ds.n; i++)
+    if (ds.inputs[i] == gx) grad_input_png(d, gx, ds.arrays[i].data, engine_value(e, w[nw - 1].node), dir);
   engine_free(e);
   model_state_free(&g, &ms);
   dataset_free(&ds);
@@ -221,6 +228,7 @@ typedef struct Show {
   const Graph *g;
   int tty;
   int64_t last_line;   /* batch of the last plain progress line */
+  TrainLog *log;       /* --log, --plot (trainlog.c); NULL: neither */
 } Show;
 
 static void fmt_time(double s, char *buf, size_t n) {
@@ -234,6 +242,7 @@ static int sps_digits(double sps) { return sps < 10 ? 2 : 0; }
 
 static void on_progress(void *user, const TrainProgress *p) {
   Show *s = user;
+  trainlog_step(s->log, p);
   char eta[32];
   fmt_time(p->eta_s, eta, sizeof eta);
   if (s->tty) {
@@ -252,6 +261,7 @@ static void on_progress(void *user, const TrainProgress *p) {
 
 static void on_epoch(void *user, const EpochReport *r) {
   Show *s = user;
+  trainlog_epoch(s->log, r);
   if (s->tty) fputs("\r\033[K", stderr);
   printf("epoch %lld/%lld: train loss %.4f", (long long)r->epoch, (long long)r->epochs, r->train_loss);
   for (int i = 0; i < s->g->nmetrics; i++) printf(" %s %.4f", s->g->metrics[i].name, r->train_metrics[i]);
@@ -304,7 +314,7 @@ int cmd_train(Cli *c, Diag *d) {
       (c->resume ? ckpt_load_train(d, c->load, &tg, &ms) : ckpt_load(d, c->load, &tg, ms.params)))
     fail(d);
   flush_diag(d);   /* warnings about extra params */
-  Show show = {&tg, isatty(2) && rank0, 0};
+  Show show = {&tg, isatty(2) && rank0, 0, trainlog_open(c, d, &tg)};
   TrainOpts o = {engine_opts(c), c->epochs >= 0 ? c->epochs : tg.train.epochs,
                  c->no_shuffle ? 0 : tg.train.shuffle, tg.train.seed, on_progress, on_epoch, &show,
                  c->save, c->save_every, 0};
@@ -318,6 +328,7 @@ int cmd_train(Cli *c, Diag *d) {
     fflush(stdout);
   }
   int rc = rt_train(d, &tg, egp, etp, &ms, &train, c->ntests ? &test : NULL, &o);
+  trainlog_close(show.log);
   if (show.tty) fputs("\r\033[K", stderr);
   if (rc) fail(d);
   size_t sl = c->save ? strlen(c->save) : 0;
