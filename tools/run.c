@@ -218,7 +218,8 @@ int cmd_run(Cli *c, Diag *d) {
 /* ------------------------------------------------------------------ train */
 
 typedef struct Show {
-  const Graph *g;
+  const Graph *g;      /* the first step's graph: metrics, and the steps' names */
+  int nsteps;          /* several train steps: each loss is shown by name */
   int tty;
   int64_t last_line;   /* batch of the last plain progress line */
 } Show;
@@ -229,29 +230,44 @@ static void fmt_time(double s, char *buf, size_t n) {
   else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
 }
 
+/* "loss 0.1234", or with several steps "d_loss 0.6931 g_loss 0.6931". */
+static void fmt_losses(const Show *s, double loss, const double *step_losses, char *buf, size_t n) {
+  if (!step_losses) {
+    snprintf(buf, n, "loss %.4f", loss);
+    return;
+  }
+  size_t at = 0;
+  for (int k = 0; k < s->nsteps && at < n; k++)
+    at += (size_t)snprintf(buf + at, n - at, "%s%s %.4f", k ? " " : "", s->g->train.steps[k].loss, step_losses[k]);
+}
+
 static void on_progress(void *user, const TrainProgress *p) {
   Show *s = user;
-  char eta[32];
+  char eta[32], loss[256];
   fmt_time(p->eta_s, eta, sizeof eta);
+  fmt_losses(s, p->loss, p->step_losses, loss, sizeof loss);
   if (s->tty) {
-    fprintf(stderr, "\r\033[Kepoch %lld/%lld  batch %lld/%lld  loss %.4f  %.0f samples/s  ETA %s", (long long)p->epoch,
-            (long long)p->epochs, (long long)p->batch, (long long)p->nbatches, p->loss, p->samples_per_s, eta);
+    fprintf(stderr, "\r\033[Kepoch %lld/%lld  batch %lld/%lld  %s  %.0f samples/s  ETA %s", (long long)p->epoch,
+            (long long)p->epochs, (long long)p->batch, (long long)p->nbatches, loss, p->samples_per_s, eta);
     fflush(stderr);
     return;
   }
   int64_t every = p->nbatches / 4 > 0 ? p->nbatches / 4 : 1;
   if (p->batch % every == 0 && p->batch != p->nbatches)
-    fprintf(stderr, "epoch %lld/%lld  batch %lld/%lld  loss %.4f  %.0f samples/s  ETA %s\n", (long long)p->epoch,
-            (long long)p->epochs, (long long)p->batch, (long long)p->nbatches, p->loss, p->samples_per_s, eta);
+    fprintf(stderr, "epoch %lld/%lld  batch %lld/%lld  %s  %.0f samples/s  ETA %s\n", (long long)p->epoch,
+            (long long)p->epochs, (long long)p->batch, (long long)p->nbatches, loss, p->samples_per_s, eta);
 }
 
 static void on_epoch(void *user, const EpochReport *r) {
   Show *s = user;
   if (s->tty) fputs("\r\033[K", stderr);
-  printf("epoch %lld/%lld: train loss %.4f", (long long)r->epoch, (long long)r->epochs, r->train_loss);
+  char loss[256];
+  fmt_losses(s, r->train_loss, r->step_losses, loss, sizeof loss);
+  printf("epoch %lld/%lld: train %s", (long long)r->epoch, (long long)r->epochs, loss);
   for (int i = 0; i < s->g->nmetrics; i++) printf(" %s %.4f", s->g->metrics[i].name, r->train_metrics[i]);
   if (r->has_test) {
-    printf(" | test loss %.4f", r->test_loss);
+    printf(" |");
+    if (!s->nsteps) printf(" test loss %.4f", r->test_loss);  /* steps: the eval graph has no unnamed loss */
     for (int i = 0; i < s->g->nmetrics; i++) printf(" %s %.4f", s->g->metrics[i].name, r->test_metrics[i]);
   }
   if (r->comm_bytes)
@@ -272,12 +288,19 @@ int cmd_train(Cli *c, Diag *d) {
   read_arrays(d, c->tests, c->ntests, rawt);
   Arena a;
   arena_init(&a);
-  Graph tg, eg, etail;
-  compile(c, d, &tg, &a, 1, c->batch, NULL, 0);
+  Graph tgs[MAX_STEPS], eg, etail, *tgp[MAX_STEPS];
+  compile(c, d, &tgs[0], &a, 1, c->batch, NULL, 0);
+  int nsteps = tgs[0].train.nsteps > 0 ? tgs[0].train.nsteps : 1;
   Dataset train, test;
-  make_dataset(d, &tg, c->feeds, c->nfeeds, raw, &train, 1);
+  make_dataset(d, &tgs[0], c->feeds, c->nfeeds, raw, &train, 1);
   int procs = comm_size(), rank0 = comm_rank() == 0;
-  if (pass_autodiff(d, &tg) || (procs > 1 ? pass_optim_split(d, &tg) : pass_optim(d, &tg))) fail(d);
+  for (int k = 0; k < nsteps; k++) {   /* one training graph per step (spec 8) */
+    if (k) compile(c, d, &tgs[k], &a, 1, c->batch, NULL, 0);
+    if (tgs[k].train.nsteps) graph_use_step(&tgs[k], k + 1);
+    if (pass_autodiff(d, &tgs[k]) || (procs > 1 ? pass_optim_split(d, &tgs[k]) : pass_optim(d, &tgs[k]))) fail(d);
+    tgp[k] = &tgs[k];
+  }
+  Graph tg = nsteps > 1 ? rt_steps_union(tgp, nsteps) : tgs[0];   /* params and every step's state */
   Graph *egp = NULL, *etp = NULL;
   if (c->ntests) {
     int64_t ntest = rawt[0].shape.rank ? rawt[0].shape.dim[0] : 1;
@@ -299,7 +322,7 @@ int cmd_train(Cli *c, Diag *d) {
       (c->resume ? ckpt_load_train(d, c->load, &tg, &ms) : ckpt_load(d, c->load, &tg, ms.params)))
     fail(d);
   flush_diag(d);   /* warnings about extra params */
-  Show show = {&tg, isatty(2) && rank0, 0};
+  Show show = {&tg, nsteps > 1 ? nsteps : 0, isatty(2) && rank0, 0};
   TrainOpts o = {engine_opts(c), c->epochs >= 0 ? c->epochs : tg.train.epochs,
                  c->no_shuffle ? 0 : tg.train.shuffle, tg.train.seed, on_progress, on_epoch, &show,
                  c->save, c->save_every, 0};
@@ -312,7 +335,7 @@ int cmd_train(Cli *c, Diag *d) {
     printf("\n");
     fflush(stdout);
   }
-  int rc = rt_train(d, &tg, egp, etp, &ms, &train, c->ntests ? &test : NULL, &o);
+  int rc = rt_train_steps(d, tgp, nsteps, egp, etp, &ms, &train, c->ntests ? &test : NULL, &o);
   if (show.tty) fputs("\r\033[K", stderr);
   if (rc) fail(d);
   size_t sl = c->save ? strlen(c->save) : 0;

@@ -1,0 +1,188 @@
+/* test_steps.c - adversarial training (spec 8: named losses, step blocks).
+ * The two steps of tests/golden/steps/gan.nnd (a generator with batch_norm,
+ * a discriminator called on real, detached fake and fake samples, adam for
+ * each) end where PyTorch's do (gen_steps.py), on the JIT and the
+ * interpreter; with noise drawn inside the model, the engines and thread
+ * counts agree and each step draws its own; a run stopped after an epoch and
+ * resumed from its checkpoint ends bit for bit where an uninterrupted run
+ * ends (both steps' optimizer state in the checkpoint). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "util.h"
+
+#define GOLD NNDC_SRC_DIR "/tests/golden/steps"
+#define DATA "--data x=" GOLD "/x.npy --data z=" GOLD "/z.npy --no-shuffle"
+#define NOISE_DATA "--data x=" GOLD "/x.npy --no-shuffle"
+
+static const char *const PARAMS[] = {"g1.W", "g1.gamma", "g1.beta", "g1.running_mean", "g1.running_var",
+                                     "fake.W", "fake.b", "dr.h.W", "dr.h.b", "dr.o.W", "dr.o.b"};
+enum { NPARAMS = sizeof PARAMS / sizeof *PARAMS };
+
+/* Largest |a - b| between param `name` in directories da and db. */
+static double param_diff(const char *da, const char *db, const char *name) {
+  char pa[1024], pb[1024];
+  snprintf(pa, sizeof pa, "%s/%s.npy", da, name);
+  snprintf(pb, sizeof pb, "%s/%s.npy", db, name);
+  Shape sa, sb;
+  float *a = util_read_f32(pa, &sa), *b = util_read_f32(pb, &sb);
+  cr_assert(a && b && shape_eq(&sa, &sb), "%s: missing or misshapen", name);
+  double m = 0;
+  for (int64_t i = 0; i < shape_numel(&sa); i++) {
+    double e = a[i] > b[i] ? a[i] - b[i] : b[i] - a[i];
+    if (e > m) m = e;
+  }
+  free(a);
+  free(b);
+  return m;
+}
+
+static void train_to(const char *engine, const char *model, const char *extra, const char *dir) {
+  int st;
+  char *out = util_nndc(&st, "train %s %s --engine %s --save %s %s", model, strstr(model, "noise") ? NOISE_DATA : DATA,
+                        engine, dir, extra);
+  cr_assert_eq(st, 0, "%s", out);
+  free(out);
+}
+
+static void golden(const char *engine) {
+  char *dir = util_tmpdir();
+  train_to(engine, GOLD "/gan.nnd", "--load " GOLD "/init", dir);
+  for (int i = 0; i < NPARAMS; i++) {
+    double e = param_diff(dir, GOLD "/after", PARAMS[i]);
+    cr_expect_leq(e, 1e-5, "%s: %s differs from PyTorch by %g", engine, PARAMS[i], e);
+  }
+  free(dir);
+}
+
+Test(steps, pytorch_golden_jit) { golden("jit"); }
+Test(steps, pytorch_golden_interp) { golden("interp"); }
+
+Test(steps, progress_reports_every_loss) {
+  int st;
+  char *out = util_nndc(&st, "train " GOLD "/gan.nnd " DATA " --load " GOLD "/init");
+  cr_assert_eq(st, 0, "%s", out);
+  /* PyTorch's three iterations: d_loss 1.083979 1.144557 1.177749, g_loss 0.592457 0.560290 0.543702 */
+  cr_expect(strstr(out, "train d_loss 1.1354 g_loss 0.5655 d_real"), "%s", out);
+  free(out);
+}
+
+/* The golden model with its generator's noise drawn in the model. */
+static char *noise_model(const char *dir) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/noise.nnd", dir);
+  FILE *f = fopen(GOLD "/gan.nnd", "r");
+  cr_assert(f);
+  static char text[8192];
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = 0;
+  char *at = strstr(text, "input z: f32[N, 2]");
+  cr_assert(at);
+  const char *repl = "z = randn([N, 2])";
+  char out[8192];
+  snprintf(out, sizeof out, "%.*s%s%s", (int)(at - text), text, repl, at + strlen("input z: f32[N, 2]"));
+  cr_assert_eq(util_write_file(path, out), 0);
+  return strdup(path);
+}
+
+Test(steps, noise_same_on_every_engine_and_thread_count) {
+  char *dir = util_tmpdir(), *model = noise_model(dir), a[1024], b[1024], c[1024];
+  snprintf(a, sizeof a, "%s/jit", dir);
+  snprintf(b, sizeof b, "%s/interp", dir);
+  snprintf(c, sizeof c, "%s/jit1", dir);
+  train_to("jit", model, "--load " GOLD "/init --epochs 2", a);
+  train_to("interp", model, "--load " GOLD "/init --epochs 2", b);
+  train_to("jit", model, "--load " GOLD "/init --epochs 2 --threads 1", c);
+  /* and the noise matters: the result is not the golden run's on the fed z */
+  double moved = 0;
+  for (int i = 0; i < NPARAMS; i++) moved += param_diff(a, GOLD "/after", PARAMS[i]);
+  cr_expect_gt(moved, 1e-3);
+  for (int i = 0; i < NPARAMS; i++) {
+    cr_expect_leq(param_diff(a, b, PARAMS[i]), 1e-5, "%s: jit != interp", PARAMS[i]);
+    cr_expect_eq(param_diff(a, c, PARAMS[i]), 0, "%s: depends on the thread count", PARAMS[i]);
+  }
+  free(model);
+  free(dir);
+}
+
+/* Each step draws its own noise, step 1 with the run's seed: after one
+ * iteration of sgd(lr=0.5) from 0 on (w - n)^2 and (v - n)^2, w is the noise
+ * step a drew and v the noise step b drew; `run --seed` draws step a's. */
+Test(steps, noise_drawn_per_step) {
+  char *dir = util_tmpdir(), path[1024];
+  snprintf(path, sizeof path, "%s/m.nnd", dir);
+  cr_assert_eq(util_write_file(path,
+                               "input x: f32[N, 4]\nparam w: f32[3]\nparam v: f32[3]\nn = randn([3])\noutput noise = n\n"
+                               "loss la = sum((w - n) ** 2) + 0 * mean(x)\nloss lb = sum((v - n) ** 2)\n"
+                               "train {\n  step a { loss = la; params = [w]; optimizer = sgd(lr=0.5) }\n"
+                               "  step b { loss = lb; params = [v]; optimizer = sgd(lr=0.5) }\n  batch = 24\n}\n"),
+               0);
+  int st;
+  char *out = util_nndc(&st, "train %s --data x=" GOLD "/x.npy --seed 5 --save %s/p", path, dir);
+  cr_assert_eq(st, 0, "%s", out);
+  free(out);
+  out = util_nndc(&st, "run %s --seed 5 --out %s/r", path, dir);
+  cr_assert_eq(st, 0, "%s", out);
+  free(out);
+  char pw[1024], pv[1024], pn[1024];
+  snprintf(pw, sizeof pw, "%s/p/w.npy", dir);
+  snprintf(pv, sizeof pv, "%s/p/v.npy", dir);
+  snprintf(pn, sizeof pn, "%s/r/noise.npy", dir);
+  Shape s;
+  float *w = util_read_f32(pw, &s), *v = util_read_f32(pv, &s), *n = util_read_f32(pn, &s);
+  cr_assert(w && v && n);
+  for (int i = 0; i < 3; i++) {
+    cr_expect_float_eq(w[i], n[i], 1e-6, "w[%d] %g != step a's noise %g", i, w[i], n[i]);
+    cr_expect(v[i] != w[i] && v[i] > -6 && v[i] < 6, "v[%d] %g: step b drew step a's noise", i, v[i]);
+  }
+  free(w);
+  free(v);
+  free(n);
+  free(dir);
+}
+
+static void same_tensors(const char *pa, const char *pb) {
+  Diag d;
+  diag_init(&d);
+  NamedTensor *ta, *tb;
+  int na, nb;
+  cr_assert_eq(st_read(&d, pa, &ta, &na), 0, "%s", d.buf);
+  cr_assert_eq(st_read(&d, pb, &tb, &nb), 0, "%s", d.buf);
+  cr_assert_eq(na, nb);
+  int states = 0;
+  for (int i = 0; i < na; i++) {
+    int j = 0;
+    while (j < nb && strcmp(ta[i].name, tb[j].name)) j++;
+    cr_assert_lt(j, nb, "%s missing", ta[i].name);
+    int64_t n = shape_numel(&ta[i].shape);
+    cr_assert_eq(memcmp(ta[i].data, tb[j].data, (size_t)n * 4), 0, "%s differs", ta[i].name);
+    states += !strncmp(ta[i].name, CKPT_STATE_PREFIX, strlen(CKPT_STATE_PREFIX));
+  }
+  /* adam's two buffers for each of the 9 trained params, in both steps */
+  cr_expect_eq(states, 18, "%d optimizer states", states);
+  st_free(ta, na);
+  st_free(tb, nb);
+  diag_free(&d);
+}
+
+Test(steps, resume_keeps_every_steps_optimizer_state) {
+  char *dir = util_tmpdir(), *model = noise_model(dir), a[1024], b[1024], c[1024];
+  snprintf(a, sizeof a, "%s/full.safetensors", dir);
+  snprintf(b, sizeof b, "%s/half.safetensors", dir);
+  snprintf(c, sizeof c, "%s/resumed.safetensors", dir);
+  int st;
+  char *out = util_nndc(&st, "train %s " NOISE_DATA " --epochs 2 --save %s", model, a);
+  cr_assert_eq(st, 0, "%s", out);
+  free(out);
+  out = util_nndc(&st, "train %s " NOISE_DATA " --epochs 1 --save %s", model, b);
+  cr_assert_eq(st, 0, "%s", out);
+  free(out);
+  out = util_nndc(&st, "train %s " NOISE_DATA " --epochs 2 --load %s --resume --save %s", model, b, c);
+  cr_assert_eq(st, 0, "%s", out);
+  free(out);
+  same_tensors(a, c);
+  free(model);
+  free(dir);
+}
