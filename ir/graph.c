@@ -68,6 +68,17 @@ void graph_use_step(Graph *g, int k) {
   g->nupdates = n;
 }
 
+Graph graph_steps_union(const Graph *const *tgs, int nsteps) {
+  Graph all = *tgs[0];
+  int n = 0;
+  for (int k = 0; k < nsteps; k++) n += tgs[k]->nstates;
+  all.states = arena_alloc(all.arena, sizeof *all.states * (size_t)(n + 1));
+  all.nstates = 0;
+  for (int k = 0; k < nsteps; k++)
+    for (int i = 0; i < tgs[k]->nstates; i++) all.states[all.nstates++] = tgs[k]->states[i];
+  return all;
+}
+
 /* ------------------------------------------------------------- shapes */
 
 int dim_mul(int64_t a, int64_t b, int64_t *r) {

@@ -155,6 +155,11 @@ void graph_init(Graph *g, Arena *a);
  * block's step k (1-based): its loss, its optimizer, and every param the
  * step does not train frozen (spec 8). */
 void graph_use_step(Graph *g, int k);
+/* The params of tgs[0] and the optimizer states of every step's graph, in
+ * step order (distinct names: a param belongs to one step): what a run with
+ * several steps saves, loads and emits as its state.  A shallow copy of
+ * tgs[0] with a new states array in its arena. */
+Graph graph_steps_union(const Graph *const *tgs, int nsteps);
 /* Appends update node u (F_UPDATE) to g->updates (arena-grown). */
 void graph_add_update(Graph *g, Node *u);
 

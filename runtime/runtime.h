@@ -257,14 +257,9 @@ int rt_train(Diag *d, Graph *tg, Graph *eg, Graph *etail, ModelState *ms,
  * them in order on the same batch, step k drawing its noise with
  * rng_step_seed(seed, k); their metrics are those of step 1's forward pass.
  * ms holds the params and every step's optimizer state, as made for the
- * graph rt_steps_union returns.  rt_train is the case of one step. */
+ * graph graph_steps_union returns.  rt_train is the case of one step. */
 int rt_train_steps(Diag *d, Graph *const *tgs, int nsteps, Graph *eg, Graph *etail, ModelState *ms,
                    const Dataset *train, const Dataset *test, const TrainOpts *o);
-/* A graph for the ModelState and the checkpoints of a run with several
- * steps: tgs[0]'s params and every step's optimizer states (in step order;
- * their names are distinct as a param belongs to one step).  A shallow copy
- * of tgs[0] with a new states array in its arena. */
-Graph rt_steps_union(Graph *const *tgs, int nsteps);
 /* Evaluates loss and metrics of g (training=0) over every sample of ds,
  * batch by batch; a final partial batch runs on `tail` (built with N = the
  * remainder) when non-NULL, else it is dropped.  loss/metrics are means over

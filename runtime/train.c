@@ -513,17 +513,6 @@ static int check_key(Diag *d, const RunKey *was, const RunKey *now) {
   return -1;
 }
 
-Graph rt_steps_union(Graph *const *tgs, int nsteps) {
-  Graph all = *tgs[0];
-  int n = 0;
-  for (int k = 0; k < nsteps; k++) n += tgs[k]->nstates;
-  all.states = arena_alloc(all.arena, sizeof *all.states * (size_t)(n + 1));
-  all.nstates = 0;
-  for (int k = 0; k < nsteps; k++)
-    for (int i = 0; i < tgs[k]->nstates; i++) all.states[all.nstates++] = tgs[k]->states[i];
-  return all;
-}
-
 /* Opens one stepper per step graph; step k's optimizer state follows the
  * earlier steps' in ms->states. */
 static int steppers_open(Diag *d, Stepper *s, Graph *const *tgs, int nsteps, ModelState *ms, const Dataset *ds,
@@ -588,7 +577,7 @@ int rt_train_steps(Diag *d, Graph *const *tgs, int S, Graph *eg, Graph *etail, M
     diag_error(d, (Loc){0}, "internal: training on %d processes needs a graph from pass_optim_split", K);
     return -1;
   }
-  Graph all = S > 1 ? rt_steps_union(tgs, S) : *tg;
+  Graph all = S > 1 ? graph_steps_union((const Graph *const *)tgs, S) : *tg;
   Stepper *s = calloc((size_t)S, sizeof *s);
   if (!s) nndc_fatal(__FILE__, __LINE__, "out of memory");
   if (steppers_open(d, s, tgs, S, ms, train, &o->engine)) {

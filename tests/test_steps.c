@@ -186,3 +186,126 @@ Test(steps, resume_keeps_every_steps_optimizer_state) {
   free(model);
   free(dir);
 }
+
+/* ------------------------------------------------------------- emit-c */
+
+/* The state fields of gan.nnd's training: both steps' optimizer states. */
+static char **state_names(int *n) {
+  UtilGraph *t[2] = {util_graph_new(), util_graph_new()};
+  static char text[8192];
+  FILE *f = fopen(GOLD "/gan.nnd", "r");
+  cr_assert(f);
+  text[fread(text, 1, sizeof text - 1, f)] = 0;
+  fclose(f);
+  const Graph *gp[2];
+  for (int k = 0; k < 2; k++) {
+    BuildOpts o = {.training = 1};
+    cr_assert_eq(util_compile(&t[k]->d, &t[k]->g, text, &o), 0, "%s", t[k]->d.buf);
+    graph_use_step(&t[k]->g, k + 1);
+    cr_assert_eq(pass_autodiff(&t[k]->d, &t[k]->g), 0);
+    cr_assert_eq(pass_optim(&t[k]->d, &t[k]->g), 0);
+    gp[k] = &t[k]->g;
+  }
+  Graph all = graph_steps_union(gp, 2);
+  char **names = calloc((size_t)all.nstates + 1, sizeof *names);
+  for (int i = 0; i < all.nstates; i++) names[i] = strdup(all.states[i].name);
+  *n = all.nstates;
+  for (int k = 0; k < 2; k++) util_graph_free(t[k]);
+  return names;
+}
+
+/* A driver of the emitted gan: loads the init params and the 24 samples,
+ * runs gan_train_step_d then gan_train_step_g on each batch of 8, writes
+ * every param as raw floats in PARAMS order. */
+static char *step_driver(void) {
+  Buf t = {0};
+  buf_printf(&t, "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include \"gan.h\"\n\n"
+                 "static float *rd(const char *path, size_t n, size_t skip) {\n"
+                 "  float *p = malloc(n * 4 + 4);\n  FILE *f = fopen(path, \"rb\");\n"
+                 "  if (!p || !f || fseek(f, 128 + (long)skip * 4, SEEK_SET) || fread(p, 4, n, f) != n) exit(3);\n"
+                 "  fclose(f);\n  return p;\n}\n\nint main(void) {\n  gan_params p;\n  gan_inputs in;\n"
+                 "  gan_outputs out;\n  gan_state s;\n  memset(&out, 0, sizeof out);\n  memset(&s, 0, sizeof s);\n"
+                 "  void *ws = malloc(gan_workspace_size() + 64);\n");
+  for (int i = 0; i < NPARAMS; i++) {
+    char *id = util_c_ident(PARAMS[i]), *U = util_c_upper(PARAMS[i]);
+    buf_printf(&t, "  p.%s = rd(\"%s/init/%s.npy\", GAN_PARAM_%s_SIZE, 0);\n", id, GOLD, PARAMS[i], U);
+    free(id);
+    free(U);
+  }
+  int ns;
+  char **st = state_names(&ns);
+  for (int i = 0; i < ns; i++) {
+    char *id = util_c_ident(st[i]), *U = util_c_upper(st[i]);
+    buf_printf(&t, "  s.%s = calloc(GAN_STATE_%s_SIZE, 4);\n", id, U);
+    free(id);
+    free(U);
+    free(st[i]);
+  }
+  free(st);
+  buf_printf(&t, "  float d_loss, g_loss;\n  out.d_loss = &d_loss;\n  out.g_loss = &g_loss;\n"
+                 "  for (int it = 0; it < 3; it++) {\n"
+                 "    in.x = rd(\"%s/x.npy\", 8 * 4, (size_t)it * 8 * 4);\n"
+                 "    in.z = rd(\"%s/z.npy\", 8 * 2, (size_t)it * 8 * 2);\n"
+                 "    gan_train_step_d(&p, &s, &in, &out, ws);\n    gan_train_step_g(&p, &s, &in, &out, ws);\n"
+                 "    printf(\"%%d %%.6f %%.6f\\n\", it + 1, d_loss, g_loss);\n  }\n"
+                 "  if (s.step_d != 3 || s.step_g != 3) return 4;\n  FILE *o = fopen(\"out.bin\", \"wb\");\n",
+             GOLD, GOLD);
+  for (int i = 0; i < NPARAMS; i++) {
+    char *id = util_c_ident(PARAMS[i]), *U = util_c_upper(PARAMS[i]);
+    buf_printf(&t, "  fwrite(p.%s, 4, GAN_PARAM_%s_SIZE, o);\n", id, U);
+    free(id);
+    free(U);
+  }
+  buf_printf(&t, "  return fclose(o) != 0;\n}\n");
+  return t.s;
+}
+
+/* The emitted step functions train as PyTorch does (and so as the JIT and
+ * the interpreter, which pytorch_golden_* hold to the same values). */
+Test(steps, emitted_c_step_functions) {
+  char *dir = util_tmpdir(), path[1024];
+  int st;
+  char *out = util_nndc(&st, "emit-c " GOLD "/gan.nnd --train -D N=8 -o %s", dir);
+  cr_assert_eq(st, 0, "%s", out);
+  free(out);
+  char *h = NULL;
+  snprintf(path, sizeof path, "%s/gan.h", dir);
+  FILE *f = fopen(path, "r");
+  cr_assert(f);
+  h = calloc(1 << 16, 1);
+  cr_assert(fread(h, 1, (1 << 16) - 1, f) > 0);
+  fclose(f);
+  cr_expect(strstr(h, "void   gan_train_step_d(gan_params *p, gan_state *s,"), "%s", h);
+  cr_expect(strstr(h, "void   gan_train_step_g(gan_params *p, gan_state *s,"), "%s", h);
+  cr_expect(strstr(h, "/* step d: minimises d_loss"), "%s", h);
+  free(h);
+  char *drv = step_driver();
+  snprintf(path, sizeof path, "%s/driver.c", dir);
+  cr_assert_eq(util_write_file(path, drv), 0);
+  free(drv);
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "cd %s && gcc -std=c99 -Wall -Wextra -Werror -pedantic -O1 gan.c driver.c -o prog -lm && ./prog",
+           dir);
+  out = util_run(cmd, &st);
+  cr_assert_eq(st, 0, "%s", out);
+  /* PyTorch: iteration 3: d_loss 1.177749 g_loss 0.543702 */
+  cr_expect(strstr(out, "3 1.1777"), "%s", out);
+  free(out);
+  snprintf(path, sizeof path, "%s/out.bin", dir);
+  f = fopen(path, "rb");
+  cr_assert(f);
+  for (int i = 0; i < NPARAMS; i++) {
+    char gp[1024];
+    snprintf(gp, sizeof gp, GOLD "/after/%s.npy", PARAMS[i]);
+    Shape s;
+    float *want = util_read_f32(gp, &s);
+    int64_t n = shape_numel(&s);
+    float *got = malloc((size_t)n * 4);
+    cr_assert_eq(fread(got, 4, (size_t)n, f), (size_t)n);
+    cr_expect_leq(util_compare(PARAMS[i], got, want, n, 1e-5, 0), 1.0, "%s differs from PyTorch", PARAMS[i]);
+    free(got);
+    free(want);
+  }
+  fclose(f);
+  free(dir);
+}

@@ -289,18 +289,12 @@ int cmd_train(Cli *c, Diag *d) {
   Arena a;
   arena_init(&a);
   Graph tgs[MAX_STEPS], eg, etail, *tgp[MAX_STEPS];
-  compile(c, d, &tgs[0], &a, 1, c->batch, NULL, 0);
-  int nsteps = tgs[0].train.nsteps > 0 ? tgs[0].train.nsteps : 1;
+  int procs = comm_size(), rank0 = comm_rank() == 0;
+  int nsteps = compile_train(c, d, tgs, &a, c->batch, procs > 1);
+  for (int k = 0; k < nsteps; k++) tgp[k] = &tgs[k];
   Dataset train, test;
   make_dataset(d, &tgs[0], c->feeds, c->nfeeds, raw, &train, 1);
-  int procs = comm_size(), rank0 = comm_rank() == 0;
-  for (int k = 0; k < nsteps; k++) {   /* one training graph per step (spec 8) */
-    if (k) compile(c, d, &tgs[k], &a, 1, c->batch, NULL, 0);
-    if (tgs[k].train.nsteps) graph_use_step(&tgs[k], k + 1);
-    if (pass_autodiff(d, &tgs[k]) || (procs > 1 ? pass_optim_split(d, &tgs[k]) : pass_optim(d, &tgs[k]))) fail(d);
-    tgp[k] = &tgs[k];
-  }
-  Graph tg = nsteps > 1 ? rt_steps_union(tgp, nsteps) : tgs[0];   /* params and every step's state */
+  Graph tg = nsteps > 1 ? graph_steps_union((const Graph *const *)tgp, nsteps) : tgs[0];   /* params and every step's state */
   Graph *egp = NULL, *etp = NULL;
   if (c->ntests) {
     int64_t ntest = rawt[0].shape.rank ? rawt[0].shape.dim[0] : 1;
