@@ -66,6 +66,13 @@ Test(steps, progress_reports_every_loss) {
   /* PyTorch's three iterations: d_loss 1.083979 1.144557 1.177749, g_loss 0.592457 0.560290 0.543702 */
   cr_expect(strstr(out, "train d_loss 1.1354 g_loss 0.5655 d_real"), "%s", out);
   free(out);
+  /* run computes every named loss its feeds allow (evaluation mode) */
+  char *dir = util_tmpdir();
+  out = util_nndc(&st, "run " GOLD "/gan.nnd --feed z=" GOLD "/z.npy --load " GOLD "/init --out %s", dir);
+  cr_assert_eq(st, 0, "%s", out);
+  cr_expect(strstr(out, "g_loss = ") && strstr(out, "loss 'd_loss' skipped"), "%s", out);
+  free(out);
+  free(dir);
 }
 
 /* The golden model with its generator's noise drawn in the model. */

@@ -170,10 +170,11 @@ int cmd_run(Cli *c, Diag *d) {
   if (c->grad && pass_autodiff(d, &g)) fail(d);
   uint8_t *fed = calloc((size_t)g.nnodes + 1, 1);
   for (int i = 0; i < ds.n; i++) fed[ds.inputs[i]->id] = 1;
-  Want *w = calloc((size_t)(g.noutputs + g.nmetrics + g.nparams + 2), sizeof *w);
+  Want *w = calloc((size_t)(g.noutputs + g.nlosses + g.nmetrics + g.nparams + 2), sizeof *w);
   int nw = 0;
   for (int i = 0; i < g.noutputs; i++) nw = add_want(&g, w, nw, g.outputs[i].node, g.outputs[i].name, fed, "output");
   if (g.loss) nw = add_want(&g, w, nw, g.loss, "loss", fed, "loss");
+  for (int i = 0; i < g.nlosses; i++) nw = add_want(&g, w, nw, g.losses[i].node, g.losses[i].name, fed, "loss");
   for (int i = 0; i < g.nmetrics; i++) nw = add_want(&g, w, nw, g.metrics[i].node, g.metrics[i].name, fed, "metric");
   if (c->grad && computable(&g, g.loss, fed))
     for (int i = 0; i < g.nparams; i++)
