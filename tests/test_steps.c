@@ -150,27 +150,26 @@ Test(steps, noise_drawn_per_step) {
   free(dir);
 }
 
+/* The two checkpoints hold the same tensors bit for bit, both steps' states among them. */
 static void same_tensors(const char *pa, const char *pb) {
   Diag d;
   diag_init(&d);
-  NamedTensor *ta, *tb;
-  int na, nb;
-  cr_assert_eq(st_read(&d, pa, &ta, &na), 0, "%s", d.buf);
-  cr_assert_eq(st_read(&d, pb, &tb, &nb), 0, "%s", d.buf);
-  cr_assert_eq(na, nb);
+  const char *path[2] = {pa, pb};
+  NamedTensor *t[2];
+  int n[2];
+  for (int k = 0; k < 2; k++) cr_assert_eq(st_read(&d, path[k], &t[k], &n[k]), 0, "%s", d.buf);
+  cr_assert_eq(n[0], n[1]);
   int states = 0;
-  for (int i = 0; i < na; i++) {
-    int j = 0;
-    while (j < nb && strcmp(ta[i].name, tb[j].name)) j++;
-    cr_assert_lt(j, nb, "%s missing", ta[i].name);
-    int64_t n = shape_numel(&ta[i].shape);
-    cr_assert_eq(memcmp(ta[i].data, tb[j].data, (size_t)n * 4), 0, "%s differs", ta[i].name);
-    states += !strncmp(ta[i].name, CKPT_STATE_PREFIX, strlen(CKPT_STATE_PREFIX));
+  for (int i = 0; i < n[0]; i++) {
+    const NamedTensor *a = &t[0][i], *b = t[1];
+    while (b < t[1] + n[1] && strcmp(a->name, b->name)) b++;
+    cr_assert_lt(b, t[1] + n[1], "%s missing", a->name);
+    cr_assert_eq(memcmp(a->data, b->data, (size_t)shape_numel(&a->shape) * 4), 0, "%s differs", a->name);
+    states += !strncmp(a->name, CKPT_STATE_PREFIX, strlen(CKPT_STATE_PREFIX));
   }
   /* adam's two buffers for each of the 9 trained params, in both steps */
   cr_expect_eq(states, 18, "%d optimizer states", states);
-  st_free(ta, na);
-  st_free(tb, nb);
+  for (int k = 0; k < 2; k++) st_free(t[k], n[k]);
   diag_free(&d);
 }
 
