@@ -315,3 +315,37 @@ Test(steps, emitted_c_step_functions) {
   fclose(f);
   free(dir);
 }
+
+/* Each step differentiates its own loss with respect to its own params
+ * only, on the params the steps before it updated: both losses reach both
+ * params (no detach), sgd(lr=0.1) from w = 1, v = 2 on (w + v)^2 gives
+ * w = 1 - 0.2 (1 + 2) = 0.4 in step a (v untouched), then
+ * v = 2 - 0.2 (0.4 + 2) = 1.52 in step b. */
+Test(steps, each_step_its_params_in_order) {
+  char *dir = util_tmpdir(), path[1024];
+  snprintf(path, sizeof path, "%s/m.nnd", dir);
+  cr_assert_eq(util_write_file(path, "input x: f32[N, 4]\nparam w: f32[] = full(1)\nparam v: f32[] = full(2)\n"
+                                     "loss la = (w + v) ** 2 + 0 * mean(x)\nloss lb = (w + v) ** 2\n"
+                                     "train {\n  step a { loss = la; params = [w]; optimizer = sgd(lr=0.1) }\n"
+                                     "  step b { loss = lb; params = [v]; optimizer = sgd(lr=0.1) }\n  batch = 24\n}\n"),
+               0);
+  for (int e = 0; e < 2; e++) {
+    int st;
+    char *out = util_nndc(&st, "train %s --data x=" GOLD "/x.npy --engine %s --save %s/p%d", path, e ? "interp" : "jit",
+                          dir, e);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_expect(strstr(out, "train la 9.0000 lb 5.7600"), "%s", out);   /* (1+2)^2, then (0.4+2)^2 */
+    free(out);
+    char pw[1024], pv[1024];
+    snprintf(pw, sizeof pw, "%s/p%d/w.npy", dir, e);
+    snprintf(pv, sizeof pv, "%s/p%d/v.npy", dir, e);
+    Shape s;
+    float *w = util_read_f32(pw, &s), *v = util_read_f32(pv, &s);
+    cr_assert(w && v);
+    cr_expect_float_eq(w[0], 0.4f, 1e-6, "w %g", w[0]);
+    cr_expect_float_eq(v[0], 1.52f, 1e-6, "v %g", v[0]);
+    free(w);
+    free(v);
+  }
+  free(dir);
+}
