@@ -568,15 +568,11 @@ int rt_train_steps(Diag *d, Graph *const *tgs, int S, Graph *eg, Graph *etail, M
       return -1;
     }
   int K = comm_size(), rank = comm_rank();
-  if (K > 1 && S > 1) {
-    diag_error(d, tgs[1]->train.steps[0].loc, "training with several steps on %d processes is not supported yet: "
-               "train this model as one process", K);
-    return -1;
-  }
-  if (K > 1 && !graph_is_split(tg) && tg->nupdates > 0) {
-    diag_error(d, (Loc){0}, "internal: training on %d processes needs a graph from pass_optim_split", K);
-    return -1;
-  }
+  for (int k = 0; k < S; k++)
+    if (K > 1 && !graph_is_split(tgs[k]) && tgs[k]->nupdates > 0) {
+      diag_error(d, (Loc){0}, "internal: training on %d processes needs a graph from pass_optim_split", K);
+      return -1;
+    }
   Graph all = S > 1 ? graph_steps_union((const Graph *const *)tgs, S) : *tg;
   Stepper *s = calloc((size_t)S, sizeof *s);
   if (!s) nndc_fatal(__FILE__, __LINE__, "out of memory");
@@ -586,7 +582,7 @@ int rt_train_steps(Diag *d, Graph *const *tgs, int S, Graph *eg, Graph *etail, M
   }
   int64_t bs = s[0].b.size, gb = bs * K, n = train->nsamples, nb = gb > 0 ? n / gb : 0;
   RunKey key = {o->seed, bs, n, K, o->shuffle};
-  if (sync_processes(d, tg, ms, train, test, bs) || (ms->resumed && check_key(d, &ms->key, &key))) {
+  if (sync_processes(d, &all, ms, train, test, bs) || (ms->resumed && check_key(d, &ms->key, &key))) {
     steppers_close(s, tgs, S);
     return -1;
   }
