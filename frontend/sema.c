@@ -20,6 +20,11 @@
  *   - Functions see their own locals and the file-level names.
  *   - Unary builtins of compile-time numbers fold (sqrt(2) is a number).
  *   - A user function may not take a builtin's name.
+ *   - Train steps (spec 8): a param belongs to at most one step (each
+ *     optimizer state has one owner), a step needs loss, params and
+ *     optimizer, and `optimizer =` beside step blocks is an error; the steps'
+ *     names are checked before the statements run, their losses and params
+ *     after (graph_use_step then makes a training graph one step's).
  *   - Unrolling is bounded (FE_MAX_STEPS statements, FE_MAX_NODES nodes) so
  *     a hostile loop gives an error instead of exhausting memory or time.
  */
@@ -1890,8 +1895,8 @@ static int under_prefix(const char *p, const char *x) {
 static void resolve_params(Sema *s, int k, Expr *list, int *owner) {
   const Graph *g = s->g;
   const TrainStep *st = &g->train.steps[k];
-  if (list->kind != EX_LIST) {
-    diag_error(s->d, list->loc, "params of step '%s' must be a list such as [g1, g2]", st->name);
+  if (list->kind != EX_LIST || list->nitems == 0) {
+    diag_error(s->d, list->loc, "params of step '%s' must be a non-empty list such as [g1, g2]", st->name);
     return;
   }
   for (int j = 0; j < list->nitems; j++) {

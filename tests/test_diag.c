@@ -503,7 +503,8 @@ Test(diag, train_steps) {
                     "optimizer = sgd }\n", 14, 8, "duplicate step 's'", 0);
   expect_step_error("  step s { loss = la; lr = 1; params = [a]; optimizer = sgd }\n", 13, 23,
                     "unknown key 'lr' in step 's'", 0);
-  expect_step_error("  step s { loss = la; params = a; optimizer = sgd }\n", 13, 32, "must be a list", 0);
+  expect_step_error("  step s { loss = la; params = a; optimizer = sgd }\n", 13, 32, "must be a non-empty list", 0);
+  expect_step_error("  step s { loss = la; params = []; optimizer = sgd }\n", 13, 32, "must be a non-empty list", 0);
   expect_step_error("  step s { loss = la; loss = lb; params = [a]; optimizer = sgd }\n", 13, 23, "sets loss twice", 0);
   expect_step_error("  step s { loss = la; params = [a]; optimizer = nadam }\n", 13, 49, "unknown optimizer", 0);
   expect_step_error("  batch = 4\n", 10, 11, "named losses are trained by step blocks", 1);
