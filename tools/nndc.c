@@ -245,8 +245,11 @@ static int cmd_check(Cli *c, Diag *d) {
   int64_t values = 0;
   for (int i = 0; i < g.nparams; i++) values += shape_numel(&g.params[i].node->shape);
   flush_diag(d);
-  printf("%s: ok: %d inputs, %d params (%lld values), %d outputs%s, %d metrics, %d nodes\n", c->model,
-         g.ninputs, g.nparams, (long long)values, g.noutputs, g.loss ? ", a loss" : "", g.nmetrics, g.nnodes);
+  char named[64] = "";
+  if (g.nlosses)
+    snprintf(named, sizeof named, ", %d named losses, %d train steps", g.nlosses, g.train.nsteps);
+  printf("%s: ok: %d inputs, %d params (%lld values), %d outputs%s%s, %d metrics, %d nodes\n", c->model,
+         g.ninputs, g.nparams, (long long)values, g.noutputs, g.loss ? ", a loss" : "", named, g.nmetrics, g.nnodes);
   arena_free(&a);
   return 0;
 }
