@@ -1,7 +1,8 @@
 /* train.c - the training loop: batches from a Dataset, one compiled training
- * step (forward, backward, update) per batch, per-epoch evaluation on test
- * data, progress reports through callbacks, and the diagnosis of a loss that
- * turns NaN or Inf.  Params and optimizer state are the caller's ModelState;
+ * step (forward, backward, update) per batch, or with a train block's steps
+ * (spec 8) one compiled step per step block, run in order on each batch,
+ * per-epoch evaluation on test data, progress reports through callbacks, and
+ * the diagnosis of a loss that turns NaN or Inf.  Params and optimizer state are the caller's ModelState;
  * the loop never prints (the CLI renders progress). */
 #include <math.h>
 #include <stdlib.h>
