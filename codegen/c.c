@@ -697,16 +697,22 @@ static void print_binds(Buf *o, const Prog *pr, Arena *a, struct Helpers *helper
 }
 
 /* The nodes copied to <m>_outputs: outputs, loss, metrics. */
+/* Outputs, the loss, the named losses and the metrics; a train step's graph
+ * (spec 8) gives its own named loss only. */
 static int out_nodes(const Graph *g, Node **n, const char **name) {
   int k = 0;
   for (int i = 0; i < g->noutputs; i++) name[k] = g->outputs[i].name, n[k++] = g->outputs[i].node;
-  if (g->loss) name[k] = "loss", n[k++] = g->loss;
+  if (g->loss && !g->step) name[k] = "loss", n[k++] = g->loss;
+  for (int i = 0; i < g->nlosses; i++)
+    if (!g->step || g->losses[i].node == g->loss) name[k] = g->losses[i].name, n[k++] = g->losses[i].node;
   for (int i = 0; i < g->nmetrics; i++) name[k] = g->metrics[i].name, n[k++] = g->metrics[i].node;
   return k;
 }
 
+static int out_max(const Graph *g) { return g->noutputs + g->nlosses + g->nmetrics + 1; }
+
 static void print_copy_out(Buf *o, const Prog *pr, Arena *a) {
-  int nmax = pr->g->noutputs + pr->g->nmetrics + 1;
+  int nmax = out_max(pr->g);
   Node **n = arena_alloc(a, (size_t)nmax * sizeof *n);
   const char **name = arena_alloc(a, (size_t)nmax * sizeof *name);
   int k = out_nodes(pr->g, n, name);
@@ -725,8 +731,10 @@ typedef struct Emit {
   Diag *d;
   Arena *a;
   const char *m, *M;      /* model prefix, upper case */
-  const Graph *g, *tg;
-  Prog fwd, train;
+  const Graph *g, *tg;     /* tg: the training graph, or the union of the steps' (its states) */
+  const Graph *const *steps;  /* [nsteps] each train step's graph (spec 8); steps[0] == tg for one */
+  int nsteps;
+  Prog fwd, *train;        /* train: [nsteps] */
   float *const *weights;
   struct Helpers helpers;
 } Emit;
@@ -764,7 +772,7 @@ static void print_size_macros(Emit *e, Buf *o, const Named *v, int n, const char
 }
 
 static Named *outputs_named(Emit *e, const Graph *g, int *n) {
-  int nmax = g->noutputs + g->nmetrics + 1;
+  int nmax = out_max(g);
   Node **nodes = arena_alloc(e->a, (size_t)nmax * sizeof *nodes);
   const char **name = arena_alloc(e->a, (size_t)nmax * sizeof *name);
   *n = out_nodes(g, nodes, name);
@@ -777,6 +785,62 @@ static size_t state_bytes(const Graph *tg) {
   size_t b = 0;
   for (int i = 0; i < tg->nstates; i++) b += (size_t)shape_numel(&tg->states[i].node->shape) * sizeof(float);
   return b;
+}
+
+/* The name of train step k's entry point: <m>_train_step, or with step
+ * blocks <m>_train_step_<name>; its step counter in <m>_state likewise. */
+static const char *step_fn(Emit *e, int k) {
+  const Graph *g = e->steps[k];
+  return g->step ? arena_printf(e->a, "%s_train_step_%s", e->m, ident(e->a, g->train.steps[g->step - 1].name))
+                 : arena_printf(e->a, "%s_train_step", e->m);
+}
+
+static const char *step_counter(Emit *e, int k) {
+  const Graph *g = e->steps[k];
+  return g->step ? arena_printf(e->a, "step_%s", ident(e->a, g->train.steps[g->step - 1].name)) : "step";
+}
+
+/* <m>_state and the training entry points. */
+static void emit_train_decls(Emit *e, Buf *o) {
+  const Graph *tg = e->tg;
+  const char *m = e->m;
+  if (e->nsteps > 1)
+    buf_printf(o, "\n/* Optimizer state: zero every buffer and step counter before the first\n"
+                " * training step.  step_NAME counts the steps NAME took; each call of\n"
+                " * %s_train_step_NAME increments it first (Adam's bias correction and the\n"
+                " * noise use it).  The buffers may be carved from one block of\n"
+                " * %s_state_size() bytes. */\n"
+                "typedef struct {\n", m, m);
+  else
+    buf_printf(o, "\n/* Optimizer state: zero every buffer and step before the first\n"
+                " * %s.  step counts the steps taken; each call increments it\n"
+                " * first (Adam's bias correction and the dropout masks use it).  The\n"
+                " * buffers may be carved from one block of %s_state_size() bytes. */\n"
+                "typedef struct {\n", step_fn(e, 0), m);
+  for (int k = 0; k < e->nsteps; k++) buf_printf(o, "  int64_t %s;\n", step_counter(e, k));
+  print_fields(e, o, tg->states, tg->nstates, "float", "state");
+  buf_printf(o, "} %s_state;\n\n", m);
+  buf_printf(o, "size_t %s_state_size(void);   /* bytes of all the state buffers together */\n", m);
+  if (tg->train.nsteps)
+    buf_printf(o, "/* The train block's steps (adversarial training): call them in this order\n"
+                " * on each batch.  Each minimises its own loss over its own params with its\n"
+                " * own optimizer and state, drawing its own noise; out receives the\n"
+                " * outputs, the step's loss and the metrics of the batch computed before\n"
+                " * its update. */\n");
+  for (int k = 0; k < e->nsteps; k++) {
+    const Graph *g = e->steps[k];
+    if (g->step) {
+      const TrainStep *st = &g->train.steps[g->step - 1];
+      buf_printf(o, "/* step %s: minimises %s (noise seed %llu) */\n", st->name, st->loss,
+                 (unsigned long long)rng_step_seed(g->train.seed, k));
+    } else {
+      buf_printf(o, "/* One optimizer step on the batch in `in` (dropout seed %llu): updates p and\n"
+                  " * s in place; out receives the outputs, loss and metrics of the batch\n"
+                  " * computed before the update. */\n", (unsigned long long)g->train.seed);
+    }
+    buf_printf(o, "void   %s(%s_params *p, %s_state *s, const %s_inputs *in, %s_outputs *out, void *workspace);\n",
+               step_fn(e, k), m, m, m, m);
+  }
 }
 
 static char *emit_header(Emit *e) {
@@ -817,25 +881,9 @@ static char *emit_header(Emit *e) {
   if (!nout) buf_puts(&o, "  char unused_;  /* the model has no outputs */\n");
   buf_printf(&o, "} %s_outputs;\n\n", m);
   buf_printf(&o, "/* bytes of scratch memory needed by %s_forward%s%s */\nsize_t %s_workspace_size(void);\n", m,
-          e->tg ? " and " : "", e->tg ? arena_printf(e->a, "%s_train_step", m) : "", m);
+          e->tg ? " and " : "", e->tg ? arena_printf(e->a, "%s_train_step%s", m, e->nsteps > 1 || e->tg->train.nsteps ? "_*" : "") : "", m);
   buf_printf(&o, "void   %s_forward(const %s_params *p, const %s_inputs *in, %s_outputs *out, void *workspace);\n", m, m, m, m);
-  if (e->tg) {
-    const Graph *tg = e->tg;
-    buf_printf(&o, "\n/* Optimizer state: zero every buffer and step before the first\n"
-                " * %s_train_step.  step counts the steps taken; each call increments it\n"
-                " * first (Adam's bias correction and the dropout masks use it).  The\n"
-                " * buffers may be carved from one block of %s_state_size() bytes. */\n"
-                "typedef struct {\n  int64_t step;\n", m, m);
-    print_fields(e, &o, tg->states, tg->nstates, "float", "state");
-    buf_printf(&o, "} %s_state;\n\n", m);
-    buf_printf(&o, "size_t %s_state_size(void);   /* bytes of all the state buffers together */\n", m);
-    buf_printf(&o, "/* One optimizer step on the batch in `in` (dropout seed %llu): updates p and\n"
-                " * s in place; out receives the outputs, loss and metrics of the batch\n"
-                " * computed before the update. */\n",
-            (unsigned long long)tg->train.seed);
-    buf_printf(&o, "void   %s_train_step(%s_params *p, %s_state *s, const %s_inputs *in, %s_outputs *out, void *workspace);\n",
-            m, m, m, m, m);
-  }
+  if (e->tg) emit_train_decls(e, &o);
   if (e->weights)
     buf_printf(&o, "\n/* the embedded trained weights (read-only: for %s_forward only) */\nextern const %s_params %s_weights;\n", m, m, m);
   buf_printf(&o, "\n#ifdef __cplusplus\n}\n#endif\n\n#endif /* %s_H */\n", M);
@@ -1002,21 +1050,25 @@ static char *emit_source(Emit *e) {
           e->fwd.kp->arena_bytes);
   print_program(&body, &e->fwd, &e->helpers);
   size_t ws = e->fwd.kp->arena_bytes;
-  if (e->tg) {
-    buf_printf(&body, "/* ---- training step: %d kernels, %zu bytes of workspace ---- */\n\n", e->train.kp->nkernels,
-            e->train.kp->arena_bytes);
-    print_program(&body, &e->train, &e->helpers);
-    if (e->train.kp->arena_bytes > ws) ws = e->train.kp->arena_bytes;
+  for (int k = 0; e->tg && k < e->nsteps; k++) {
+    Prog *tr = &e->train[k];
+    buf_printf(&body, "/* ---- training step%s%s: %d kernels, %zu bytes of workspace ---- */\n\n", e->steps[k]->step ? " " : "",
+               e->steps[k]->step ? e->steps[k]->train.steps[e->steps[k]->step - 1].name : "", tr->kp->nkernels,
+               tr->kp->arena_bytes);
+    print_program(&body, tr, &e->helpers);
+    if (tr->kp->arena_bytes > ws) ws = tr->kp->arena_bytes;
   }
   Buf fns = {0};
   buf_printf(&fns, "size_t %s_workspace_size(void) { return %zu; }\n\n", m, ws);
   buf_printf(&fns, "void %s_forward(const %s_params *p, const %s_inputs *in, %s_outputs *out, void *workspace) {\n", m, m, m, m);
   print_entry(e, &fns, &e->fwd, "", "1, 0", e->g->train.seed);
-  if (e->tg) {
-    buf_printf(&fns, "\nsize_t %s_state_size(void) { return %zu; }\n\n", m, state_bytes(e->tg));
-    buf_printf(&fns, "void %s_train_step(%s_params *p, %s_state *s, const %s_inputs *in, %s_outputs *out, void *workspace) {\n",
-            m, m, m, m, m);
-    print_entry(e, &fns, &e->train, "  s->step++;\n", "s->step, 1", e->tg->train.seed);
+  if (e->tg) buf_printf(&fns, "\nsize_t %s_state_size(void) { return %zu; }\n", m, state_bytes(e->tg));
+  for (int k = 0; e->tg && k < e->nsteps; k++) {
+    const char *c = step_counter(e, k);
+    buf_printf(&fns, "\nvoid %s(%s_params *p, %s_state *s, const %s_inputs *in, %s_outputs *out, void *workspace) {\n",
+               step_fn(e, k), m, m, m, m);
+    print_entry(e, &fns, &e->train[k], arena_printf(e->a, "  s->%s++;\n", c), arena_printf(e->a, "s->%s, 1", c),
+                rng_step_seed(e->steps[k]->train.seed, k));
   }
   print_prologue(e, &o);
   if (e->weights) print_weights(e, &o);
@@ -1030,7 +1082,7 @@ static char *emit_source(Emit *e) {
 /* --------------------------------------------------------------- driver */
 
 static int lower(Emit *e, Prog *pr, const Graph *g, int train, const char *prefix) {
-  int n = 0, nmax = g->noutputs + g->nmetrics + 1 + (train ? g->nupdates : 0);
+  int n = 0, nmax = out_max(g) + (train ? g->nupdates : 0);
   Node **roots = arena_alloc(e->a, ((size_t)nmax + 1) * sizeof *roots);
   const char **name = arena_alloc(e->a, ((size_t)nmax + 1) * sizeof *name);
   n = out_nodes(g, roots, name);
@@ -1049,8 +1101,8 @@ static int lower(Emit *e, Prog *pr, const Graph *g, int train, const char *prefi
 }
 
 /* The training graph must have the forward graph's inputs and params. */
-static int check_same_leaves(Emit *e) {
-  const Graph *g = e->g, *tg = e->tg;
+static int check_same_leaves(Emit *e, const Graph *tg) {
+  const Graph *g = e->g;
   if (g->nparams != tg->nparams || g->ninputs != tg->ninputs) {
     diag_error(e->d, (Loc){0}, "emit-c: the training graph has other inputs or params than the forward graph");
     return -1;
@@ -1068,19 +1120,29 @@ static int check_same_leaves(Emit *e) {
 }
 
 int c_emit(Diag *d, const Graph *g, const Graph *tg, float *const *weights, char **header, char **source) {
+  return c_emit_steps(d, g, tg ? &tg : NULL, tg ? 1 : 0, weights, header, source);
+}
+
+int c_emit_steps(Diag *d, const Graph *g, const Graph *const *tgs, int ntg, float *const *weights, char **header,
+                 char **source) {
   Arena a;
   arena_init(&a);
-  Emit e = {.d = d, .a = &a, .g = g, .tg = tg, .weights = weights};
+  Graph all = ntg > 1 ? graph_steps_union(tgs, ntg) : ntg ? *tgs[0] : *g;
+  Emit e = {.d = d, .a = &a, .g = g, .tg = ntg ? &all : NULL, .steps = tgs, .nsteps = ntg, .weights = weights};
   e.m = c_model_ident(&a, g->model_name);
   e.M = upper(&a, e.m);
+  e.train = arena_alloc(&a, sizeof *e.train * (size_t)(ntg + 1));
   int nout, rc = -1;
   Named *outs = outputs_named(&e, g, &nout);
   if (check_fields(&e, g->params, g->nparams, "params") || check_fields(&e, g->inputs, g->ninputs, "inputs") ||
       check_fields(&e, outs, nout, "outputs"))
     goto done;
-  if (tg && (check_same_leaves(&e) || check_fields(&e, tg->states, tg->nstates, "optimizer states"))) goto done;
+  if (ntg && check_fields(&e, all.states, all.nstates, "optimizer states")) goto done;
+  for (int k = 0; k < ntg; k++)
+    if (check_same_leaves(&e, tgs[k])) goto done;
   if (lower(&e, &e.fwd, g, 0, "fwd")) goto done;
-  if (tg && lower(&e, &e.train, tg, 1, "train")) goto done;
+  for (int k = 0; k < ntg; k++)
+    if (lower(&e, &e.train[k], tgs[k], 1, ntg > 1 ? arena_printf(&a, "train%d", k) : "train")) goto done;
   *source = emit_source(&e);
   *header = emit_header(&e);
   rc = 0;

@@ -49,6 +49,12 @@ void  jit_free(JitProgram *p);
  * *source to malloc'd text (the caller frees both) and returns 0; -1 after
  * reporting. */
 int c_emit(Diag *d, const Graph *g, const Graph *tg, float *const *weights, char **header, char **source);
+/* The same with several train steps (spec 8): tgs[k] the graph of step k + 1
+ * (graph_use_step, pass_autodiff, pass_optim); <m>_state holds every step's
+ * optimizer state and a counter step_<name> per step, and each step is
+ * <m>_train_step_<name>, drawing its noise with rng_step_seed(seed, k). */
+int c_emit_steps(Diag *d, const Graph *g, const Graph *const *tgs, int ntg, float *const *weights, char **header,
+                 char **source);
 /* The C identifier <m> of a model name: "h1.W" -> "h1_W", "2d" -> "m2d". */
 char *c_model_ident(Arena *a, const char *name);
 

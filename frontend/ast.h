@@ -21,7 +21,7 @@ typedef enum {
   TK_EOF,      /* end of the source */
   TK_NL,       /* a newline or ';' ending a statement */
   TK_IDENT,
-  TK_KEYWORD,  /* input param const fn return for in output loss metric train import true false */
+  TK_KEYWORD,  /* input param const fn return for in output loss metric train step import true false */
   TK_NUM,
   TK_STR,      /* text between the quotes, escapes not interpreted */
   TK_PUNCT     /* operators and brackets: text says which */
@@ -79,7 +79,7 @@ typedef enum {
   ST_PARAM,   /* param names[0]: dt[dims] = init (init may be NULL) */
   ST_CONST,   /* const names[0] = value */
   ST_OUTPUT,  /* output names[0] [= value] */
-  ST_LOSS,    /* loss = value */
+  ST_LOSS,    /* loss [names[0]] = value (nnames 0: the unnamed loss) */
   ST_METRIC,  /* metric names[0] = value */
   ST_ASSIGN,  /* names[0], names[1], ... = value */
   ST_FOR      /* for names[0] in value..hi { body } */
@@ -118,11 +118,15 @@ typedef struct FnDef {
   int active;          /* sema: being inlined now (recursion check) */
 } FnDef;
 
-typedef struct TrainKey {
-  const char *key;
+typedef struct TrainKey TrainKey;
+struct TrainKey {
+  const char *key;     /* the key, or the step's name in a `step NAME { ... }` */
   Loc loc;
-  Expr *value;
-} TrainKey;
+  Expr *value;         /* NULL for a step */
+  TrainKey *sub;       /* a step: its keys (loss, params, optimizer) */
+  int nsub;
+  int is_step;
+};
 
 typedef enum { IT_IMPORT, IT_FN, IT_STMT, IT_TRAIN } ItemKind;
 

@@ -15,7 +15,7 @@
 
 static const char *keywords[] = {
   "input", "param", "const", "fn", "return", "for", "in", "output",
-  "loss", "metric", "train", "import", "true", "false",
+  "loss", "metric", "train", "step", "import", "true", "false",
 };
 
 /* Longest first, so "**" wins over "*" and ".." over ".". */

@@ -391,7 +391,7 @@ static void parse_for(Parser *p, Stmt *s, int in_fn) {
 }
 
 /* stmt = "input" IDENT ":" type | "param" IDENT ":" type [ "=" init ]
- *      | "const" IDENT "=" expr | "output" IDENT [ "=" expr ] | "loss" "=" expr
+ *      | "const" IDENT "=" expr | "output" IDENT [ "=" expr ] | "loss" [ IDENT ] "=" expr
  *      | "metric" IDENT "=" expr | IDENT { "," IDENT } "=" expr
  *      | "for" IDENT "in" expr ".." expr "{" { stmt } "}" */
 static Stmt *parse_stmt(Parser *p, int in_fn) {
@@ -416,6 +416,7 @@ static Stmt *parse_stmt(Parser *p, int in_fn) {
     if (accept(p, "=")) s->value = parse_expr(p);
   } else if (lex_equal(t, "loss")) {
     s->kind = ST_LOSS;
+    if (peek(p)->kind == TK_IDENT) add_name(p, s, &names, &locs, next(p));
     expect(p, "=");
     s->value = parse_expr(p);
   } else if (lex_equal(t, "for")) {
@@ -529,26 +530,42 @@ static FnDef *parse_fn(Parser *p) {
   return fn;
 }
 
-/* train = "train" "{" { IDENT "=" expr } "}" */
-static void parse_train(Parser *p, Item *it) {
+/* { IDENT "=" expr } up to the '}' of a train block or a step; steps: also
+ * "step" IDENT "{" ... "}" (a step inside a step is reported by sema's
+ * caller: the parser accepts none there). */
+static TrainKey *parse_train_keys(Parser *p, int *nkeys, int steps) {
   Vec keys = {0};
   expect(p, "{");
   for (;;) {
     while (peek(p)->kind == TK_NL) p->pos++;
     if (accept(p, "}")) break;
-    Token *t = expect_ident(p, "a train key");
     TrainKey *k = arena_alloc(p->a, sizeof *k);
-    k->key = tok_str(p, t);
-    k->loc = t->loc;
-    expect(p, "=");
-    k->value = parse_expr(p);
+    if (steps && is(p, "step")) {
+      p->pos++;
+      Token *t = expect_ident(p, "a step name");
+      k->key = tok_str(p, t);
+      k->loc = t->loc;
+      k->is_step = 1;
+      k->sub = parse_train_keys(p, &k->nsub, 0);
+    } else {
+      /* `loss` is a keyword, and a step's key */
+      Token *t = !steps && is(p, "loss") ? next(p) : expect_ident(p, steps ? "a train key" : "a step key");
+      k->key = tok_str(p, t);
+      k->loc = t->loc;
+      expect(p, "=");
+      k->value = parse_expr(p);
+    }
     vec_push(p->a, &keys, k);
     end_stmt(p, 1);
   }
-  it->nkeys = keys.n;
-  it->keys = arena_alloc(p->a, sizeof(TrainKey) * (size_t)(keys.n ? keys.n : 1));
-  for (int i = 0; i < keys.n; i++) it->keys[i] = *(TrainKey *)keys.v[i];
+  TrainKey *out = arena_alloc(p->a, sizeof(TrainKey) * (size_t)(keys.n ? keys.n : 1));
+  for (int i = 0; i < keys.n; i++) out[i] = *(TrainKey *)keys.v[i];
+  *nkeys = keys.n;
+  return out;
 }
+
+/* train = "train" "{" { IDENT "=" expr | "step" IDENT "{" { IDENT "=" expr } "}" } "}" */
+static void parse_train(Parser *p, Item *it) { it->keys = parse_train_keys(p, &it->nkeys, 1); }
 
 /* item = import | fn | stmt | train ;  import = "import" STRING */
 static Item *parse_item(Parser *p) {
@@ -675,7 +692,10 @@ static void dump_stmt(Buf *b, const Stmt *s, int ind) {
     buf_printf(b, "output %s", s->names[0]);
     if (s->value) buf_printf(b, " = "), dump_expr(b, s->value);
     break;
-  case ST_LOSS: buf_printf(b, "loss = "); dump_expr(b, s->value); break;
+  case ST_LOSS:
+    buf_printf(b, s->nnames ? "loss %s = " : "loss = ", s->nnames ? s->names[0] : "");
+    dump_expr(b, s->value);
+    break;
   case ST_METRIC: buf_printf(b, "metric %s = ", s->names[0]); dump_expr(b, s->value); break;
   case ST_ASSIGN:
     for (int i = 0; i < s->nnames; i++) buf_printf(b, "%s%s", i ? ", " : "", s->names[i]);
@@ -711,6 +731,20 @@ static void dump_fn(Buf *b, const FnDef *fn) {
   buf_printf(b, "}\n");
 }
 
+static void dump_train_keys(Buf *b, const TrainKey *k, int n, int ind) {
+  for (int i = 0; i < n; i++) {
+    if (k[i].is_step) {
+      buf_printf(b, "%*sstep %s {\n", ind, "", k[i].key);
+      dump_train_keys(b, k[i].sub, k[i].nsub, ind + 2);
+      buf_printf(b, "%*s}\n", ind, "");
+      continue;
+    }
+    buf_printf(b, "%*s%s = ", ind, "", k[i].key);
+    dump_expr(b, k[i].value);
+    buf_printf(b, "\n");
+  }
+}
+
 char *parse_dump(Arena *a, const File *f) {
   Buf b = {0};
   buf_printf(&b, "# parsed: %s\n", f->src->path);
@@ -722,11 +756,7 @@ char *parse_dump(Arena *a, const File *f) {
     case IT_STMT: dump_stmt(&b, it->stmt, 0); break;
     case IT_TRAIN:
       buf_printf(&b, "train {\n");
-      for (int k = 0; k < it->nkeys; k++) {
-        buf_printf(&b, "  %s = ", it->keys[k].key);
-        dump_expr(&b, it->keys[k].value);
-        buf_printf(&b, "\n");
-      }
+      dump_train_keys(&b, it->keys, it->nkeys, 2);
       buf_printf(&b, "}\n");
       break;
     }

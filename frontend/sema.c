@@ -20,6 +20,11 @@
  *   - Functions see their own locals and the file-level names.
  *   - Unary builtins of compile-time numbers fold (sqrt(2) is a number).
  *   - A user function may not take a builtin's name.
+ *   - Train steps (spec 8): a param belongs to at most one step (each
+ *     optimizer state has one owner), a step needs loss, params and
+ *     optimizer, and `optimizer =` beside step blocks is an error; the steps'
+ *     names are checked before the statements run, their losses and params
+ *     after (graph_use_step then makes a training graph one step's).
  *   - Unrolling is bounded (FE_MAX_STEPS statements, FE_MAX_NODES nodes) so
  *     a hostile loop gives an error instead of exhausting memory or time.
  */
@@ -138,8 +143,9 @@ typedef struct Sema {
   int dropout_key;
   int64_t steps;
   int stop;            /* budget exceeded or too many errors */
-  int cap_in, cap_par, cap_out, cap_met, cap_sym;
+  int cap_in, cap_par, cap_out, cap_met, cap_sym, cap_loss;
   int64_t batch;
+  TrainKey **stepkey;  /* [g->train.nsteps] the AST of each step (its loss and params) */
 } Sema;
 
 static int stopped(Sema *s) {
@@ -1613,31 +1619,37 @@ static int at_file_level(Sema *s, Stmt *st, const char *what) {
   return 0;
 }
 
-/* output NAME [= e], metric NAME = e, loss = e */
+/* output NAME [= e], metric NAME = e, loss [NAME] = e */
 static void exec_result(Sema *s, Stmt *st) {
   static const char *what[] = {"output", "loss", "metric"};
   int kind = st->kind == ST_OUTPUT ? 0 : st->kind == ST_LOSS ? 1 : 2;
+  const char *name = st->nnames ? st->names[0] : NULL;
   Loc loc = st->value ? st->value->loc : st->nameloc[0];
   if (!at_file_level(s, st, what[kind])) return;
-  Value v = st->value ? eval(s, st->value) : eval_name(s, &(Expr){.kind = EX_NAME, .loc = loc, .text = st->names[0]});
+  Value v = st->value ? eval(s, st->value) : eval_name(s, &(Expr){.kind = EX_NAME, .loc = loc, .text = name});
   Node *n = to_tensor(s, v, loc);
-  if (kind != 1 && st->value && bind(s, st->names[0], st->nameloc[0], n ? v_tensor(n) : v_err, 0))
-    return;
+  if (name && st->value && bind(s, name, st->nameloc[0], n ? v_tensor(n) : v_err, 0)) return;
   if (!n) return;
-  if (kind == 1) {
-    if (s->g->loss) diag_error(s->d, st->loc, "loss is defined twice");
-    else if (n->shape.rank != 0 || n->dt != DT_F32)
-      diag_error(s->d, loc, "loss must be a scalar f32, got %s", nshp(s, n));
-    else s->g->loss = n;
+  if (kind == 1 && !name && s->g->loss) {
+    diag_error(s->d, st->loc, "loss is defined twice");
     return;
   }
-  if (map_get(&s->outs, st->names[0])) {
-    diag_error(s->d, st->nameloc[0], "duplicate %s name '%s'", what[kind], st->names[0]);
+  if (kind == 1 && (n->shape.rank != 0 || n->dt != DT_F32)) {
+    diag_error(s->d, loc, "loss must be a scalar f32, got %s", nshp(s, n));
     return;
   }
-  map_put(s->a, &s->outs, st->names[0], n);
-  if (kind == 0) push_named(s, &s->g->outputs, &s->g->noutputs, &s->cap_out, st->names[0], n);
-  else push_named(s, &s->g->metrics, &s->g->nmetrics, &s->cap_met, st->names[0], n);
+  if (kind == 1 && !name) {
+    s->g->loss = n;
+    return;
+  }
+  if (map_get(&s->outs, name)) {
+    diag_error(s->d, st->nameloc[0], "duplicate %s name '%s'", what[kind], name);
+    return;
+  }
+  map_put(s->a, &s->outs, name, n);
+  if (kind == 0) push_named(s, &s->g->outputs, &s->g->noutputs, &s->cap_out, name, n);
+  else if (kind == 1) push_named(s, &s->g->losses, &s->g->nlosses, &s->cap_loss, name, n);
+  else push_named(s, &s->g->metrics, &s->g->nmetrics, &s->cap_met, name, n);
 }
 
 static void exec_assign(Sema *s, Stmt *st) {
@@ -1792,6 +1804,63 @@ static void read_train_key(Sema *s, TrainKey *k, TrainCfg *t) {
   else t->seed = (uint64_t)v;
 }
 
+/* step NAME { loss = L; params = [...]; optimizer = ... }: the loss and the
+ * params are names resolved once the statements ran (resolve_steps). */
+static void read_step(Sema *s, TrainKey *k, TrainStep *st) {
+  static const char *keys[] = {"loss", "params", "optimizer"};
+  TrainKey *seen[3] = {NULL, NULL, NULL};
+  st->name = k->key;
+  st->loc = k->loc;
+  for (int i = 0; i < k->nsub; i++) {
+    TrainKey *sk = &k->sub[i];
+    int j = 0;
+    while (j < 3 && strcmp(keys[j], sk->key)) j++;
+    if (j == 3) {
+      diag_error(s->d, sk->loc, "unknown key '%s' in step '%s' (expected loss, params or optimizer)", sk->key, st->name);
+      continue;
+    }
+    if (seen[j]) {
+      diag_error(s->d, sk->loc, "step '%s' sets %s twice", st->name, sk->key);
+      continue;
+    }
+    seen[j] = sk;
+    if (j == 0 && sk->value->kind != EX_NAME)
+      diag_error(s->d, sk->value->loc, "expected the name of a loss (loss NAME = ...)");
+    else if (j == 0) st->loss = sk->value->text;
+    else if (j == 2) read_optimizer(s, sk->value, &st->opt);
+  }
+  for (int j = 0; j < 3; j++)
+    if (!seen[j]) diag_error(s->d, k->loc, "step '%s' needs %s", st->name,
+                             j == 0 ? "a loss (loss = NAME)" : j == 1 ? "params = [...] (layer prefixes or param names)"
+                                                                   : "an optimizer (optimizer = adam(lr=...))");
+}
+
+/* The train block's step blocks, in order, into t->steps (and s->stepkey). */
+static void read_steps(Sema *s, Item *it, TrainCfg *t) {
+  int n = 0;
+  for (int k = 0; k < it->nkeys; k++) n += it->keys[k].is_step;
+  if (!n) return;
+  t->steps = arena_alloc(s->a, sizeof *t->steps * (size_t)n);
+  s->stepkey = arena_alloc(s->a, sizeof *s->stepkey * (size_t)n);
+  for (int k = 0; k < it->nkeys; k++) {
+    TrainKey *key = &it->keys[k];
+    if (!key->is_step) {
+      if (!strcmp(key->key, "optimizer"))
+        diag_error(s->d, key->loc, "a train block with step blocks gives each step its own optimizer, not 'optimizer ='");
+      continue;
+    }
+    if (t->nsteps == MAX_STEPS) {
+      diag_error(s->d, key->loc, "more than %d steps in a train block", MAX_STEPS);
+      return;
+    }
+    for (int j = 0; j < t->nsteps; j++)
+      if (!strcmp(t->steps[j].name, key->key))
+        diag_error(s->d, key->loc, "duplicate step '%s' (first at line %d)", key->key, t->steps[j].loc.line);
+    s->stepkey[t->nsteps] = key;
+    read_step(s, key, &t->steps[t->nsteps++]);
+  }
+}
+
 static void read_train(Sema *s, File *f) {
   TrainCfg *t = &s->g->train;
   Item *seen = NULL;
@@ -1808,7 +1877,81 @@ static void read_train(Sema *s, File *f) {
       continue;
     }
     seen = it;
-    for (int k = 0; k < it->nkeys; k++) read_train_key(s, &it->keys[k], t);
+    read_steps(s, it, t);
+    for (int k = 0; k < it->nkeys; k++)
+      if (!it->keys[k].is_step && !(t->nsteps && !strcmp(it->keys[k].key, "optimizer")))
+        read_train_key(s, &it->keys[k], t);
+  }
+}
+
+/* 1 if param name p is `x` or lies under the layer prefix `x` ("x.W", "x.h1.b"). */
+static int under_prefix(const char *p, const char *x) {
+  size_t n = strlen(x);
+  return !strncmp(p, x, n) && (p[n] == 0 || p[n] == '.');
+}
+
+/* A step's params = [...]: marks owner[i] = step k for every param it names
+ * (a param in two steps is an error: each optimizer state has one owner). */
+static void resolve_params(Sema *s, int k, Expr *list, int *owner) {
+  const Graph *g = s->g;
+  const TrainStep *st = &g->train.steps[k];
+  if (list->kind != EX_LIST || list->nitems == 0) {
+    diag_error(s->d, list->loc, "params of step '%s' must be a non-empty list such as [g1, g2]", st->name);
+    return;
+  }
+  for (int j = 0; j < list->nitems; j++) {
+    Expr *e = list->items[j];
+    if (e->kind != EX_NAME) {
+      diag_error(s->d, e->loc, "expected a layer prefix or a param name");
+      continue;
+    }
+    int hits = 0;
+    for (int i = 0; i < g->nparams; i++) {
+      const Node *p = g->params[i].node;
+      if (p->running || !under_prefix(p->name, e->text)) continue;
+      hits++;
+      if (owner[i] >= 0 && owner[i] != k)
+        diag_error(s->d, e->loc, "param '%s' is in step '%s' and in step '%s': a param is trained by one step",
+                   p->name, g->train.steps[owner[i]].name, st->name);
+      owner[i] = k;
+    }
+    if (!hits) diag_error(s->d, e->loc, "'%s' names no param and no layer prefix of a param", e->text);
+  }
+}
+
+static Node *find_loss(const Graph *g, const char *name) {
+  for (int i = 0; i < g->nlosses; i++)
+    if (!strcmp(g->losses[i].name, name)) return g->losses[i].node;
+  return NULL;
+}
+
+/* After the statements: each step's loss and params exist (graph_use_step
+ * then makes a training graph one step's). */
+static void resolve_steps(Sema *s) {
+  Graph *g = s->g;
+  TrainCfg *t = &g->train;
+  if (!t->nsteps) {
+    if (s->o->training && !g->loss && g->nlosses)
+      diag_error(s->d, g->losses[0].node->loc, "named losses are trained by step blocks, and the train block has none "
+                 "(step NAME { loss = %s; params = [...]; optimizer = ... })", g->losses[0].name);
+    return;
+  }
+  int *owner = arena_alloc(s->a, sizeof *owner * (size_t)(g->nparams + 1));
+  for (int i = 0; i < g->nparams; i++) owner[i] = -1;
+  for (int k = 0; k < t->nsteps; k++) {
+    TrainKey *key = s->stepkey[k];
+    TrainStep *st = &t->steps[k];
+    for (int j = 0; j < key->nsub; j++) {
+      TrainKey *sk = &key->sub[j];
+      if (!strcmp(sk->key, "loss") && st->loss && !(st->loss_node = find_loss(g, st->loss)))
+        diag_error(s->d, sk->value->loc, "step '%s': '%s' is not a named loss (loss %s = ...)", st->name, st->loss,
+                   st->loss);
+      if (!strcmp(sk->key, "params")) resolve_params(s, k, sk->value, owner);
+    }
+  }
+  for (int k = 0; k < t->nsteps; k++) {
+    t->steps[k].trains = arena_alloc(s->a, (size_t)g->nparams + 1);
+    for (int i = 0; i < g->nparams; i++) t->steps[k].trains[i] = owner[i] == k;
   }
 }
 
@@ -1920,6 +2063,7 @@ static int compile_source(Diag *d, Graph *g, const Source *src, const BuildOpts 
   scan_feeds(s, main);
   unmark(main);
   if (d->nerrors == err0) exec_file(s, main, main);
+  if (d->nerrors == err0) resolve_steps(s);
   return d->nerrors > err0 ? -1 : 0;
 }
 

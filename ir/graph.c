@@ -44,6 +44,41 @@ void graph_init(Graph *g, Arena *a) {
   g->arena = a;
 }
 
+/* 1 if the batch statistics update u (RUNNING_STATS) reads are in mask. */
+static int stats_marked(const Node *u, const uint8_t *mask) {
+  const Node *m = u->in[2];
+  return mask[m->id] || (m->op == OP_RESHAPE && mask[m->in[0]->id]);
+}
+
+void graph_use_step(Graph *g, int k) {
+  NNDC_ASSERT(k >= 1 && k <= g->train.nsteps && g->train.steps[k - 1].loss_node);
+  const TrainStep *st = &g->train.steps[k - 1];
+  g->step = k;
+  g->loss = st->loss_node;
+  g->train.opt = st->opt;
+  for (int i = 0; i < g->nparams; i++) g->params[i].node->frozen = !st->trains[i];
+  /* batch_norm's running statistics update where the step's forward pass
+   * normalizes, as PyTorch's modules do in whichever forward runs in training
+   * mode: only the calls its loss depends on */
+  uint8_t *mask = arena_alloc(g->arena, (size_t)g->nnodes + 1);
+  ir_mark_deps(g, &g->loss, 1, mask);
+  int n = 0;
+  for (int i = 0; i < g->nupdates; i++)
+    if (g->updates[i]->op != OP_RUNNING_STATS || stats_marked(g->updates[i], mask)) g->updates[n++] = g->updates[i];
+  g->nupdates = n;
+}
+
+Graph graph_steps_union(const Graph *const *tgs, int nsteps) {
+  Graph all = *tgs[0];
+  int n = 0;
+  for (int k = 0; k < nsteps; k++) n += tgs[k]->nstates;
+  all.states = arena_alloc(all.arena, sizeof *all.states * (size_t)(n + 1));
+  all.nstates = 0;
+  for (int k = 0; k < nsteps; k++)
+    for (int i = 0; i < tgs[k]->nstates; i++) all.states[all.nstates++] = tgs[k]->states[i];
+  return all;
+}
+
 /* ------------------------------------------------------------- shapes */
 
 int dim_mul(int64_t a, int64_t b, int64_t *r) {

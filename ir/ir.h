@@ -81,6 +81,8 @@ struct Node {
                         * and loaded with the params, never given to an optimizer */
   int wrt;             /* INPUT (f32): a differentiation target: pass_autodiff also gives
                         * d loss / d input in Graph.input_grads (run --grad-input, attack) */
+  int frozen;          /* PARAM: not trained by this graph (a train block step's graph trains
+                        * only the step's params): no gradient, no update */
   Loc loc;             /* where the user wrote it (autodiff: the forward node's) */
 };
 
@@ -97,8 +99,21 @@ typedef struct OptimCfg {
   int nesterov;
 } OptimCfg;
 
-typedef struct TrainCfg {
+/* A `step NAME { loss = L; params = [...]; optimizer = ... }` of the train block (spec 8). */
+#define MAX_STEPS 16         /* step blocks in one train block */
+typedef struct TrainStep {
+  const char *name;
+  const char *loss;    /* the named loss it minimises */
+  Node *loss_node;     /* resolved by sema */
+  uint8_t *trains;     /* [nparams] 1 if the step trains param i (resolved by sema) */
   OptimCfg opt;
+  Loc loc;             /* its name */
+} TrainStep;
+
+typedef struct TrainCfg {
+  OptimCfg opt;        /* the optimizer; with steps, the built step's (Graph.step) */
+  TrainStep *steps;    /* [nsteps] in the order written (0: one loss, one optimizer) */
+  int nsteps;
   int64_t batch, epochs;
   int shuffle;
   uint64_t seed;
@@ -122,7 +137,9 @@ typedef struct Graph {
   Named *inputs;   int ninputs;    /* INPUT nodes in declaration order */
   Named *params;   int nparams;    /* PARAM nodes in declaration order */
   Named *outputs;  int noutputs;   /* `output NAME = e` in order */
-  Node *loss;                      /* `loss = e`, or NULL */
+  Node *loss;                      /* `loss = e`, or NULL; in a step's graph, the step's loss */
+  Named *losses;   int nlosses;    /* `loss NAME = e` in order */
+  int step;                        /* the train block's step this graph trains (1-based; 0: none) */
   Named *metrics;  int nmetrics;   /* `metric NAME = e` */
   Node **grads;                    /* [nparams] d loss / d param, after pass_autodiff */
   Node **input_grads;              /* [ninputs] d loss / d input for inputs marked wrt (else NULL),
@@ -138,6 +155,15 @@ typedef struct Graph {
 } Graph;
 
 void graph_init(Graph *g, Arena *a);
+/* Makes g (built for training, before pass_autodiff) the graph of the train
+ * block's step k (1-based): its loss, its optimizer, and every param the
+ * step does not train frozen (spec 8). */
+void graph_use_step(Graph *g, int k);
+/* The params of tgs[0] and the optimizer states of every step's graph, in
+ * step order (distinct names: a param belongs to one step): what a run with
+ * several steps saves, loads and emits as its state.  A shallow copy of
+ * tgs[0] with a new states array in its arena. */
+Graph graph_steps_union(const Graph *const *tgs, int nsteps);
 /* Appends update node u (F_UPDATE) to g->updates (arena-grown). */
 void graph_add_update(Graph *g, Node *u);
 

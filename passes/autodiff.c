@@ -11,10 +11,11 @@
  * relu'(0) = 0, softplus threshold 20).
  *
  * Requires: g->loss set, a one-element f32 tensor.
- * Produces: g->grads[nparams] (arena); params the loss does not reach get a
- * CONST 0 of their shape.  Inputs marked as differentiation targets (Node.wrt,
- * f32) are differentiated like params, into g->input_grads[ninputs] (NULL for
- * the others).  Preserves every forward node.
+ * Produces: g->grads[nparams] (arena); params the loss does not reach, and
+ * frozen params (not in the graph's train step), get a CONST 0 of their
+ * shape.  Inputs marked as differentiation targets (Node.wrt, f32) are
+ * differentiated like params, into g->input_grads[ninputs] (NULL for the
+ * others).  Preserves every forward node.
  */
 #include <math.h>
 #include <string.h>
@@ -480,13 +481,15 @@ int autodiff_has_rule(Op op) { return op >= 0 && op < OP_COUNT && rules[op] != N
 
 /* --------------------------------------------------------------- pass */
 
-/* need[i]: node i is f32, passes gradients, and depends on a param or on
- * an input marked wrt. */
+/* need[i]: node i is f32, passes gradients, and depends on a param that is
+ * not frozen (a step's graph differentiates with respect to its params only)
+ * or on an input marked wrt. */
 static void mark_need(AD *ad) {
   for (int i = 0; i < ad->nfwd; i++) {
     Node *n = ad->g->nodes[i];
     int fl = op_info[n->op].flags;
-    if (n->op == OP_PARAM || (n->op == OP_INPUT && n->wrt && n->dt == DT_F32)) { ad->need[i] = 1; continue; }
+    if (n->op == OP_PARAM) { ad->need[i] = !n->frozen; continue; }
+    if (n->op == OP_INPUT && n->wrt && n->dt == DT_F32) { ad->need[i] = 1; continue; }
     if ((fl & (F_LEAF | F_NOGRAD)) || n->dt != DT_F32) continue;
     for (int k = 0; k < n->nin && !ad->need[i]; k++) ad->need[i] = ad->need[n->in[k]->id];
   }

@@ -6,7 +6,8 @@
  * OPT_* update node (operands: p, grad, states...; attrs as ops.def lists),
  * listed in g->updates (after batch_norm's RUNNING_STATS updates, which sema
  * lists there; its running statistics get no optimizer).  The update rules themselves (torch.optim 1.13) are
- * the reference kernels in ir/interp_update.c and their lowerings.
+ * the reference kernels in ir/interp_update.c and their lowerings.  A frozen
+ * param (not in the graph's train step, spec 8) gets no update and no state.
  *
  * An output, metric or loss that is a param, or a reshape of one, would
  * alias the param's buffer, which its update writes in place: it becomes a
@@ -122,7 +123,7 @@ static int optim(Diag *d, Graph *g, int split) {
   if (g->loss) g->loss = before_update(g, g->loss);
   Attr a = optim_attr(&g->train.opt);
   for (int i = 0; i < g->nparams; i++)
-    if (!g->params[i].node->running) add_update(g, i, &a, split);
+    if (!g->params[i].node->running && !g->params[i].node->frozen) add_update(g, i, &a, split);
   return 0;
 }
 

@@ -42,7 +42,7 @@ int model_state_init(Diag *d, const Graph *g, ModelState *ms, uint64_t seed) {
   memset(ms, 0, sizeof *ms);
   ms->params = calloc((size_t)g->nparams + 1, sizeof *ms->params);
   ms->states = calloc((size_t)g->nstates + 1, sizeof *ms->states);
-  ms->nsums = 1 + g->nmetrics;
+  ms->nsums = (g->train.nsteps > 1 ? g->train.nsteps : 1) + g->nmetrics;
   ms->sums = calloc((size_t)ms->nsums, sizeof *ms->sums);
   if (!ms->params || !ms->states || !ms->sums) goto oom;
   for (int i = 0; i < g->nparams; i++) {

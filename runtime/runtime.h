@@ -199,8 +199,8 @@ typedef struct ModelState {
   int64_t step;        /* optimizer steps taken */
   int64_t epoch;       /* the epoch of the last step taken (1-based; 0: none yet) */
   int64_t batch;       /* steps taken in that epoch */
-  double *sums;        /* [nsums]: that epoch's sum of batch losses, then of each metric */
-  int nsums;           /* 1 + g->nmetrics */
+  double *sums;        /* [nsums]: that epoch's sum of batch losses (one per train step), then of each metric */
+  int nsums;           /* max(1, g->train.nsteps) + g->nmetrics */
   int resumed;         /* loaded by ckpt_load_train: key holds the run it came from */
   RunKey key;
 } ModelState;
@@ -230,6 +230,8 @@ typedef struct TrainProgress {
   double eta_s;                /* seconds left for the whole run */
   int64_t step;                /* optimizer steps taken in all (resumed runs count on) */
   const double *metrics;       /* [g->nmetrics] running means of this epoch's batch metrics */
+  const double *step_losses;   /* several train steps: [nsteps] running means of each step's loss */
+  int nsteps;                  /* 0: one loss */
 } TrainProgress;
 
 /* The summary of one epoch: train loss and metrics (means over its batches),
@@ -242,6 +244,8 @@ typedef struct EpochReport {
   double seconds;
   double comm_seconds;         /* several processes: time in the gradient MPI_Allreduce this epoch */
   int64_t comm_bytes;          /* bytes each process reduces per step (0: one process) */
+  const double *step_losses;   /* several train steps: [nsteps] mean train loss of each */
+  int nsteps;                  /* 0: one loss (train_loss) */
 } EpochReport;
 
 typedef struct TrainOpts {
@@ -268,6 +272,14 @@ typedef struct TrainOpts {
  * Epochs run up to o->epochs in total.  Returns 0 or -1. */
 int rt_train(Diag *d, Graph *tg, Graph *eg, Graph *etail, ModelState *ms,
              const Dataset *train, const Dataset *test, const TrainOpts *o);
+/* Several train steps (spec 8): tgs[k] is the graph of step k + 1
+ * (graph_use_step, then pass_autodiff and pass_optim); every iteration runs
+ * them in order on the same batch, step k drawing its noise with
+ * rng_step_seed(seed, k); their metrics are those of step 1's forward pass.
+ * ms holds the params and every step's optimizer state, as made for the
+ * graph graph_steps_union returns.  rt_train is the case of one step. */
+int rt_train_steps(Diag *d, Graph *const *tgs, int nsteps, Graph *eg, Graph *etail, ModelState *ms,
+                   const Dataset *train, const Dataset *test, const TrainOpts *o);
 /* Evaluates loss and metrics of g (training=0) over every sample of ds,
  * batch by batch; a final partial batch runs on `tail` (built with N = the
  * remainder) when non-NULL, else it is dropped.  loss/metrics are means over

@@ -1,7 +1,8 @@
 /* train.c - the training loop: batches from a Dataset, one compiled training
- * step (forward, backward, update) per batch, per-epoch evaluation on test
- * data, progress reports through callbacks, and the diagnosis of a loss that
- * turns NaN or Inf.  Params and optimizer state are the caller's ModelState;
+ * step (forward, backward, update) per batch, or with a train block's steps
+ * (spec 8) one compiled step per step block, run in order on each batch,
+ * per-epoch evaluation on test data, progress reports through callbacks, and
+ * the diagnosis of a loss that turns NaN or Inf.  Params and optimizer state are the caller's ModelState;
  * the loop never prints (the CLI renders progress). */
 #include <math.h>
 #include <stdlib.h>
@@ -513,33 +514,84 @@ static int check_key(Diag *d, const RunKey *was, const RunKey *now) {
   return -1;
 }
 
+/* Opens one stepper per step graph; step k's optimizer state follows the
+ * earlier steps' in ms->states. */
+static int steppers_open(Diag *d, Stepper *s, Graph *const *tgs, int nsteps, ModelState *ms, const Dataset *ds,
+                         const EngineOpts *eo) {
+  int64_t off = 0;
+  for (int k = 0; k < nsteps; k++) {
+    ModelState sub = *ms;
+    sub.states = ms->states + off;
+    if (stepper_open(d, &s[k], tgs[k], &sub, ds, eo)) return -1;
+    off += tgs[k]->nstates;
+  }
+  return 0;
+}
+
+static void steppers_close(Stepper *s, Graph *const *tgs, int nsteps) {
+  for (int k = 0; k < nsteps; k++) stepper_close(&s[k], tgs[k]);
+  free(s);
+}
+
+/* One iteration: every step in order on batch `first`; each step's loss into
+ * sums[k], step 1's metrics after them.  A non-finite loss is diagnosed. */
+static int run_steps(Diag *d, Stepper *s, Graph *const *tgs, int nsteps, ModelState *ms, const Dataset *train,
+                     const int64_t *perm, int64_t first, uint64_t seed, double *vals, double *out, int64_t ep,
+                     int64_t bi) {
+  for (int k = 0; k < nsteps; k++) {
+    Graph *tg = tgs[k];
+    batch_fill(&s[k].b, train, perm, first);
+    for (int i = 0; i < tg->nparams; i++)
+      memcpy(s[k].snapshot[i], ms->params[i], (size_t)shape_numel(&tg->params[i].node->shape) * 4);
+    RunCtx ctx = {rng_step_seed(seed, k), ms->step + 1, 1};
+    if (stepper_run(d, &s[k], tg, &ctx, vals)) return -1;
+    if (!isfinite(vals[0])) {
+      diagnose_nonfinite(d, tg, s[k].snapshot, &s[k].b, &ctx, vals[0], ep, bi + 1);
+      return -1;
+    }
+    out[k] = vals[0];
+    for (int i = 0; k == 0 && i < tg->nmetrics; i++) out[nsteps + i] = vals[1 + i];
+  }
+  return 0;
+}
+
 int rt_train(Diag *d, Graph *tg, Graph *eg, Graph *etail, ModelState *ms, const Dataset *train,
              const Dataset *test, const TrainOpts *o) {
-  if (!tg->loss || !tg->grads || !tg->updates) {
-    diag_error(d, (Loc){0}, "the model has no loss to train");
-    return -1;
-  }
+  return rt_train_steps(d, &tg, 1, eg, etail, ms, train, test, o);
+}
+
+int rt_train_steps(Diag *d, Graph *const *tgs, int S, Graph *eg, Graph *etail, ModelState *ms,
+                   const Dataset *train, const Dataset *test, const TrainOpts *o) {
+  Graph *tg = tgs[0];
+  for (int k = 0; k < S; k++)
+    if (!tgs[k]->loss || !tgs[k]->grads || !tgs[k]->updates) {
+      diag_error(d, (Loc){0}, "the model has no loss to train");
+      return -1;
+    }
   int K = comm_size(), rank = comm_rank();
-  if (K > 1 && !graph_is_split(tg) && tg->nupdates > 0) {
-    diag_error(d, (Loc){0}, "internal: training on %d processes needs a graph from pass_optim_split", K);
+  for (int k = 0; k < S; k++)
+    if (K > 1 && !graph_is_split(tgs[k]) && tgs[k]->nupdates > 0) {
+      diag_error(d, (Loc){0}, "internal: training on %d processes needs a graph from pass_optim_split", K);
+      return -1;
+    }
+  Graph all = S > 1 ? graph_steps_union((const Graph *const *)tgs, S) : *tg;
+  Stepper *s = calloc((size_t)S, sizeof *s);
+  if (!s) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  if (steppers_open(d, s, tgs, S, ms, train, &o->engine)) {
+    steppers_close(s, tgs, S);
     return -1;
   }
-  Stepper s;
-  if (stepper_open(d, &s, tg, ms, train, &o->engine)) {
-    stepper_close(&s, tg);
-    return -1;
-  }
-  int64_t bs = s.b.size, gb = bs * K, n = train->nsamples, nb = gb > 0 ? n / gb : 0;
+  int64_t bs = s[0].b.size, gb = bs * K, n = train->nsamples, nb = gb > 0 ? n / gb : 0;
   RunKey key = {o->seed, bs, n, K, o->shuffle};
-  if (sync_processes(d, tg, ms, train, test, bs) || (ms->resumed && check_key(d, &ms->key, &key))) {
-    stepper_close(&s, tg);
+  if (sync_processes(d, &all, ms, train, test, bs) || (ms->resumed && check_key(d, &ms->key, &key))) {
+    steppers_close(s, tgs, S);
     return -1;
   }
   ms->key = key;   /* the run that makes the state from here on */
   if (nb == 0) {
     diag_error(d, tg->inputs[0].node->loc, "%lld training samples make no complete batch of %lld%s",
                (long long)n, (long long)gb, K > 1 ? " (the batch times the processes)" : "");
-    stepper_close(&s, tg);
+    steppers_close(s, tgs, S);
     return -1;
   }
   int64_t ep0 = 1, b0 = 0;
@@ -550,9 +602,11 @@ int rt_train(Diag *d, Graph *tg, Graph *eg, Graph *etail, ModelState *ms, const 
   int nm = tg->nmetrics;
   int64_t *perm = malloc((size_t)n * sizeof *perm);
   double *vals = calloc((size_t)nm + 1, sizeof *vals);
+  double *out = calloc((size_t)(S + nm), sizeof *out);
+  double *losses = calloc((size_t)S, sizeof *losses);
   double *metrics = calloc((size_t)nm + 1, sizeof *metrics);
   double *test_metrics = calloc((size_t)nm + 1, sizeof *test_metrics);
-  if (!perm || !vals || !metrics || !test_metrics) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  if (!perm || !vals || !out || !losses || !metrics || !test_metrics) nndc_fatal(__FILE__, __LINE__, "out of memory");
   int rc = 0, stop = 0;
   double t_start = now_s();
   int64_t steps0 = ms->step;
@@ -560,7 +614,7 @@ int rt_train(Diag *d, Graph *tg, Graph *eg, Graph *etail, ModelState *ms, const 
     if (o->shuffle) data_permutation(o->seed, ep, n, perm);
     else
       for (int64_t i = 0; i < n; i++) perm[i] = i;
-    double t0 = now_s(), c0 = s.comm_s;
+    double t0 = now_s(), c0 = s[0].comm_s;
     int64_t first = ep == ep0 ? b0 : 0;
     if (first == 0)
       for (int i = 0; i < ms->nsums; i++) ms->sums[i] = 0;
@@ -569,34 +623,27 @@ int rt_train(Diag *d, Graph *tg, Graph *eg, Graph *etail, ModelState *ms, const 
         stop = 1;
         break;
       }
-      batch_fill(&s.b, train, perm, bi * gb + rank * bs);
-      for (int i = 0; i < tg->nparams; i++)
-        memcpy(s.snapshot[i], ms->params[i], (size_t)shape_numel(&tg->params[i].node->shape) * 4);
-      RunCtx ctx = {o->seed, ms->step + 1, 1};
-      if (stepper_run(d, &s, tg, &ctx, vals)) {
-        rc = -1;
-        break;
-      }
-      if (!isfinite(vals[0])) {
-        diagnose_nonfinite(d, tg, s.snapshot, &s.b, &ctx, vals[0], ep, bi + 1);
+      if (run_steps(d, s, tgs, S, ms, train, perm, bi * gb + rank * bs, o->seed, vals, out, ep, bi)) {
         rc = -1;
         break;
       }
       ms->step++;
       ms->epoch = ep;
       ms->batch = bi + 1;
-      for (int i = 0; i <= nm; i++) ms->sums[i] += vals[i];
+      for (int i = 0; i < S + nm; i++) ms->sums[i] += out[i];
       if (o->save_path && o->save_every > 0 && ms->step % o->save_every == 0 && rank == 0 &&
-          ckpt_save_train(d, o->save_path, tg, ms, &key)) {
+          ckpt_save_train(d, o->save_path, &all, ms, &key)) {
         rc = -1;
         break;
       }
       if (o->progress && rank == 0) {
         double el = now_s() - t0, tot = now_s() - t_start;
         double done = (double)(ms->step - steps0), left = (double)(o->epochs * nb - ms->step);
-        for (int i = 0; i < nm; i++) metrics[i] = ms->sums[1 + i] / (double)(bi + 1);
+        for (int i = 0; i < nm; i++) metrics[i] = ms->sums[S + i] / (double)(bi + 1);
+        for (int k = 0; k < S; k++) losses[k] = ms->sums[k] / (double)(bi + 1);
         TrainProgress p = {ep, o->epochs, bi + 1, nb, ms->sums[0] / (double)(bi + 1),
-                           el > 0 ? (double)((bi + 1 - first) * gb) / el : 0, tot / done * left, ms->step, metrics};
+                           el > 0 ? (double)((bi + 1 - first) * gb) / el : 0, tot / done * left, ms->step, metrics,
+                           S > 1 ? losses : NULL, S > 1 ? S : 0};
         o->progress(o->user, &p);
       }
     }
@@ -605,18 +652,23 @@ int rt_train(Diag *d, Graph *tg, Graph *eg, Graph *etail, ModelState *ms, const 
     r.epoch = ep;
     r.epochs = o->epochs;
     r.train_loss = ms->sums[0] / (double)nb;
-    for (int i = 0; i < nm; i++) metrics[i] = ms->sums[1 + i] / (double)nb;
+    for (int k = 0; k < S; k++) losses[k] = ms->sums[k] / (double)nb;
+    r.step_losses = S > 1 ? losses : NULL;
+    r.nsteps = S > 1 ? S : 0;
+    for (int i = 0; i < nm; i++) metrics[i] = ms->sums[S + i] / (double)nb;
     r.train_metrics = metrics;
     rc = evaluate_epoch(d, eg, etail, ms, test, o, &r, test_metrics);
     r.seconds = now_s() - t0;
-    r.comm_seconds = s.comm_s - c0;
-    r.comm_bytes = K > 1 ? s.nflat * 4 : 0;
+    r.comm_seconds = s[0].comm_s - c0;
+    r.comm_bytes = K > 1 ? s[0].nflat * 4 : 0;
     if (!rc && o->epoch_done && rank == 0) o->epoch_done(o->user, &r);
   }
   free(perm);
   free(vals);
+  free(out);
+  free(losses);
   free(metrics);
   free(test_metrics);
-  stepper_close(&s, tg);
+  steppers_close(s, tgs, S);
   return rc;
 }

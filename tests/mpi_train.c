@@ -4,7 +4,8 @@
  * --test evaluation shared among 2 processes equals one process's; a killed
  * process ends the job with an error naming it within seconds and leaves a
  * checkpoint that resumes; a hung one ends it after NNDC_MPI_TIMEOUT; processes that disagree about the model or the
- * data stop at startup.  Built and registered only with MPI and without the
+ * data stop at startup; adversarial training (several train steps, spec 8)
+ * with noise drawn in the model matches one process too.  Built and registered only with MPI and without the
  * sanitizers (Open MPI's own allocations are not ours to check). */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -135,6 +136,36 @@ Test(mpi, dropout_does_not_depend_on_the_process_count, .timeout = 300) {
  * differences of the order of lr in their updates: measured 2e-4 of the
  * params' magnitude after 20 steps on 3 processes. */
 Test(mpi, adam_on_three_processes_is_close, .timeout = 300) { matches_one_process(3, NULL, 0, 1e-3); }
+
+/* Several train steps (tests/golden/steps/gan.nnd without its batch_norm,
+ * whose statistics are each process's own, and with its generator's noise
+ * drawn in the model): every step's gradients are averaged. */
+Test(mpi, train_steps_on_two_processes_equal_one, .timeout = 300) {
+  char *dir = util_tmpdir(), model[600];
+  snprintf(model, sizeof model, "%s/gan.nnd", dir);
+  int st;
+  char *out = sh(&st, "sed -e 's/relu(batch_norm(x @ W, gamma, beta))/relu(x @ W * gamma + beta)/' "
+                 "-e 's/^input z: f32\\[N, 2\\]/z = randn([N, 2])/' %s/tests/golden/steps/gan.nnd > %s",
+                 NNDC_SRC_DIR, model);
+  cr_assert_eq(st, 0);
+  free(out);
+  out = sh(&st, "grep -c 'randn(\\|batch_norm(' %s", model);
+  cr_assert_str_eq(out, "1\n", "the sed did not apply: %s", out);
+  free(out);
+#define GTRAIN "%s train %s --data x=" NNDC_SRC_DIR "/tests/golden/steps/x.npy --epochs 3 --threads 1"
+  out = sh(&st, GTRAIN " --batch 8 --save %s/one.safetensors 2>&1", NNDC_BIN, model, dir);
+  cr_assert_eq(st, 0, "%s", out);
+  free(out);
+  out = sh(&st, MPIRUN " -np 2 " GTRAIN " --batch 4 --save %s/k.safetensors 2>&1", NNDC_BIN, model, dir);
+  cr_assert_eq(st, 0, "%s", out);
+  cr_assert(strstr(out, "d_loss") && strstr(out, "(step 9)"), "%s", out);
+  free(out);
+  char a[600], b[600];
+  snprintf(a, sizeof a, "%s/k.safetensors", dir);
+  snprintf(b, sizeof b, "%s/one.safetensors", dir);
+  same_params(a, b, 1e-5);
+  free(dir);
+}
 
 /* The "| test loss ..." part of the epoch line. */
 static char *test_part(const char *out) {

@@ -471,3 +471,47 @@ Test(hostile, huge_loops_are_bounded) {
   cr_assert_eq(util_compile(&D, &G, "c = 0\nfor i in 0..3000000 {\n  c = c + 1\n}\n", NULL), -1);
   cr_assert(strstr(D.buf, "model too large"), "%s", D.buf);
 }
+
+/* ------------------------------------------------- train steps (spec 8) */
+
+/* Two layers (a.W, a.b and b.W, b.b), two named losses; STEPS is the train block's body. */
+static void expect_step_error(const char *steps, int line, int col, const char *msg, int training) {
+  char src[2048];
+  snprintf(src, sizeof src,
+           "fn dense(x, n) {\n  param W: f32[dim(x, -1), n]\n  param b: f32[n]\n  return x @ W + b\n}\n"
+           "input x: f32[4, 3]\na = dense(x, 3)\nb = dense(a, 1)\nparam c: f32[1]\n"
+           "loss la = mean(a * a)\nloss lb = mean(b * b) + sum(c * c)\n"
+           "train {\n%s}\n", steps);
+  BuildOpts o = {.training = training};
+  teardown(), setup();
+  expect_error_o(src, line, col, msg, &o);
+}
+
+Test(diag, train_steps) {
+  /* line 12 is `train {`; the steps start on line 13 */
+  expect_step_error("  step s { loss = nope; params = [a]; optimizer = sgd }\n", 13, 19, "'nope' is not a named loss", 0);
+  expect_step_error("  step s { loss = la; params = [a, q]; optimizer = sgd }\n", 13, 36, "'q' names no param", 0);
+  expect_step_error("  step s { loss = la; params = [a.W]; optimizer = sgd }\n", 13, 34, "unexpected byte", 0);
+  expect_step_error("  step s { loss = la; params = [a]; optimizer = sgd }\n  step t { loss = lb; params = [b, a]; "
+                    "optimizer = sgd }\n", 14, 36, "param 'a.W' is in step 's' and in step 't'", 0);
+  expect_step_error("  step s { loss = la; params = [a] }\n", 13, 8, "step 's' needs an optimizer", 0);
+  expect_step_error("  step s { params = [a]; optimizer = sgd }\n", 13, 8, "step 's' needs a loss", 0);
+  expect_step_error("  step s { loss = la; optimizer = sgd }\n", 13, 8, "step 's' needs params", 0);
+  expect_step_error("  optimizer = adam\n  step s { loss = la; params = [a]; optimizer = sgd }\n", 13, 3,
+                    "each step its own optimizer", 0);
+  expect_step_error("  step s { loss = la; params = [a]; optimizer = sgd }\n  step s { loss = lb; params = [b]; "
+                    "optimizer = sgd }\n", 14, 8, "duplicate step 's'", 0);
+  expect_step_error("  step s { loss = la; lr = 1; params = [a]; optimizer = sgd }\n", 13, 23,
+                    "unknown key 'lr' in step 's'", 0);
+  expect_step_error("  step s { loss = la; params = a; optimizer = sgd }\n", 13, 32, "must be a non-empty list", 0);
+  expect_step_error("  step s { loss = la; params = []; optimizer = sgd }\n", 13, 32, "must be a non-empty list", 0);
+  expect_step_error("  step s { loss = la; loss = lb; params = [a]; optimizer = sgd }\n", 13, 23, "sets loss twice", 0);
+  expect_step_error("  step s { loss = la; params = [a]; optimizer = nadam }\n", 13, 49, "unknown optimizer", 0);
+  expect_step_error("  batch = 4\n", 10, 11, "named losses are trained by step blocks", 1);
+}
+
+Test(diag, named_losses) {
+  expect_error("input x: f32[2]\nloss l = x\n", 2, 10, "loss must be a scalar");
+  expect_error("input x: f32[2]\nloss l = sum(x)\nmetric l = mean(x)\n", 3, 8, "duplicate metric name 'l'");
+  expect_error("input x: f32[2]\nloss l = sum(x)\nloss l = mean(x)\n", 3, 6, "duplicate loss name 'l'");
+}

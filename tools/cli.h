@@ -44,6 +44,10 @@ void flush_diag(Diag *d);
 _Noreturn void fail(Diag *d);
 double now_s(void);
 void compile(Cli *c, Diag *d, Graph *g, Arena *a, int training, int64_t batch, const Feed *feeds, int nfeeds);
+/* The training graphs (batch > 0: --batch): one per step of the train block
+ * (spec 8), or the one; each after pass_autodiff and pass_optim
+ * (pass_optim_split when split).  tgs has MAX_STEPS room; returns how many. */
+int compile_train(Cli *c, Diag *d, Graph *tgs, Arena *a, int64_t batch, int split);
 void write_text(const char *s);
 /* run.c */
 int cmd_run(Cli *c, Diag *d);

@@ -37,19 +37,21 @@ int cmd_emit_c(Cli *c, Diag *d) {
   }
   Arena a;
   arena_init(&a);
-  Graph g, tg;
+  Graph g, tgs[MAX_STEPS];
+  const Graph *tgp[MAX_STEPS];
+  int nsteps = 0;
   compile(c, d, &g, &a, 0, c->batch > 0 ? c->batch : 0, NULL, 0);
   if (c->train) {
-    compile(c, d, &tg, &a, 1, c->batch > 0 ? c->batch : 0, NULL, 0);
-    if (!tg.loss) {
+    if (!g.loss && !g.train.nsteps) {
       diag_error(d, (Loc){0}, "emit-c --train needs a model with a loss");
       fail(d);
     }
-    if (pass_autodiff(d, &tg) || pass_optim(d, &tg)) fail(d);
+    nsteps = compile_train(c, d, tgs, &a, c->batch > 0 ? c->batch : 0, 0);
+    for (int k = 0; k < nsteps; k++) tgp[k] = &tgs[k];
   }
   float **w = c->weights ? load_weights(c, d, &g) : NULL;
   char *h = NULL, *src = NULL;
-  if (c_emit(d, &g, c->train ? &tg : NULL, w, &h, &src)) fail(d);
+  if (c_emit_steps(d, &g, tgp, nsteps, w, &h, &src)) fail(d);
   if (mkdir(c->emit_dir, 0777) && errno != EEXIST) {
     diag_file_error(d, c->emit_dir, "cannot create the output directory: %s", strerror(errno));
     fail(d);

@@ -237,6 +237,17 @@ void compile(Cli *c, Diag *d, Graph *g, Arena *a, int training, int64_t batch,
   else if (c->has_seed) g->train.seed = (uint64_t)c->seed;
 }
 
+int compile_train(Cli *c, Diag *d, Graph *tgs, Arena *a, int64_t batch, int split) {
+  compile(c, d, &tgs[0], a, 1, batch, NULL, 0);
+  int n = tgs[0].train.nsteps > 0 ? tgs[0].train.nsteps : 1;
+  for (int k = 0; k < n; k++) {
+    if (k) compile(c, d, &tgs[k], a, 1, batch, NULL, 0);
+    if (tgs[k].train.nsteps) graph_use_step(&tgs[k], k + 1);
+    if (pass_autodiff(d, &tgs[k]) || (split ? pass_optim_split(d, &tgs[k]) : pass_optim(d, &tgs[k]))) fail(d);
+  }
+  return n;
+}
+
 void write_text(const char *s) {
   fputs(s, stdout);
   if (*s && s[strlen(s) - 1] != '\n') fputc('\n', stdout);
@@ -250,8 +261,11 @@ static int cmd_check(Cli *c, Diag *d) {
   int64_t values = 0;
   for (int i = 0; i < g.nparams; i++) values += shape_numel(&g.params[i].node->shape);
   flush_diag(d);
-  printf("%s: ok: %d inputs, %d params (%lld values), %d outputs%s, %d metrics, %d nodes\n", c->model,
-         g.ninputs, g.nparams, (long long)values, g.noutputs, g.loss ? ", a loss" : "", g.nmetrics, g.nnodes);
+  char named[64] = "";
+  if (g.nlosses)
+    snprintf(named, sizeof named, ", %d named losses, %d train steps", g.nlosses, g.train.nsteps);
+  printf("%s: ok: %d inputs, %d params (%lld values), %d outputs%s%s, %d metrics, %d nodes\n", c->model,
+         g.ninputs, g.nparams, (long long)values, g.noutputs, g.loss ? ", a loss" : "", named, g.nmetrics, g.nnodes);
   arena_free(&a);
   return 0;
 }

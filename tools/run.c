@@ -172,10 +172,11 @@ int cmd_run(Cli *c, Diag *d) {
   if ((c->grad || c->grad_input) && pass_autodiff_of(d, &g, objective)) fail(d);
   uint8_t *fed = calloc((size_t)g.nnodes + 1, 1);
   for (int i = 0; i < ds.n; i++) fed[ds.inputs[i]->id] = 1;
-  Want *w = calloc((size_t)(g.noutputs + g.nmetrics + g.nparams + 3), sizeof *w);
+  Want *w = calloc((size_t)(g.noutputs + g.nlosses + g.nmetrics + g.nparams + 3), sizeof *w);
   int nw = 0;
   for (int i = 0; i < g.noutputs; i++) nw = add_want(&g, w, nw, g.outputs[i].node, g.outputs[i].name, fed, "output");
   if (g.loss) nw = add_want(&g, w, nw, g.loss, "loss", fed, "loss");
+  for (int i = 0; i < g.nlosses; i++) nw = add_want(&g, w, nw, g.losses[i].node, g.losses[i].name, fed, "loss");
   for (int i = 0; i < g.nmetrics; i++) nw = add_want(&g, w, nw, g.metrics[i].node, g.metrics[i].name, fed, "metric");
   if (c->grad && computable(&g, g.loss, fed))
     for (int i = 0; i < g.nparams; i++)
@@ -225,7 +226,8 @@ int cmd_run(Cli *c, Diag *d) {
 /* ------------------------------------------------------------------ train */
 
 typedef struct Show {
-  const Graph *g;
+  const Graph *g;      /* the first step's graph: metrics, and the steps' names */
+  int nsteps;          /* several train steps: each loss is shown by name */
   int tty;
   int64_t last_line;   /* batch of the last plain progress line */
   TrainLog *log;       /* --log, --plot (trainlog.c); NULL: neither */
@@ -237,25 +239,37 @@ static void fmt_time(double s, char *buf, size_t n) {
   else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
 }
 
+/* "loss 0.1234", or with several steps "d_loss 0.6931 g_loss 0.6931". */
+static void fmt_losses(const Show *s, double loss, const double *step_losses, char *buf, size_t n) {
+  if (!step_losses) {
+    snprintf(buf, n, "loss %.4f", loss);
+    return;
+  }
+  size_t at = 0;
+  for (int k = 0; k < s->nsteps && at < n; k++)
+    at += (size_t)snprintf(buf + at, n - at, "%s%s %.4f", k ? " " : "", s->g->train.steps[k].loss, step_losses[k]);
+}
+
 /* Decimals for a rate: a model that trains a few samples a second shows them. */
 static int sps_digits(double sps) { return sps < 10 ? 2 : 0; }
 
 static void on_progress(void *user, const TrainProgress *p) {
   Show *s = user;
   trainlog_step(s->log, p);
-  char eta[32];
+  char eta[32], loss[256];
   fmt_time(p->eta_s, eta, sizeof eta);
+  fmt_losses(s, p->loss, p->step_losses, loss, sizeof loss);
   if (s->tty) {
-    fprintf(stderr, "\r\033[Kepoch %lld/%lld  batch %lld/%lld  loss %.4f  %.*f samples/s  ETA %s", (long long)p->epoch,
-            (long long)p->epochs, (long long)p->batch, (long long)p->nbatches, p->loss, sps_digits(p->samples_per_s),
+    fprintf(stderr, "\r\033[Kepoch %lld/%lld  batch %lld/%lld  %s  %.*f samples/s  ETA %s", (long long)p->epoch,
+            (long long)p->epochs, (long long)p->batch, (long long)p->nbatches, loss, sps_digits(p->samples_per_s),
             p->samples_per_s, eta);
     fflush(stderr);
     return;
   }
   int64_t every = p->nbatches / 4 > 0 ? p->nbatches / 4 : 1;
   if (p->batch % every == 0 && p->batch != p->nbatches)
-    fprintf(stderr, "epoch %lld/%lld  batch %lld/%lld  loss %.4f  %.*f samples/s  ETA %s\n", (long long)p->epoch,
-            (long long)p->epochs, (long long)p->batch, (long long)p->nbatches, p->loss, sps_digits(p->samples_per_s),
+    fprintf(stderr, "epoch %lld/%lld  batch %lld/%lld  %s  %.*f samples/s  ETA %s\n", (long long)p->epoch,
+            (long long)p->epochs, (long long)p->batch, (long long)p->nbatches, loss, sps_digits(p->samples_per_s),
             p->samples_per_s, eta);
 }
 
@@ -263,10 +277,13 @@ static void on_epoch(void *user, const EpochReport *r) {
   Show *s = user;
   trainlog_epoch(s->log, r);
   if (s->tty) fputs("\r\033[K", stderr);
-  printf("epoch %lld/%lld: train loss %.4f", (long long)r->epoch, (long long)r->epochs, r->train_loss);
+  char loss[256];
+  fmt_losses(s, r->train_loss, r->step_losses, loss, sizeof loss);
+  printf("epoch %lld/%lld: train %s", (long long)r->epoch, (long long)r->epochs, loss);
   for (int i = 0; i < s->g->nmetrics; i++) printf(" %s %.4f", s->g->metrics[i].name, r->train_metrics[i]);
   if (r->has_test) {
-    printf(" | test loss %.4f", r->test_loss);
+    printf(" |");
+    if (!s->nsteps) printf(" test loss %.4f", r->test_loss);  /* steps: the eval graph has no unnamed loss */
     for (int i = 0; i < s->g->nmetrics; i++) printf(" %s %.4f", s->g->metrics[i].name, r->test_metrics[i]);
   }
   if (r->comm_bytes)
@@ -287,12 +304,13 @@ int cmd_train(Cli *c, Diag *d) {
   read_arrays(d, c->tests, c->ntests, rawt);
   Arena a;
   arena_init(&a);
-  Graph tg, eg, etail;
-  compile(c, d, &tg, &a, 1, c->batch, NULL, 0);
-  Dataset train, test;
-  make_dataset(d, &tg, c->feeds, c->nfeeds, raw, &train, 1);
+  Graph tgs[MAX_STEPS], eg, etail, *tgp[MAX_STEPS];
   int procs = comm_size(), rank0 = comm_rank() == 0;
-  if (pass_autodiff(d, &tg) || (procs > 1 ? pass_optim_split(d, &tg) : pass_optim(d, &tg))) fail(d);
+  int nsteps = compile_train(c, d, tgs, &a, c->batch, procs > 1);
+  for (int k = 0; k < nsteps; k++) tgp[k] = &tgs[k];
+  Dataset train, test;
+  make_dataset(d, &tgs[0], c->feeds, c->nfeeds, raw, &train, 1);
+  Graph tg = nsteps > 1 ? graph_steps_union((const Graph *const *)tgp, nsteps) : tgs[0];   /* params and every step's state */
   Graph *egp = NULL, *etp = NULL;
   if (c->ntests) {
     int64_t ntest = rawt[0].shape.rank ? rawt[0].shape.dim[0] : 1;
@@ -314,7 +332,7 @@ int cmd_train(Cli *c, Diag *d) {
       (c->resume ? ckpt_load_train(d, c->load, &tg, &ms) : ckpt_load(d, c->load, &tg, ms.params)))
     fail(d);
   flush_diag(d);   /* warnings about extra params */
-  Show show = {&tg, isatty(2) && rank0, 0, trainlog_open(c, d, &tg)};
+  Show show = {&tg, nsteps > 1 ? nsteps : 0, isatty(2) && rank0, 0, trainlog_open(c, d, &tg)};
   TrainOpts o = {engine_opts(c), c->epochs >= 0 ? c->epochs : tg.train.epochs,
                  c->no_shuffle ? 0 : tg.train.shuffle, tg.train.seed, on_progress, on_epoch, &show,
                  c->save, c->save_every, 0};
@@ -327,7 +345,7 @@ int cmd_train(Cli *c, Diag *d) {
     printf("\n");
     fflush(stdout);
   }
-  int rc = rt_train(d, &tg, egp, etp, &ms, &train, c->ntests ? &test : NULL, &o);
+  int rc = rt_train_steps(d, tgp, nsteps, egp, etp, &ms, &train, c->ntests ? &test : NULL, &o);
   trainlog_close(show.log);
   if (show.tty) fputs("\r\033[K", stderr);
   if (rc) fail(d);

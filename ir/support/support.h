@@ -121,6 +121,11 @@ static inline int rng_dropout_keep(uint64_t seed, uint64_t key, int64_t step, ui
 static inline uint64_t rng_noise_stream(uint64_t key, int64_t step) {
   return rng_mix(key * 0x100000001B3ull ^ (uint64_t)step) ^ 0xA015Eu;
 }
+/* The seed of train step k (0-based, spec 8's step blocks) of an iteration:
+ * every step's noise and dropout are drawn afresh; step 0 keeps the run's seed. */
+static inline uint64_t rng_step_seed(uint64_t seed, int k) {
+  return k ? rng_mix(seed ^ rng_mix(0x5743ull + (uint64_t)k)) : seed;
+}
 float rng_normal_of(uint64_t bits);
 uint64_t rng_name_key(const char *name);       /* FNV-1a of a param name */
 float rng_normal(uint64_t seed, uint64_t stream, uint64_t i); /* Box-Muller on draws 2i, 2i+1 */
