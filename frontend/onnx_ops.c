@@ -875,7 +875,8 @@ static int op_transpose(Imp *m) {
     ident &= perm[k] == k;
   }
   if (ident) return ox_alias(m, 0, x, x->vt);
-  if (x->is_const) {
+  /* a weight stays a param read transposed (tied weights stay tied) */
+  if (x->is_const && !(x->is_init && x->vt == VT_F32)) {
     if (x->n > MAX_CONST_FOLD) return ox_unsupported(m, "a constant computation this large");
     double *c = arena_alloc(m->a, sizeof(double) * (size_t)(x->n ? x->n : 1));
     int64_t idx[MAX_RANK] = {0}, st[MAX_RANK];
