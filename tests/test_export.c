@@ -107,9 +107,19 @@ static void compare_output(const char *label, const char *name, const char *a, c
   free(y);
 }
 
-/* GPT-2 small (124M params) at test size: its consts overridden. */
+/* Models exported with -D: GPT-2 small (124M params) at test size, its
+ * consts overridden; the GAN, whose batch only its noise has (no input
+ * carries N: the export asks for a value). */
 static const Define gpt2_small[] = {{"L", 16, 1}, {"V", 96, 1}, {"D", 32, 1}, {"H", 2, 1}, {"DH", 16, 1}};
-static const char gpt2_small_args[] = " -D L=16 -D V=96 -D D=32 -D H=2 -D DH=16";
+static const Define gan_batch[] = {{"N", 3, 1}};
+static const struct {
+  const char *file, *args;
+  const Define *defs;
+  int ndefs;
+} with_defs[] = {
+  {"/gpt2.nnd", " -D L=16 -D V=96 -D D=32 -D H=2 -D DH=16", gpt2_small, 5},
+  {"/gan.nnd", " -D N=3", gan_batch, 1},
+};
 
 /* Exports, imports and runs model `path` in dir; compares the two runs. */
 static void round_trip(const char *path, const char *dir) {
@@ -117,10 +127,11 @@ static void round_trip(const char *path, const char *dir) {
   BuildOpts o = {0};
   o.batch = 3;
   const char *defs = "";
-  if (strstr(path, "/gpt2.nnd")) {
-    o.defs = gpt2_small, o.ndefs = (int)(sizeof gpt2_small / sizeof *gpt2_small);
-    defs = gpt2_small_args;
-  }
+  for (size_t k = 0; k < sizeof with_defs / sizeof *with_defs; k++)
+    if (strstr(path, with_defs[k].file)) {
+      o.defs = with_defs[k].defs, o.ndefs = with_defs[k].ndefs;
+      defs = with_defs[k].args;
+    }
   cr_assert_eq(fe_compile_file(&t->d, &t->g, path, &o), 0, "%s: %s", path, t->d.buf);
   char feeds[8192];
   write_data(&t->g, dir, feeds, sizeof feeds);
