@@ -157,7 +157,7 @@ static Ent *map_get(Map *m, const KExpr *e) {
 /* ------------------------------------------------------------- a kernel */
 
 enum { H_WADD = 1, H_WSUB = 2, H_WMUL = 4, H_WSHR = 8, H_IMIN = 16, H_IMAX = 32, H_IABS = 64, H_FILL = 128,
-       H_FMIN = 256, H_FMAX = 512, H_DMIN = 1024, H_DMAX = 2048 };
+       H_FMIN = 256, H_FMAX = 512, H_DMIN = 1024, H_DMAX = 2048, H_HYPER = 4096 };
 
 /* The state of printing one kernel. */
 /* What the file must define besides the kernels: the H_* helpers, and the
@@ -210,7 +210,7 @@ static int is_wrap(Kp *k, const KExpr *e) {
   Ent *x = map_get(&k->m, e);
   if (x->wrap >= 0) return x->wrap;
   int w = 0;
-  if (e->kind == KX_CTX) w = 1;
+  if (e->kind == KX_CTX) w = e->t == KT_I64;
   else if (e->kind == KX_CONST && e->t == KT_I64) w = e->i >= ((int64_t)1 << 31) || e->i < -((int64_t)1 << 31);
   else if (e->kind == KX_VAR) w = k->wrapvar[e->var];
   else if (e->kind == KX_BIN && (e->op == KB_XOR || e->op == KB_SHR)) w = 1;
@@ -354,6 +354,11 @@ static void print_expr(Kp *k, const KExpr *e) {
     return;
   case KX_VAR: buf_printf(k->o, "v%d", e->var); return;
   case KX_CTX:
+    if (e->t == KT_F64) {   /* hyperparameter slot e->i - KCTX_COUNT */
+      k->helpers->bits |= H_HYPER;
+      buf_printf(k->o, "hyper_(ctx, %lld)", (long long)(e->i - KCTX_COUNT));
+      return;
+    }
     NNDC_ASSERT(e->i >= 0 && e->i < KCTX_COUNT);
     buf_printf(k->o, "ctx[%s]", slot[e->i]);
     return;
@@ -773,6 +778,38 @@ static Named *outputs_named(Emit *e, const Graph *g, int *n) {
   return v;
 }
 
+/* The optimizer options as run-time values: one slot per option of each
+ * param's update, named by macros; state.hyper may point at other values. */
+static void print_hyper_decl(Emit *e, Buf *o) {
+  const KProgram *kp = e->train.kp;
+  if (!kp->nhyper) return;
+  buf_printf(o, "\n/* Optimizer options, read by every %s_train_step from %s_hyper (which\n"
+             " * starts at the compiled values): slot %s_HYPER_<PARAM>_<OPTION> holds that\n"
+             " * option of the param's update (lr, momentum, beta1, beta2, eps, weight_decay...);\n"
+             " * change them between steps without recompiling.  Zero versus nonzero momentum\n"
+             " * and weight_decay is compiled in: keep it. */\n",
+             e->m, e->m, e->M);
+  buf_printf(o, "#define %s_HYPER_COUNT %d\n", e->M, kp->nhyper);
+  for (int k = 0; k < kp->nhyper; k++) {
+    const HyperSlot *h = &kp->hyper[k];
+    const char *pn = h->node->in[0]->name ? h->node->in[0]->name : "param";
+    buf_printf(o, "#define %s_HYPER_%s_%s %d\n", e->M, upper(e->a, ident(e->a, pn)), upper(e->a, h->name), k);
+  }
+  buf_printf(o, "extern double %s_hyper[%s_HYPER_COUNT];\n", e->m, e->M);
+}
+
+static void print_hyper_default(Emit *e, Buf *o) {
+  const KProgram *kp = e->train.kp;
+  if (!kp->nhyper) return;
+  buf_printf(o, "double %s_hyper[%s_HYPER_COUNT] = {", e->m, e->M);
+  for (int k = 0; k < kp->nhyper; k++) {
+    buf_puts(o, k % 6 ? " " : "\n  ");
+    print_float(o, kp->hyper[k].value, 0);
+    buf_puts(o, ",");
+  }
+  buf_puts(o, "\n};\n\n");
+}
+
 static size_t state_bytes(const Graph *tg) {
   size_t b = 0;
   for (int i = 0; i < tg->nstates; i++) b += (size_t)shape_numel(&tg->states[i].node->shape) * sizeof(float);
@@ -829,6 +866,7 @@ static char *emit_header(Emit *e) {
     print_fields(e, &o, tg->states, tg->nstates, "float", "state");
     buf_printf(&o, "} %s_state;\n\n", m);
     buf_printf(&o, "size_t %s_state_size(void);   /* bytes of all the state buffers together */\n", m);
+    print_hyper_decl(e, &o);
     buf_printf(&o, "/* One optimizer step on the batch in `in` (dropout seed %llu): updates p and\n"
                 " * s in place; out receives the outputs, loss and metrics of the batch\n"
                 " * computed before the update. */\n",
@@ -920,6 +958,8 @@ static const char *const helper_src[] = {
   "static float maxf_(float a, float b) { return a > b ? a : b; }\n",
   "static double mind_(double a, double b) { return a < b ? a : b; }\n",
   "static double maxd_(double a, double b) { return a > b ? a : b; }\n",
+  /* a hyperparameter: the f64 whose bits ctx[CTX_COUNT + k] holds */
+  "static double hyper_(const int64_t *ctx, int k) {\n  double v;\n  memcpy(&v, ctx + CTX_COUNT + k, sizeof v);\n  return v;\n}\n",
 };
 
 static void print_prologue(Emit *e, Buf *o) {
@@ -986,8 +1026,11 @@ static void print_weights(Emit *e, Buf *o) {
 static void print_entry(Emit *e, Buf *o, Prog *pr, const char *pre, const char *step_training, uint64_t seed) {
   buf_puts(o, "  char *ws = workspace;\n");
   buf_puts(o, pre);
-  buf_printf(o, "  int64_t ctx[CTX_COUNT] = {(int64_t)%lluull, %s, 0, 0};  /* seed, step, training */\n",
+  int nh = pr->kp->nhyper;
+  buf_printf(o, "  int64_t ctx[CTX_COUNT + %d] = {(int64_t)%lluull, %s, 0, 0};  /* seed, step, training */\n", nh,
              (unsigned long long)seed, step_training);
+  if (nh)   /* the optimizer options after the fixed slots, as f64 bits */
+    buf_printf(o, "  memcpy(ctx + CTX_COUNT, %s_hyper, sizeof(double) * %d);\n", e->m, nh);
   print_binds(o, pr, e->a, &e->helpers);
   buf_puts(o, "  (void)p;\n  (void)in;\n  (void)ws;\n");
   buf_printf(o, "  %s_run(bufs, ctx);\n", pr->prefix);
@@ -1014,6 +1057,7 @@ static char *emit_source(Emit *e) {
   print_entry(e, &fns, &e->fwd, "", "1, 0", e->g->train.seed);
   if (e->tg) {
     buf_printf(&fns, "\nsize_t %s_state_size(void) { return %zu; }\n\n", m, state_bytes(e->tg));
+    print_hyper_default(e, &fns);
     buf_printf(&fns, "void %s_train_step(%s_params *p, %s_state *s, const %s_inputs *in, %s_outputs *out, void *workspace) {\n",
             m, m, m, m, m);
     print_entry(e, &fns, &e->train, "  s->step++;\n", "s->step, 1", e->tg->train.seed);
