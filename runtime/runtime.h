@@ -245,7 +245,7 @@ typedef struct TrainEngines {
   Engine *step, *eval, *etail;
 } TrainEngines;
 /* Compiles the engines rt_train would for tg (from pass_optim, not split), eg
- * and etail (either may be NULL); 0, or -1 after reporting. */
+ * and etail (each may be NULL: no engine); 0, or -1 after reporting. */
 int  rt_train_engines(Diag *d, Graph *tg, Graph *eg, Graph *etail, const EngineOpts *eo, TrainEngines *out);
 void rt_train_engines_clone(const TrainEngines *o, int threads, TrainEngines *out);
 void rt_train_engines_free(TrainEngines *t);

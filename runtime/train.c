@@ -654,17 +654,20 @@ int rt_train(Diag *d, Graph *tg, Graph *eg, Graph *etail, ModelState *ms, const 
 
 int rt_train_engines(Diag *d, Graph *tg, Graph *eg, Graph *etail, const EngineOpts *eo, TrainEngines *out) {
   memset(out, 0, sizeof *out);
-  if (!tg->loss || !tg->updates || graph_is_split(tg)) {
+  if (tg && (!tg->loss || !tg->updates || graph_is_split(tg))) {
     diag_error(d, (Loc){0}, "the model has no loss to train");
     return -1;
   }
   Node **roots, *er[64];
-  int n = step_roots(tg, &roots);
-  out->step = engine_new(d, tg, roots, n, eo);
-  free(roots);
-  if (out->step && eg) out->eval = engine_new(d, eg, er, eval_roots(eg, er), eo);
-  if (out->step && etail) out->etail = engine_new(d, etail, er, eval_roots(etail, er), eo);
-  if (!out->step || (eg && !out->eval) || (etail && !out->etail)) {
+  if (tg) {
+    int n = step_roots(tg, &roots);
+    out->step = engine_new(d, tg, roots, n, eo);
+    free(roots);
+    if (!out->step) return -1;
+  }
+  if (eg) out->eval = engine_new(d, eg, er, eval_roots(eg, er), eo);
+  if (etail && (!eg || out->eval)) out->etail = engine_new(d, etail, er, eval_roots(etail, er), eo);
+  if ((eg && !out->eval) || (etail && !out->etail)) {
     rt_train_engines_free(out);
     return -1;
   }
@@ -672,7 +675,7 @@ int rt_train_engines(Diag *d, Graph *tg, Graph *eg, Graph *etail, const EngineOp
 }
 
 void rt_train_engines_clone(const TrainEngines *o, int threads, TrainEngines *out) {
-  out->step = engine_clone(o->step, threads);
+  out->step = o->step ? engine_clone(o->step, threads) : NULL;
   out->eval = o->eval ? engine_clone(o->eval, threads) : NULL;
   out->etail = o->etail ? engine_clone(o->etail, threads) : NULL;
 }

@@ -33,6 +33,13 @@ typedef struct Cli {
   const char *prompt;                  /* generate */
   int64_t tokens, top_k;               /* generate: -1 / 0: not given */
   double temperature;                  /* generate: default 1 */
+  Pair opts[MAX_ITEMS];    int nopts;    /* train --opt KEY=VALUE (optimizer options) */
+  const char *grid[MAX_ITEMS];  int ngrid;    /* sweep --grid KEY=V1,V2,... */
+  const char *range[MAX_ITEMS]; int nrange;   /* sweep --range KEY=DIST */
+  int64_t random;                      /* sweep --random N (0: not given) */
+  int64_t parallel;                    /* sweep --parallel P (0: not given) */
+  const char *csv;                     /* sweep --csv FILE */
+  int verbose;                         /* -v */
 } Cli;
 
 /* nndc.c */
@@ -44,6 +51,16 @@ void write_text(const char *s);
 /* run.c */
 int cmd_run(Cli *c, Diag *d);
 int cmd_train(Cli *c, Diag *d);
+void read_arrays(Diag *d, const Pair *p, int n, Array *out);
+void make_dataset(Diag *d, const Graph *g, const Pair *p, int n, const Array *raw, Dataset *ds, int same_samples);
+EngineOpts engine_opts(const Cli *c);
+/* sweep.c */
+int cmd_sweep(Cli *c, Diag *d);
+/* Sets optimizer option key (lr, momentum, weight_decay, beta1, beta2, eps,
+ * alpha) of o; 0, or -1 when there is no such option. */
+int optim_option(OptimCfg *o, const char *key, double v);
+/* Whether the updates of tg (after pass_optim) have option key. */
+int optim_has_option(const Graph *tg, const char *key);
 /* bench.c */
 int cmd_bench(Cli *c, Diag *d);
 /* emitc.c */

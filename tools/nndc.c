@@ -6,6 +6,8 @@
  *   nndc train M.nnd --data NAME=FILE ... [--test NAME=FILE ...] [--load P] [--save P]
  *                    [--save-every K] [--resume] [--epochs E] [--batch B] [--seed S] [--no-shuffle]
  *   mpirun -np K nndc train ...   (data-parallel, spec 11)
+ *   nndc sweep M.nnd --data ... --test ... (--grid KEY=V1,... | --random N --range KEY=DIST)
+ *                    [--parallel P] [--csv FILE] [--seed S] [--epochs E] [-v]
  *   nndc emit-c M.nnd -o DIR [--train] [--weights P]
  *   nndc bench M.nnd [--train] [--json] [--repeats R] [--baseline]
  *   nndc import MODEL.onnx [-o DIR]
@@ -32,7 +34,12 @@ static void usage(void) {
         "  run M.nnd --feed NAME=FILE ... [--load P] [--out DIR] [--grad] [--seed S] [--png]\n"
         "  train M.nnd --data NAME=FILE ... [--test NAME=FILE ...] [--load P] [--save P]\n"
         "              [--save-every K] [--resume] [--epochs E] [--batch B] [--seed S] [--no-shuffle]\n"
+        "              [--opt KEY=VALUE] (optimizer options: lr, momentum, weight_decay, beta1, ...)\n"
         "              (under mpirun -np K: data-parallel on K processes)\n"
+        "  sweep M.nnd --data ... --test ... (--grid KEY=V1,V2,... | --random N --range KEY=DIST)\n"
+        "              [--parallel P] [--csv FILE] [--seed S] [--epochs E] [-v]\n"
+        "              KEY: lr momentum weight_decay beta1 beta2 eps alpha batch epochs seed;\n"
+        "              DIST: uniform(a,b) or loguniform(a,b) (under mpirun: trials over the ranks)\n"
         "  emit-c M.nnd -o DIR [--train] [--weights P]\n"
         "  bench M.nnd [--train] [--json] [--repeats R] [--baseline]\n"
         "  generate M.nnd --load P [--prompt TEXT] [--tokens K] [--temperature T] [--top-k K] [--seed S]\n"
@@ -106,7 +113,21 @@ static void parse_option(Cli *c, int argc, char **argv, int *i) {
     add_pair(c->feeds, &c->nfeeds, parse_pair(a, optval(argc, argv, i)), a);
   } else if (!strcmp(a, "--test")) {
     add_pair(c->tests, &c->ntests, parse_pair(a, optval(argc, argv, i)), a);
-  } else if (!strcmp(a, "--load")) c->load = optval(argc, argv, i);
+  } else if (!strcmp(a, "--opt")) {
+    Pair p = parse_pair(a, optval(argc, argv, i));
+    char *end;
+    double v = strtod(p.path, &end);
+    if (*end || !isfinite(v) || v < 0) usage_error("--opt %s: '%s' is not a number >= 0", p.name, p.path);
+    add_pair(c->opts, &c->nopts, p, a);
+  } else if (!strcmp(a, "--grid") || !strcmp(a, "--range")) {
+    int *n = a[2] == 'g' ? &c->ngrid : &c->nrange;
+    if (*n >= MAX_ITEMS) usage_error("too many %s options", a);
+    (a[2] == 'g' ? c->grid : c->range)[(*n)++] = optval(argc, argv, i);
+  } else if (!strcmp(a, "--random")) c->random = parse_int(a, optval(argc, argv, i), 1);
+  else if (!strcmp(a, "--parallel")) c->parallel = parse_int(a, optval(argc, argv, i), 1);
+  else if (!strcmp(a, "--csv")) c->csv = optval(argc, argv, i);
+  else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) c->verbose = 1;
+  else if (!strcmp(a, "--load")) c->load = optval(argc, argv, i);
   else if (!strcmp(a, "--save")) c->save = optval(argc, argv, i);
   else if (!strcmp(a, "--out")) c->out = optval(argc, argv, i);
   else if (!strcmp(a, "-o")) c->emit_dir = optval(argc, argv, i);
@@ -166,7 +187,7 @@ static void parse_args(Cli *c, int argc, char **argv) {
     exit(argc < 2 ? 2 : 0);
   }
   c->cmd = argv[1];
-  static const char *cmds[] = {"check", "ir", "run", "train", "emit-c", "bench", "generate", "import"};
+  static const char *cmds[] = {"check", "ir", "run", "train", "emit-c", "bench", "generate", "import", "sweep"};
   int known = 0;
   for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++) known |= !strcmp(c->cmd, cmds[k]);
   if (!known) usage_error("unknown command '%s'", c->cmd);
@@ -280,6 +301,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(c.cmd, "bench")) rc = cmd_bench(&c, &d);
   else if (!strcmp(c.cmd, "generate")) rc = cmd_generate(&c, &d);
   else if (!strcmp(c.cmd, "import")) rc = cmd_import(&c, &d);
+  else if (!strcmp(c.cmd, "sweep")) rc = cmd_sweep(&c, &d);
   else rc = cmd_emit_c(&c, &d);
   flush_diag(&d);
   diag_free(&d);

@@ -10,7 +10,7 @@
 #include "cli.h"
 
 /* Reads every NAME=FILE pair; the arrays keep the file's element type. */
-static void read_arrays(Diag *d, const Pair *p, int n, Array *out) {
+void read_arrays(Diag *d, const Pair *p, int n, Array *out) {
   for (int i = 0; i < n; i++)
     if (data_read(d, p[i].path, &out[i])) fail(d);
 }
@@ -26,7 +26,7 @@ static const Node *input_named(const Graph *g, const char *name) {
  * hold the same number of samples.  `run` feeds each array whole: the
  * frontend has bound the symbolic dims from the feeds (inputs sharing one
  * must agree) and every array must then have its input's shape. */
-static void make_dataset(Diag *d, const Graph *g, const Pair *p, int n, const Array *raw, Dataset *ds,
+void make_dataset(Diag *d, const Graph *g, const Pair *p, int n, const Array *raw, Dataset *ds,
                          int same_samples) {
   memset(ds, 0, sizeof *ds);
   ds->n = n;
@@ -100,7 +100,7 @@ static int computable(const Graph *g, Node *n, const uint8_t *fed) {
   return ok;
 }
 
-static EngineOpts engine_opts(const Cli *c) {
+EngineOpts engine_opts(const Cli *c) {
   EngineOpts o = {c->engine, c->threads, 0};
   return o;
 }
@@ -277,6 +277,12 @@ int cmd_train(Cli *c, Diag *d) {
   Dataset train, test;
   make_dataset(d, &tg, c->feeds, c->nfeeds, raw, &train, 1);
   int procs = comm_size(), rank0 = comm_rank() == 0;
+  for (int i = 0; i < c->nopts; i++)   /* --opt KEY=VALUE over the train block's optimizer */
+    if (optim_option(&tg.train.opt, c->opts[i].name, strtod(c->opts[i].path, NULL))) {
+      fprintf(stderr, "nndc: usage error: --opt: the optimizer has no option '%s' (lr, momentum, weight_decay, "
+              "beta1, beta2, eps, alpha)\n", c->opts[i].name);
+      return 2;
+    }
   if (pass_autodiff(d, &tg) || (procs > 1 ? pass_optim_split(d, &tg) : pass_optim(d, &tg))) fail(d);
   Graph *egp = NULL, *etp = NULL;
   if (c->ntests) {
