@@ -450,6 +450,11 @@ int cmd_sweep(Cli *c, Diag *d) {
   Sweep *sw = &s;
   sw->c = c;
   check_args(sw);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sigaction(SIGINT, &sa, NULL);
+
   sw->rank = comm_rank(), sw->ranks = comm_size();
   Array raw[MAX_ITEMS], rawt[MAX_ITEMS];
   read_arrays(d, c->feeds, c->nfeeds, raw);
@@ -480,7 +485,8 @@ int cmd_sweep(Cli *c, Diag *d) {
   for (int i = 0; i < c->ntests; i++) array_free(&rawt[i]);
   flush_diag(d);
   if (sw->rank == 0) {
-    printf("sweep %s: %d trials, %d at a time (%d threads each)", c->model, sw->nt, par, sw->threads);
+    printf("sweep %s: %d trials, %d at a time (%d thread%s each)", c->model, sw->nt, par, sw->threads,
+           sw->threads == 1 ? "" : "s");
     if (sw->ranks > 1) printf(" on each of %d processes", sw->ranks);
     printf("\n");
   }
@@ -488,10 +494,6 @@ int cmd_sweep(Cli *c, Diag *d) {
     fprintf(stderr, "sweep: rank %d compiled %d training programs (one per shape set) and %d evaluation programs in %.2f s\n",
             sw->rank, sw->nentries, sw->has_eg + sw->has_etail, now_s() - t0);
   if (sw->rank == 0) print_header(sw);
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigint;
-  sigaction(SIGINT, &sa, NULL);
   pthread_mutex_init(&sw->mu, NULL);
   pthread_t *th = calloc((size_t)par, sizeof *th);
   for (int p = 0; p < par; p++) pthread_create(&th[p], NULL, worker, sw);
