@@ -79,20 +79,16 @@ static Node *sum_all(Graph *g, Node *x) {
   return ir_build(g, OP_SUM, &x, 1, &a, (Loc){0});
 }
 
+static Node *case_graph(Graph *g, Arena *a, const OptimCfg *o, Node **gin);
+
 static void run_case(const Case *c) {
   Arena arena;
   Graph g;
   Diag d;
   arena_init(&arena);
-  graph_init(&g, &arena);
   diag_init(&d);
   Shape s = {2, {2, 3}};
-  Node *w = leaf(&g, OP_PARAM, s, "w"), *gin = leaf(&g, OP_INPUT, s, "G");
-  set_params(&g, &w, 1);
-  g.loss = sum_all(&g, ir_bin(&g, OP_MUL, w, gin));
-  g.train.opt = c->o;
-  cr_assert_eq(pass_autodiff(&d, &g), 0);
-  cr_assert_eq(pass_optim(&d, &g), 0, "%s", d.buf ? d.buf : "");
+  Node *gin, *w = case_graph(&g, &arena, &c->o, &gin);
   cr_assert_eq(g.nupdates, 1);
   cr_assert_eq(ir_verify(&g, &d), 0, "%s", d.buf ? d.buf : "");
 
@@ -236,21 +232,27 @@ Test(optim, jit_runtime_options_match_compiled_and_torch) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) jit_case(&cases[i]);
 }
 
+/* Params a f32[3] and b (shape sb), loss sum(a) (or sum(a + b) with add), optimizer o, after pass_optim. */
+static void two_param_graph(Graph *g, Arena *a, Diag *d, Shape sb, int add, OptimCfg o, Node **p) {
+  arena_init(a);
+  graph_init(g, a);
+  diag_init(d);
+  p[0] = leaf(g, OP_PARAM, (Shape){1, {3}}, "a"), p[1] = leaf(g, OP_PARAM, sb, "b");
+  set_params(g, p, 2);
+  g->loss = sum_all(g, add ? ir_bin(g, OP_ADD, p[0], p[1]) : p[0]);
+  g->train.opt = o;
+  cr_assert_eq(pass_autodiff(d, g), 0);
+  cr_assert_eq(pass_optim(d, g), 0);
+}
+
 /* Options are per update node: another lr for one param leaves the other's alone. */
 Test(optim, runtime_options_per_update) {
   for (int engine = 0; engine < 2; engine++) {
     Arena arena;
     Graph g;
     Diag d;
-    arena_init(&arena);
-    graph_init(&g, &arena);
-    diag_init(&d);
-    Node *p[2] = {leaf(&g, OP_PARAM, (Shape){1, {3}}, "a"), leaf(&g, OP_PARAM, (Shape){1, {3}}, "b")};
-    set_params(&g, p, 2);
-    g.loss = sum_all(&g, ir_bin(&g, OP_ADD, p[0], p[1]));
-    g.train.opt = (OptimCfg){OPTIM_SGD, 0.5, 0, 0, 0, 0, 0, 0, 0};
-    cr_assert_eq(pass_autodiff(&d, &g), 0);
-    cr_assert_eq(pass_optim(&d, &g), 0);
+    Node *p[2];
+    two_param_graph(&g, &arena, &d, (Shape){1, {3}}, 1, (OptimCfg){OPTIM_SGD, 0.5, 0, 0, 0, 0, 0, 0, 0}, p);
     EngineOpts eo = {engine ? ENGINE_INTERP : ENGINE_JIT, 1, 0};
     Engine *e = engine_new(&d, &g, g.updates, g.nupdates, &eo);
     cr_assert(e, "%s", d.buf ? d.buf : "");
@@ -287,15 +289,8 @@ Test(optim, states_and_updates) {
     Arena arena;
     Graph g;
     Diag d;
-    arena_init(&arena);
-    graph_init(&g, &arena);
-    diag_init(&d);
-    Node *p[2] = {leaf(&g, OP_PARAM, (Shape){1, {3}}, "a"), leaf(&g, OP_PARAM, (Shape){2, {2, 2}}, "b")};
-    set_params(&g, p, 2);
-    g.loss = sum_all(&g, p[0]);
-    g.train.opt = (OptimCfg){want[i].k, 0.1, 0, 0.9, 0.999, 1e-8, 0.99, 0, 0};
-    cr_assert_eq(pass_autodiff(&d, &g), 0);
-    cr_assert_eq(pass_optim(&d, &g), 0);
+    Node *p[2];
+    two_param_graph(&g, &arena, &d, (Shape){2, {2, 2}}, 0, (OptimCfg){want[i].k, 0.1, 0, 0.9, 0.999, 1e-8, 0.99, 0, 0}, p);
     cr_expect_eq(g.nupdates, 2);
     cr_expect_eq(g.nstates, 2 * want[i].nstates);
     cr_expect_str_eq(g.states[want[i].nstates].name, want[i].first);
