@@ -239,3 +239,14 @@ Test(sweep, usage_errors) {
     free(o);
   }
 }
+
+/* A trial whose loss diverges is reported and left out; the others stand. */
+Test(sweep, diverging_trial_is_left_out) {
+  int st;
+  char *o = util_nndc(&st, "sweep %s --grid lr=0.1,1e30 --epochs 1", args);
+  cr_expect_eq(st, 0, "%s", o);
+  cr_expect(strstr(o, "trial 2 failed"), "%s", o);
+  cr_expect(strstr(o, "sweep: 1 of 2 trials finished, 1 failed"), "%s", o);
+  cr_expect(strstr(o, "best (trial 1)"), "%s", o);
+  free(o);
+}

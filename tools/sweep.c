@@ -13,7 +13,9 @@
  * cores split among them; under an MPI launcher rank r runs trials r, r+K,
  * ... on its own and rank 0 gathers the results.  Ctrl-C stops every running
  * trial between two steps and prints the table of those that finished
- * (exit status 130). */
+ * (exit status 130).  A trial that fails (a loss that turns NaN) is
+ * reported and left out of the table; the status is 1 only when every trial
+ * failed. */
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
@@ -192,6 +194,7 @@ static void make_trials(Sweep *sw, const double *base, uint64_t seed) {
       double u = rng_uniform(seed, 0x5ee9u + (uint64_t)j, (uint64_t)i);
       double v = a->log ? exp(log(a->lo) + u * (log(a->hi) - log(a->lo))) : a->lo + u * (a->hi - a->lo);
       t->v[a->key] = a->key >= NOPT ? floor(v + 0.5) : round4(v);
+      if ((a->key == K_BATCH || a->key == K_EPOCHS) && t->v[a->key] < 1) t->v[a->key] = 1;
     }
   }
 }
@@ -405,7 +408,7 @@ static int report(Sweep *sw) {
   }
   fflush(stdout);
   free(order);
-  return g_stop ? 130 : failed ? 1 : 0;
+  return g_stop ? 130 : n == 0 && failed ? 1 : 0;   /* a diverging trial is a result, not an error */
 }
 
 /* ------------------------------------------------------------- the command */
