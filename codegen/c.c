@@ -157,7 +157,7 @@ static Ent *map_get(Map *m, const KExpr *e) {
 /* ------------------------------------------------------------- a kernel */
 
 enum { H_WADD = 1, H_WSUB = 2, H_WMUL = 4, H_WSHR = 8, H_IMIN = 16, H_IMAX = 32, H_IABS = 64, H_FILL = 128,
-       H_FMIN = 256, H_FMAX = 512, H_DMIN = 1024, H_DMAX = 2048 };
+       H_FMIN = 256, H_FMAX = 512, H_DMIN = 1024, H_DMAX = 2048, H_HYPER = 4096 };
 
 /* The state of printing one kernel. */
 /* What the file must define besides the kernels: the H_* helpers, and the
@@ -210,7 +210,7 @@ static int is_wrap(Kp *k, const KExpr *e) {
   Ent *x = map_get(&k->m, e);
   if (x->wrap >= 0) return x->wrap;
   int w = 0;
-  if (e->kind == KX_CTX) w = 1;
+  if (e->kind == KX_CTX) w = e->t == KT_I64;
   else if (e->kind == KX_CONST && e->t == KT_I64) w = e->i >= ((int64_t)1 << 31) || e->i < -((int64_t)1 << 31);
   else if (e->kind == KX_VAR) w = k->wrapvar[e->var];
   else if (e->kind == KX_BIN && (e->op == KB_XOR || e->op == KB_SHR)) w = 1;
@@ -354,6 +354,11 @@ static void print_expr(Kp *k, const KExpr *e) {
     return;
   case KX_VAR: buf_printf(k->o, "v%d", e->var); return;
   case KX_CTX:
+    if (e->t == KT_F64) {   /* hyperparameter slot e->i - KCTX_COUNT */
+      k->helpers->bits |= H_HYPER;
+      buf_printf(k->o, "hyper_(ctx, %lld)", (long long)(e->i - KCTX_COUNT));
+      return;
+    }
     NNDC_ASSERT(e->i >= 0 && e->i < KCTX_COUNT);
     buf_printf(k->o, "ctx[%s]", slot[e->i]);
     return;
@@ -631,6 +636,9 @@ typedef struct Prog {
   KProgram *kp;
   const char *prefix;   /* "fwd" or "train": prefix of its static functions */
   const char **bname;   /* [nbufs] */
+  const char *hyper;    /* a training step's optimizer options: "<m>_hyper" or, with step
+                         * blocks, "<m>_hyper_<step>"; NULL for the forward program */
+  const char *hyper_m;  /* its macros' prefix: "<M>_HYPER" or "<M>_HYPER_<STEP>" */
 } Prog;
 
 static int name_taken(const char **names, int n, const char *s) {
@@ -781,6 +789,38 @@ static Named *outputs_named(Emit *e, const Graph *g, int *n) {
   return v;
 }
 
+/* The optimizer options as run-time values: one slot per option of each
+ * param's update, named by macros; state.hyper may point at other values. */
+static void print_hyper_decl(Emit *e, Buf *o, const Prog *pr) {
+  const KProgram *kp = pr->kp;
+  if (!kp->nhyper) return;
+  buf_printf(o, "\n/* Optimizer options, read by every call of the training step from %s\n"
+             " * (which starts at the compiled values): slot %s_<PARAM>_<OPTION> holds that\n"
+             " * option of the param's update (lr, momentum, beta1, beta2, eps, weight_decay...);\n"
+             " * change them between steps without recompiling.  Zero versus nonzero momentum\n"
+             " * and weight_decay is compiled in: keep it. */\n",
+             pr->hyper, pr->hyper_m);
+  buf_printf(o, "#define %s_COUNT %d\n", pr->hyper_m, kp->nhyper);
+  for (int k = 0; k < kp->nhyper; k++) {
+    const HyperSlot *h = &kp->hyper[k];
+    const char *pn = h->node->in[0]->name ? h->node->in[0]->name : "param";
+    buf_printf(o, "#define %s_%s_%s %d\n", pr->hyper_m, upper(e->a, ident(e->a, pn)), upper(e->a, h->name), k);
+  }
+  buf_printf(o, "extern double %s[%s_COUNT];\n", pr->hyper, pr->hyper_m);
+}
+
+static void print_hyper_default(Buf *o, const Prog *pr) {
+  const KProgram *kp = pr->kp;
+  if (!kp->nhyper) return;
+  buf_printf(o, "double %s[%s_COUNT] = {", pr->hyper, pr->hyper_m);
+  for (int k = 0; k < kp->nhyper; k++) {
+    buf_puts(o, k % 6 ? " " : "\n  ");
+    print_float(o, kp->hyper[k].value, 0);
+    buf_puts(o, ",");
+  }
+  buf_puts(o, "\n};\n\n");
+}
+
 static size_t state_bytes(const Graph *tg) {
   size_t b = 0;
   for (int i = 0; i < tg->nstates; i++) b += (size_t)shape_numel(&tg->states[i].node->shape) * sizeof(float);
@@ -840,6 +880,7 @@ static void emit_train_decls(Emit *e, Buf *o) {
     }
     buf_printf(o, "void   %s(%s_params *p, %s_state *s, const %s_inputs *in, %s_outputs *out, void *workspace);\n",
                step_fn(e, k), m, m, m, m);
+    print_hyper_decl(e, o, &e->train[k]);
   }
 }
 
@@ -968,6 +1009,8 @@ static const char *const helper_src[] = {
   "static float maxf_(float a, float b) { return a > b ? a : b; }\n",
   "static double mind_(double a, double b) { return a < b ? a : b; }\n",
   "static double maxd_(double a, double b) { return a > b ? a : b; }\n",
+  /* a hyperparameter: the f64 whose bits ctx[CTX_COUNT + k] holds */
+  "static double hyper_(const int64_t *ctx, int k) {\n  double v;\n  memcpy(&v, ctx + CTX_COUNT + k, sizeof v);\n  return v;\n}\n",
 };
 
 static void print_prologue(Emit *e, Buf *o) {
@@ -1034,8 +1077,11 @@ static void print_weights(Emit *e, Buf *o) {
 static void print_entry(Emit *e, Buf *o, Prog *pr, const char *pre, const char *step_training, uint64_t seed) {
   buf_puts(o, "  char *ws = workspace;\n");
   buf_puts(o, pre);
-  buf_printf(o, "  int64_t ctx[CTX_COUNT] = {(int64_t)%lluull, %s, 0, 0};  /* seed, step, training */\n",
+  int nh = pr->kp->nhyper;
+  buf_printf(o, "  int64_t ctx[CTX_COUNT + %d] = {(int64_t)%lluull, %s, 0, 0};  /* seed, step, training */\n", nh,
              (unsigned long long)seed, step_training);
+  if (nh)   /* the optimizer options after the fixed slots, as f64 bits */
+    buf_printf(o, "  memcpy(ctx + CTX_COUNT, %s, sizeof(double) * %d);\n", pr->hyper, nh);
   print_binds(o, pr, e->a, &e->helpers);
   buf_puts(o, "  (void)p;\n  (void)in;\n  (void)ws;\n");
   buf_printf(o, "  %s_run(bufs, ctx);\n", pr->prefix);
@@ -1065,7 +1111,9 @@ static char *emit_source(Emit *e) {
   if (e->tg) buf_printf(&fns, "\nsize_t %s_state_size(void) { return %zu; }\n", m, state_bytes(e->tg));
   for (int k = 0; e->tg && k < e->nsteps; k++) {
     const char *c = step_counter(e, k);
-    buf_printf(&fns, "\nvoid %s(%s_params *p, %s_state *s, const %s_inputs *in, %s_outputs *out, void *workspace) {\n",
+    buf_puts(&fns, "\n");
+    print_hyper_default(&fns, &e->train[k]);
+    buf_printf(&fns, "void %s(%s_params *p, %s_state *s, const %s_inputs *in, %s_outputs *out, void *workspace) {\n",
                step_fn(e, k), m, m, m, m);
     print_entry(e, &fns, &e->train[k], arena_printf(e->a, "  s->%s++;\n", c), arena_printf(e->a, "s->%s, 1", c),
                 rng_step_seed(e->steps[k]->train.seed, k));
@@ -1143,6 +1191,9 @@ int c_emit_steps(Diag *d, const Graph *g, const Graph *const *tgs, int ntg, floa
   if (lower(&e, &e.fwd, g, 0, "fwd")) goto done;
   for (int k = 0; k < ntg; k++)
     if (lower(&e, &e.train[k], tgs[k], 1, ntg > 1 ? arena_printf(&a, "train%d", k) : "train")) goto done;
+    const char *sn = tgs[k]->step ? ident(&a, tgs[k]->train.steps[tgs[k]->step - 1].name) : NULL;
+    e.train[k].hyper = sn ? arena_printf(&a, "%s_hyper_%s", e.m, sn) : arena_printf(&a, "%s_hyper", e.m);
+    e.train[k].hyper_m = sn ? arena_printf(&a, "%s_HYPER_%s", e.M, upper(&a, sn)) : arena_printf(&a, "%s_HYPER", e.M);
   *source = emit_source(&e);
   *header = emit_header(&e);
   rc = 0;

@@ -23,6 +23,17 @@ typedef struct KernelProf {
  * reporting.  The graph must outlive the program. */
 JitProgram *jit_compile(Diag *d, Graph *g, Node *const *roots, int nroots, int threads, int profile);
 void  jit_bind(JitProgram *p, const Node *leaf, void *data);     /* borrowed */
+/* Another instance of o's compiled code, with its own arena, bindings (none
+ * yet) and a copy of o's hyperparameters; no compilation.  o must outlive it.
+ * threads: 0 = o's. */
+JitProgram *jit_clone(const JitProgram *o, int threads);
+/* Sets the run-time hyperparameter `name` (ops.def's attribute name of the
+ * OPT_* updates: "lr", "momentum", "beta1", ...) of update node upd (of the
+ * caller's graph), or of every update when upd is NULL, for the next runs.
+ * Returns the number of slots set (0: no update has it), or -1 (nothing set)
+ * when v is zero where the program was compiled with nonzero momentum or
+ * weight_decay or the other way round: that is another program. */
+int   jit_set_hyper(JitProgram *p, const Node *upd, const char *name, double v);
 int   jit_run(JitProgram *p, Diag *d, const RunCtx *ctx);
 /* Data parallel: noise and dropout draw element i as part * numel + i (Interp.part). */
 void  jit_set_part(JitProgram *p, int64_t part);

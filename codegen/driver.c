@@ -6,7 +6,7 @@
  * the caller keeps using to bind leaves and read roots.  It copies the graph
  * into the program's arena, optimizes the copy (passes_optimize_ex: simplify,
  * fuse), lowers it (lower.c) and plans its memory (plan.c), then re-indexes
- * the program's node_buf by the caller's node ids.
+ * the program's node_buf (and its hyperparameter slots) by the caller's node ids.
  */
 #include "kir.h"
 #include "../passes/passes.h"
@@ -67,5 +67,8 @@ KProgram *codegen_lower(Diag *d, Arena *a, const Graph *g, Node *const *roots, i
   int *nb = arena_alloc(a, ((size_t)g->nnodes + 1) * sizeof *nb);
   for (int i = 0; i < g->nnodes; i++) nb[i] = map[i] ? p->node_buf[map[i]->id] : -1;
   p->node_buf = nb;
+  for (int i = 0; i < g->nnodes; i++)   /* hyperparameter slots: by the caller's ids too */
+    for (int k = 0; map[i] && k < p->nhyper; k++)
+      if (p->hyper[k].node == map[i]) p->hyper[k].node_id = i;
   return p;
 }

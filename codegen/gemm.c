@@ -132,6 +132,12 @@ KExpr *kg_ctx(KGen *g, int slot) {
   return e;
 }
 
+KExpr *kg_hyper(KGen *g, int k) {
+  KExpr *e = kg_new(g, KX_CTX, KT_F64);
+  e->i = KCTX_COUNT + k;
+  return e;
+}
+
 KExpr *kg_cast(KGen *g, KType t, KExpr *x) {
   if (x->t == t) return x;
   KExpr *e = kg_new(g, KX_CAST, t);

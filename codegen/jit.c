@@ -10,6 +10,10 @@
  * run by OpenMP threads (each element is computed by the same code whatever
  * the split, so results do not depend on the thread count).  Errors that
  * kernels flag in ctx[] (a label out of range) are reported at the node.
+ * The program's hyperparameters (KProgram.hyper: optimizer options) start at
+ * their compiled values; jit_set_hyper changes them for the next runs.
+ * jit_clone makes another instance of the same code (its own arena,
+ * bindings and hyperparameters) without compiling: trials of a sweep.
  */
 #include <omp.h>
 #include <stdlib.h>
@@ -32,6 +36,9 @@ struct JitProgram {
   int64_t part;        /* ctx[KCTX_PART] (jit_set_part) */
   void (*after)(void *user, int kernel);   /* jit_set_hook */
   void *user;
+  double *hyper;       /* [kp->nhyper] current hyperparameter values */
+  int64_t *ctx;        /* [KCTX_COUNT + kp->nhyper] the kernels' context */
+  int borrowed;        /* a jit_clone: arena, kp, fns and lj are its origin's */
 };
 
 static double now(void) {
@@ -57,6 +64,14 @@ static void alloc_arena(JitProgram *p) {
   p->bufs = xcalloc((size_t)kp->nbufs, sizeof *p->bufs);
   for (int b = 0; b < kp->nbufs; b++)
     if (kp->bufs[b].kind != KB_LEAF) p->bufs[b] = p->mem + kp->bufs[b].offset;
+}
+
+/* Hyperparameters from src (a clone's origin), else the compiled values. */
+static void init_hyper(JitProgram *p, const double *src) {
+  int n = p->kp->nhyper;
+  p->hyper = xcalloc((size_t)n, sizeof *p->hyper);
+  p->ctx = xcalloc((size_t)(KCTX_COUNT + n), sizeof *p->ctx);
+  for (int k = 0; k < n; k++) p->hyper[k] = src ? src[k] : p->kp->hyper[k].value;
 }
 
 static void init_profile(JitProgram *p) {
@@ -88,8 +103,34 @@ JitProgram *jit_compile(Diag *d, Graph *g, Node *const *roots, int nroots, int t
   }
   alloc_arena(p);
   init_profile(p);
+  init_hyper(p, NULL);
   p->compile_s = now() - t0;
   return p;
+}
+
+JitProgram *jit_clone(const JitProgram *o, int threads) {
+  JitProgram *p = xcalloc(1, sizeof *p);
+  p->kp = o->kp;
+  p->fns = o->fns;
+  p->lj = o->lj;
+  p->borrowed = 1;
+  p->threads = threads > 0 ? threads : o->threads;
+  alloc_arena(p);
+  init_profile(p);
+  init_hyper(p, o->hyper);
+  return p;
+}
+
+int jit_set_hyper(JitProgram *p, const Node *upd, const char *name, double v) {
+  int set = 0;
+  for (int pass = 0; pass < 2; pass++)   /* check every slot, then set */
+    for (int k = 0; k < p->kp->nhyper; k++) {
+      const HyperSlot *h = &p->kp->hyper[k];
+      if ((upd && h->node_id != upd->id) || strcmp(h->name, name)) continue;
+      if (!pass && h->structural && (h->value == 0) != (v == 0)) return -1;
+      if (pass) p->hyper[k] = v, set++;
+    }
+  return set;
 }
 
 void jit_set_part(JitProgram *p, int64_t part) { p->part = part; }
@@ -146,7 +187,9 @@ int jit_run(JitProgram *p, Diag *d, const RunCtx *c) {
     diag_error(d, n->loc, "JIT: %s '%s' is not bound", op_info[n->op].name, n->name ? n->name : "?");
     return -1;
   }
-  int64_t ctx[KCTX_COUNT] = {0};
+  int64_t *ctx = p->ctx;
+  memset(ctx, 0, KCTX_COUNT * sizeof *ctx);
+  memcpy(ctx + KCTX_COUNT, p->hyper, (size_t)kp->nhyper * sizeof *p->hyper);  /* f64 bits */
   ctx[KCTX_SEED] = (int64_t)c->seed;
   ctx[KCTX_STEP] = c->step;
   ctx[KCTX_TRAINING] = c->training != 0;
@@ -184,11 +227,15 @@ size_t jit_peak_bytes(JitProgram *p) { return p->kp ? p->kp->arena_bytes : 0; }
 
 void jit_free(JitProgram *p) {
   if (!p) return;
-  llvm_free(p->lj);
-  free(p->fns);
+  if (!p->borrowed) {
+    llvm_free(p->lj);
+    free(p->fns);
+    arena_free(&p->arena);
+  }
   free(p->bufs);
   free(p->mem);
   free(p->prof);
-  arena_free(&p->arena);
+  free(p->hyper);
+  free(p->ctx);
   free(p);
 }

@@ -56,7 +56,8 @@ typedef enum {
 typedef enum {
   KX_CONST,   /* f (KT_F32, KT_F64) or i (KT_I64, KT_BOOL) */
   KX_VAR,     /* var: a loop variable or local */
-  KX_CTX,     /* i: a KCTX_* slot, read as i64 */
+  KX_CTX,     /* i: a KCTX_* slot, read as i64 (t KT_I64); or, t KT_F64, slot
+               * KCTX_COUNT + k read as the f64 its bits hold: hyperparameter k */
   KX_LOAD,    /* buf[a[0]]; f32 buffers load KT_F32, i32 buffers KT_I64 (sign-extended) */
   KX_UN,      /* op: KUnop of a[0] */
   KX_BIN,     /* op: KBinop of a[0], a[1] (same type) */
@@ -147,8 +148,23 @@ typedef struct Kernel {
   int64_t errarg;
 } Kernel;
 
+/* A hyperparameter the update kernels read at run time (an optimizer's lr,
+ * momentum, ...): ctx[KCTX_COUNT + k] holds the f64 bits of slot k's value,
+ * so another value needs no recompilation.  Whether momentum or
+ * weight_decay is zero changes the code (structural): such a slot keeps the
+ * zero-ness it was compiled with. */
+typedef struct HyperSlot {
+  const Node *node;   /* the OPT_* update node of the lowered graph */
+  int node_id;        /* its id in the caller's graph (codegen_lower), else node->id */
+  int attr;           /* the Attr.f index it replaces */
+  const char *name;   /* ops.def's attribute name: "lr", "momentum", "beta1", ... */
+  double value;       /* the compiled value, node->a.f[attr] */
+  int structural;     /* zero and nonzero values compile differently */
+} HyperSlot;
+
 typedef struct KProgram {
   Arena *arena;       /* owns every kernel, statement and expression */
+  HyperSlot *hyper; int nhyper;  /* runtime hyperparameters, each update's slots together */
   KBuffer *bufs;  int nbufs;
   Kernel **kernels; int nkernels;
   int *node_buf;      /* [graph nnodes] buffer of each node, -1 if not computed */
@@ -232,6 +248,7 @@ KExpr *kg_muli(KGen *g, KExpr *x, int64_t c);
 KExpr *kg_sel(KGen *g, KExpr *c, KExpr *x, KExpr *y);
 KExpr *kg_un(KGen *g, int op, KExpr *x);       /* KUnop */
 KExpr *kg_ctx(KGen *g, int slot);               /* ctx[KCTX_*] */
+KExpr *kg_hyper(KGen *g, int k);                /* hyperparameter slot k (f64) */
 KExpr *kg_cast(KGen *g, KType t, KExpr *x);
 KExpr *kg_load(KGen *g, int buf, KExpr *idx);
 /* Statement builders append at `at` and return the next statement's slot. */

@@ -352,7 +352,8 @@ static LLVMValueRef expr(Gen *g, const KExpr *e) {
   case KX_VAR: return LLVMBuildLoad2(g->b, ktype(g, e->t), g->vars[e->var], "");
   case KX_CTX: {
     LLVMValueRef i = LLVMConstInt(g->i64, (unsigned long long)e->i, 0);
-    return LLVMBuildLoad2(g->b, g->i64, LLVMBuildInBoundsGEP2(g->b, g->i64, g->ctx, &i, 1, ""), "");
+    LLVMValueRef v = LLVMBuildLoad2(g->b, g->i64, LLVMBuildInBoundsGEP2(g->b, g->i64, g->ctx, &i, 1, ""), "");
+    return e->t == KT_F64 ? LLVMBuildBitCast(g->b, v, g->f64, "") : v;   /* a hyperparameter */
   }
   case KX_LOAD: return ex_load(g, e);
   case KX_UN: return ex_un(g, e);

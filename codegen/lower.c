@@ -25,6 +25,7 @@ typedef struct L {
   KGen kg;         /* builds the current kernel (kg.k) */
   const Graph *g;
   struct Packed *packed;  /* the packed copies of B made so far */
+  int *hbase;      /* [g nnodes] first hyperparameter slot of each update, -1: none yet */
 } L;
 
 /* A packed copy of a matmul's right operand (gemm_pack), made once and
@@ -995,14 +996,23 @@ static void lower_pool_bwd(L *l, const Node *n) {
 }
 
 /* OPT_*: torch.optim update rules, elementwise over the param; p and the
- * state buffers are written in place.  Step-dependent scalars (Adam's bias
- * corrections) are computed in f64 from ctx[KCTX_STEP], once per call.
- * Every update of a program with the same rule and hyperparameters runs in
- * one kernel (lower_update_group): the params' elements in chunks of
- * UPDATE_CHUNK, the chunks of all params one PARALLEL range. */
+ * state buffers are written in place.  The hyperparameters (every f attr of
+ * the update: lr, momentum, betas, eps, weight_decay...) are run-time values,
+ * one slot group per update node (KProgram.hyper, read from ctx as f64):
+ * another value reuses the program.  Zero versus nonzero momentum and
+ * weight_decay, nesterov, AdamW and the rule are the code's structure.  The
+ * f32 scalars are rounded from f64 expressions of the slots, as the
+ * interpreter rounds them from the attrs, and step-dependent ones (Adam's
+ * bias corrections) come from ctx[KCTX_STEP]; all are computed once per
+ * chunk, before its element loop.  Every update of a program with the same
+ * rule and compiled hyperparameters runs in one kernel
+ * (lower_update_group): the params' elements in chunks of UPDATE_CHUNK, the
+ * chunks of all params one PARALLEL range. */
 enum { UPDATE_CHUNK = 4096 };
 
-static void update_elem(L *l, const Node *n, KStmt **at, KExpr *i, int ss, int bc2s);
+enum { MAX_USCALAR = 8 };
+static void update_scalars(L *l, const Node *n, KStmt ***at, int *sc);
+static void update_elem(L *l, const Node *n, KStmt **at, KExpr *i, const int *sc);
 
 /* for (v = lo; v < hi; v++) with expression bounds; returns the body slot. */
 static KStmt **loop_range(L *l, KStmt ***at, KExpr **ve, KExpr *lo, KExpr *hi, int flags) {
@@ -1010,36 +1020,22 @@ static KStmt **loop_range(L *l, KStmt ***at, KExpr **ve, KExpr *lo, KExpr *hi, i
 }
 
 static void lower_update_group(L *l, const Node *const *ns, int cnt) {
-  const Node *n = ns[0];
-  const double *f = n->a.f;
   KStmt **at = &l->kg.k->body;
-  int ss = -1, bc2s = -1;
-  if (n->op == OP_OPT_ADAM) {
-    KExpr *st = ctxv(l, KCTX_STEP);
-    KExpr *step = cast(l, KT_F64, sel(l, bin(l, KB_GT, st, ci(l, 0)), st, ci(l, 1)));
-    KExpr *bc1 = bin(l, KB_SUB, cd(l, 1), bin(l, KB_POW, cd(l, f[1]), step));
-    KExpr *bc2 = bin(l, KB_SUB, cd(l, 1), bin(l, KB_POW, cd(l, f[2]), step));
-    /* torch's p - lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps) with one division:
-     * p - (lr/bc1 * sqrt(bc2)) * m / (sqrt(v) + eps * sqrt(bc2)) (rounds
-     * differently from the interpreter by an ulp or so) */
-    KExpr *sb2 = un(l, KU_SQRT, bc2);
-    at = let(l, at, &ss, cast(l, KT_F32, bin(l, KB_MUL, bin(l, KB_DIV, cd(l, f[0]), bc1), sb2)));
-    at = let(l, at, &bc2s, cast(l, KT_F32, bin(l, KB_MUL, cd(l, f[3]), sb2)));
-  }
   int64_t par = 0;
   for (int k = 0; k < cnt; k++) par += (numel(ns[k]->in[0]) + UPDATE_CHUNK - 1) / UPDATE_CHUNK;
   int64_t c0 = 0;
   for (int k = 0; k < cnt; k++) {
     int64_t ne = numel(ns[k]->in[0]), nc = (ne + UPDATE_CHUNK - 1) / UPDATE_CHUNK;
     if (nc == 0) continue;
-    int tv;
+    int tv, sc[MAX_USCALAR];
     KStmt **body = loop(l, &at, &tv, par, KL_PARALLEL);
     KExpr *t = var(l, tv);
     body = if_(l, &body, bin(l, KB_AND, bin(l, KB_GE, t, ci(l, c0)), bin(l, KB_LT, t, ci(l, c0 + nc))));
+    update_scalars(l, ns[k], &body, sc);
     KExpr *lo = muli(l, bin(l, KB_SUB, t, ci(l, c0)), UPDATE_CHUNK);
     KExpr *hi = bin(l, KB_MIN, addi(l, lo, UPDATE_CHUNK), ci(l, ne)), *i;
     body = loop_range(l, &body, &i, lo, hi, KL_VECTOR);
-    update_elem(l, ns[k], body, i, ss, bc2s);
+    update_elem(l, ns[k], body, i, sc);
     c0 += nc;
   }
   l->kg.k->flops = 0;
@@ -1050,9 +1046,81 @@ static void lower_update_group(L *l, const Node *const *ns, int cnt) {
  * groups updates through lower_update_group). */
 static void lower_update(L *l, const Node *n) { lower_update_group(l, &n, 1); }
 
-/* The update of element i of n's param. */
-static void update_elem(L *l, const Node *n, KStmt **at, KExpr *i, int ss, int bc2s) {
-  const double *f = n->a.f;
+/* The first hyperparameter slot of update n: its f attrs in ops.def order. */
+static int hyper_base(L *l, const Node *n) {
+  if (l->hbase[n->id] >= 0) return l->hbase[n->id];
+  KProgram *p = l->p;
+  int base = p->nhyper;
+  for (int k = 0; k < 6; k++) {
+    char name[32];
+    if (op_attr_name(n->op, k, name, sizeof name)) break;
+    HyperSlot *h = &p->hyper[p->nhyper++];
+    *h = (HyperSlot){n, n->id, k, arena_printf(l->a, "%s", name), n->a.f[k], 0};
+    h->structural = !strcmp(name, "momentum") || !strcmp(name, "weight_decay");
+  }
+  return l->hbase[n->id] = base;
+}
+
+/* f64 hyperparameter f[k] of update n. */
+static KExpr *hyp(L *l, const Node *n, int k) { return kg_hyper(&l->kg, hyper_base(l, n) + k); }
+
+/* A local f32 rounded from the f64 expression e. */
+static KStmt **let_f32(L *l, KStmt **at, int *v, KExpr *e) { return let(l, at, v, cast(l, KT_F32, e)); }
+
+/* 1 - e in f64. */
+static KExpr *one_minus(L *l, KExpr *e) { return bin(l, KB_SUB, cd(l, 1), e); }
+
+/* The f32 scalars of update n's rule into locals sc[] (update_elem's names
+ * below), computed from the hyperparameter slots at *at. */
+static void update_scalars(L *l, const Node *n, KStmt ***at, int *sc) {
+  KStmt **a = *at;
+  switch (n->op) {
+  case OP_OPT_SGD:   /* sc: wd, momentum, -lr */
+    a = let_f32(l, a, &sc[0], hyp(l, n, 2));
+    a = let_f32(l, a, &sc[1], hyp(l, n, 1));
+    a = let_f32(l, a, &sc[2], un(l, KU_NEG, hyp(l, n, 0)));
+    break;
+  case OP_OPT_ADAM: {  /* sc: step size, eps*sqrt(bc2), 1-lr*wd, wd, 1-b1, b1, b2, 1-b2 */
+    KExpr *st = ctxv(l, KCTX_STEP);
+    KExpr *step = cast(l, KT_F64, sel(l, bin(l, KB_GT, st, ci(l, 0)), st, ci(l, 1)));
+    KExpr *bc1 = one_minus(l, bin(l, KB_POW, hyp(l, n, 1), step));
+    KExpr *bc2 = one_minus(l, bin(l, KB_POW, hyp(l, n, 2), step));
+    /* torch's p - lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps) with one division:
+     * p - (lr/bc1 * sqrt(bc2)) * m / (sqrt(v) + eps * sqrt(bc2)) (rounds
+     * differently from the interpreter by an ulp or so) */
+    int sb2;
+    a = let(l, a, &sb2, un(l, KU_SQRT, bc2));
+    a = let_f32(l, a, &sc[0], bin(l, KB_MUL, bin(l, KB_DIV, hyp(l, n, 0), bc1), var(l, sb2)));
+    a = let_f32(l, a, &sc[1], bin(l, KB_MUL, hyp(l, n, 3), var(l, sb2)));
+    a = let_f32(l, a, &sc[2], one_minus(l, bin(l, KB_MUL, hyp(l, n, 0), hyp(l, n, 4))));
+    a = let_f32(l, a, &sc[3], hyp(l, n, 4));
+    a = let_f32(l, a, &sc[4], one_minus(l, hyp(l, n, 1)));
+    a = let_f32(l, a, &sc[5], hyp(l, n, 1));
+    a = let_f32(l, a, &sc[6], hyp(l, n, 2));
+    a = let_f32(l, a, &sc[7], one_minus(l, hyp(l, n, 2)));
+    break;
+  }
+  case OP_OPT_RMSPROP:  /* sc: wd, alpha, 1-alpha, eps, momentum, -lr */
+    a = let_f32(l, a, &sc[0], hyp(l, n, 4));
+    a = let_f32(l, a, &sc[1], hyp(l, n, 1));
+    a = let_f32(l, a, &sc[2], one_minus(l, hyp(l, n, 1)));
+    a = let_f32(l, a, &sc[3], hyp(l, n, 2));
+    a = let_f32(l, a, &sc[4], hyp(l, n, 3));
+    a = let_f32(l, a, &sc[5], un(l, KU_NEG, hyp(l, n, 0)));
+    break;
+  case OP_OPT_ADAGRAD:  /* sc: wd, eps, -lr */
+    a = let_f32(l, a, &sc[0], hyp(l, n, 2));
+    a = let_f32(l, a, &sc[1], hyp(l, n, 1));
+    a = let_f32(l, a, &sc[2], un(l, KU_NEG, hyp(l, n, 0)));
+    break;
+  default: break;  /* RUNNING_STATS: batch_norm's momentum is the model's, compiled in */
+  }
+  *at = a;
+}
+
+/* The update of element i of n's param (sc: update_scalars). */
+static void update_elem(L *l, const Node *n, KStmt **at, KExpr *i, const int *sc) {
+  const double *f = n->a.f;   /* the structure: which hyperparameters are zero */
   int pb = buf_of(l, n->in[0]), gb = buf_of(l, n->in[1]);
   int sb = n->nin > 2 ? buf_of(l, n->in[2]) : -1, s2 = n->nin > 3 ? buf_of(l, n->in[3]) : -1;
   int p, g;
@@ -1061,59 +1129,57 @@ static void update_elem(L *l, const Node *n, KStmt **at, KExpr *i, int ss, int b
   KExpr *P = var(l, p);
   switch (n->op) {
   case OP_OPT_SGD: {  /* f: lr momentum weight_decay; i[0] nesterov */
-    if (f[2] != 0) at = set(l, at, g, add(l, var(l, g), mul(l, P, cf(l, f[2]))));
+    if (f[2] != 0) at = set(l, at, g, add(l, var(l, g), mul(l, P, var(l, sc[0]))));
     if (f[1] != 0) {
       int b;
       KExpr *first = bin(l, KB_LE, ctxv(l, KCTX_STEP), ci(l, 1));
-      at = let(l, at, &b, sel(l, first, var(l, g), add(l, mul(l, load(l, sb, i), cf(l, f[1])), var(l, g))));
+      at = let(l, at, &b, sel(l, first, var(l, g), add(l, mul(l, load(l, sb, i), var(l, sc[1])), var(l, g))));
       at = store(l, at, sb, i, var(l, b));
-      if (n->a.i[0]) at = set(l, at, g, add(l, var(l, g), mul(l, var(l, b), cf(l, f[1]))));
+      if (n->a.i[0]) at = set(l, at, g, add(l, var(l, g), mul(l, var(l, b), var(l, sc[1]))));
       else at = set(l, at, g, var(l, b));
     }
-    store(l, at, pb, i, add(l, P, mul(l, var(l, g), cf(l, -f[0]))));
+    store(l, at, pb, i, add(l, P, mul(l, var(l, g), var(l, sc[2]))));
     break;
   }
   case OP_OPT_ADAM: {  /* f: lr beta1 beta2 eps weight_decay; i[0] adamw */
-    double lr = f[0], b1 = f[1], b2 = f[2], wd = f[4];  /* eps is in bc2s */
-    if (n->a.i[0] && wd != 0) at = set(l, at, p, mul(l, P, cf(l, 1 - lr * wd)));
-    else if (wd != 0) at = set(l, at, g, add(l, var(l, g), mul(l, P, cf(l, wd))));
+    double wd = f[4];
+    if (n->a.i[0] && wd != 0) at = set(l, at, p, mul(l, P, var(l, sc[2])));
+    else if (wd != 0) at = set(l, at, g, add(l, var(l, g), mul(l, P, var(l, sc[3]))));
     int m, v;
     KExpr *m0 = load(l, sb, i), *G = var(l, g);
-    at = let(l, at, &m, add(l, mul(l, cf(l, 1 - b1), G), mul(l, m0, cf(l, b1))));
-    at = let(l, at, &v, add(l, mul(l, load(l, s2, i), cf(l, b2)), mul(l, mul(l, cf(l, 1 - b2), G), G)));
+    at = let(l, at, &m, add(l, mul(l, var(l, sc[4]), G), mul(l, m0, var(l, sc[5]))));
+    at = let(l, at, &v, add(l, mul(l, load(l, s2, i), var(l, sc[6])), mul(l, mul(l, var(l, sc[7]), G), G)));
     at = store(l, at, sb, i, var(l, m));
     at = store(l, at, s2, i, var(l, v));
-    KExpr *den = add(l, un(l, KU_SQRT, var(l, v)), var(l, bc2s));  /* bc2s: eps * sqrt(bc2) */
-    store(l, at, pb, i, add(l, var(l, p), bin(l, KB_DIV, mul(l, un(l, KU_NEG, var(l, ss)), var(l, m)), den)));
+    KExpr *den = add(l, un(l, KU_SQRT, var(l, v)), var(l, sc[1]));  /* eps * sqrt(bc2) */
+    store(l, at, pb, i, add(l, var(l, p), bin(l, KB_DIV, mul(l, un(l, KU_NEG, var(l, sc[0])), var(l, m)), den)));
     break;
   }
   case OP_OPT_RMSPROP: {  /* f: lr alpha eps momentum weight_decay */
-    double lr = f[0], al = f[1], eps = f[2], mom = f[3], wd = f[4];
-    if (wd != 0) at = set(l, at, g, add(l, var(l, g), mul(l, P, cf(l, wd))));
+    if (f[4] != 0) at = set(l, at, g, add(l, var(l, g), mul(l, P, var(l, sc[0]))));
     int sq;
     KExpr *G = var(l, g);
-    at = let(l, at, &sq, add(l, mul(l, load(l, sb, i), cf(l, al)), mul(l, mul(l, cf(l, 1 - al), G), G)));
+    at = let(l, at, &sq, add(l, mul(l, load(l, sb, i), var(l, sc[1])), mul(l, mul(l, var(l, sc[2]), G), G)));
     at = store(l, at, sb, i, var(l, sq));
-    KExpr *avg = add(l, un(l, KU_SQRT, var(l, sq)), cf(l, eps));
-    if (mom > 0) {
+    KExpr *avg = add(l, un(l, KU_SQRT, var(l, sq)), var(l, sc[3]));
+    if (f[3] > 0) {
       int b;
-      at = let(l, at, &b, add(l, mul(l, load(l, s2, i), cf(l, mom)), bin(l, KB_DIV, G, avg)));
+      at = let(l, at, &b, add(l, mul(l, load(l, s2, i), var(l, sc[4])), bin(l, KB_DIV, G, avg)));
       at = store(l, at, s2, i, var(l, b));
-      store(l, at, pb, i, add(l, P, mul(l, var(l, b), cf(l, -lr))));
+      store(l, at, pb, i, add(l, P, mul(l, var(l, b), var(l, sc[5]))));
     } else {
-      store(l, at, pb, i, add(l, P, bin(l, KB_DIV, mul(l, cf(l, -lr), G), avg)));
+      store(l, at, pb, i, add(l, P, bin(l, KB_DIV, mul(l, var(l, sc[5]), G), avg)));
     }
     break;
   }
   case OP_OPT_ADAGRAD: {  /* f: lr eps weight_decay */
-    double lr = f[0], eps = f[1], wd = f[2];
-    if (wd != 0) at = set(l, at, g, add(l, var(l, g), mul(l, P, cf(l, wd))));
+    if (f[2] != 0) at = set(l, at, g, add(l, var(l, g), mul(l, P, var(l, sc[0]))));
     int s;
     KExpr *G = var(l, g);
     at = let(l, at, &s, add(l, load(l, sb, i), mul(l, G, G)));
     at = store(l, at, sb, i, var(l, s));
-    KExpr *sd = add(l, un(l, KU_SQRT, var(l, s)), cf(l, eps));
-    store(l, at, pb, i, add(l, P, bin(l, KB_DIV, mul(l, cf(l, -lr), G), sd)));
+    KExpr *sd = add(l, un(l, KU_SQRT, var(l, s)), var(l, sc[1]));
+    store(l, at, pb, i, add(l, P, bin(l, KB_DIV, mul(l, var(l, sc[2]), G), sd)));
     break;
   }
   case OP_RUNNING_STATS: {  /* f: momentum; i[0] count; p, g: running mean and variance */
@@ -1334,6 +1400,13 @@ KProgram *lower_program(Diag *d, Arena *a, const Graph *g, Node *const *roots, i
   p->own_buf = p->node_buf;
   uint8_t *need = mark_needed(a, g, roots, nroots);
   L l = {.a = a, .p = p, .g = g, .kg = {.a = a, .p = p}};
+  l.hbase = arena_alloc(a, ((size_t)g->nnodes + 1) * sizeof *l.hbase);
+  int nupd = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    l.hbase[i] = -1;
+    nupd += (op_info[g->nodes[i]->op].flags & F_UPDATE) != 0;
+  }
+  p->hyper = arena_alloc(a, (6 * (size_t)nupd + 1) * sizeof *p->hyper);
   for (int i = 0; i < g->nnodes; i++) {
     const Node *n = g->nodes[i];
     p->node_buf[i] = -1;

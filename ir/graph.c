@@ -39,6 +39,27 @@ int op_attr_default(Op op, const char *name, double *v) {
   return -1;
 }
 
+int op_attr_name(Op op, int fslot, char *buf, size_t n) {
+  if ((int)op < 0 || op >= OP_COUNT || n == 0) return -1;
+  char want[16];
+  snprintf(want, sizeof want, "f%d", fslot);
+  size_t wl = strlen(want);
+  for (const char *p = op_info[op].attrs; *p;) {
+    const char *end = strchr(p, ' ');
+    if (!end) end = p + strlen(p);
+    const char *colon = memchr(p, ':', (size_t)(end - p));
+    if (colon && (size_t)(end - colon - 1) >= wl && !strncmp(colon + 1, want, wl) &&
+        (colon + 1 + wl == end || colon[1 + wl] == ':')) {
+      size_t len = (size_t)(colon - p) < n - 1 ? (size_t)(colon - p) : n - 1;
+      memcpy(buf, p, len);
+      buf[len] = 0;
+      return 0;
+    }
+    p = *end ? end + 1 : end;
+  }
+  return -1;
+}
+
 void graph_init(Graph *g, Arena *a) {
   memset(g, 0, sizeof *g);
   g->arena = a;

@@ -48,6 +48,9 @@ extern const OpInfo op_info[OP_COUNT];
 /* The default of attribute `name` of op (ops.def's attrs column) in *v;
  * 0, or -1 when the op has no such attribute or it has no default. */
 int op_attr_default(Op op, const char *name, double *v);
+/* The name of the attribute ops.def stores in Attr.f[fslot] of op into
+ * buf[n] (truncated); 0, or -1 when the op has none there. */
+int op_attr_name(Op op, int fslot, char *buf, size_t n);
 
 /* Attributes; which fields an op uses is written beside it in ops.def. */
 typedef struct Attr {

@@ -43,6 +43,44 @@ int engine_run(Engine *e, Diag *d, const RunCtx *ctx) {
   return interp_run(&e->it, d, e->want, ctx);
 }
 
+Engine *engine_clone(const Engine *o, int threads) {
+  Engine *e = calloc(1, sizeof *e);
+  if (!e) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  e->kind = o->kind;
+  e->g = o->g;
+  if (o->jit) {
+    e->jit = jit_clone(o->jit, threads);
+    return e;
+  }
+  interp_init(&e->it, e->g);
+  e->want = malloc((size_t)e->g->nnodes + 1);
+  if (!e->want) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  memcpy(e->want, o->want, (size_t)e->g->nnodes + 1);
+  return e;
+}
+
+/* The interpreter reads the update nodes' attrs: set them there. */
+static int interp_set_hyper(Graph *g, const Node *upd, const char *name, double v) {
+  int set = 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < g->nnodes; i++) {
+      Node *n = g->nodes[i];
+      if (!(op_info[n->op].flags & F_UPDATE) || n->op == OP_RUNNING_STATS || (upd && n != upd)) continue;
+      char an[32];
+      for (int k = 0; !op_attr_name(n->op, k, an, sizeof an); k++) {
+        if (strcmp(an, name)) continue;
+        int structural = !strcmp(an, "momentum") || !strcmp(an, "weight_decay");
+        if (!pass && structural && (n->a.f[k] == 0) != (v == 0)) return -1;
+        if (pass) n->a.f[k] = v, set++;
+      }
+    }
+  return set;
+}
+
+int engine_set_hyper(Engine *e, const Node *upd, const char *name, double v) {
+  return e->jit ? jit_set_hyper(e->jit, upd, name, v) : interp_set_hyper(e->g, upd, name, v);
+}
+
 void engine_set_part(Engine *e, int64_t part) {
   if (e->jit) jit_set_part(e->jit, part);
   else e->it.part = part;

@@ -6,6 +6,7 @@
 #ifndef NNDC_RUNTIME_H
 #define NNDC_RUNTIME_H
 
+#include <signal.h>
 #include <stdio.h>
 #include "../ir/ir.h"
 #include "../codegen/codegen.h"   /* KernelProf */
@@ -134,6 +135,17 @@ typedef struct Engine Engine;
 Engine *engine_new(Diag *d, Graph *g, Node *const *roots, int nroots, const EngineOpts *o);
 /* Binds an INPUT, PARAM or STATE leaf to caller memory (borrowed). */
 void  engine_bind(Engine *e, const Node *leaf, void *data);
+/* Another engine running o's compiled program (no compilation), with its own
+ * memory and no bindings; o must outlive it.  threads: 0 = o's (JIT). */
+Engine *engine_clone(const Engine *o, int threads);
+/* Sets optimizer option `name` ("lr", "momentum", "weight_decay", "beta1",
+ * "beta2", "eps", "alpha": ops.def's attribute names of the OPT_* updates)
+ * of update upd (NULL: of every update that has it) for the next runs; the
+ * program is not recompiled (codegen/jit.c: jit_set_hyper).  The
+ * interpreter's values are its graph's attrs, shared by the engines of that
+ * graph.  Returns the number of values set, or -1 when v would make zero a
+ * momentum or weight_decay compiled nonzero (or the other way round). */
+int   engine_set_hyper(Engine *e, const Node *upd, const char *name, double v);
 int   engine_run(Engine *e, Diag *d, const RunCtx *ctx);
 /* Data parallel: this process computes slice `part` of the global batch, and
  * noise and dropout draw their element i as part * numel + i, as one process
@@ -248,6 +260,20 @@ typedef struct EpochReport {
   int nsteps;                  /* 0: one loss (train_loss) */
 } EpochReport;
 
+/* The compiled programs of a training run: the step of tg, the evaluation
+ * of eg and of etail (NULL when that graph is NULL).  A sweep compiles them
+ * once per shape set (rt_train_engines) and gives each trial clones
+ * (engine_clone: no compilation) with its own optimizer options
+ * (engine_set_hyper). */
+typedef struct TrainEngines {
+  Engine *step, *eval, *etail;
+} TrainEngines;
+/* Compiles the engines rt_train would for tg (from pass_optim, not split), eg
+ * and etail (each may be NULL: no engine); 0, or -1 after reporting. */
+int  rt_train_engines(Diag *d, Graph *tg, Graph *eg, Graph *etail, const EngineOpts *eo, TrainEngines *out);
+void rt_train_engines_clone(const TrainEngines *o, int threads, TrainEngines *out);
+void rt_train_engines_free(TrainEngines *t);
+
 typedef struct TrainOpts {
   EngineOpts engine;
   int64_t epochs;
@@ -259,6 +285,9 @@ typedef struct TrainOpts {
   const char *save_path;       /* training checkpoint every save_every steps (NULL: none) */
   int64_t save_every;          /* 0: never */
   int64_t max_steps;           /* stop once ms->step reaches it, as if interrupted (0: no limit) */
+  const TrainEngines *engines; /* NULL: compile; else run on these (borrowed; built for these graphs) */
+  int local;                   /* 1: this process alone, even under MPI (the trials of a sweep) */
+  const volatile sig_atomic_t *stop;  /* non-NULL: stop between steps once *stop (Ctrl-C), as max_steps */
 } TrainOpts;
 
 /* Trains `tg` (built with training=1 and the train batch, after pass_autodiff

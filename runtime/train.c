@@ -95,24 +95,34 @@ typedef struct Eval {
   Engine *e;
   Batch b;
   Graph *g;
+  int borrowed;        /* e is the caller's (TrainEngines) */
 } Eval;
 
-static int eval_open(Diag *d, Eval *ev, Graph *g, ModelState *ms, const Dataset *ds, const EngineOpts *eo) {
-  memset(ev, 0, sizeof *ev);
-  ev->g = g;
-  Node *roots[64];
+/* The roots of an evaluation engine: loss and metrics. */
+static int eval_roots(const Graph *g, Node **roots) {
   int n = 0;
   if (g->loss) roots[n++] = g->loss;
   for (int i = 0; i < g->nmetrics && n < 64; i++) roots[n++] = g->metrics[i].node;
+  return n;
+}
+
+/* pre: an engine compiled for g's eval_roots (borrowed), or NULL: compile one. */
+static int eval_open(Diag *d, Eval *ev, Graph *g, ModelState *ms, const Dataset *ds, const EngineOpts *eo,
+                     Engine *pre) {
+  memset(ev, 0, sizeof *ev);
+  ev->g = g;
+  Node *roots[64];
+  int n = eval_roots(g, roots);
   if (batch_init(d, &ev->b, g, ds) || check_fed(d, g, roots, n, &ev->b)) return -1;
-  ev->e = engine_new(d, g, roots, n, eo);
+  ev->e = pre ? pre : engine_new(d, g, roots, n, eo);
+  ev->borrowed = pre != NULL;
   if (!ev->e) return -1;
   bind_all(ev->e, g, ms, &ev->b, 0);
   return 0;
 }
 
 static void eval_close(Eval *ev) {
-  engine_free(ev->e);
+  if (!ev->borrowed) engine_free(ev->e);
   batch_free(&ev->b);
 }
 
@@ -134,16 +144,16 @@ static int eval_batch(Diag *d, Eval *ev, const Dataset *ds, const int64_t *perm,
  * count-weighted loss and metrics of its own into sums[0..nm), and the
  * samples it evaluated into sums[nm + 1]. */
 static int eval_share(Diag *d, Eval *ev, Graph *tail, ModelState *ms, const Dataset *ds, const EngineOpts *eo,
-                      const int64_t *perm, double *sums, int nm) {
+                      const int64_t *perm, double *sums, int nm, const TrainEngines *pre, int local) {
   int64_t bs = ev->b.size, nfull = bs > 0 ? ds->nsamples / bs : 0;
-  int rank = comm_rank(), K = comm_size();
+  int rank = local ? 0 : comm_rank(), K = local ? 1 : comm_size();
   int rc = 0;
   for (int64_t j = rank; !rc && j < nfull; j += K, sums[nm + 1] += (double)bs)
     rc = eval_batch(d, ev, ds, perm, j * bs, &sums[0], &sums[1]);
   int64_t done = nfull * bs;
   if (rc || !tail || done >= ds->nsamples || nfull % K != rank) return rc;
   Eval et;
-  rc = eval_open(d, &et, tail, ms, ds, eo);
+  rc = eval_open(d, &et, tail, ms, ds, eo, pre ? pre->etail : NULL);
   if (!rc && et.b.size != ds->nsamples - done) {
     diag_error(d, (Loc){0}, "internal: tail batch %lld != %lld", (long long)et.b.size,
                (long long)(ds->nsamples - done));
@@ -155,20 +165,22 @@ static int eval_share(Diag *d, Eval *ev, Graph *tail, ModelState *ms, const Data
   return rc;
 }
 
-int rt_evaluate(Diag *d, Graph *g, Graph *tail, ModelState *ms, const Dataset *ds,
-                const EngineOpts *eo, double *loss, double *metrics) {
+/* rt_evaluate on the engines of pre (NULL: compiled here); local: this
+ * process alone, even under MPI. */
+static int evaluate(Diag *d, Graph *g, Graph *tail, ModelState *ms, const Dataset *ds, const EngineOpts *eo,
+                    const TrainEngines *pre, int local, double *loss, double *metrics) {
   int64_t *perm = malloc((size_t)ds->nsamples * sizeof *perm);
   double *sums = calloc((size_t)g->nmetrics + 2, sizeof *sums);   /* loss, metrics, samples */
   if (!perm || !sums) nndc_fatal(__FILE__, __LINE__, "out of memory");
   for (int64_t i = 0; i < ds->nsamples; i++) perm[i] = i;
   int nm = g->nmetrics;
   Eval ev;
-  int rc = eval_open(d, &ev, g, ms, ds, eo);
+  int rc = eval_open(d, &ev, g, ms, ds, eo, pre ? pre->eval : NULL);
   int64_t bs = ev.b.size;
-  if (!rc) rc = eval_share(d, &ev, tail, ms, ds, eo, perm, sums, nm);
+  if (!rc) rc = eval_share(d, &ev, tail, ms, ds, eo, perm, sums, nm, pre, local);
   eval_close(&ev);
   free(perm);
-  if (!rc) rc = comm_allreduce_f64(d, sums, nm + 2);
+  if (!rc && !local) rc = comm_allreduce_f64(d, sums, nm + 2);
   double done = sums[nm + 1];
   *loss = sums[0];
   for (int i = 0; i < nm; i++) metrics[i] = sums[1 + i];
@@ -182,6 +194,11 @@ int rt_evaluate(Diag *d, Graph *g, Graph *tail, ModelState *ms, const Dataset *d
   *loss /= done;
   for (int i = 0; i < nm; i++) metrics[i] /= done;
   return 0;
+}
+
+int rt_evaluate(Diag *d, Graph *g, Graph *tail, ModelState *ms, const Dataset *ds,
+                const EngineOpts *eo, double *loss, double *metrics) {
+  return evaluate(d, g, tail, ms, ds, eo, NULL, 0, loss, metrics);
 }
 
 /* After a non-finite loss: re-runs the batch's forward pass in the reference
@@ -242,6 +259,7 @@ enum { OVERLAP_BUCKET = 1 << 16 };   /* floats (256 KiB); a larger gradient has 
 typedef struct Stepper {
   Engine *e;
   Engine *upd;         /* split: the optimizer updates (NULL: e does everything) */
+  int borrowed;        /* e is the caller's (TrainEngines) */
   Batch b;
   float **snapshot;    /* [nparams] params before the step, for diagnosis */
   float *flat;         /* split: [nflat] the gradients, then the loss and each metric */
@@ -364,30 +382,40 @@ static int stepper_split(Diag *d, Stepper *s, Graph *tg, ModelState *ms, const E
   return 0;
 }
 
-static int stepper_open(Diag *d, Stepper *s, Graph *tg, ModelState *ms, const Dataset *ds,
-                        const EngineOpts *eo) {
-  memset(s, 0, sizeof *s);
+/* The roots of the training step's engine into a malloc'd *roots. */
+static int step_roots(const Graph *tg, Node ***roots) {
   int split = graph_is_split(tg);
   int n = 0, cap = 1 + tg->nmetrics + tg->nupdates + tg->nparams;
-  Node **roots = malloc((size_t)cap * sizeof *roots);
-  if (!roots) nndc_fatal(__FILE__, __LINE__, "out of memory");
-  roots[n++] = tg->loss;
-  for (int i = 0; i < tg->nmetrics; i++) roots[n++] = tg->metrics[i].node;
+  Node **r = *roots = malloc((size_t)cap * sizeof *r);
+  if (!r) nndc_fatal(__FILE__, __LINE__, "out of memory");
+  r[n++] = tg->loss;
+  for (int i = 0; i < tg->nmetrics; i++) r[n++] = tg->metrics[i].node;
   for (int i = 0; i < tg->nupdates; i++)
-    if (!split || !is_optimizer_update(tg->updates[i])) roots[n++] = tg->updates[i];
+    if (!split || !is_optimizer_update(tg->updates[i])) r[n++] = tg->updates[i];
   for (int i = 0; split && i < tg->nupdates; i++)
-    if (is_optimizer_update(tg->updates[i])) roots[n++] = tg->grads[param_of(tg, tg->updates[i]->in[0])];
+    if (is_optimizer_update(tg->updates[i])) r[n++] = tg->grads[param_of(tg, tg->updates[i]->in[0])];
+  return n;
+}
+
+/* pre: an engine compiled for tg's step_roots (borrowed; tg not split), or NULL. */
+static int stepper_open(Diag *d, Stepper *s, Graph *tg, ModelState *ms, const Dataset *ds,
+                        const EngineOpts *eo, Engine *pre, int rank) {
+  memset(s, 0, sizeof *s);
+  int split = graph_is_split(tg);
+  Node **roots;
+  int n = step_roots(tg, &roots);
   int rc = batch_init(d, &s->b, tg, ds);
   if (!rc) rc = check_fed(d, tg, roots, n, &s->b);
   if (!rc) {
-    s->e = engine_new(d, tg, roots, n, eo);
+    s->e = pre ? pre : engine_new(d, tg, roots, n, eo);
+    s->borrowed = pre != NULL;
     rc = s->e ? 0 : -1;
   }
   free(roots);
   if (!rc && split) rc = stepper_split(d, s, tg, ms, eo);
   if (rc) return -1;
   bind_all(s->e, tg, ms, &s->b, 1);
-  engine_set_part(s->e, comm_rank());
+  engine_set_part(s->e, rank);
   s->snapshot = calloc((size_t)tg->nparams + 1, sizeof *s->snapshot);
   if (!s->snapshot) nndc_fatal(__FILE__, __LINE__, "out of memory");
   for (int i = 0; i < tg->nparams; i++) {
@@ -398,7 +426,7 @@ static int stepper_open(Diag *d, Stepper *s, Graph *tg, ModelState *ms, const Da
 }
 
 static void stepper_close(Stepper *s, const Graph *tg) {
-  engine_free(s->e);
+  if (!s->borrowed) engine_free(s->e);
   engine_free(s->upd);
   batch_free(&s->b);
   for (int i = 0; s->snapshot && i < tg->nparams; i++) free(s->snapshot[i]);
@@ -452,7 +480,7 @@ static int evaluate_epoch(Diag *d, Graph *eg, Graph *etail, ModelState *ms, cons
   if (!test) return 0;
   r->has_test = 1;
   r->test_metrics = test_metrics;
-  return rt_evaluate(d, eg, etail, ms, test, &o->engine, &r->test_loss, test_metrics);
+  return evaluate(d, eg, etail, ms, test, &o->engine, o->engines, o->local, &r->test_loss, test_metrics);
 }
 
 /* FNV-1a over the graph's structure: ops, types, shapes, operands and
@@ -515,14 +543,14 @@ static int check_key(Diag *d, const RunKey *was, const RunKey *now) {
 }
 
 /* Opens one stepper per step graph; step k's optimizer state follows the
- * earlier steps' in ms->states. */
+ * earlier steps' in ms->states; pre: a prebuilt engine for the first. */
 static int steppers_open(Diag *d, Stepper *s, Graph *const *tgs, int nsteps, ModelState *ms, const Dataset *ds,
-                         const EngineOpts *eo) {
+                         const EngineOpts *eo, Engine *pre, int rank) {
   int64_t off = 0;
   for (int k = 0; k < nsteps; k++) {
     ModelState sub = *ms;
     sub.states = ms->states + off;
-    if (stepper_open(d, &s[k], tgs[k], &sub, ds, eo)) return -1;
+    if (stepper_open(d, &s[k], tgs[k], &sub, ds, eo, k == 0 ? pre : NULL, rank)) return -1;
     off += tgs[k]->nstates;
   }
   return 0;
@@ -568,7 +596,11 @@ int rt_train_steps(Diag *d, Graph *const *tgs, int S, Graph *eg, Graph *etail, M
       diag_error(d, (Loc){0}, "the model has no loss to train");
       return -1;
     }
-  int K = comm_size(), rank = comm_rank();
+  int K = o->local ? 1 : comm_size(), rank = o->local ? 0 : comm_rank();
+  if (o->engines && (S > 1 || graph_is_split(tg))) {
+    diag_error(d, (Loc){0}, "internal: prebuilt engines need one graph from pass_optim");
+    return -1;
+  }
   for (int k = 0; k < S; k++)
     if (K > 1 && !graph_is_split(tgs[k]) && tgs[k]->nupdates > 0) {
       diag_error(d, (Loc){0}, "internal: training on %d processes needs a graph from pass_optim_split", K);
@@ -577,13 +609,13 @@ int rt_train_steps(Diag *d, Graph *const *tgs, int S, Graph *eg, Graph *etail, M
   Graph all = S > 1 ? graph_steps_union((const Graph *const *)tgs, S) : *tg;
   Stepper *s = calloc((size_t)S, sizeof *s);
   if (!s) nndc_fatal(__FILE__, __LINE__, "out of memory");
-  if (steppers_open(d, s, tgs, S, ms, train, &o->engine)) {
+  if (steppers_open(d, s, tgs, S, ms, train, &o->engine, o->engines ? o->engines->step : NULL, rank)) {
     steppers_close(s, tgs, S);
     return -1;
   }
   int64_t bs = s[0].b.size, gb = bs * K, n = train->nsamples, nb = gb > 0 ? n / gb : 0;
   RunKey key = {o->seed, bs, n, K, o->shuffle};
-  if (sync_processes(d, &all, ms, train, test, bs) || (ms->resumed && check_key(d, &ms->key, &key))) {
+  if ((K > 1 && sync_processes(d, &all, ms, train, test, bs)) || (ms->resumed && check_key(d, &ms->key, &key))) {
     steppers_close(s, tgs, S);
     return -1;
   }
@@ -619,7 +651,7 @@ int rt_train_steps(Diag *d, Graph *const *tgs, int S, Graph *eg, Graph *etail, M
     if (first == 0)
       for (int i = 0; i < ms->nsums; i++) ms->sums[i] = 0;
     for (int64_t bi = first; bi < nb && !rc; bi++) {
-      if (o->max_steps > 0 && ms->step >= o->max_steps) {
+      if ((o->max_steps > 0 && ms->step >= o->max_steps) || (o->stop && *o->stop)) {
         stop = 1;
         break;
       }
@@ -671,4 +703,39 @@ int rt_train_steps(Diag *d, Graph *const *tgs, int S, Graph *eg, Graph *etail, M
   free(test_metrics);
   steppers_close(s, tgs, S);
   return rc;
+}
+
+int rt_train_engines(Diag *d, Graph *tg, Graph *eg, Graph *etail, const EngineOpts *eo, TrainEngines *out) {
+  memset(out, 0, sizeof *out);
+  if (tg && (!tg->loss || !tg->updates || graph_is_split(tg))) {
+    diag_error(d, (Loc){0}, "the model has no loss to train");
+    return -1;
+  }
+  Node **roots, *er[64];
+  if (tg) {
+    int n = step_roots(tg, &roots);
+    out->step = engine_new(d, tg, roots, n, eo);
+    free(roots);
+    if (!out->step) return -1;
+  }
+  if (eg) out->eval = engine_new(d, eg, er, eval_roots(eg, er), eo);
+  if (etail && (!eg || out->eval)) out->etail = engine_new(d, etail, er, eval_roots(etail, er), eo);
+  if ((eg && !out->eval) || (etail && !out->etail)) {
+    rt_train_engines_free(out);
+    return -1;
+  }
+  return 0;
+}
+
+void rt_train_engines_clone(const TrainEngines *o, int threads, TrainEngines *out) {
+  out->step = o->step ? engine_clone(o->step, threads) : NULL;
+  out->eval = o->eval ? engine_clone(o->eval, threads) : NULL;
+  out->etail = o->etail ? engine_clone(o->etail, threads) : NULL;
+}
+
+void rt_train_engines_free(TrainEngines *t) {
+  engine_free(t->etail);
+  engine_free(t->eval);
+  engine_free(t->step);
+  memset(t, 0, sizeof *t);
 }

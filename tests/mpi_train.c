@@ -325,3 +325,28 @@ Test(mpi, processes_that_disagree_stop_at_startup, .timeout = 300) {
   free(out);
   free(dir);
 }
+
+/* nndc sweep under mpirun: rank r runs trials r, r+K, ... alone (compiling
+ * only the shape sets it needs), rank 0 prints the table and the CSV of all:
+ * the same figures as one process. */
+Test(mpi, sweep_spreads_trials_over_ranks, .timeout = 300) {
+  char *dir = util_tmpdir();
+  write_data(dir, "", 96, 1);
+  write_data(dir, "t", 40, 2);
+  int st;
+#define SWEEP "%s sweep " MLP " --data x=%s/x.npy --data y=%s/y.npy --test x=%s/tx.npy --test y=%s/ty.npy " \
+              "--grid lr=0.001,0.01 --grid batch=8,16 --epochs 1 --threads 1 -v --csv %s/%s.csv 2>&1; " \
+              "cut -d, -f1-7 %s/%s.csv"
+  char *one = sh(&st, SWEEP, NNDC_BIN, dir, dir, dir, dir, dir, "one", dir, "one");
+  cr_assert_eq(st, 0, "%s", one);
+  char *two = sh(&st, MPIRUN " -np 2 " SWEEP, NNDC_BIN, dir, dir, dir, dir, dir, "two", dir, "two");
+  cr_assert_eq(st, 0, "%s", two);
+  cr_expect(strstr(two, "rank 0 compiled 1 training programs"), "trials 1, 3 (batch 8) on rank 0\n%s", two);
+  cr_expect(strstr(two, "rank 1 compiled 1 training programs"), "trials 2, 4 (batch 16) on rank 1\n%s", two);
+  const char *a = strstr(one, "trial,lr"), *b = strstr(two, "trial,lr");
+  cr_assert(a && b, "%s\n%s", one, two);
+  cr_expect_str_eq(a, b, "one process:\n%s\ntwo:\n%s", one, two);
+  free(one);
+  free(two);
+  free(dir);
+}

@@ -536,3 +536,54 @@ Test(emitc, errors) {
   free(sh(cmd));
   free(dir);
 }
+
+/* emit-c --train reads the optimizer options from <m>_hyper at every step:
+ * one sgd step (momentum: the buffer is the gradient on step 1) with the
+ * compiled lr moves W by -0.1 g; with W's lr set to 0.05 and b's to 0 it
+ * moves W by exactly half that and leaves b alone. */
+Test(emitc, train_step_reads_runtime_options) {
+  char *dir = util_tmpdir(), p[600], cmd[2000];
+  snprintf(p, sizeof p, "%s/lin.nnd", dir);
+  util_write_file(p, "input x: f32[N, 3]\ninput t: f32[N, 1]\nparam W: f32[3, 1] = ones\nparam b: f32[1]\n"
+                     "loss = mse(x @ W + b, t)\ntrain {\n  optimizer = sgd(lr=0.1, momentum=0.9)\n  batch = 2\n}\n");
+  snprintf(p, sizeof p, "%s/driver.c", dir);
+  util_write_file(p,
+      "#include <stdio.h>\n#include <stdlib.h>\n#include \"lin.h\"\n"
+      "static void step(float *W, float *b) {\n"
+      "  float x[6] = {1, 2, 3, -1, 0.5f, 2}, t[2] = {0, 1}, loss, mb[3] = {0}, bb[1] = {0};\n"
+      "  W[0] = W[1] = W[2] = 1; b[0] = 0;\n"
+      "  lin_params p = {W, b};\n  lin_inputs in = {x, t};\n  lin_outputs out = {&loss};\n"
+      "  lin_state s = {0, mb, bb};\n"
+      "  void *ws = malloc(lin_workspace_size() + 1);\n  lin_train_step(&p, &s, &in, &out, ws);\n  free(ws);\n}\n"
+      "int main(void) {\n"
+      "  float W0[3], b0[1], W1[3], b1[1];\n"
+      "  if (lin_hyper[LIN_HYPER_W_LR] != 0.1 || lin_hyper[LIN_HYPER_B_MOMENTUM] != 0.9) return 3;\n"
+      "  step(W0, b0);\n"
+      "  lin_hyper[LIN_HYPER_W_LR] = 0.05;\n  lin_hyper[LIN_HYPER_B_LR] = 0;\n"
+      "  step(W1, b1);\n"
+      "  for (int i = 0; i < 3; i++) printf(\"%.9g %.9g\\n\", 1 - W0[i], 1 - W1[i]);\n"
+      "  printf(\"%.9g %.9g\\n\", b0[0], b1[0]);\n  return 0;\n}\n");
+  snprintf(cmd, sizeof cmd, "%s emit-c %s/lin.nnd --train -o %s 2>&1 && cd %s && cc -std=c99 -Wall -Wextra -Werror -pedantic "
+           "-O1 lin.c driver.c -o prog -lm 2>&1 && ./prog", NNDC_BIN, dir, dir, dir);
+  int st;
+  char *out = util_run(cmd, &st);
+  cr_assert_eq(st, 0, "%s", out);
+  double d0[4], d1[4];
+  const char *s = strstr(out, "lin.c\n");   /* after emit-c's line */
+  cr_assert(s, "%s", out);
+  s += 6;
+  for (int i = 0; i < 4; i++) {
+    int n;
+    cr_assert_eq(sscanf(s, "%lf %lf%n", &d0[i], &d1[i], &n), 2, "%s", out);
+    s += n;
+  }
+  for (int i = 0; i < 3; i++) {
+    cr_expect(d0[i] != 0, "W[%d] did not move: %s", i, out);
+    cr_expect(fabs(d1[i] - d0[i] / 2) <= 1e-6 * fabs(d0[i]), "W[%d]: %g vs half of %g", i, d1[i], d0[i]);
+  }
+  cr_expect(d0[3] != 0 && d1[3] == 0, "b: %g then %g (lr 0)", d0[3], d1[3]);
+  free(out);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  free(sh(cmd));
+  free(dir);
+}

@@ -5,8 +5,12 @@
  * fed the committed gradient of each step, pass_autodiff + pass_optim add the
  * update, the reference interpreter runs steps 1..4, and the param and the
  * optimizer state after every step must match torch's to 2 ulp (the
- * reference kernels in fact reproduce torch bit for bit).  Also a forward and
- * backward golden of a tiny MLP against torch autograd.
+ * reference kernels in fact reproduce torch bit for bit).  The JIT runs the
+ * same steps with its optimizer options as run-time values: a program
+ * compiled with other options and then given the case's (engine_set_hyper,
+ * on a clone too) must equal the program compiled with the case's bit for
+ * bit, and torch to a few ulp.  Also a forward and backward golden of a tiny
+ * MLP against torch autograd.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -75,20 +79,16 @@ static Node *sum_all(Graph *g, Node *x) {
   return ir_build(g, OP_SUM, &x, 1, &a, (Loc){0});
 }
 
+static Node *case_graph(Graph *g, Arena *a, const OptimCfg *o, Node **gin);
+
 static void run_case(const Case *c) {
   Arena arena;
   Graph g;
   Diag d;
   arena_init(&arena);
-  graph_init(&g, &arena);
   diag_init(&d);
   Shape s = {2, {2, 3}};
-  Node *w = leaf(&g, OP_PARAM, s, "w"), *gin = leaf(&g, OP_INPUT, s, "G");
-  set_params(&g, &w, 1);
-  g.loss = sum_all(&g, ir_bin(&g, OP_MUL, w, gin));
-  g.train.opt = c->o;
-  cr_assert_eq(pass_autodiff(&d, &g), 0);
-  cr_assert_eq(pass_optim(&d, &g), 0, "%s", d.buf ? d.buf : "");
+  Node *gin, *w = case_graph(&g, &arena, &c->o, &gin);
   cr_assert_eq(g.nupdates, 1);
   cr_assert_eq(ir_verify(&g, &d), 0, "%s", d.buf ? d.buf : "");
 
@@ -133,6 +133,145 @@ static void run_case(const Case *c) {
   arena_free(&arena);
 }
 
+/* The case's graph (loss sum(w * G)) with optimizer o, after pass_optim. */
+static Node *case_graph(Graph *g, Arena *a, const OptimCfg *o, Node **gin) {
+  Diag d;
+  diag_init(&d);
+  graph_init(g, a);
+  Shape s = {2, {2, 3}};
+  Node *w = leaf(g, OP_PARAM, s, "w");
+  *gin = leaf(g, OP_INPUT, s, "G");
+  set_params(g, &w, 1);
+  g->loss = sum_all(g, ir_bin(g, OP_MUL, w, *gin));
+  g->train.opt = *o;
+  cr_assert_eq(pass_autodiff(&d, g), 0);
+  cr_assert_eq(pass_optim(&d, g), 0, "%s", d.buf ? d.buf : "");
+  diag_free(&d);
+  return w;
+}
+
+/* STEPS steps of engine e from the committed p0 and grads; the params after each into out[STEPS * 6]. */
+static void jit_steps(Graph *g, Engine *e, Node *w, Node *gin, float *out) {
+  Diag d;
+  diag_init(&d);
+  float *p = load("p0", 6), *grads = load("grads", STEPS * 6), *st[4] = {0};
+  engine_bind(e, w, p);
+  for (int k = 0; k < g->nstates; k++) engine_bind(e, g->states[k].node, st[k] = calloc(6, sizeof(float)));
+  for (int step = 1; step <= STEPS; step++) {
+    engine_bind(e, gin, grads + (step - 1) * 6);
+    RunCtx ctx = {0, step, 1};
+    cr_assert_eq(engine_run(e, &d, &ctx), 0, "%s", d.buf ? d.buf : "");
+    memcpy(out + (step - 1) * 6, p, 6 * sizeof(float));
+  }
+  for (int k = 0; k < g->nstates; k++) free(st[k]);
+  free(p);
+  free(grads);
+  diag_free(&d);
+}
+
+/* Other options of the same structure (zero where c's are zero). */
+static OptimCfg perturbed(const OptimCfg *c) {
+  OptimCfg o = *c;
+  o.lr *= 3, o.beta1 = 0.5, o.beta2 = 0.6, o.eps *= 10, o.alpha = 0.5;
+  if (o.momentum != 0) o.momentum = 0.3;
+  if (o.weight_decay != 0) o.weight_decay = 0.7;
+  return o;
+}
+
+static void set_options(Engine *e, const OptimCfg *o) {
+  static const char *const names[] = {"lr", "momentum", "beta1", "beta2", "eps", "alpha", "weight_decay"};
+  const double v[] = {o->lr, o->momentum, o->beta1, o->beta2, o->eps, o->alpha, o->weight_decay};
+  int set = 0;
+  for (int k = 0; k < 7; k++) {
+    int n = engine_set_hyper(e, NULL, names[k], v[k]);
+    cr_assert_geq(n, 0, "%s", names[k]);
+    set += n;
+  }
+  cr_expect_gt(set, 0);
+}
+
+static void jit_case(const Case *c) {
+  Arena a1, a2;
+  arena_init(&a1);
+  arena_init(&a2);
+  Graph g1, g2;
+  Node *gin1, *gin2;
+  OptimCfg other = perturbed(&c->o);
+  Node *w1 = case_graph(&g1, &a1, &c->o, &gin1), *w2 = case_graph(&g2, &a2, &other, &gin2);
+  Diag d;
+  diag_init(&d);
+  EngineOpts eo = {ENGINE_JIT, 1, 0};
+  Engine *baked = engine_new(&d, &g1, g1.updates, g1.nupdates, &eo);
+  Engine *compiled = engine_new(&d, &g2, g2.updates, g2.nupdates, &eo);
+  cr_assert(baked && compiled, "%s", d.buf ? d.buf : "");
+  Engine *clone = engine_clone(compiled, 1);
+  set_options(compiled, &c->o);
+  set_options(clone, &c->o);
+  float want[STEPS * 6], got[STEPS * 6], got_clone[STEPS * 6];
+  jit_steps(&g1, baked, w1, gin1, want);
+  jit_steps(&g2, compiled, w2, gin2, got);
+  jit_steps(&g2, clone, w2, gin2, got_clone);
+  cr_expect(!memcmp(want, got, sizeof want), "%s: run-time options differ from compiled ones", c->name);
+  cr_expect(!memcmp(want, got_clone, sizeof want), "%s: the clone differs", c->name);
+  float *torch = load(arena_printf(&a1, "%s.p", c->name), STEPS * 6);
+  cr_expect(util_compare(c->name, got, torch, STEPS * 6, 1e-30, 1e-6) <= 1, "%s: JIT vs torch", c->name);
+  /* structure: a zero momentum or weight decay compiled nonzero is another program */
+  if (c->o.momentum != 0) cr_expect_eq(engine_set_hyper(compiled, NULL, "momentum", 0), -1);
+  if (c->o.weight_decay == 0) cr_expect_eq(engine_set_hyper(compiled, NULL, "weight_decay", 0.1), -1);
+  cr_expect_eq(engine_set_hyper(compiled, NULL, "no_such_option", 1), 0);
+  free(torch);
+  engine_free(clone);
+  engine_free(compiled);
+  engine_free(baked);
+  diag_free(&d);
+  arena_free(&a1);
+  arena_free(&a2);
+}
+
+Test(optim, jit_runtime_options_match_compiled_and_torch) {
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) jit_case(&cases[i]);
+}
+
+/* Params a f32[3] and b (shape sb), loss sum(a) (or sum(a + b) with add), optimizer o, after pass_optim. */
+static void two_param_graph(Graph *g, Arena *a, Diag *d, Shape sb, int add, OptimCfg o, Node **p) {
+  arena_init(a);
+  graph_init(g, a);
+  diag_init(d);
+  p[0] = leaf(g, OP_PARAM, (Shape){1, {3}}, "a"), p[1] = leaf(g, OP_PARAM, sb, "b");
+  set_params(g, p, 2);
+  g->loss = sum_all(g, add ? ir_bin(g, OP_ADD, p[0], p[1]) : p[0]);
+  g->train.opt = o;
+  cr_assert_eq(pass_autodiff(d, g), 0);
+  cr_assert_eq(pass_optim(d, g), 0);
+}
+
+/* Options are per update node: another lr for one param leaves the other's alone. */
+Test(optim, runtime_options_per_update) {
+  for (int engine = 0; engine < 2; engine++) {
+    Arena arena;
+    Graph g;
+    Diag d;
+    Node *p[2];
+    two_param_graph(&g, &arena, &d, (Shape){1, {3}}, 1, (OptimCfg){OPTIM_SGD, 0.5, 0, 0, 0, 0, 0, 0, 0}, p);
+    EngineOpts eo = {engine ? ENGINE_INTERP : ENGINE_JIT, 1, 0};
+    Engine *e = engine_new(&d, &g, g.updates, g.nupdates, &eo);
+    cr_assert(e, "%s", d.buf ? d.buf : "");
+    float va[3] = {1, 1, 1}, vb[3] = {1, 1, 1};
+    engine_bind(e, p[0], va);
+    engine_bind(e, p[1], vb);
+    float st[2][3] = {{0}};
+    for (int k = 0; k < g.nstates && k < 2; k++) engine_bind(e, g.states[k].node, st[k]);
+    cr_expect_eq(engine_set_hyper(e, g.updates[1], "lr", 0.25), 1);
+    RunCtx ctx = {0, 1, 1};
+    cr_assert_eq(engine_run(e, &d, &ctx), 0, "%s", d.buf ? d.buf : "");
+    cr_expect_eq(va[0], 0.5f, "a: %g", va[0]);    /* 1 - 0.5 * 1 */
+    cr_expect_eq(vb[0], 0.75f, "b: %g", vb[0]);   /* 1 - 0.25 * 1 */
+    engine_free(e);
+    diag_free(&d);
+    arena_free(&arena);
+  }
+}
+
 Test(optim, matches_torch_every_configuration) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
 }
@@ -150,15 +289,8 @@ Test(optim, states_and_updates) {
     Arena arena;
     Graph g;
     Diag d;
-    arena_init(&arena);
-    graph_init(&g, &arena);
-    diag_init(&d);
-    Node *p[2] = {leaf(&g, OP_PARAM, (Shape){1, {3}}, "a"), leaf(&g, OP_PARAM, (Shape){2, {2, 2}}, "b")};
-    set_params(&g, p, 2);
-    g.loss = sum_all(&g, p[0]);
-    g.train.opt = (OptimCfg){want[i].k, 0.1, 0, 0.9, 0.999, 1e-8, 0.99, 0, 0};
-    cr_assert_eq(pass_autodiff(&d, &g), 0);
-    cr_assert_eq(pass_optim(&d, &g), 0);
+    Node *p[2];
+    two_param_graph(&g, &arena, &d, (Shape){2, {2, 2}}, 0, (OptimCfg){want[i].k, 0.1, 0, 0.9, 0.999, 1e-8, 0.99, 0, 0}, p);
     cr_expect_eq(g.nupdates, 2);
     cr_expect_eq(g.nstates, 2 * want[i].nstates);
     cr_expect_str_eq(g.states[want[i].nstates].name, want[i].first);

@@ -37,6 +37,13 @@ typedef struct Cli {
   const char *eps;                     /* attack --eps E1,E2,... (NULL: 0,0.05,0.1,0.2) */
   const char *log, *plot;              /* train --log F.csv, --plot F.svg */
   int64_t log_every;                   /* train --log-every K (0: not given) */
+  Pair opts[MAX_ITEMS];    int nopts;    /* train --opt KEY=VALUE (optimizer options) */
+  const char *grid[MAX_ITEMS];  int ngrid;    /* sweep --grid KEY=V1,V2,... */
+  const char *range[MAX_ITEMS]; int nrange;   /* sweep --range KEY=DIST */
+  int64_t random;                      /* sweep --random N (0: not given) */
+  int64_t parallel;                    /* sweep --parallel P (0: not given) */
+  const char *csv;                     /* sweep --csv FILE */
+  int verbose;                         /* -v */
 } Cli;
 
 /* nndc.c */
@@ -70,6 +77,13 @@ TrainLog *trainlog_open(Cli *c, Diag *d, const Graph *g);
 void trainlog_step(TrainLog *l, const TrainProgress *p);
 void trainlog_epoch(TrainLog *l, const EpochReport *r);
 void trainlog_close(TrainLog *l);
+/* sweep.c */
+int cmd_sweep(Cli *c, Diag *d);
+/* Sets optimizer option key (lr, momentum, weight_decay, beta1, beta2, eps,
+ * alpha) of o; 0, or -1 when there is no such option. */
+int optim_option(OptimCfg *o, const char *key, double v);
+/* Whether the updates of tg (after pass_optim) have option key. */
+int optim_has_option(const Graph *tg, const char *key);
 /* bench.c */
 int cmd_bench(Cli *c, Diag *d);
 /* emitc.c */

@@ -9,6 +9,8 @@
  *                    [--log F.csv] [--log-every K] [--plot F.svg]
  *   nndc attack M.nnd --load P --test NAME=FILE ... [--eps E1,E2,...] [--batch B] [--grad-input NAME]
  *   mpirun -np K nndc train ...   (data-parallel, spec 11)
+ *   nndc sweep M.nnd --data ... --test ... (--grid KEY=V1,... | --random N --range KEY=DIST)
+ *                    [--parallel P] [--csv FILE] [--seed S] [--epochs E] [-v]
  *   nndc emit-c M.nnd -o DIR [--train] [--weights P]
  *   nndc bench M.nnd [--train] [--json] [--repeats R] [--baseline]
  *   nndc import MODEL.onnx [-o DIR]
@@ -38,9 +40,14 @@ static void usage(void) {
         "  train M.nnd --data NAME=FILE ... [--test NAME=FILE ...] [--load P] [--save P]\n"
         "              [--save-every K] [--resume] [--epochs E] [--batch B] [--seed S] [--no-shuffle]\n"
         "              [--log F.csv] [--log-every K] [--plot F.svg]\n"
+        "              [--opt KEY=VALUE] (optimizer options: lr, momentum, weight_decay, beta1, ...)\n"
         "              (under mpirun -np K: data-parallel on K processes)\n"
         "  attack M.nnd --load P --test NAME=FILE ... [--eps E1,E2,...] [--batch B] [--grad-input NAME]\n"
         "              test loss and metrics under the fast gradient sign method at each epsilon\n"
+        "  sweep M.nnd --data ... --test ... (--grid KEY=V1,V2,... | --random N --range KEY=DIST)\n"
+        "              [--parallel P] [--csv FILE] [--seed S] [--epochs E] [-v]\n"
+        "              KEY: lr momentum weight_decay beta1 beta2 eps alpha batch epochs seed;\n"
+        "              DIST: uniform(a,b) or loguniform(a,b) (under mpirun: trials over the ranks)\n"
         "  emit-c M.nnd -o DIR [--train] [--weights P]\n"
         "  bench M.nnd [--train] [--json] [--repeats R] [--baseline]\n"
         "  generate M.nnd --load P [--prompt TEXT] [--tokens K] [--temperature T] [--top-k K] [--seed S]\n"
@@ -115,7 +122,21 @@ static void parse_option(Cli *c, int argc, char **argv, int *i) {
     add_pair(c->feeds, &c->nfeeds, parse_pair(a, optval(argc, argv, i)), a);
   } else if (!strcmp(a, "--test")) {
     add_pair(c->tests, &c->ntests, parse_pair(a, optval(argc, argv, i)), a);
-  } else if (!strcmp(a, "--load")) c->load = optval(argc, argv, i);
+  } else if (!strcmp(a, "--opt")) {
+    Pair p = parse_pair(a, optval(argc, argv, i));
+    char *end;
+    double v = strtod(p.path, &end);
+    if (*end || !isfinite(v) || v < 0) usage_error("--opt %s: '%s' is not a number >= 0", p.name, p.path);
+    add_pair(c->opts, &c->nopts, p, a);
+  } else if (!strcmp(a, "--grid") || !strcmp(a, "--range")) {
+    int *n = a[2] == 'g' ? &c->ngrid : &c->nrange;
+    if (*n >= MAX_ITEMS) usage_error("too many %s options", a);
+    (a[2] == 'g' ? c->grid : c->range)[(*n)++] = optval(argc, argv, i);
+  } else if (!strcmp(a, "--random")) c->random = parse_int(a, optval(argc, argv, i), 1);
+  else if (!strcmp(a, "--parallel")) c->parallel = parse_int(a, optval(argc, argv, i), 1);
+  else if (!strcmp(a, "--csv")) c->csv = optval(argc, argv, i);
+  else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) c->verbose = 1;
+  else if (!strcmp(a, "--load")) c->load = optval(argc, argv, i);
   else if (!strcmp(a, "--save")) c->save = optval(argc, argv, i);
   else if (!strcmp(a, "--out")) c->out = optval(argc, argv, i);
   else if (!strcmp(a, "-o")) c->emit_dir = optval(argc, argv, i);
@@ -181,7 +202,7 @@ static void parse_args(Cli *c, int argc, char **argv) {
   }
   c->cmd = argv[1];
   static const char *cmds[] = {"check", "ir", "run", "train", "emit-c", "bench", "generate", "import", "export",
-                               "attack"};
+                               "attack", "sweep"};
   int known = 0;
   for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++) known |= !strcmp(c->cmd, cmds[k]);
   if (!known) usage_error("unknown command '%s'", c->cmd);
@@ -243,6 +264,10 @@ int compile_train(Cli *c, Diag *d, Graph *tgs, Arena *a, int64_t batch, int spli
   for (int k = 0; k < n; k++) {
     if (k) compile(c, d, &tgs[k], a, 1, batch, NULL, 0);
     if (tgs[k].train.nsteps) graph_use_step(&tgs[k], k + 1);
+    for (int i = 0; i < c->nopts; i++)   /* --opt KEY=VALUE over the optimizer (of every step) */
+      if (optim_option(&tgs[k].train.opt, c->opts[i].name, strtod(c->opts[i].path, NULL)))
+        usage_error("--opt: the optimizer has no option '%s' (lr, momentum, weight_decay, beta1, beta2, eps, alpha)",
+                    c->opts[i].name);
     if (pass_autodiff(d, &tgs[k]) || (split ? pass_optim_split(d, &tgs[k]) : pass_optim(d, &tgs[k]))) fail(d);
   }
   return n;
@@ -313,6 +338,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(c.cmd, "import")) rc = cmd_import(&c, &d);
   else if (!strcmp(c.cmd, "export")) rc = cmd_export(&c, &d);
   else if (!strcmp(c.cmd, "attack")) rc = cmd_attack(&c, &d);
+  else if (!strcmp(c.cmd, "sweep")) rc = cmd_sweep(&c, &d);
   else rc = cmd_emit_c(&c, &d);
   flush_diag(&d);
   diag_free(&d);

@@ -335,7 +335,7 @@ int cmd_train(Cli *c, Diag *d) {
   Show show = {&tg, nsteps > 1 ? nsteps : 0, isatty(2) && rank0, 0, trainlog_open(c, d, &tg)};
   TrainOpts o = {engine_opts(c), c->epochs >= 0 ? c->epochs : tg.train.epochs,
                  c->no_shuffle ? 0 : tg.train.shuffle, tg.train.seed, on_progress, on_epoch, &show,
-                 c->save, c->save_every, 0};
+                 c->save, c->save_every, 0, NULL, 0, NULL};
   if (rank0) {
     printf("training %s: %lld samples, batch %lld", c->model, (long long)train.nsamples,
            (long long)tg.inputs[0].node->shape.dim[0]);
