@@ -1189,11 +1189,12 @@ int c_emit_steps(Diag *d, const Graph *g, const Graph *const *tgs, int ntg, floa
   for (int k = 0; k < ntg; k++)
     if (check_same_leaves(&e, tgs[k])) goto done;
   if (lower(&e, &e.fwd, g, 0, "fwd")) goto done;
-  for (int k = 0; k < ntg; k++)
+  for (int k = 0; k < ntg; k++) {
     if (lower(&e, &e.train[k], tgs[k], 1, ntg > 1 ? arena_printf(&a, "train%d", k) : "train")) goto done;
     const char *sn = tgs[k]->step ? ident(&a, tgs[k]->train.steps[tgs[k]->step - 1].name) : NULL;
     e.train[k].hyper = sn ? arena_printf(&a, "%s_hyper_%s", e.m, sn) : arena_printf(&a, "%s_hyper", e.m);
     e.train[k].hyper_m = sn ? arena_printf(&a, "%s_HYPER_%s", e.M, upper(&a, sn)) : arena_printf(&a, "%s_HYPER", e.M);
+  }
   *source = emit_source(&e);
   *header = emit_header(&e);
   rc = 0;
