@@ -537,21 +537,28 @@ static int k_one_hot(K *k) {
   return 0;
 }
 
+/* Row r of logits x [N, C]: its max *mx and sum *se of exp(x - mx); -1
+ * after reporting a label outside [0, C). */
+static int ce_row(K *k, const float *x, int32_t lab, int64_t C, double *mx, double *se) {
+  if (lab < 0 || lab >= C) {
+    diag_error(k->d, k->n->loc, "label %d out of range [0, %lld)", (int)lab, (long long)C);
+    return -1;
+  }
+  *mx = -INFINITY, *se = 0;
+  for (int64_t j = 0; j < C; j++) *mx = x[j] > *mx ? x[j] : *mx;
+  for (int64_t j = 0; j < C; j++) *se += exp(x[j] - *mx);
+  return 0;
+}
+
 /* logits [N, C], labels i32 [N] -> y []: mean over n of logsumexp(x[n]) - x[n, y[n]] */
 static int k_cross_entropy(K *k) {
   const Shape *s = &k->n->in[0]->shape;
   int64_t N = s->dim[0], C = s->dim[1];
   const int32_t *lab = k->x[1];
-  double total = 0;
+  double total = 0, mx, se;
   for (int64_t r = 0; r < N; r++) {
     const float *x = X0 + r * C;
-    if (lab[r] < 0 || lab[r] >= C) {
-      diag_error(k->d, k->n->loc, "label %d out of range [0, %lld)", (int)lab[r], (long long)C);
-      return -1;
-    }
-    double mx = -INFINITY, se = 0;
-    for (int64_t j = 0; j < C; j++) mx = x[j] > mx ? x[j] : mx;
-    for (int64_t j = 0; j < C; j++) se += exp(x[j] - mx);
+    if (ce_row(k, x, lab[r], C, &mx, &se)) return -1;
     total += -(x[lab[r]] - mx - log(se));
   }
   Y[0] = (float)(N ? total / (double)N : NAN);
@@ -564,16 +571,10 @@ static int k_ce_bwd(K *k) {
   const Shape *s = &k->n->in[0]->shape;
   int64_t N = s->dim[0], C = s->dim[1];
   const int32_t *lab = k->x[1];
-  double scale = (double)((const float *)k->x[2])[0] / (double)N;
+  double scale = (double)((const float *)k->x[2])[0] / (double)N, mx, se;
   for (int64_t r = 0; r < N; r++) {
     const float *x = X0 + r * C;
-    if (lab[r] < 0 || lab[r] >= C) {
-      diag_error(k->d, k->n->loc, "label %d out of range [0, %lld)", (int)lab[r], (long long)C);
-      return -1;
-    }
-    double mx = -INFINITY, se = 0;
-    for (int64_t j = 0; j < C; j++) mx = x[j] > mx ? x[j] : mx;
-    for (int64_t j = 0; j < C; j++) se += exp(x[j] - mx);
+    if (ce_row(k, x, lab[r], C, &mx, &se)) return -1;
     for (int64_t j = 0; j < C; j++) Y[r * C + j] = (float)((exp(x[j] - mx) / se - (j == lab[r])) * scale);
   }
   return 0;
